@@ -1,0 +1,12 @@
+//! Planning: what the system should look like ([`desired`]), what it looks like
+//! ([`observed`]), and the ordered list of changes between the two ([`plan`]).
+//!
+//! Everything here is plain data and plain functions: no processes, sockets or disks.
+
+pub mod desired;
+pub mod observed;
+pub mod plan;
+
+pub use desired::{desired_state, RunConfig};
+pub use observed::{observed_hash, ObservedService, ObservedSite, ProcessState, Health, SiteState};
+pub use plan::{make_plan, Action, Change, Plan, PlanError, PlanOptions, SitePlan, SourceId, Summary, PLAN_FORMAT_VERSION};

@@ -1,0 +1,334 @@
+//! The spec's types. These structs *are* the format: serde reads them (unknown fields are
+//! refused), schemars derives the JSON Schema from them, and nothing else describes the format.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, Cpu, Duration};
+
+/// The only `apiVersion` this build reads.
+pub const API_VERSION: &str = "resurgo.dev/v1alpha1";
+
+/// One spec file. A spec is one file or a folder of them; their sections are merged, and a
+/// name defined twice is an error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// Version of the format; must be `resurgo.dev/v1alpha1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// Name of the system; given once across all files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Parameters that differ between deployments (regions, ports, scale). Use them in any
+    /// value as `${inputs.NAME}`; override with `--set NAME=VALUE`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub inputs: IndexMap<String, Input>,
+    /// Failure domains where services run.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub sites: IndexMap<String, Site>,
+    /// Workloads.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub services: IndexMap<String, Service>,
+    /// Data the services own.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub datasets: IndexMap<String, Dataset>,
+    /// How clients reach services.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub routes: IndexMap<String, Route>,
+    /// Recovery objectives for the whole system; datasets may set a stricter RPO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<Objectives>,
+}
+
+/// An input: a default value, optionally described.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Input {
+    /// A bare default: `region: eu-west-1`.
+    Value(InputValue),
+    /// A default with a description.
+    Described {
+        default: InputValue,
+        #[serde(default)]
+        description: Option<String>,
+    },
+}
+
+impl Input {
+    pub fn default_value(&self) -> &InputValue {
+        match self {
+            Input::Value(v) | Input::Described { default: v, .. } => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum InputValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+}
+
+/// A failure domain: a region, a data centre, a cluster, or (with the `local` provider) an
+/// address on this machine.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Which provider runs this site's services.
+    pub provider: ProviderKind,
+    /// The IP address services at this site listen on (for `local`, a loopback address such
+    /// as `127.0.1.1`, so every site keeps the declared ports).
+    pub address: std::net::IpAddr,
+    /// Region or location label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// What the site can hold.
+    pub capacity: Resources,
+    /// Capabilities the site offers (`postgres`, `gpu`, `ssd`…), matched against services'
+    /// `requires`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// Where this site keeps backups: `file:///path` or `s3://bucket/prefix?endpoint=…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// `local` provider: the site's state folder (default: `<state>/sites/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Supervised processes on this machine.
+    Local,
+}
+
+/// CPU and memory, asked for by a service or offered by a site.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default)]
+    pub cpu: Cpu,
+    #[serde(default)]
+    pub memory: ByteSize,
+}
+
+/// A workload.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The program to run.
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment: plain values, or references to secrets (`{secret: {env: NAME}}` or
+    /// `{secret: {file: PATH}}`) that are read when the service starts and never recorded.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, EnvValue>,
+    /// Working directory (default: the service's state folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// TCP ports the service listens on, on its site's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// How to tell that the service works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    /// Services that must be healthy before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Capabilities a site must offer to run this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub resources: Resources,
+    /// The site where the service is active.
+    pub site: String,
+    /// Sites that can take the service over, in order of preference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby: Vec<String>,
+    /// What the controller does about drift: `manual` reports it, `auto` corrects it.
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    /// How long a graceful stop waits after SIGTERM before SIGKILL (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Plain(String),
+    Secret {
+        secret: SecretRef,
+    },
+}
+
+/// Where a secret's value is read from. The value itself never appears in a spec, a plan, a
+/// log or a report.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    /// An environment variable of the resurgo process.
+    Env(String),
+    /// A file whose content (without a trailing newline) is the value.
+    File(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// Report drift, change nothing (the default: correcting is opted into).
+    #[default]
+    Manual,
+    /// Correct drift: restart dead processes, restart changed ones with the declared config.
+    Auto,
+}
+
+/// A health check: exactly one of `http`, `tcp`, `exec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecProbe>,
+    /// Time between probes (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// Time one probe may take (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// How long a start may take to become healthy before it has failed (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout: Option<Duration>,
+}
+
+/// Healthy when `GET path` on the site's address answers 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    pub port: u16,
+    #[serde(default = "default_http_path")]
+    pub path: String,
+}
+
+fn default_http_path() -> String {
+    "/".into()
+}
+
+/// Healthy when a TCP connection to the port succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbe {
+    pub port: u16,
+}
+
+/// Healthy when the command exits 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecProbe {
+    pub command: Vec<String>,
+}
+
+/// Data a service owns. Protection (schedules, replication, restore) reads these.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    /// The service that owns the data.
+    pub service: String,
+    /// What kind of data it is.
+    #[serde(rename = "type")]
+    pub kind: DatasetKind,
+    /// Directory or SQLite file, relative to the service's working directory or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// PostgreSQL connection (`host=… port=… user=… dbname=…`); the password is a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// How the DR site is kept ready: `backup` (restore from replicated backups) or
+    /// `standby` (a live replica).
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Time between backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Duration>,
+    /// Most data that may be lost, as time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<Duration>,
+    /// Sites the backups are replicated to (default: the owning service's standby sites).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicate_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    Directory,
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    #[default]
+    Backup,
+    Standby,
+}
+
+/// How clients reach a service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The service the route leads to, at whichever site it is active.
+    pub service: String,
+    /// The service port the route leads to (default: the service's first port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(rename = "type")]
+    pub kind: RouteKind,
+    /// `proxy`: the address:port the built-in proxy listens on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Proxy,
+    Dns,
+    Hook,
+}
+
+/// Recovery objectives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Objectives {
+    /// Longest time until service is back after a site is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<Duration>,
+    /// Most data that may be lost, as time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<Duration>,
+}
+
+/// A whole system: all files merged, inputs resolved. What validation and planning read.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct System {
+    pub name: String,
+    pub inputs: IndexMap<String, InputValue>,
+    pub sites: IndexMap<String, Site>,
+    pub services: IndexMap<String, Service>,
+    pub datasets: IndexMap<String, Dataset>,
+    pub routes: IndexMap<String, Route>,
+    pub objectives: Objectives,
+}

@@ -1,0 +1,298 @@
+//! Typed scalars of the spec — durations, byte sizes, CPU amounts, endpoints — each parsed
+//! from the text a person writes (`1m30s`, `512Mi`, `500m`) with a message that says what is
+//! accepted.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! string_scalar {
+    ($ty:ident, $schema_name:literal, $pattern:literal, $description:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = RawScalar::deserialize(d)?;
+                $ty::parse(&raw.0).map_err(de::Error::custom)
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                Cow::Borrowed($schema_name)
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                schemars::json_schema!({
+                    "type": ["string", "number"],
+                    "pattern": $pattern,
+                    "description": $description,
+                })
+            }
+        }
+    };
+}
+
+/// Accepts a string or a number and hands over its text, so `cpu: 2` and `cpu: "2"` agree.
+struct RawScalar(String);
+
+impl<'de> Deserialize<'de> for RawScalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = RawScalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A span of time, written `500ms`, `10s`, `5m`, `1h`, or combined: `1m30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let bad = || {
+            format!("malformed duration `{text}`: write a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`")
+        };
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let mut total = std::time::Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let scale = match &rest[..unit_len] {
+                "ms" => 0.001,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return Err(bad()),
+            };
+            rest = &rest[unit_len..];
+            total += std::time::Duration::from_secs_f64(number * scale);
+        }
+        Ok(Duration(total))
+    }
+
+    pub fn from_millis(ms: u64) -> Duration {
+        Duration(std::time::Duration::from_millis(ms))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 != 0 || ms == 0 {
+            write!(f, "{ms}ms")
+        } else if ms % 60_000 != 0 {
+            write!(f, "{}s", ms / 1000)
+        } else if ms % 3_600_000 != 0 {
+            write!(f, "{}m", ms / 60_000)
+        } else {
+            write!(f, "{}h", ms / 3_600_000)
+        }
+    }
+}
+
+string_scalar!(
+    Duration,
+    "Duration",
+    "^([0-9.]+(ms|s|m|h))+$",
+    "A duration: a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`."
+);
+
+/// An amount of memory or storage in bytes, written `512Mi`, `2Gi`, `1G`, or a plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let bad = || {
+            format!("malformed size `{text}`: write a number and an optional unit (Ki, Mi, Gi, Ti, k, M, G, T), e.g. `512Mi`")
+        };
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let number: f64 = t[..split].parse().map_err(|_| bad())?;
+        let scale: u64 = match &t[split..] {
+            "" => 1,
+            "k" | "K" => 1000,
+            "M" => 1000_u64.pow(2),
+            "G" => 1000_u64.pow(3),
+            "T" => 1000_u64.pow(4),
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        Ok(ByteSize((number * scale as f64).round() as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for (unit, scale) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+            if self.0 >= scale && self.0 % scale == 0 {
+                return write!(f, "{}{unit}", self.0 / scale);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+string_scalar!(
+    ByteSize,
+    "ByteSize",
+    "^[0-9.]+(Ki|Mi|Gi|Ti|k|K|M|G|T)?$",
+    "A size in bytes: a number and an optional unit (Ki, Mi, Gi, Ti, k, M, G, T), e.g. `512Mi`."
+);
+
+/// An amount of CPU in thousandths of a core, written `2`, `1.5` or `500m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Cpu(pub u64);
+
+impl Cpu {
+    pub fn parse(text: &str) -> Result<Cpu, String> {
+        let bad = || format!("malformed CPU amount `{text}`: write cores (`2`, `0.5`) or millicores (`500m`)");
+        let t = text.trim();
+        if let Some(milli) = t.strip_suffix('m') {
+            return milli.parse::<u64>().map(Cpu).map_err(|_| bad());
+        }
+        let cores: f64 = t.parse().map_err(|_| bad())?;
+        if !cores.is_finite() || cores < 0.0 {
+            return Err(bad());
+        }
+        Ok(Cpu((cores * 1000.0).round() as u64))
+    }
+}
+
+impl fmt::Display for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.0 % 1000 == 0 {
+            write!(f, "{}", self.0 / 1000)
+        } else {
+            write!(f, "{}m", self.0)
+        }
+    }
+}
+
+string_scalar!(
+    Cpu,
+    "Cpu",
+    "^([0-9.]+|[0-9]+m)$",
+    "CPU: cores (`2`, `0.5`) or millicores (`500m`)."
+);
+
+/// Checks a repository URL: `file:///abs/path`, a plain absolute path, or
+/// `s3://bucket[/prefix][?endpoint=http://host:port&region=r]`.
+pub fn check_repository_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("malformed repository URL `{url}`: {why}");
+    if url.starts_with('/') {
+        return Ok(());
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(bad("expected `file:///path`, `/path` or `s3://bucket/prefix`"));
+    };
+    match scheme {
+        "file" if rest.starts_with('/') => Ok(()),
+        "file" => Err(bad("a file URL needs an absolute path, e.g. `file:///var/backups/a`")),
+        "s3" => {
+            let (bucket_path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let bucket = bucket_path.split('/').next().unwrap_or("");
+            if bucket.is_empty()
+                || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            {
+                return Err(bad("the bucket name must be lowercase letters, digits, `-` and `.`"));
+            }
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some(("endpoint", v)) => check_http_url(v).map_err(|e| bad(&e))?,
+                    Some(("region", _)) => {}
+                    _ => return Err(bad(&format!("unknown parameter `{pair}` (known: endpoint, region)"))),
+                }
+            }
+            Ok(())
+        }
+        other => Err(bad(&format!("unsupported scheme `{other}` (supported: file, s3)"))),
+    }
+}
+
+/// Checks an `http://host[:port][/path]` or `https://…` URL.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("malformed URL `{url}`: expected http:// or https://"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(format!("malformed URL `{url}`: no host"));
+    }
+    if let Some(p) = port {
+        p.parse::<u16>().map_err(|_| format!("malformed URL `{url}`: bad port `{p}`"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(Duration::parse("1m30s").unwrap().0.as_secs(), 90);
+        assert_eq!(Duration::parse("500ms").unwrap().0.as_millis(), 500);
+        assert_eq!(Duration::parse("1.5s").unwrap().0.as_millis(), 1500);
+        assert!(Duration::parse("10").is_err());
+        assert!(Duration::parse("5x").is_err());
+        assert!(Duration::parse("").is_err());
+        assert_eq!(Duration::parse("90s").unwrap().to_string(), "90s");
+    }
+
+    #[test]
+    fn sizes_and_cpu() {
+        assert_eq!(ByteSize::parse("512Mi").unwrap().0, 512 << 20);
+        assert_eq!(ByteSize::parse("1G").unwrap().0, 1_000_000_000);
+        assert!(ByteSize::parse("12XB").is_err());
+        assert_eq!(Cpu::parse("500m").unwrap().0, 500);
+        assert_eq!(Cpu::parse("1.5").unwrap().0, 1500);
+        assert!(Cpu::parse("lots").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert!(check_repository_url("file:///var/b").is_ok());
+        assert!(check_repository_url("s3://bkt/pre?endpoint=http://127.0.0.1:9000").is_ok());
+        assert!(check_repository_url("ftp://x").is_err());
+        assert!(check_repository_url("s3://Bad_Bucket").is_err());
+        assert!(check_http_url("http://127.0.0.1:99999/").is_err());
+    }
+}

@@ -1,0 +1,407 @@
+//! The semantic rules of a spec: references resolve, dependencies form no cycle, every site a
+//! service may run on offers what it requires and has room for it, no two services share an
+//! address and port, and objectives are achievable. Each rule has its own message, pointed at
+//! the offending key or value.
+
+use std::collections::{BTreeMap, HashMap};
+
+use indexmap::IndexMap;
+
+use crate::diag::Diagnostic;
+use crate::load::{list_or_none, Sources};
+use crate::model::{DatasetKind, EnvValue, Resources, RouteKind, SecretRef, Strategy, System};
+use crate::yaml::Seg;
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
+}
+
+struct Checker<'a> {
+    system: &'a System,
+    sources: &'a Sources,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, section: &str, name: &str, rest: &[Seg], message: String) {
+        self.diags.push(self.sources.diag(section, name, rest, false, message));
+    }
+
+    fn err_key(&mut self, section: &str, name: &str, rest: &[Seg], message: String) {
+        self.diags.push(self.sources.diag(section, name, rest, true, message));
+    }
+
+    fn names(&self, section: &str) -> String {
+        let names: Vec<&str> = match section {
+            "sites" => self.system.sites.keys().map(String::as_str).collect(),
+            "services" => self.system.services.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        list_or_none(&names)
+    }
+}
+
+/// Runs every rule; returns all problems found.
+pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
+    let mut c = Checker { system, sources, diags: Vec::new() };
+    check_names(&mut c);
+    check_sites(&mut c);
+    check_services(&mut c);
+    check_cycles(&mut c);
+    check_capacity(&mut c);
+    check_ports(&mut c);
+    check_datasets(&mut c);
+    check_routes(&mut c);
+    c.diags
+}
+
+pub(crate) fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+fn check_names(c: &mut Checker) {
+    let sections: [(&str, &str, Vec<&String>); 4] = [
+        ("sites", "site", c.system.sites.keys().collect()),
+        ("services", "service", c.system.services.keys().collect()),
+        ("datasets", "dataset", c.system.datasets.keys().collect()),
+        ("routes", "route", c.system.routes.keys().collect()),
+    ];
+    for (section, what, names) in sections {
+        for name in names {
+            if !valid_name(name) {
+                c.err_key(
+                    section,
+                    name,
+                    &[],
+                    format!("invalid {what} name `{name}`: use lowercase letters, digits, `-` and `_`, at most 63, starting and ending with a letter or digit"),
+                );
+            }
+        }
+    }
+}
+
+fn check_sites(c: &mut Checker) {
+    let mut by_address: HashMap<std::net::IpAddr, &str> = HashMap::new();
+    for (name, site) in &c.system.sites {
+        if let Some(other) = by_address.insert(site.address, name) {
+            c.err("sites", name, &[key("address")], format!("sites `{other}` and `{name}` share the address {}; each site needs its own", site.address));
+        }
+        if let Some(url) = &site.repository {
+            if let Err(e) = crate::units::check_repository_url(url) {
+                c.err("sites", name, &[key("repository")], format!("site `{name}`: {e}"));
+            }
+        }
+    }
+}
+
+fn check_services(c: &mut Checker) {
+    let system = c.system;
+    for (name, svc) in &system.services {
+        if svc.command.trim().is_empty() {
+            c.err("services", name, &[key("command")], format!("service `{name}` has an empty command"));
+        }
+        match system.sites.get(&svc.site) {
+            None => {
+                let msg = format!("service `{name}` is active at site `{}`, which is not declared; declared sites: {}", svc.site, c.names("sites"));
+                c.err("services", name, &[key("site")], msg);
+            }
+            Some(site) => {
+                for cap in &svc.requires {
+                    if !site.capabilities.contains(cap) {
+                        let msg = format!(
+                            "service `{name}` requires capability `{cap}`, which its site `{}` does not offer (offers: {})",
+                            svc.site,
+                            list_or_none(&site.capabilities.iter().map(String::as_str).collect::<Vec<_>>())
+                        );
+                        c.err("services", name, &[key("site")], msg);
+                    }
+                }
+            }
+        }
+        for (i, standby) in svc.standby.iter().enumerate() {
+            let at = [key("standby"), Seg::Index(i)];
+            if standby == &svc.site {
+                c.err("services", name, &at, format!("service `{name}` lists its active site `{standby}` as a standby"));
+                continue;
+            }
+            if svc.standby[..i].contains(standby) {
+                c.err("services", name, &at, format!("service `{name}` lists standby site `{standby}` twice"));
+                continue;
+            }
+            let Some(site) = system.sites.get(standby) else {
+                let msg = format!("service `{name}` names standby site `{standby}`, which is not declared; declared sites: {}", c.names("sites"));
+                c.err("services", name, &at, msg);
+                continue;
+            };
+            for cap in &svc.requires {
+                if !site.capabilities.contains(cap) {
+                    let msg = format!(
+                        "standby site `{standby}` of service `{name}` lacks capability `{cap}` (offers: {})",
+                        list_or_none(&site.capabilities.iter().map(String::as_str).collect::<Vec<_>>())
+                    );
+                    c.err("services", name, &at, msg);
+                }
+            }
+        }
+        for (i, dep) in svc.depends_on.iter().enumerate() {
+            let at = [key("depends_on"), Seg::Index(i)];
+            if dep == name {
+                c.err("services", name, &at, format!("service `{name}` depends on itself"));
+            } else if !system.services.contains_key(dep) {
+                let msg = format!("service `{name}` depends on `{dep}`, which is not a declared service; declared services: {}", c.names("services"));
+                c.err("services", name, &at, msg);
+            }
+        }
+        for (var, value) in &svc.env {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                c.err_key("services", name, &[key("env"), key(var)], format!("service `{name}`: invalid environment variable name `{var}`"));
+            }
+            if let EnvValue::Secret { secret: SecretRef::Env(v) | SecretRef::File(v) } = value {
+                if v.is_empty() {
+                    c.err("services", name, &[key("env"), key(var)], format!("service `{name}`: secret for `{var}` names nothing"));
+                }
+            }
+        }
+        if let Some(h) = &svc.health {
+            let kinds = [h.http.is_some(), h.tcp.is_some(), h.exec.is_some()].iter().filter(|b| **b).count();
+            if kinds != 1 {
+                c.err_key("services", name, &[key("health")], format!("service `{name}`: a health check needs exactly one of `http`, `tcp`, `exec` (found {kinds})"));
+            }
+            if let Some(exec) = &h.exec {
+                if exec.command.is_empty() {
+                    c.err("services", name, &[key("health"), key("exec"), key("command")], format!("service `{name}`: the exec health check has an empty command"));
+                }
+            }
+            if let Some(http) = &h.http {
+                if !http.path.starts_with('/') {
+                    c.err("services", name, &[key("health"), key("http"), key("path")], format!("service `{name}`: malformed health check path `{}`: it must start with `/`", http.path));
+                }
+            }
+            for (field, value) in [("interval", h.interval), ("timeout", h.timeout), ("start_timeout", h.start_timeout)] {
+                if value.is_some_and(|d| d.0.is_zero()) {
+                    c.err("services", name, &[key("health"), key(field)], format!("service `{name}`: health check {field} must be greater than zero"));
+                }
+            }
+        }
+    }
+}
+
+/// Finds dependency cycles and names each one once, e.g. `a → b → c → a`.
+fn check_cycles(c: &mut Checker) {
+    let services = &c.system.services;
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut marks: IndexMap<&str, Mark> = services.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    let mut cycles: Vec<Vec<String>> = Vec::new();
+    for start in services.keys() {
+        if marks[start.as_str()] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (service, index of the next dependency to visit).
+        let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+        marks.insert(start, Mark::Active);
+        while let Some((node, next)) = stack.last().copied() {
+            let deps = &services[node].depends_on;
+            if next >= deps.len() {
+                marks.insert(node, Mark::Done);
+                stack.pop();
+                continue;
+            }
+            stack.last_mut().expect("non-empty").1 += 1;
+            let dep = deps[next].as_str();
+            match marks.get(dep) {
+                Some(Mark::New) => {
+                    marks.insert(dep, Mark::Active);
+                    stack.push((dep, 0));
+                }
+                Some(Mark::Active) if dep != node => {
+                    let from = stack.iter().position(|(n, _)| *n == dep).expect("active node is on the stack");
+                    let mut cycle: Vec<String> = stack[from..].iter().map(|(n, _)| n.to_string()).collect();
+                    cycle.push(dep.to_string());
+                    cycles.push(cycle);
+                }
+                _ => {}
+            }
+        }
+    }
+    for cycle in cycles {
+        let first = cycle[0].clone();
+        let idx = services[&first].depends_on.iter().position(|d| *d == cycle[1]).unwrap_or(0);
+        c.err("services", &first, &[key("depends_on"), Seg::Index(idx)], format!("dependency cycle: {}", cycle.join(" → ")));
+    }
+}
+
+fn add(a: Resources, b: Resources) -> Resources {
+    Resources { cpu: crate::units::Cpu(a.cpu.0 + b.cpu.0), memory: crate::units::ByteSize(a.memory.0 + b.memory.0) }
+}
+
+/// Each site must hold its own active services; each standby site must also hold, on top of
+/// its own, every service that would fail over to it from any one other site.
+fn check_capacity(c: &mut Checker) {
+    let system = c.system;
+    let mut active: BTreeMap<&str, (Resources, Vec<&str>)> = BTreeMap::new();
+    for (name, svc) in &system.services {
+        let e = active.entry(svc.site.as_str()).or_default();
+        e.0 = add(e.0, svc.resources);
+        e.1.push(name);
+    }
+    for (site_name, site) in &system.sites {
+        let (own, own_names) = active.get(site_name.as_str()).cloned().unwrap_or_default();
+        if own.cpu > site.capacity.cpu || own.memory > site.capacity.memory {
+            let msg = format!(
+                "site `{site_name}` lacks the capacity for its own services ({}): they need cpu {}, memory {}; it has cpu {}, memory {}",
+                own_names.join(", "), own.cpu, own.memory, site.capacity.cpu, site.capacity.memory
+            );
+            c.err("sites", site_name, &[key("capacity")], msg);
+            continue;
+        }
+        for from in system.sites.keys().filter(|s| *s != site_name) {
+            let incoming: Vec<(&String, Resources)> = system
+                .services
+                .iter()
+                .filter(|(_, s)| s.site == *from && s.standby.first() == Some(site_name))
+                .map(|(n, s)| (n, s.resources))
+                .collect();
+            if incoming.is_empty() {
+                continue;
+            }
+            let need = incoming.iter().fold(own, |acc, (_, r)| add(acc, *r));
+            if need.cpu > site.capacity.cpu || need.memory > site.capacity.memory {
+                let names: Vec<&str> = incoming.iter().map(|(n, _)| n.as_str()).collect();
+                let msg = format!(
+                    "standby site `{site_name}` lacks the capacity to take over from `{from}`: its own services and {} need cpu {}, memory {}; it has cpu {}, memory {}",
+                    names.join(", "), need.cpu, need.memory, site.capacity.cpu, site.capacity.memory
+                );
+                c.err("sites", site_name, &[key("capacity")], msg);
+            }
+        }
+    }
+}
+
+/// No two services on one address and port — neither where they run now, nor where a
+/// failover would put them.
+fn check_ports(c: &mut Checker) {
+    let system = c.system;
+    let mut taken: HashMap<(&str, u16), &str> = HashMap::new();
+    for (name, svc) in &system.services {
+        for (i, port) in svc.ports.iter().enumerate() {
+            if *port == 0 {
+                c.err("services", name, &[key("ports"), Seg::Index(i)], format!("service `{name}`: port 0 is not a port"));
+                continue;
+            }
+            if let Some(other) = taken.insert((svc.site.as_str(), *port), name) {
+                if other != name {
+                    let addr = system.sites.get(&svc.site).map(|s| s.address.to_string()).unwrap_or_default();
+                    c.err("services", name, &[key("ports"), Seg::Index(i)], format!("services `{other}` and `{name}` both listen on {addr}:{port} at site `{}`", svc.site));
+                }
+            }
+        }
+    }
+    for (name, svc) in &system.services {
+        let Some(target) = svc.standby.first() else { continue };
+        for (i, port) in svc.ports.iter().enumerate() {
+            if let Some(other) = taken.get(&(target.as_str(), *port)).filter(|o| **o != name.as_str()) {
+                c.err(
+                    "services",
+                    name,
+                    &[key("ports"), Seg::Index(i)],
+                    format!("service `{name}` would collide with `{other}` on port {port} after failing over to `{target}`"),
+                );
+            }
+        }
+    }
+    for (name, route) in &system.routes {
+        let Some(listen) = route.listen else { continue };
+        for (site_name, site) in &system.sites {
+            if site.address == listen.ip() {
+                if let Some(other) = taken.get(&(site_name.as_str(), listen.port())) {
+                    c.err("routes", name, &[key("listen")], format!("route `{name}` listens on {listen}, where service `{other}` listens at site `{site_name}`"));
+                }
+            }
+        }
+    }
+}
+
+fn check_datasets(c: &mut Checker) {
+    let system = c.system;
+    for (name, ds) in &system.datasets {
+        let Some(svc) = system.services.get(&ds.service) else {
+            let msg = format!("dataset `{name}` belongs to service `{}`, which is not declared; declared services: {}", ds.service, c.names("services"));
+            c.err("datasets", name, &[key("service")], msg);
+            continue;
+        };
+        match ds.kind {
+            DatasetKind::Directory | DatasetKind::Sqlite if ds.path.is_none() => {
+                c.err_key("datasets", name, &[], format!("dataset `{name}` needs a `path`"));
+            }
+            DatasetKind::Postgres if ds.connection.is_none() => {
+                c.err_key("datasets", name, &[], format!("dataset `{name}` needs a `connection`"));
+            }
+            _ => {}
+        }
+        if ds.strategy == Strategy::Standby && ds.kind != DatasetKind::Postgres {
+            c.err("datasets", name, &[key("strategy")], format!("dataset `{name}`: strategy `standby` needs a PostgreSQL dataset; use `backup`"));
+        }
+        for (i, site) in ds.replicate_to.iter().enumerate() {
+            if !system.sites.contains_key(site) {
+                let msg = format!("dataset `{name}` replicates to site `{site}`, which is not declared; declared sites: {}", c.names("sites"));
+                c.err("datasets", name, &[key("replicate_to"), Seg::Index(i)], msg);
+            } else if *site == svc.site {
+                c.err("datasets", name, &[key("replicate_to"), Seg::Index(i)], format!("dataset `{name}` replicates to its own site `{site}`"));
+            }
+        }
+        let rpo = ds.rpo.or(system.objectives.rpo);
+        if let (Some(rpo), Some(schedule)) = (rpo, ds.schedule) {
+            let continuous = ds.kind == DatasetKind::Postgres;
+            if !continuous && schedule > rpo {
+                let at = if ds.rpo.is_some() { key("rpo") } else { key("schedule") };
+                c.err(
+                    "datasets",
+                    name,
+                    &[at],
+                    format!("dataset `{name}`: an RPO of {rpo} is impossible with a backup every {schedule}; back up at least every {rpo} or relax the RPO"),
+                );
+            }
+        }
+    }
+}
+
+fn check_routes(c: &mut Checker) {
+    let system = c.system;
+    let mut listens: HashMap<std::net::SocketAddr, &str> = HashMap::new();
+    for (name, route) in &system.routes {
+        let Some(svc) = system.services.get(&route.service) else {
+            let msg = format!("route `{name}` leads to service `{}`, which is not declared; declared services: {}", route.service, c.names("services"));
+            c.err("routes", name, &[key("service")], msg);
+            continue;
+        };
+        match route.port {
+            Some(p) if !svc.ports.contains(&p) => {
+                c.err("routes", name, &[key("port")], format!("route `{name}` leads to port {p}, which service `{}` does not declare", route.service));
+            }
+            None if svc.ports.is_empty() => {
+                c.err_key("routes", name, &[], format!("route `{name}` leads to service `{}`, which declares no ports", route.service));
+            }
+            _ => {}
+        }
+        if route.kind == RouteKind::Proxy {
+            match route.listen {
+                None => c.err_key("routes", name, &[], format!("proxy route `{name}` needs `listen` (address:port)")),
+                Some(addr) => {
+                    if let Some(other) = listens.insert(addr, name) {
+                        c.err("routes", name, &[key("listen")], format!("routes `{other}` and `{name}` both listen on {addr}"));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! One test per rule. Snapshots hold the exact message a person sees.
+
+use insta::assert_snapshot;
+use resurgo_spec::{load, InputValue};
+
+use crate::{base_with, err, err_files, files, ok, BASE};
+
+#[test]
+fn base_spec_is_valid_and_inputs_are_resolved() {
+    let l = ok(BASE);
+    let s = &l.system;
+    assert_eq!(s.sites["a"].region.as_deref(), Some("eu-west-1"));
+    assert_eq!(s.services["web"].ports, [8080]);
+    assert_eq!(s.services["web"].args, ["--port", "8080"], "a quoted reference stays a string");
+    assert_eq!(l.digest.len(), 64);
+}
+
+#[test]
+fn set_overrides_an_input() {
+    let l = load(files(&[("spec.yaml", BASE)]), &[("port".into(), "9090".into())]).unwrap();
+    assert_eq!(l.system.services["web"].ports, [9090]);
+    assert_eq!(l.system.inputs["port"], InputValue::Int(9090));
+}
+
+#[test]
+fn set_of_an_undeclared_input() {
+    let e = load(files(&[("spec.yaml", BASE)]), &[("prot".into(), "1".into())]).unwrap_err();
+    assert_snapshot!(e.to_string());
+}
+
+#[test]
+fn syntax_error() {
+    assert_snapshot!(err(&base_with("    command: web\n", "    command: [web\n")));
+}
+
+#[test]
+fn duplicate_key_in_one_file() {
+    assert_snapshot!(err(&base_with("  web:\n", "  db:\n")));
+}
+
+#[test]
+fn unknown_field() {
+    assert_snapshot!(err(&base_with("    command: web\n", "    comand: web\n")));
+}
+
+#[test]
+fn wrong_type() {
+    assert_snapshot!(err(&base_with("ports: [5432]", "ports: [fivefour]")));
+}
+
+#[test]
+fn missing_field() {
+    assert_snapshot!(err(&base_with("    command: postgres\n", "")));
+}
+
+#[test]
+fn unsupported_api_version() {
+    assert_snapshot!(err(&base_with("resurgo.dev/v1alpha1", "resurgo.dev/v9")));
+}
+
+#[test]
+fn unknown_input_reference() {
+    assert_snapshot!(err(&base_with("${inputs.region_a}", "${inputs.region}")));
+}
+
+#[test]
+fn duplicate_name_across_files() {
+    let second = "apiVersion: resurgo.dev/v1alpha1\nservices:\n  web:\n    command: x\n    site: b\n";
+    assert_snapshot!(err_files(&[("a.yaml", BASE), ("b.yaml", second)]));
+}
+
+#[test]
+fn unknown_site_reference() {
+    assert_snapshot!(err(&base_with("    site: a\n    standby: [b]\n  web", "    site: c\n    standby: [b]\n  web")));
+}
+
+#[test]
+fn unknown_standby_site() {
+    assert_snapshot!(err(&base_with("    standby: [b]\n    sync", "    standby: [z]\n    sync")));
+}
+
+#[test]
+fn unknown_dependency() {
+    assert_snapshot!(err(&base_with("depends_on: [db]", "depends_on: [dbx]")));
+}
+
+#[test]
+fn dependency_cycle_is_named() {
+    let text = base_with("    command: postgres\n", "    command: postgres\n    depends_on: [web]\n");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn longer_cycle_is_named_once() {
+    let text = format!(
+        "{BASE}  a1:\n    command: x\n    site: b\n    depends_on: [a2]\n  a2:\n    command: x\n    site: b\n    depends_on: [a3]\n  a3:\n    command: x\n    site: b\n    depends_on: [a1]\n"
+    );
+    let e = err(&text);
+    assert_eq!(e.matches("dependency cycle").count(), 1, "{e}");
+    assert_snapshot!(e);
+}
+
+#[test]
+fn standby_lacks_required_capability() {
+    let text = base_with("    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [postgres]\nservices", "    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [ssd]\nservices");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn active_site_lacks_required_capability() {
+    let text = base_with("    capabilities: [postgres]\n    repository", "    capabilities: []\n    repository");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn standby_lacks_capacity() {
+    let text = base_with("    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [postgres]\nservices", "    capacity: { cpu: 500m, memory: 4Gi }\n    capabilities: [postgres]\nservices");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn site_lacks_capacity_for_its_own_services() {
+    assert_snapshot!(err(&base_with("capacity: { cpu: 4, memory: 4Gi }", "capacity: { cpu: 4, memory: 512Mi }")));
+}
+
+#[test]
+fn two_services_on_one_address_and_port() {
+    assert_snapshot!(err(&base_with("ports: [${inputs.port}]", "ports: [5432]")));
+}
+
+#[test]
+fn collision_after_failover() {
+    let text = format!("{BASE}  cache:\n    command: x\n    ports: [5432]\n    site: b\n");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn malformed_duration() {
+    assert_snapshot!(err(&base_with("interval: 1s", "interval: 1sec")));
+}
+
+#[test]
+fn malformed_size() {
+    assert_snapshot!(err(&base_with("memory: 1Gi }", "memory: 1GB }")));
+}
+
+#[test]
+fn malformed_url() {
+    assert_snapshot!(err(&base_with("file:///var/backups/a", "ftp://backups/a")));
+}
+
+#[test]
+fn malformed_address() {
+    assert_snapshot!(err(&base_with("address: 127.0.2.1", "address: 127.0.2")));
+}
+
+#[test]
+fn sites_sharing_an_address() {
+    assert_snapshot!(err(&base_with("address: 127.0.2.1", "address: 127.0.1.1")));
+}
+
+#[test]
+fn health_check_needs_exactly_one_probe() {
+    assert_snapshot!(err(&base_with("      http: { port: 8080, path: /healthz }\n", "      http: { port: 8080, path: /healthz }\n      tcp: { port: 8080 }\n")));
+}
+
+#[test]
+fn standby_equal_to_active_site() {
+    assert_snapshot!(err(&base_with("    standby: [b]\n    sync", "    standby: [a]\n    sync")));
+}
+
+#[test]
+fn invalid_name() {
+    assert_snapshot!(err(&base_with("  web:\n", "  Web Server:\n")));
+}
+
+#[test]
+fn secret_reference_is_accepted_and_never_a_value() {
+    let text = base_with("    sync: auto\n", "    sync: auto\n    env:\n      PLAIN: x\n      DB_PASSWORD: { secret: { env: SHOP_DB_PASSWORD } }\n      TOKEN: { secret: { file: /run/secrets/token } }\n");
+    let l = ok(&text);
+    assert_eq!(l.system.services["web"].env.len(), 3);
+}
+
+#[test]
+fn malformed_secret_reference() {
+    let text = base_with("    sync: auto\n", "    sync: auto\n    env:\n      DB_PASSWORD: { secret: { vault: x } }\n");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn dataset_rules() {
+    let text = format!(
+        "{BASE}datasets:\n  orders:\n    service: dbx\n    type: postgres\n    connection: host=x\n  files:\n    service: web\n    type: directory\n    path: data\n    schedule: 1h\n    rpo: 5m\n    replicate_to: [q]\n"
+    );
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn route_rules() {
+    let text = format!(
+        "{BASE}routes:\n  web:\n    service: web\n    type: proxy\n    port: 9999\n  db:\n    service: db\n    type: proxy\n    listen: 127.0.1.1:5432\n"
+    );
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = base_with("depends_on: [db]", "depends_on: [nope]").replacen("    standby: [b]\n    sync", "    standby: [zz]\n    sync", 1);
+    let e = err(&text);
+    assert!(e.contains("`nope`") && e.contains("`zz`"), "{e}");
+    assert!(e.ends_with("the spec has 2 errors; nothing was changed"), "{e}");
+}
+
+#[test]
+fn a_folder_of_files_merges() {
+    let sites = "apiVersion: resurgo.dev/v1alpha1\nsites:\n  a:\n    provider: local\n    address: 127.0.1.1\n    capacity: { cpu: 1, memory: 1Gi }\n";
+    let services = "apiVersion: resurgo.dev/v1alpha1\nsystem: split\nservices:\n  s:\n    command: x\n    site: a\n";
+    let l = load(files(&[("sites.yaml", sites), ("services/s.yaml", services)]), &[]).unwrap();
+    assert_eq!(l.system.name, "split");
+    assert_eq!(l.system.services["s"].site, "a");
+}
