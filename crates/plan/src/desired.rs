@@ -35,8 +35,13 @@ impl RunConfig {
     pub fn diff(&self, other: &RunConfig) -> Vec<String> {
         let a = serde_json::to_value(self).expect("serializable");
         let b = serde_json::to_value(other).expect("serializable");
-        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return Vec::new() };
-        a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect()
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return Vec::new();
+        };
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
@@ -48,7 +53,9 @@ pub fn desired_state(system: &System) -> IndexMap<String, IndexMap<String, RunCo
     let mut out: IndexMap<String, IndexMap<String, RunConfig>> =
         system.sites.keys().map(|s| (s.clone(), IndexMap::new())).collect();
     for (name, svc) in &system.services {
-        let Some(site) = system.sites.get(&svc.site) else { continue };
+        let Some(site) = system.sites.get(&svc.site) else {
+            continue;
+        };
         let config = RunConfig {
             service: name.clone(),
             site: svc.site.clone(),
@@ -59,7 +66,9 @@ pub fn desired_state(system: &System) -> IndexMap<String, IndexMap<String, RunCo
             workdir: svc.workdir.clone(),
             ports: svc.ports.clone(),
             health: svc.health.clone(),
-            stop_timeout_ms: svc.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT_MS, |d| d.0.as_millis() as u64),
+            stop_timeout_ms: svc
+                .stop_timeout
+                .map_or(DEFAULT_STOP_TIMEOUT_MS, |d| d.0.as_millis() as u64),
             depends_on: svc.depends_on.clone(),
         };
         out.entry(svc.site.clone()).or_default().insert(name.clone(), config);

@@ -8,5 +8,7 @@ pub mod observed;
 pub mod plan;
 
 pub use desired::{desired_state, RunConfig};
-pub use observed::{observed_hash, ObservedService, ObservedSite, ProcessState, Health, SiteState};
-pub use plan::{make_plan, Action, Change, Plan, PlanError, PlanOptions, SitePlan, SourceId, Summary, PLAN_FORMAT_VERSION};
+pub use observed::{observed_hash, Health, ObservedService, ObservedSite, ProcessState, SiteState};
+pub use plan::{
+    make_plan, Action, Change, Plan, PlanError, PlanOptions, SitePlan, SourceId, Summary, PLAN_FORMAT_VERSION,
+};

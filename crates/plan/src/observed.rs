@@ -36,9 +36,15 @@ pub struct ObservedService {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum ProcessState {
-    Running { pid: u32, since: String },
+    Running {
+        pid: u32,
+        since: String,
+    },
     /// The process ended; `how` says how (`exit code 1`, `killed by SIGKILL`, `vanished`).
-    Exited { how: String, at: String },
+    Exited {
+        how: String,
+        at: String,
+    },
     /// Deliberately stopped by resurgo.
     Stopped,
 }
@@ -53,7 +59,9 @@ impl ProcessState {
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Health {
     Healthy,
-    Unhealthy { last_probe: String },
+    Unhealthy {
+        last_probe: String,
+    },
     /// Not probed (no health check declared, or the process is not running).
     Unknown,
 }
@@ -64,7 +72,9 @@ pub fn observed_hash(sites: &[ObservedSite]) -> String {
     let mut parts: Vec<(String, String, String, String)> = Vec::new();
     for site in sites {
         match &site.state {
-            SiteState::Unknown { .. } => parts.push((site.site.clone(), String::new(), "unknown".into(), String::new())),
+            SiteState::Unknown { .. } => {
+                parts.push((site.site.clone(), String::new(), "unknown".into(), String::new()))
+            }
             SiteState::Reachable { services } => {
                 for s in services {
                     let pid = match &s.process {

@@ -47,7 +47,10 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { prune: false, max_deletes: 5 }
+        PlanOptions {
+            prune: false,
+            max_deletes: 5,
+        }
     }
 }
 
@@ -136,7 +139,12 @@ fn waves(desired: &IndexMap<String, IndexMap<String, RunConfig>>) -> HashMap<Str
         .flat_map(|svcs| svcs.values())
         .map(|c| (c.service.as_str(), c.depends_on.as_slice()))
         .collect();
-    fn depth<'a>(s: &'a str, deps: &HashMap<&'a str, &'a [String]>, memo: &mut HashMap<String, usize>, guard: usize) -> usize {
+    fn depth<'a>(
+        s: &'a str,
+        deps: &HashMap<&'a str, &'a [String]>,
+        memo: &mut HashMap<String, usize>,
+        guard: usize,
+    ) -> usize {
         if let Some(d) = memo.get(s) {
             return *d;
         }
@@ -144,7 +152,12 @@ fn waves(desired: &IndexMap<String, IndexMap<String, RunConfig>>) -> HashMap<Str
             0
         } else {
             deps.get(s)
-                .map(|ds| ds.iter().map(|d| depth(d, deps, memo, guard + 1) + 1).max().unwrap_or(0))
+                .map(|ds| {
+                    ds.iter()
+                        .map(|d| depth(d, deps, memo, guard + 1) + 1)
+                        .max()
+                        .unwrap_or(0)
+                })
                 .unwrap_or(0)
         };
         memo.insert(s.to_string(), d);
@@ -181,7 +194,12 @@ pub fn make_plan(
         let services = match seen.map(|o| &o.state) {
             Some(SiteState::Unknown { reason }) => {
                 summary.unknown_sites += 1;
-                sites.push(SitePlan { site: site.clone(), status: "unknown".into(), reason: Some(reason.clone()), changes: Vec::new() });
+                sites.push(SitePlan {
+                    site: site.clone(),
+                    status: "unknown".into(),
+                    reason: Some(reason.clone()),
+                    changes: Vec::new(),
+                });
                 continue;
             }
             Some(SiteState::Reachable { services }) => services.as_slice(),
@@ -191,7 +209,14 @@ pub fn make_plan(
         for (name, config) in want {
             let wave = waves.get(name).copied().unwrap_or(0);
             let change = match services.iter().find(|s| &s.service == name) {
-                None => Change { service: name.clone(), action: Action::Create, fields: vec![], reason: None, wave, config: Some(config.clone()) },
+                None => Change {
+                    service: name.clone(),
+                    action: Action::Create,
+                    fields: vec![],
+                    reason: None,
+                    wave,
+                    config: Some(config.clone()),
+                },
                 Some(obs) if obs.config_hash != config.hash() => Change {
                     service: name.clone(),
                     action: Action::Update,
@@ -201,7 +226,14 @@ pub fn make_plan(
                     config: Some(config.clone()),
                 },
                 Some(obs) => match &obs.process {
-                    ProcessState::Running { .. } => Change { service: name.clone(), action: Action::Unchanged, fields: vec![], reason: None, wave, config: None },
+                    ProcessState::Running { .. } => Change {
+                        service: name.clone(),
+                        action: Action::Unchanged,
+                        fields: vec![],
+                        reason: None,
+                        wave,
+                        config: None,
+                    },
                     ProcessState::Exited { how, .. } => Change {
                         service: name.clone(),
                         action: Action::Start,
@@ -244,14 +276,28 @@ pub fn make_plan(
                 Action::Unchanged => summary.unchanged += 1,
             }
         }
-        sites.push(SitePlan { site: site.clone(), status: "reachable".into(), reason: None, changes });
+        sites.push(SitePlan {
+            site: site.clone(),
+            status: "reachable".into(),
+            reason: None,
+            changes,
+        });
     }
     if summary.delete > options.max_deletes {
         let names: Vec<String> = sites
             .iter()
-            .flat_map(|s| s.changes.iter().filter(|c| c.action == Action::Delete).map(move |c| format!("{}@{}", c.service, s.site)))
+            .flat_map(|s| {
+                s.changes
+                    .iter()
+                    .filter(|c| c.action == Action::Delete)
+                    .map(move |c| format!("{}@{}", c.service, s.site))
+            })
             .collect();
-        return Err(PlanError::TooManyDeletes { count: summary.delete, cap: options.max_deletes, names: names.join(", ") });
+        return Err(PlanError::TooManyDeletes {
+            count: summary.delete,
+            cap: options.max_deletes,
+            names: names.join(", "),
+        });
     }
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -286,11 +332,19 @@ mod tests {
     }
 
     fn source() -> SourceId {
-        SourceId { kind: "folder".into(), location: "x".into(), commit: None, digest: "d".repeat(64) }
+        SourceId {
+            kind: "folder".into(),
+            location: "x".into(),
+            commit: None,
+            digest: "d".repeat(64),
+        }
     }
 
     fn observed(site: &str, services: Vec<ObservedService>) -> ObservedSite {
-        ObservedSite { site: site.into(), state: SiteState::Reachable { services } }
+        ObservedSite {
+            site: site.into(),
+            state: SiteState::Reachable { services },
+        }
     }
 
     fn running(c: &RunConfig) -> ObservedService {
@@ -298,7 +352,10 @@ mod tests {
             service: c.service.clone(),
             config: c.clone(),
             config_hash: c.hash(),
-            process: ProcessState::Running { pid: 42, since: "t".into() },
+            process: ProcessState::Running {
+                pid: 42,
+                since: "t".into(),
+            },
             health: Health::Healthy,
             restarts: 0,
         }
@@ -314,9 +371,17 @@ mod tests {
 
     #[test]
     fn creates_in_dependency_order() {
-        let want = desired(vec![config("web", "a", &["api"]), config("api", "a", &["db"]), config("db", "a", &[])]);
+        let want = desired(vec![
+            config("web", "a", &["api"]),
+            config("api", "a", &["db"]),
+            config("db", "a", &[]),
+        ]);
         let plan = make_plan("s", source(), &want, &[observed("a", vec![])], PlanOptions::default()).unwrap();
-        let order: Vec<(&str, usize)> = plan.sites[0].changes.iter().map(|c| (c.service.as_str(), c.wave)).collect();
+        let order: Vec<(&str, usize)> = plan.sites[0]
+            .changes
+            .iter()
+            .map(|c| (c.service.as_str(), c.wave))
+            .collect();
         assert_eq!(order, [("db", 0), ("api", 1), ("web", 2)]);
         assert_eq!(plan.summary.create, 3);
     }
@@ -326,7 +391,14 @@ mod tests {
         let old = config("web", "a", &[]);
         let mut new = old.clone();
         new.args = vec!["200".into()];
-        let plan = make_plan("s", source(), &desired(vec![new]), &[observed("a", vec![running(&old)])], PlanOptions::default()).unwrap();
+        let plan = make_plan(
+            "s",
+            source(),
+            &desired(vec![new]),
+            &[observed("a", vec![running(&old)])],
+            PlanOptions::default(),
+        )
+        .unwrap();
         assert_eq!(plan.sites[0].changes[0].action, Action::Update);
         assert_eq!(plan.sites[0].changes[0].fields, ["args"]);
     }
@@ -336,11 +408,24 @@ mod tests {
         let a = config("a", "s1", &[]);
         let b = config("b", "s1", &[]);
         let mut dead = running(&b);
-        dead.process = ProcessState::Exited { how: "killed by SIGKILL".into(), at: "t".into() };
-        let plan = make_plan("s", source(), &desired(vec![a.clone(), b]), &[observed("s1", vec![running(&a), dead])], PlanOptions::default()).unwrap();
+        dead.process = ProcessState::Exited {
+            how: "killed by SIGKILL".into(),
+            at: "t".into(),
+        };
+        let plan = make_plan(
+            "s",
+            source(),
+            &desired(vec![a.clone(), b]),
+            &[observed("s1", vec![running(&a), dead])],
+            PlanOptions::default(),
+        )
+        .unwrap();
         let actions: Vec<&Action> = plan.sites[0].changes.iter().map(|c| &c.action).collect();
         assert_eq!(actions, [&Action::Unchanged, &Action::Start]);
-        assert_eq!(plan.sites[0].changes[1].reason.as_deref(), Some("process exited: killed by SIGKILL"));
+        assert_eq!(
+            plan.sites[0].changes[1].reason.as_deref(),
+            Some("process exited: killed by SIGKILL")
+        );
     }
 
     #[test]
@@ -351,16 +436,44 @@ mod tests {
         let plan = make_plan("s", source(), &want, &seen, PlanOptions::default()).unwrap();
         assert_eq!(plan.summary.orphan, 3);
         assert_eq!(plan.summary.changes(), 0);
-        let pruned = make_plan("s", source(), &want, &seen, PlanOptions { prune: true, max_deletes: 3 }).unwrap();
+        let pruned = make_plan(
+            "s",
+            source(),
+            &want,
+            &seen,
+            PlanOptions {
+                prune: true,
+                max_deletes: 3,
+            },
+        )
+        .unwrap();
         assert_eq!(pruned.summary.delete, 3);
-        let err = make_plan("s", source(), &want, &seen, PlanOptions { prune: true, max_deletes: 2 }).unwrap_err();
+        let err = make_plan(
+            "s",
+            source(),
+            &want,
+            &seen,
+            PlanOptions {
+                prune: true,
+                max_deletes: 2,
+            },
+        )
+        .unwrap_err();
         assert!(matches!(err, PlanError::TooManyDeletes { count: 3, cap: 2, .. }));
     }
 
     #[test]
     fn unknown_site_gets_no_changes_and_does_not_block_others() {
         let want = desired(vec![config("x", "a", &[]), config("y", "b", &[])]);
-        let seen = [ObservedSite { site: "a".into(), state: SiteState::Unknown { reason: "timed out".into() } }, observed("b", vec![])];
+        let seen = [
+            ObservedSite {
+                site: "a".into(),
+                state: SiteState::Unknown {
+                    reason: "timed out".into(),
+                },
+            },
+            observed("b", vec![]),
+        ];
         let plan = make_plan("s", source(), &want, &seen, PlanOptions::default()).unwrap();
         assert_eq!(plan.sites[0].status, "unknown");
         assert!(plan.sites[0].changes.is_empty());
@@ -373,9 +486,14 @@ mod tests {
         let c = config("x", "a", &[]);
         let mut one = running(&c);
         let base = observed_hash(&[observed("a", vec![one.clone()])]);
-        one.health = Health::Unhealthy { last_probe: "no".into() };
+        one.health = Health::Unhealthy {
+            last_probe: "no".into(),
+        };
         assert_eq!(base, observed_hash(&[observed("a", vec![one.clone()])]));
-        one.process = ProcessState::Running { pid: 43, since: "t".into() };
+        one.process = ProcessState::Running {
+            pid: 43,
+            since: "t".into(),
+        };
         assert_ne!(base, observed_hash(&[observed("a", vec![one])]));
     }
 }

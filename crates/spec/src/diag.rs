@@ -32,7 +32,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn at(file: &SourceFile, pos: Pos, message: impl Into<String>) -> Diagnostic {
-        let source_line = file.text.lines().nth(pos.line.saturating_sub(1)).unwrap_or("").to_string();
+        let source_line = file
+            .text
+            .lines()
+            .nth(pos.line.saturating_sub(1))
+            .unwrap_or("")
+            .to_string();
         Diagnostic {
             message: message.into(),
             file: file.name.clone(),
@@ -102,7 +107,11 @@ impl fmt::Display for SpecError {
             write!(f, "{d}")?;
         }
         let n = self.diagnostics.len();
-        write!(f, "\nthe spec has {n} error{}; nothing was changed", if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "\nthe spec has {n} error{}; nothing was changed",
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 

@@ -46,7 +46,10 @@ pub fn load(files: Vec<SourceFile>, overrides: &[(String, String)]) -> Result<Lo
         return Err(Diagnostic::bare("the spec has no files (expected *.yaml or *.yml)").into());
     }
     let digest = digest(&files);
-    let mut sources = Sources { files, ..Sources::default() };
+    let mut sources = Sources {
+        files,
+        ..Sources::default()
+    };
     let mut diags = Vec::new();
 
     // Pass 1: parse with references masked, to read the inputs.
@@ -100,7 +103,11 @@ pub fn load(files: Vec<SourceFile>, overrides: &[(String, String)]) -> Result<Lo
     if !diags.is_empty() {
         return Err(SpecError { diagnostics: diags });
     }
-    Ok(Loaded { system, digest, sources })
+    Ok(Loaded {
+        system,
+        digest,
+        sources,
+    })
 }
 
 fn digest(files: &[SourceFile]) -> String {
@@ -131,8 +138,7 @@ fn resolve_inputs(
     for (i, (file, node)) in sources.files.iter().zip(&sources.nodes).enumerate() {
         let path = [Seg::Key("inputs".into())];
         let Some(section) = node.get(&path) else { continue };
-        let parsed: Result<IndexMap<String, Input>, _> =
-            serde_path_to_error::deserialize(section.to_json());
+        let parsed: Result<IndexMap<String, Input>, _> = serde_path_to_error::deserialize(section.to_json());
         match parsed {
             Ok(map) => {
                 for (name, input) in map {
@@ -141,7 +147,10 @@ fn resolve_inputs(
                         diags.push(Diagnostic::at(
                             file,
                             node.locate(&key_path, true),
-                            format!("input `{name}` is defined twice (also in {})", sources.files[first].name),
+                            format!(
+                                "input `{name}` is defined twice (also in {})",
+                                sources.files[first].name
+                            ),
                         ));
                         continue;
                     }
@@ -234,18 +243,34 @@ fn substitute(file: &SourceFile, inputs: &IndexMap<String, InputValue>) -> Resul
         let mut col = 0;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
-            let pos = |len: usize| crate::yaml::Pos { line: n + 1, col: col + rest[..start].chars().count() + 1, len };
+            let pos = |len: usize| crate::yaml::Pos {
+                line: n + 1,
+                col: col + rest[..start].chars().count() + 1,
+                len,
+            };
             let Some(end) = rest[start..].find('}') else {
-                return Err(Diagnostic::at(file, pos(2), "unterminated `${`: write `${inputs.NAME}`"));
+                return Err(Diagnostic::at(
+                    file,
+                    pos(2),
+                    "unterminated `${`: write `${inputs.NAME}`",
+                ));
             };
             let reference = &rest[start + 2..start + end];
             let len = end + 1;
             let name = reference.strip_prefix("inputs.").ok_or_else(|| {
-                Diagnostic::at(file, pos(len), format!("unknown reference `${{{reference}}}`: only `${{inputs.NAME}}` is supported"))
+                Diagnostic::at(
+                    file,
+                    pos(len),
+                    format!("unknown reference `${{{reference}}}`: only `${{inputs.NAME}}` is supported"),
+                )
             })?;
             let value = inputs.get(name).ok_or_else(|| {
                 let declared: Vec<&str> = inputs.keys().map(String::as_str).collect();
-                Diagnostic::at(file, pos(len), format!("unknown input `{name}`; declared inputs: {}", list_or_none(&declared)))
+                Diagnostic::at(
+                    file,
+                    pos(len),
+                    format!("unknown input `{name}`; declared inputs: {}", list_or_none(&declared)),
+                )
             })?;
             out.push_str(&input_text(value));
             col += rest[..start + end + 1].chars().count();
@@ -267,7 +292,11 @@ fn input_text(value: &InputValue) -> String {
 
 fn read_document(file: &SourceFile, node: &Node) -> Result<Document, Diagnostic> {
     if !matches!(node.kind, NodeKind::Map(_)) {
-        return Err(Diagnostic::at(file, node.pos, "a spec file must be a mapping (apiVersion, sites, services…)"));
+        return Err(Diagnostic::at(
+            file,
+            node.pos,
+            "a spec file must be a mapping (apiVersion, sites, services…)",
+        ));
     }
     let doc: Document = serde_path_to_error::deserialize(node.to_json()).map_err(|e| type_error(file, node, &[], e))?;
     if doc.api_version != API_VERSION {
@@ -275,7 +304,10 @@ fn read_document(file: &SourceFile, node: &Node) -> Result<Document, Diagnostic>
         return Err(Diagnostic::at(
             file,
             pos,
-            format!("unsupported apiVersion `{}`: this resurgo reads `{API_VERSION}`", doc.api_version),
+            format!(
+                "unsupported apiVersion `{}`: this resurgo reads `{API_VERSION}`",
+                doc.api_version
+            ),
         ));
     }
     Ok(doc)
@@ -299,7 +331,10 @@ fn type_error(
     }
     let raw = err.inner().to_string();
     let message = strip_serde_position(&raw);
-    let (message, key) = if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+    let (message, key) = if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+    {
         if path.last() != Some(&Seg::Key(field.to_string())) {
             path.push(Seg::Key(field.to_string()));
         }
@@ -307,14 +342,25 @@ fn type_error(
     } else if message.starts_with("missing field") {
         (message.clone(), true)
     } else if message.contains("untagged enum EnvValue") {
-        ("invalid environment value: expected a string, or `{secret: {env: NAME}}` or `{secret: {file: PATH}}`".to_string(), false)
+        (
+            "invalid environment value: expected a string, or `{secret: {env: NAME}}` or `{secret: {file: PATH}}`"
+                .to_string(),
+            false,
+        )
     } else if message.contains("untagged enum Input") {
-        ("invalid input: expected a string, number or boolean, or `{default: VALUE, description: TEXT}`".to_string(), false)
+        (
+            "invalid input: expected a string, number or boolean, or `{default: VALUE, description: TEXT}`".to_string(),
+            false,
+        )
     } else {
         (message.clone(), false)
     };
     let where_ = path_text(&path);
-    let message = if where_.is_empty() { message } else { format!("{where_}: {message}") };
+    let message = if where_.is_empty() {
+        message
+    } else {
+        format!("{where_}: {message}")
+    };
     Diagnostic::at(file, root.locate(&path, key), message)
 }
 
@@ -349,7 +395,10 @@ fn merge(
     sources: &mut Sources,
     diags: &mut Vec<Diagnostic>,
 ) -> System {
-    let mut system = System { inputs, ..System::default() };
+    let mut system = System {
+        inputs,
+        ..System::default()
+    };
     let mut name_file: Option<usize> = None;
     let mut objectives_file: Option<usize> = None;
     for (i, doc) in documents.into_iter().enumerate() {
@@ -378,8 +427,24 @@ fn merge(
             }
         }
         merge_section("sites", "site", doc.sites, &mut system.sites, i, sources, diags);
-        merge_section("services", "service", doc.services, &mut system.services, i, sources, diags);
-        merge_section("datasets", "dataset", doc.datasets, &mut system.datasets, i, sources, diags);
+        merge_section(
+            "services",
+            "service",
+            doc.services,
+            &mut system.services,
+            i,
+            sources,
+            diags,
+        );
+        merge_section(
+            "datasets",
+            "dataset",
+            doc.datasets,
+            &mut system.datasets,
+            i,
+            sources,
+            diags,
+        );
         merge_section("routes", "route", doc.routes, &mut system.routes, i, sources, diags);
     }
     if system.name.is_empty() {

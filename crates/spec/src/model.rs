@@ -163,9 +163,7 @@ pub struct Service {
 #[serde(untagged)]
 pub enum EnvValue {
     Plain(String),
-    Secret {
-        secret: SecretRef,
-    },
+    Secret { secret: SecretRef },
 }
 
 /// Where a secret's value is read from. The value itself never appears in a spec, a plan, a

@@ -71,7 +71,9 @@ pub struct Duration(pub std::time::Duration);
 impl Duration {
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || {
-            format!("malformed duration `{text}`: write a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`")
+            format!(
+                "malformed duration `{text}`: write a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`"
+            )
         };
         let mut rest = text.trim();
         if rest.is_empty() {
@@ -79,7 +81,9 @@ impl Duration {
         }
         let mut total = std::time::Duration::ZERO;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(bad());
             }
@@ -225,7 +229,9 @@ pub fn check_repository_url(url: &str) -> Result<(), String> {
             let (bucket_path, query) = rest.split_once('?').unwrap_or((rest, ""));
             let bucket = bucket_path.split('/').next().unwrap_or("");
             if bucket.is_empty()
-                || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                || !bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
             {
                 return Err(bad("the bucket name must be lowercase letters, digits, `-` and `.`"));
             }
@@ -257,7 +263,8 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
         return Err(format!("malformed URL `{url}`: no host"));
     }
     if let Some(p) = port {
-        p.parse::<u16>().map_err(|_| format!("malformed URL `{url}`: bad port `{p}`"))?;
+        p.parse::<u16>()
+            .map_err(|_| format!("malformed URL `{url}`: bad port `{p}`"))?;
     }
     Ok(())
 }

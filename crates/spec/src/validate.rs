@@ -43,7 +43,11 @@ impl Checker<'_> {
 
 /// Runs every rule; returns all problems found.
 pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
-    let mut c = Checker { system, sources, diags: Vec::new() };
+    let mut c = Checker {
+        system,
+        sources,
+        diags: Vec::new(),
+    };
     check_names(&mut c);
     check_sites(&mut c);
     check_services(&mut c);
@@ -61,7 +65,8 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
 
 fn check_names(c: &mut Checker) {
@@ -89,7 +94,15 @@ fn check_sites(c: &mut Checker) {
     let mut by_address: HashMap<std::net::IpAddr, &str> = HashMap::new();
     for (name, site) in &c.system.sites {
         if let Some(other) = by_address.insert(site.address, name) {
-            c.err("sites", name, &[key("address")], format!("sites `{other}` and `{name}` share the address {}; each site needs its own", site.address));
+            c.err(
+                "sites",
+                name,
+                &[key("address")],
+                format!(
+                    "sites `{other}` and `{name}` share the address {}; each site needs its own",
+                    site.address
+                ),
+            );
         }
         if let Some(url) = &site.repository {
             if let Err(e) = crate::units::check_repository_url(url) {
@@ -103,11 +116,20 @@ fn check_services(c: &mut Checker) {
     let system = c.system;
     for (name, svc) in &system.services {
         if svc.command.trim().is_empty() {
-            c.err("services", name, &[key("command")], format!("service `{name}` has an empty command"));
+            c.err(
+                "services",
+                name,
+                &[key("command")],
+                format!("service `{name}` has an empty command"),
+            );
         }
         match system.sites.get(&svc.site) {
             None => {
-                let msg = format!("service `{name}` is active at site `{}`, which is not declared; declared sites: {}", svc.site, c.names("sites"));
+                let msg = format!(
+                    "service `{name}` is active at site `{}`, which is not declared; declared sites: {}",
+                    svc.site,
+                    c.names("sites")
+                );
                 c.err("services", name, &[key("site")], msg);
             }
             Some(site) => {
@@ -126,15 +148,28 @@ fn check_services(c: &mut Checker) {
         for (i, standby) in svc.standby.iter().enumerate() {
             let at = [key("standby"), Seg::Index(i)];
             if standby == &svc.site {
-                c.err("services", name, &at, format!("service `{name}` lists its active site `{standby}` as a standby"));
+                c.err(
+                    "services",
+                    name,
+                    &at,
+                    format!("service `{name}` lists its active site `{standby}` as a standby"),
+                );
                 continue;
             }
             if svc.standby[..i].contains(standby) {
-                c.err("services", name, &at, format!("service `{name}` lists standby site `{standby}` twice"));
+                c.err(
+                    "services",
+                    name,
+                    &at,
+                    format!("service `{name}` lists standby site `{standby}` twice"),
+                );
                 continue;
             }
             let Some(site) = system.sites.get(standby) else {
-                let msg = format!("service `{name}` names standby site `{standby}`, which is not declared; declared sites: {}", c.names("sites"));
+                let msg = format!(
+                    "service `{name}` names standby site `{standby}`, which is not declared; declared sites: {}",
+                    c.names("sites")
+                );
                 c.err("services", name, &at, msg);
                 continue;
             };
@@ -153,38 +188,86 @@ fn check_services(c: &mut Checker) {
             if dep == name {
                 c.err("services", name, &at, format!("service `{name}` depends on itself"));
             } else if !system.services.contains_key(dep) {
-                let msg = format!("service `{name}` depends on `{dep}`, which is not a declared service; declared services: {}", c.names("services"));
+                let msg = format!(
+                    "service `{name}` depends on `{dep}`, which is not a declared service; declared services: {}",
+                    c.names("services")
+                );
                 c.err("services", name, &at, msg);
             }
         }
         for (var, value) in &svc.env {
             if var.is_empty() || var.contains('=') || var.contains('\0') {
-                c.err_key("services", name, &[key("env"), key(var)], format!("service `{name}`: invalid environment variable name `{var}`"));
+                c.err_key(
+                    "services",
+                    name,
+                    &[key("env"), key(var)],
+                    format!("service `{name}`: invalid environment variable name `{var}`"),
+                );
             }
-            if let EnvValue::Secret { secret: SecretRef::Env(v) | SecretRef::File(v) } = value {
+            if let EnvValue::Secret {
+                secret: SecretRef::Env(v) | SecretRef::File(v),
+            } = value
+            {
                 if v.is_empty() {
-                    c.err("services", name, &[key("env"), key(var)], format!("service `{name}`: secret for `{var}` names nothing"));
+                    c.err(
+                        "services",
+                        name,
+                        &[key("env"), key(var)],
+                        format!("service `{name}`: secret for `{var}` names nothing"),
+                    );
                 }
             }
         }
         if let Some(h) = &svc.health {
-            let kinds = [h.http.is_some(), h.tcp.is_some(), h.exec.is_some()].iter().filter(|b| **b).count();
+            let kinds = [h.http.is_some(), h.tcp.is_some(), h.exec.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if kinds != 1 {
-                c.err_key("services", name, &[key("health")], format!("service `{name}`: a health check needs exactly one of `http`, `tcp`, `exec` (found {kinds})"));
+                c.err_key(
+                    "services",
+                    name,
+                    &[key("health")],
+                    format!(
+                        "service `{name}`: a health check needs exactly one of `http`, `tcp`, `exec` (found {kinds})"
+                    ),
+                );
             }
             if let Some(exec) = &h.exec {
                 if exec.command.is_empty() {
-                    c.err("services", name, &[key("health"), key("exec"), key("command")], format!("service `{name}`: the exec health check has an empty command"));
+                    c.err(
+                        "services",
+                        name,
+                        &[key("health"), key("exec"), key("command")],
+                        format!("service `{name}`: the exec health check has an empty command"),
+                    );
                 }
             }
             if let Some(http) = &h.http {
                 if !http.path.starts_with('/') {
-                    c.err("services", name, &[key("health"), key("http"), key("path")], format!("service `{name}`: malformed health check path `{}`: it must start with `/`", http.path));
+                    c.err(
+                        "services",
+                        name,
+                        &[key("health"), key("http"), key("path")],
+                        format!(
+                            "service `{name}`: malformed health check path `{}`: it must start with `/`",
+                            http.path
+                        ),
+                    );
                 }
             }
-            for (field, value) in [("interval", h.interval), ("timeout", h.timeout), ("start_timeout", h.start_timeout)] {
+            for (field, value) in [
+                ("interval", h.interval),
+                ("timeout", h.timeout),
+                ("start_timeout", h.start_timeout),
+            ] {
                 if value.is_some_and(|d| d.0.is_zero()) {
-                    c.err("services", name, &[key("health"), key(field)], format!("service `{name}`: health check {field} must be greater than zero"));
+                    c.err(
+                        "services",
+                        name,
+                        &[key("health"), key(field)],
+                        format!("service `{name}`: health check {field} must be greater than zero"),
+                    );
                 }
             }
         }
@@ -224,7 +307,10 @@ fn check_cycles(c: &mut Checker) {
                     stack.push((dep, 0));
                 }
                 Some(Mark::Active) if dep != node => {
-                    let from = stack.iter().position(|(n, _)| *n == dep).expect("active node is on the stack");
+                    let from = stack
+                        .iter()
+                        .position(|(n, _)| *n == dep)
+                        .expect("active node is on the stack");
                     let mut cycle: Vec<String> = stack[from..].iter().map(|(n, _)| n.to_string()).collect();
                     cycle.push(dep.to_string());
                     cycles.push(cycle);
@@ -235,13 +321,25 @@ fn check_cycles(c: &mut Checker) {
     }
     for cycle in cycles {
         let first = cycle[0].clone();
-        let idx = services[&first].depends_on.iter().position(|d| *d == cycle[1]).unwrap_or(0);
-        c.err("services", &first, &[key("depends_on"), Seg::Index(idx)], format!("dependency cycle: {}", cycle.join(" → ")));
+        let idx = services[&first]
+            .depends_on
+            .iter()
+            .position(|d| *d == cycle[1])
+            .unwrap_or(0);
+        c.err(
+            "services",
+            &first,
+            &[key("depends_on"), Seg::Index(idx)],
+            format!("dependency cycle: {}", cycle.join(" → ")),
+        );
     }
 }
 
 fn add(a: Resources, b: Resources) -> Resources {
-    Resources { cpu: crate::units::Cpu(a.cpu.0 + b.cpu.0), memory: crate::units::ByteSize(a.memory.0 + b.memory.0) }
+    Resources {
+        cpu: crate::units::Cpu(a.cpu.0 + b.cpu.0),
+        memory: crate::units::ByteSize(a.memory.0 + b.memory.0),
+    }
 }
 
 /// Each site must hold its own active services; each standby site must also hold, on top of
@@ -295,13 +393,30 @@ fn check_ports(c: &mut Checker) {
     for (name, svc) in &system.services {
         for (i, port) in svc.ports.iter().enumerate() {
             if *port == 0 {
-                c.err("services", name, &[key("ports"), Seg::Index(i)], format!("service `{name}`: port 0 is not a port"));
+                c.err(
+                    "services",
+                    name,
+                    &[key("ports"), Seg::Index(i)],
+                    format!("service `{name}`: port 0 is not a port"),
+                );
                 continue;
             }
             if let Some(other) = taken.insert((svc.site.as_str(), *port), name) {
                 if other != name {
-                    let addr = system.sites.get(&svc.site).map(|s| s.address.to_string()).unwrap_or_default();
-                    c.err("services", name, &[key("ports"), Seg::Index(i)], format!("services `{other}` and `{name}` both listen on {addr}:{port} at site `{}`", svc.site));
+                    let addr = system
+                        .sites
+                        .get(&svc.site)
+                        .map(|s| s.address.to_string())
+                        .unwrap_or_default();
+                    c.err(
+                        "services",
+                        name,
+                        &[key("ports"), Seg::Index(i)],
+                        format!(
+                            "services `{other}` and `{name}` both listen on {addr}:{port} at site `{}`",
+                            svc.site
+                        ),
+                    );
                 }
             }
         }
@@ -314,7 +429,9 @@ fn check_ports(c: &mut Checker) {
                     "services",
                     name,
                     &[key("ports"), Seg::Index(i)],
-                    format!("service `{name}` would collide with `{other}` on port {port} after failing over to `{target}`"),
+                    format!(
+                        "service `{name}` would collide with `{other}` on port {port} after failing over to `{target}`"
+                    ),
                 );
             }
         }
@@ -324,7 +441,14 @@ fn check_ports(c: &mut Checker) {
         for (site_name, site) in &system.sites {
             if site.address == listen.ip() {
                 if let Some(other) = taken.get(&(site_name.as_str(), listen.port())) {
-                    c.err("routes", name, &[key("listen")], format!("route `{name}` listens on {listen}, where service `{other}` listens at site `{site_name}`"));
+                    c.err(
+                        "routes",
+                        name,
+                        &[key("listen")],
+                        format!(
+                            "route `{name}` listens on {listen}, where service `{other}` listens at site `{site_name}`"
+                        ),
+                    );
                 }
             }
         }
@@ -335,7 +459,11 @@ fn check_datasets(c: &mut Checker) {
     let system = c.system;
     for (name, ds) in &system.datasets {
         let Some(svc) = system.services.get(&ds.service) else {
-            let msg = format!("dataset `{name}` belongs to service `{}`, which is not declared; declared services: {}", ds.service, c.names("services"));
+            let msg = format!(
+                "dataset `{name}` belongs to service `{}`, which is not declared; declared services: {}",
+                ds.service,
+                c.names("services")
+            );
             c.err("datasets", name, &[key("service")], msg);
             continue;
         };
@@ -349,14 +477,27 @@ fn check_datasets(c: &mut Checker) {
             _ => {}
         }
         if ds.strategy == Strategy::Standby && ds.kind != DatasetKind::Postgres {
-            c.err("datasets", name, &[key("strategy")], format!("dataset `{name}`: strategy `standby` needs a PostgreSQL dataset; use `backup`"));
+            c.err(
+                "datasets",
+                name,
+                &[key("strategy")],
+                format!("dataset `{name}`: strategy `standby` needs a PostgreSQL dataset; use `backup`"),
+            );
         }
         for (i, site) in ds.replicate_to.iter().enumerate() {
             if !system.sites.contains_key(site) {
-                let msg = format!("dataset `{name}` replicates to site `{site}`, which is not declared; declared sites: {}", c.names("sites"));
+                let msg = format!(
+                    "dataset `{name}` replicates to site `{site}`, which is not declared; declared sites: {}",
+                    c.names("sites")
+                );
                 c.err("datasets", name, &[key("replicate_to"), Seg::Index(i)], msg);
             } else if *site == svc.site {
-                c.err("datasets", name, &[key("replicate_to"), Seg::Index(i)], format!("dataset `{name}` replicates to its own site `{site}`"));
+                c.err(
+                    "datasets",
+                    name,
+                    &[key("replicate_to"), Seg::Index(i)],
+                    format!("dataset `{name}` replicates to its own site `{site}`"),
+                );
             }
         }
         let rpo = ds.rpo.or(system.objectives.rpo);
@@ -380,25 +521,55 @@ fn check_routes(c: &mut Checker) {
     let mut listens: HashMap<std::net::SocketAddr, &str> = HashMap::new();
     for (name, route) in &system.routes {
         let Some(svc) = system.services.get(&route.service) else {
-            let msg = format!("route `{name}` leads to service `{}`, which is not declared; declared services: {}", route.service, c.names("services"));
+            let msg = format!(
+                "route `{name}` leads to service `{}`, which is not declared; declared services: {}",
+                route.service,
+                c.names("services")
+            );
             c.err("routes", name, &[key("service")], msg);
             continue;
         };
         match route.port {
             Some(p) if !svc.ports.contains(&p) => {
-                c.err("routes", name, &[key("port")], format!("route `{name}` leads to port {p}, which service `{}` does not declare", route.service));
+                c.err(
+                    "routes",
+                    name,
+                    &[key("port")],
+                    format!(
+                        "route `{name}` leads to port {p}, which service `{}` does not declare",
+                        route.service
+                    ),
+                );
             }
             None if svc.ports.is_empty() => {
-                c.err_key("routes", name, &[], format!("route `{name}` leads to service `{}`, which declares no ports", route.service));
+                c.err_key(
+                    "routes",
+                    name,
+                    &[],
+                    format!(
+                        "route `{name}` leads to service `{}`, which declares no ports",
+                        route.service
+                    ),
+                );
             }
             _ => {}
         }
         if route.kind == RouteKind::Proxy {
             match route.listen {
-                None => c.err_key("routes", name, &[], format!("proxy route `{name}` needs `listen` (address:port)")),
+                None => c.err_key(
+                    "routes",
+                    name,
+                    &[],
+                    format!("proxy route `{name}` needs `listen` (address:port)"),
+                ),
                 Some(addr) => {
                     if let Some(other) = listens.insert(addr, name) {
-                        c.err("routes", name, &[key("listen")], format!("routes `{other}` and `{name}` both listen on {addr}"));
+                        c.err(
+                            "routes",
+                            name,
+                            &[key("listen")],
+                            format!("routes `{other}` and `{name}` both listen on {addr}"),
+                        );
                     }
                 }
             }

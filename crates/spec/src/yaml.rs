@@ -25,13 +25,20 @@ impl Pos {
         } else {
             1
         };
-        Pos { line: span.start.line(), col: span.start.col() + 1, len }
+        Pos {
+            line: span.start.line(),
+            col: span.start.col() + 1,
+            len,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub enum NodeKind {
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Keys keep their own position so an error about a key (unknown field, duplicate name)
     /// points at the key rather than at its value.
@@ -66,14 +73,17 @@ impl Node {
         for item in Parser::new_from_str(text) {
             let (event, span) = item.map_err(|e| ParseError {
                 message: e.info().to_string(),
-                pos: Pos { line: e.marker().line(), col: e.marker().col() + 1, len: 1 },
+                pos: Pos {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                    len: 1,
+                },
             })?;
             if let Event::DocumentStart(_) = event {
                 documents += 1;
                 if documents > 1 {
                     return Err(ParseError {
-                        message: "more than one YAML document in a file; put each in its own file"
-                            .into(),
+                        message: "more than one YAML document in a file; put each in its own file".into(),
                         pos: Pos::from_span(span),
                     });
                 }
@@ -81,7 +91,11 @@ impl Node {
             builder.event(event, span)?;
         }
         Ok(builder.root.unwrap_or(Node {
-            pos: Pos { line: 1, col: 1, len: 1 },
+            pos: Pos {
+                line: 1,
+                col: 1,
+                len: 1,
+            },
             kind: NodeKind::Map(IndexMap::new()),
         }))
     }
@@ -134,9 +148,7 @@ impl Node {
             NodeKind::Scalar { text, plain: false } => Value::String(text.clone()),
             NodeKind::Scalar { text, plain: true } => plain_scalar(text),
             NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            NodeKind::Map(map) => {
-                Value::Object(map.iter().map(|(k, (_, v))| (k.clone(), v.to_json())).collect())
-            }
+            NodeKind::Map(map) => Value::Object(map.iter().map(|(k, (_, v))| (k.clone(), v.to_json())).collect()),
         }
     }
 }
@@ -159,7 +171,9 @@ fn plain_scalar(text: &str) -> serde_json::Value {
         }
     }
     let looks_float = digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
-        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
     if looks_float {
         if let Ok(f) = text.parse::<f64>() {
             if let Some(n) = serde_json::Number::from_f64(f) {
@@ -209,8 +223,14 @@ impl Builder {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
-                    Some(Frame::Seq(pos, items)) => Node { pos, kind: NodeKind::Seq(items) },
-                    Some(Frame::Map(pos, map, _)) => Node { pos, kind: NodeKind::Map(map) },
+                    Some(Frame::Seq(pos, items)) => Node {
+                        pos,
+                        kind: NodeKind::Seq(items),
+                    },
+                    Some(Frame::Map(pos, map, _)) => Node {
+                        pos,
+                        kind: NodeKind::Map(map),
+                    },
                     None => return Ok(()),
                 };
                 self.push(node)
@@ -234,10 +254,7 @@ impl Builder {
                     NodeKind::Scalar { text, .. } => {
                         if let Some((first, _)) = map.get(&text) {
                             return Err(ParseError {
-                                message: format!(
-                                    "duplicate key `{text}` (first defined at line {})",
-                                    first.line
-                                ),
+                                message: format!("duplicate key `{text}` (first defined at line {})", first.line),
                                 pos: node.pos,
                             });
                         }
@@ -266,7 +283,14 @@ mod tests {
     fn positions_point_at_keys_and_values() {
         let node = Node::parse("a:\n  b: 1\n  c: [x, 'y']\n").unwrap();
         let path = [Seg::Key("a".into()), Seg::Key("c".into())];
-        assert_eq!(node.locate(&path, true), Pos { line: 3, col: 3, len: 1 });
+        assert_eq!(
+            node.locate(&path, true),
+            Pos {
+                line: 3,
+                col: 3,
+                len: 1
+            }
+        );
         let item = [Seg::Key("a".into()), Seg::Key("c".into()), Seg::Index(1)];
         assert_eq!(node.locate(&item, false).line, 3);
         assert_eq!(node.locate(&item, false).col, 10);
@@ -276,7 +300,10 @@ mod tests {
     fn plain_scalars_are_typed_quoted_are_strings() {
         let node = Node::parse("a: 8080\nb: '8080'\nc: true\nd: 1.5\ne: 10s\nf:\n").unwrap();
         let json = node.to_json();
-        assert_eq!(json, serde_json::json!({"a": 8080, "b": "8080", "c": true, "d": 1.5, "e": "10s", "f": null}));
+        assert_eq!(
+            json,
+            serde_json::json!({"a": 8080, "b": "8080", "c": true, "d": 1.5, "e": "10s", "f": null})
+        );
     }
 
     #[test]

@@ -47,7 +47,12 @@ services:
 "#;
 
 pub fn files(list: &[(&str, &str)]) -> Vec<SourceFile> {
-    list.iter().map(|(n, t)| SourceFile { name: n.to_string(), text: t.to_string() }).collect()
+    list.iter()
+        .map(|(n, t)| SourceFile {
+            name: n.to_string(),
+            text: t.to_string(),
+        })
+        .collect()
 }
 
 pub fn ok(text: &str) -> Loaded {

@@ -11,7 +11,11 @@ fn base_spec_is_valid_and_inputs_are_resolved() {
     let s = &l.system;
     assert_eq!(s.sites["a"].region.as_deref(), Some("eu-west-1"));
     assert_eq!(s.services["web"].ports, [8080]);
-    assert_eq!(s.services["web"].args, ["--port", "8080"], "a quoted reference stays a string");
+    assert_eq!(
+        s.services["web"].args,
+        ["--port", "8080"],
+        "a quoted reference stays a string"
+    );
     assert_eq!(l.digest.len(), 64);
 }
 
@@ -71,12 +75,18 @@ fn duplicate_name_across_files() {
 
 #[test]
 fn unknown_site_reference() {
-    assert_snapshot!(err(&base_with("    site: a\n    standby: [b]\n  web", "    site: c\n    standby: [b]\n  web")));
+    assert_snapshot!(err(&base_with(
+        "    site: a\n    standby: [b]\n  web",
+        "    site: c\n    standby: [b]\n  web"
+    )));
 }
 
 #[test]
 fn unknown_standby_site() {
-    assert_snapshot!(err(&base_with("    standby: [b]\n    sync", "    standby: [z]\n    sync")));
+    assert_snapshot!(err(&base_with(
+        "    standby: [b]\n    sync",
+        "    standby: [z]\n    sync"
+    )));
 }
 
 #[test]
@@ -86,7 +96,10 @@ fn unknown_dependency() {
 
 #[test]
 fn dependency_cycle_is_named() {
-    let text = base_with("    command: postgres\n", "    command: postgres\n    depends_on: [web]\n");
+    let text = base_with(
+        "    command: postgres\n",
+        "    command: postgres\n    depends_on: [web]\n",
+    );
     assert_snapshot!(err(&text));
 }
 
@@ -102,25 +115,37 @@ fn longer_cycle_is_named_once() {
 
 #[test]
 fn standby_lacks_required_capability() {
-    let text = base_with("    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [postgres]\nservices", "    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [ssd]\nservices");
+    let text = base_with(
+        "    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [postgres]\nservices",
+        "    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [ssd]\nservices",
+    );
     assert_snapshot!(err(&text));
 }
 
 #[test]
 fn active_site_lacks_required_capability() {
-    let text = base_with("    capabilities: [postgres]\n    repository", "    capabilities: []\n    repository");
+    let text = base_with(
+        "    capabilities: [postgres]\n    repository",
+        "    capabilities: []\n    repository",
+    );
     assert_snapshot!(err(&text));
 }
 
 #[test]
 fn standby_lacks_capacity() {
-    let text = base_with("    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [postgres]\nservices", "    capacity: { cpu: 500m, memory: 4Gi }\n    capabilities: [postgres]\nservices");
+    let text = base_with(
+        "    capacity: { cpu: 4, memory: 4Gi }\n    capabilities: [postgres]\nservices",
+        "    capacity: { cpu: 500m, memory: 4Gi }\n    capabilities: [postgres]\nservices",
+    );
     assert_snapshot!(err(&text));
 }
 
 #[test]
 fn site_lacks_capacity_for_its_own_services() {
-    assert_snapshot!(err(&base_with("capacity: { cpu: 4, memory: 4Gi }", "capacity: { cpu: 4, memory: 512Mi }")));
+    assert_snapshot!(err(&base_with(
+        "capacity: { cpu: 4, memory: 4Gi }",
+        "capacity: { cpu: 4, memory: 512Mi }"
+    )));
 }
 
 #[test]
@@ -161,12 +186,18 @@ fn sites_sharing_an_address() {
 
 #[test]
 fn health_check_needs_exactly_one_probe() {
-    assert_snapshot!(err(&base_with("      http: { port: 8080, path: /healthz }\n", "      http: { port: 8080, path: /healthz }\n      tcp: { port: 8080 }\n")));
+    assert_snapshot!(err(&base_with(
+        "      http: { port: 8080, path: /healthz }\n",
+        "      http: { port: 8080, path: /healthz }\n      tcp: { port: 8080 }\n"
+    )));
 }
 
 #[test]
 fn standby_equal_to_active_site() {
-    assert_snapshot!(err(&base_with("    standby: [b]\n    sync", "    standby: [a]\n    sync")));
+    assert_snapshot!(err(&base_with(
+        "    standby: [b]\n    sync",
+        "    standby: [a]\n    sync"
+    )));
 }
 
 #[test]
@@ -183,7 +214,10 @@ fn secret_reference_is_accepted_and_never_a_value() {
 
 #[test]
 fn malformed_secret_reference() {
-    let text = base_with("    sync: auto\n", "    sync: auto\n    env:\n      DB_PASSWORD: { secret: { vault: x } }\n");
+    let text = base_with(
+        "    sync: auto\n",
+        "    sync: auto\n    env:\n      DB_PASSWORD: { secret: { vault: x } }\n",
+    );
     assert_snapshot!(err(&text));
 }
 
@@ -205,7 +239,11 @@ fn route_rules() {
 
 #[test]
 fn all_problems_are_reported_at_once() {
-    let text = base_with("depends_on: [db]", "depends_on: [nope]").replacen("    standby: [b]\n    sync", "    standby: [zz]\n    sync", 1);
+    let text = base_with("depends_on: [db]", "depends_on: [nope]").replacen(
+        "    standby: [b]\n    sync",
+        "    standby: [zz]\n    sync",
+        1,
+    );
     let e = err(&text);
     assert!(e.contains("`nope`") && e.contains("`zz`"), "{e}");
     assert!(e.ends_with("the spec has 2 errors; nothing was changed"), "{e}");

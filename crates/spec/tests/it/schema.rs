@@ -20,7 +20,15 @@ fn committed_schema_is_current() {
 fn schema_describes_the_sections() {
     let schema: serde_json::Value = serde_json::from_str(&resurgo_spec::json_schema()).unwrap();
     let props = schema["properties"].as_object().unwrap();
-    for section in ["apiVersion", "inputs", "sites", "services", "datasets", "routes", "objectives"] {
+    for section in [
+        "apiVersion",
+        "inputs",
+        "sites",
+        "services",
+        "datasets",
+        "routes",
+        "objectives",
+    ] {
         assert!(props.contains_key(section), "schema lacks `{section}`");
     }
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));

@@ -1,0 +1,69 @@
+//! The command line: one file per command. Each exposes `Args` (clap) and
+//! `run(args) -> anyhow::Result<ExitCode>`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod apply;
+pub mod controller;
+pub mod demo;
+pub mod example_app;
+pub mod plan;
+pub mod schema;
+pub mod shim;
+pub mod status;
+pub mod validate;
+
+/// Disaster recovery as code.
+///
+/// resurgo keeps a whole system — its sites, services, data and the plan to move them —
+/// declared in a spec (YAML, in Git or a folder), keeps every site as declared, and reports
+/// or corrects drift.
+///
+/// Start with `resurgo demo`. Exit codes: 0 success / no change, 1 error, 2 changes pending or
+/// drift (plan, status), 64 bad command line.
+#[derive(Debug, Parser)]
+#[command(name = "resurgo", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the quickstart: two sites on this machine, plan, apply, status, a drift healed.
+    Demo(demo::Args),
+    /// Check a spec: syntax, types, references, cycles, capabilities, capacity, ports.
+    Validate(validate::Args),
+    /// Print the JSON Schema of a spec file.
+    Schema(schema::Args),
+    /// Compare the spec with what runs and show the changes, in dependency order.
+    Plan(plan::Args),
+    /// Make the sites match the spec (or apply exactly a saved plan).
+    Apply(apply::Args),
+    /// Show sites, services, health, drift and the last applied commit.
+    Status(status::Args),
+    /// Run the reconcile loop: watch the spec and the sites, report and correct drift.
+    Controller(controller::Args),
+    /// A tiny HTTP service used by the quickstart example.
+    #[command(name = "example-app")]
+    ExampleApp(example_app::Args),
+    /// Internal: supervise one service process (started by the local provider).
+    #[command(name = "__shim", hide = true)]
+    Shim(shim::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Validate(a) => validate::run(a),
+        Command::Schema(a) => schema::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Apply(a) => apply::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Controller(a) => controller::run(a),
+        Command::ExampleApp(a) => example_app::run(a),
+        Command::Shim(a) => shim::run(a),
+    }
+}

@@ -1,0 +1,95 @@
+//! `resurgo plan`: desired vs observed → the changes, per site, in dependency order. Exit 0
+//! when nothing would change, 2 when something would, 1 on error. `--out FILE` saves the plan
+//! for `resurgo apply FILE`, which refuses it once stale.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use resurgo_plan::{make_plan, Plan, PlanOptions};
+
+use crate::common::{load_or_report, SpecArgs};
+use crate::exit;
+use crate::render;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanFlags {
+    /// Delete services resurgo started that the spec no longer declares.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: refuse to delete more than this many services.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_deletes: usize,
+}
+
+impl PlanFlags {
+    pub fn options(&self) -> PlanOptions {
+        PlanOptions {
+            prune: self.prune,
+            max_deletes: self.max_deletes,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub flags: PlanFlags,
+    /// Save the plan (JSON) for `resurgo apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON (versioned format, bound to the commit and the observed state).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads the spec, observes the sites and plans. `Ok(None)`: the spec was invalid (reported).
+pub fn compute(
+    spec: &SpecArgs,
+    options: PlanOptions,
+    json: bool,
+) -> anyhow::Result<Option<(Plan, resurgo_controller::Desired)>> {
+    let Some(desired) = load_or_report(spec, json)? else {
+        return Ok(None);
+    };
+    let engine = spec.engine()?;
+    let system = &desired.loaded.system;
+    let observed = engine.observe(&engine.sites(system));
+    let plan = make_plan(
+        &system.name,
+        desired.source.clone(),
+        &resurgo_plan::desired_state(system),
+        &observed,
+        options,
+    )?;
+    Ok(Some((plan, desired)))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some((plan, _)) = compute(&args.spec, args.flags.options(), args.json)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    if let Some(path) = &args.out {
+        let text = serde_json::to_string_pretty(&plan)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("cannot write plan to {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", render::plan(&plan, &render::Paint::stdout()));
+        if let Some(path) = &args.out {
+            println!(
+                "Saved to {}; apply exactly this plan with `resurgo apply {}`.",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(exit::code(if plan.summary.changes() > 0 {
+        exit::CHANGES
+    } else {
+        exit::OK
+    }))
+}

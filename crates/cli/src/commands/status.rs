@@ -1,0 +1,208 @@
+//! `resurgo status`: each site (reachable or unknown), each service (process, health,
+//! drift), and the last applied commit. Exit 0 when everything is in sync, 2 on drift or an
+//! unknown site.
+
+use std::process::ExitCode;
+
+use resurgo_controller::engine::{index_observed, read_applied};
+use resurgo_plan::{make_plan, Action, Health, PlanOptions, ProcessState, SiteState};
+use serde::Serialize;
+
+use crate::common::{load_or_report, SpecArgs};
+use crate::exit;
+use crate::render::Paint;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub system: String,
+    pub desired: String,
+    pub last_applied: Option<resurgo_controller::engine::Applied>,
+    pub in_sync: bool,
+    pub sites: Vec<SiteStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SiteStatus {
+    pub site: String,
+    pub address: String,
+    /// `reachable` or `unknown`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    /// `running`, `exited`, `stopped`, `absent` or `unknown`.
+    pub process: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// `healthy`, `unhealthy` or `unknown`.
+    pub health: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<String>,
+    /// `in-sync`, or the plan action that would correct it (`create`, `update`, `start`, `orphan`).
+    pub drift: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    pub restarts: u32,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(desired) = load_or_report(&args.spec, args.json)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    let engine = args.spec.engine()?;
+    let system = &desired.loaded.system;
+    let sites = engine.sites(system);
+    let observed = engine.observe(&sites);
+    let plan = make_plan(
+        &system.name,
+        desired.source.clone(),
+        &resurgo_plan::desired_state(system),
+        &observed,
+        PlanOptions::default(),
+    )?;
+    let index = index_observed(&observed);
+    let mut status = Status {
+        system: system.name.clone(),
+        desired: desired.source.label(),
+        last_applied: read_applied(&args.spec.state),
+        in_sync: plan.summary.changes() == 0 && plan.summary.unknown_sites == 0 && plan.summary.orphan == 0,
+        sites: Vec::new(),
+    };
+    for (handle, seen) in sites.iter().zip(&observed) {
+        let (state, reason) = match &seen.state {
+            SiteState::Reachable { .. } => ("reachable", None),
+            SiteState::Unknown { reason } => ("unknown", Some(reason.clone())),
+        };
+        let mut services = Vec::new();
+        let site_plan = plan.sites.iter().find(|p| p.site == handle.name);
+        for change in site_plan.map(|p| p.changes.as_slice()).unwrap_or(&[]) {
+            let obs = index.get(&(handle.name.clone(), change.service.clone()));
+            let (process, pid) = match obs.map(|o| &o.process) {
+                Some(ProcessState::Running { pid, .. }) => ("running", Some(*pid)),
+                Some(ProcessState::Exited { .. }) => ("exited", None),
+                Some(ProcessState::Stopped) => ("stopped", None),
+                None => ("absent", None),
+            };
+            let (health, last_probe) = match obs.map(|o| &o.health) {
+                Some(Health::Healthy) => ("healthy", None),
+                Some(Health::Unhealthy { last_probe }) => ("unhealthy", Some(last_probe.clone())),
+                _ => ("unknown", None),
+            };
+            let drift = match change.action {
+                Action::Unchanged => "in-sync".to_string(),
+                ref a => serde_json::to_value(a)?.as_str().unwrap_or("").to_string(),
+            };
+            services.push(ServiceStatus {
+                service: change.service.clone(),
+                process: process.into(),
+                pid,
+                health: health.into(),
+                last_probe,
+                drift,
+                changed: change.fields.clone(),
+                restarts: obs.map_or(0, |o| o.restarts),
+            });
+        }
+        if state == "unknown" {
+            for (name, svc) in &system.services {
+                if svc.site == handle.name {
+                    services.push(ServiceStatus {
+                        service: name.clone(),
+                        process: "unknown".into(),
+                        pid: None,
+                        health: "unknown".into(),
+                        last_probe: None,
+                        drift: "unknown".into(),
+                        changed: vec![],
+                        restarts: 0,
+                    });
+                }
+            }
+        }
+        status.sites.push(SiteStatus {
+            site: handle.name.clone(),
+            address: handle.address.to_string(),
+            state: state.into(),
+            reason,
+            services,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", render_status(&status, &Paint::stdout()));
+    }
+    Ok(exit::code(if status.in_sync { exit::OK } else { exit::CHANGES }))
+}
+
+pub fn render_status(status: &Status, paint: &Paint) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let applied = status.last_applied.as_ref().map_or_else(
+        || "never".to_string(),
+        |a| format!("{} at {}", a.source.label(), a.time),
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        paint.bold(&format!(
+            "System `{}` — desired {}, last applied {}",
+            status.system, status.desired, applied
+        ))
+    );
+    for site in &status.sites {
+        let state = if site.state == "reachable" {
+            paint.green("reachable")
+        } else {
+            paint.red("unknown")
+        };
+        let reason = site.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "site {} ({}): {state}{reason}",
+            paint.bold(&site.site),
+            site.address
+        );
+        for s in &site.services {
+            let health = match s.health.as_str() {
+                "healthy" => paint.green("healthy"),
+                "unhealthy" => paint.red("unhealthy"),
+                h => paint.dim(h),
+            };
+            let drift = if s.drift == "in-sync" {
+                paint.green("in sync")
+            } else if s.changed.is_empty() {
+                paint.yellow(&format!("drift: {}", s.drift))
+            } else {
+                paint.yellow(&format!("drift: {} ({})", s.drift, s.changed.join(", ")))
+            };
+            let pid = s.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+            let probe = s.last_probe.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default();
+            let restarts = if s.restarts > 0 {
+                format!(", {} restarts", s.restarts)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {:<20} {}{pid}, {health}{probe}, {drift}{restarts}",
+                s.service, s.process
+            );
+        }
+    }
+    out
+}

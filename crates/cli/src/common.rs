@@ -1,0 +1,90 @@
+//! What several commands share: where the spec is, where state lives, and loading the spec
+//! with errors printed the way a person can act on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use resurgo_controller::{desired, Desired, Engine, LoadError, Source};
+use resurgo_provider::local::LocalProvider;
+
+/// Where the spec comes from and where state is kept.
+#[derive(Debug, Clone, Args)]
+pub struct SpecArgs {
+    /// Spec file or folder of *.yaml files.
+    #[arg(long, short = 's', env = "RESURGO_SPEC", default_value = ".", value_name = "PATH")]
+    pub spec: PathBuf,
+    /// Read the spec from this Git repository (URL or path) instead of --spec.
+    #[arg(long, env = "RESURGO_REPO", value_name = "URL")]
+    pub repo: Option<String>,
+    /// Branch, tag or commit of --repo.
+    #[arg(long = "ref", default_value = "HEAD", value_name = "REF", requires = "repo")]
+    pub reference: String,
+    /// Folder of the spec inside --repo.
+    #[arg(long, value_name = "DIR", requires = "repo")]
+    pub path: Option<String>,
+    /// Override an input declared in the spec (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    /// State folder: site state, event log, Git cache, last-known-good spec.
+    #[arg(long, env = "RESURGO_STATE", default_value = ".resurgo", value_name = "DIR")]
+    pub state: PathBuf,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+}
+
+impl SpecArgs {
+    pub fn source(&self) -> Source {
+        match &self.repo {
+            Some(repo) => Source::Git {
+                repo: repo.clone(),
+                reference: self.reference.clone(),
+                subdir: self.path.clone(),
+            },
+            None => Source::Folder(self.spec.clone()),
+        }
+    }
+
+    /// Loads and validates the spec. Spec errors are returned as [`Failed::Spec`] so the
+    /// caller can print them whole.
+    pub fn load(&self) -> Result<Desired, LoadError> {
+        desired::load(&self.source(), &self.state.join("git"), &self.set)
+    }
+
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        std::fs::create_dir_all(&self.state)
+            .with_context(|| format!("cannot create state folder {}", self.state.display()))?;
+        let provider = LocalProvider::default();
+        Ok(Engine::new(Arc::new(provider), self.state.clone()))
+    }
+}
+
+/// Loads the spec, printing spec errors in full. `Ok(None)` means the spec was invalid and
+/// its errors were printed.
+pub fn load_or_report(args: &SpecArgs, json: bool) -> anyhow::Result<Option<Desired>> {
+    match args.load() {
+        Ok(d) => Ok(Some(d)),
+        Err(LoadError::Spec(e)) => {
+            if json {
+                println!("{}", serde_json::json!({ "valid": false, "errors": e.diagnostics }));
+            } else {
+                eprintln!("{e}");
+            }
+            Ok(None)
+        }
+        Err(LoadError::Source(e)) => {
+            let hint = if e.is_transient() {
+                "; check the URL and the network, or read a local copy with --spec"
+            } else {
+                ""
+            };
+            Err(anyhow::anyhow!("{e}{hint}"))
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! plan → apply → status on real processes, saved plans and their staleness, Git sources.
+
+use std::time::Duration;
+
+use crate::util::{alive, find_service, git_repo, poll, Env};
+
+#[test]
+fn plan_apply_status_round_trip() {
+    let env = Env::new(101);
+    let services = [
+        Env::web("db", "a", 7001, "manual", &[]),
+        Env::web("api", "a", 7002, "manual", &["db"]),
+        Env::web("web", "b", 7003, "manual", &["api"]),
+    ]
+    .concat();
+    env.write_spec(&env.spec(&services));
+
+    let plan = env.run(&["plan", "--json"]);
+    assert_eq!(plan.code, 2, "changes pending → exit 2\n{}", plan.stderr);
+    let p = plan.json();
+    assert_eq!(p["format_version"], 1);
+    assert_eq!(p["summary"]["create"], 3);
+    assert_eq!(p["source"]["kind"], "folder");
+    let order: Vec<(String, u64)> = p["sites"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["service"].as_str().unwrap().to_string(), c["wave"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(order, [("db".to_string(), 0), ("api".to_string(), 1)]);
+
+    let human = env.run(&["plan"]);
+    assert!(human.stdout.contains("+ create   db"), "{}", human.stdout);
+    assert!(human.stdout.contains("Plan: 3 to create"), "{}", human.stdout);
+
+    let apply = env.run(&["apply", "--json"]);
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    let done: Vec<String> = apply.json()["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["service"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        done,
+        ["db", "api", "web"],
+        "dependants start only after their dependencies are healthy"
+    );
+
+    let status = env.status();
+    assert_eq!(status["in_sync"], true, "{status}");
+    for (site, svc) in [("a", "db"), ("a", "api"), ("b", "web")] {
+        let s = find_service(&status, site, svc).unwrap();
+        assert_eq!(s["process"], "running", "{svc}: {s}");
+        assert_eq!(s["health"], "healthy", "{svc}: {s}");
+        assert_eq!(s["drift"], "in-sync");
+    }
+    assert_eq!(status["last_applied"]["source"]["kind"], "folder");
+    assert_eq!(env.run(&["status"]).code, 0);
+
+    // The service really serves at its site's address.
+    let body = http(&format!("{}:7003", env.addr(2)), "/");
+    assert!(body.contains("hello from web at site b"), "{body}");
+
+    // Nothing left to do: plan exits 0.
+    assert_eq!(env.run(&["plan"]).code, 0);
+
+    // A config change is an update naming the field.
+    let changed = services.replace(
+        "args: [example-app, --port, \"7002\"]",
+        &format!("args: [example-app, --port, \"7002\", --address, \"{}\"]", env.addr(1)),
+    );
+    env.write_spec(&env.spec(&changed));
+    let p = env.run(&["plan", "--json"]).json();
+    let api = p["sites"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "api")
+        .unwrap()
+        .clone();
+    assert_eq!(api["action"], "update");
+    assert_eq!(api["fields"], serde_json::json!(["args"]));
+    let before = env.healthy_pid("a", "api").unwrap();
+    assert_eq!(env.run(&["apply"]).code, 0);
+    let after = env.healthy_pid("a", "api").unwrap();
+    assert_ne!(before, after, "the update restarted api");
+    assert!(!alive(before), "the old api process is gone");
+}
+
+#[test]
+fn saved_plan_is_applied_exactly_and_refused_when_stale() {
+    let env = Env::new(102);
+    env.write_spec(&env.spec(&Env::web("web", "a", 7011, "manual", &[])));
+    let plan_file = env.path().join("plan.json");
+    let out = env.run(&["plan", "--out", plan_file.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // Applying it works while nothing has moved.
+    let applied = env.run(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let pid = env.healthy_pid("a", "web").expect("web runs");
+
+    // The same plan again: the world changed since (web now runs) → refused, nothing done.
+    let stale = env.run(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(stale.code, 1);
+    assert!(
+        stale.stderr.contains("is stale: what runs at the sites changed"),
+        "{}",
+        stale.stderr
+    );
+    assert_eq!(env.healthy_pid("a", "web"), Some(pid), "a refused plan changes nothing");
+
+    // A plan made, then the spec edited → refused too.
+    let out = env.run(&["plan", "--out", plan_file.to_str().unwrap()]);
+    assert_eq!(out.code, 0);
+    env.write_spec(&env.spec(&Env::web("web", "a", 7012, "manual", &[])));
+    let stale = env.run(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(stale.code, 1);
+    assert!(stale.stderr.contains("is stale: the spec changed"), "{}", stale.stderr);
+    assert_eq!(env.healthy_pid("a", "web"), Some(pid));
+}
+
+#[test]
+fn failing_health_check_stops_apply_and_names_the_service() {
+    let env = Env::new(103);
+    // `sick` listens on 7021 but its health check probes 7029, where nothing listens.
+    let sick = Env::web("sick", "a", 7021, "manual", &[])
+        .replace("http: { port: 7021", "http: { port: 7029")
+        .replace("start_timeout: 10s", "start_timeout: 1s");
+    let services = [sick, Env::web("after", "a", 7022, "manual", &["sick"])].concat();
+    env.write_spec(&env.spec(&services));
+    let out = env.run(&["apply"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("service `sick` at site `a` did not become healthy"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("last probe: connection refused"), "{}", out.stderr);
+    let status = env.status();
+    assert_eq!(
+        find_service(&status, "a", "after").unwrap()["process"],
+        "absent",
+        "a dependant of a failed service is not started"
+    );
+}
+
+#[test]
+fn git_source_records_the_commit() {
+    let env = Env::new(104);
+    let repo = env.path().join("repo");
+    let sha = git_repo(
+        &repo,
+        &[(
+            "deploy/resurgo.yaml",
+            &env.spec(&Env::web("web", "a", 7031, "manual", &[])),
+        )],
+    );
+    let repo_s = repo.to_str().unwrap();
+    let plan = env.run(&["plan", "--json", "--repo", repo_s, "--ref", "main", "--path", "deploy"]);
+    assert_eq!(plan.code, 2, "{}", plan.stderr);
+    let p = plan.json();
+    assert_eq!(p["source"]["kind"], "git");
+    assert_eq!(p["source"]["commit"], sha);
+
+    let apply = env.run(&["apply", "--repo", repo_s, "--ref", "main", "--path", "deploy"]);
+    assert_eq!(apply.code, 0, "{}", apply.stderr);
+    let events = env.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "apply_finished" && e["commit"] == sha),
+        "{events:?}"
+    );
+
+    let missing = env.run(&["plan", "--repo", repo_s, "--ref", "no-such-branch"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("git ref `no-such-branch` does not exist"),
+        "{}",
+        missing.stderr
+    );
+    let gone = env.run(&["plan", "--repo", "/nonexistent/repo"]);
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("is unreachable"), "{}", gone.stderr);
+}
+
+fn http(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    poll(Duration::from_secs(5), || {
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    })
+    .unwrap_or_default()
+}

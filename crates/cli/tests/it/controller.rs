@@ -1,0 +1,287 @@
+//! The reconcile loop against real processes: drift healed (auto) or reported (manual),
+//! services adopted across a controller restart, Git down, a site unreachable.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::util::{alive, find_service, git, git_repo, poll, signal, Env};
+
+/// Waits until the service runs healthy and returns its pid.
+fn wait_healthy(env: &Env, site: &str, service: &str, timeout: Duration) -> u32 {
+    poll(timeout, || env.healthy_pid(site, service)).unwrap_or_else(|| {
+        panic!(
+            "{service}@{site} not healthy within {timeout:?}; events:\n{}",
+            env.dump_events()
+        )
+    })
+}
+
+/// Waits until the service runs with a pid other than `old`; returns (pid, time since `since`).
+fn wait_new_pid(env: &Env, site: &str, service: &str, old: u32, since: Instant) -> (u32, Duration) {
+    let pid = poll(Duration::from_secs(10), || {
+        let status = env.status();
+        let s = find_service(&status, site, service)?;
+        let pid = s["pid"].as_u64()? as u32;
+        (s["process"] == "running" && pid != old && alive(pid)).then_some(pid)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{service}@{site} was not restarted within 10s; events:\n{}",
+            env.dump_events()
+        )
+    });
+    (pid, since.elapsed())
+}
+
+#[test]
+fn killed_service_is_restarted_within_two_seconds_when_auto() {
+    let mut env = Env::new(111);
+    env.write_spec(&env.spec(&Env::web("web", "a", 7101, "auto", &[])));
+    env.start_controller(&[]);
+    let pid = wait_healthy(&env, "a", "web", Duration::from_secs(15));
+    env.wait_event("drift_corrected (initial create)", Duration::from_secs(5), |e| {
+        e["kind"] == "drift_corrected"
+    });
+
+    signal(pid, Signal::SIGKILL);
+    let killed = Instant::now();
+    let (new_pid, took) = wait_new_pid(&env, "a", "web", pid, killed);
+    assert!(took <= Duration::from_secs(2), "restart took {took:?}, more than 2 s");
+    assert_ne!(new_pid, pid);
+    let seen = env.wait_event("drift_seen for the kill", Duration::from_secs(5), |e| {
+        e["kind"] == "drift_seen" && e["message"].as_str().is_some_and(|m| m.contains("killed by SIGKILL"))
+    });
+    assert_eq!(seen["site"], "a");
+    assert_eq!(seen["service"], "web");
+    assert!(
+        seen["commit"].as_str().is_some_and(|c| c.starts_with("folder:")),
+        "events name the desired state: {seen}"
+    );
+    wait_healthy(&env, "a", "web", Duration::from_secs(10));
+    let status = env.status();
+    assert_eq!(find_service(&status, "a", "web").unwrap()["restarts"], 1);
+}
+
+#[test]
+fn killed_service_is_only_reported_when_manual() {
+    let mut env = Env::new(112);
+    env.write_spec(&env.spec(&Env::web("web", "a", 7111, "manual", &[])));
+    assert_eq!(env.run(&["apply"]).code, 0);
+    let pid = env.healthy_pid("a", "web").unwrap();
+    env.start_controller(&[]);
+    env.wait_event("controller_started", Duration::from_secs(5), |e| {
+        e["kind"] == "controller_started"
+    });
+
+    signal(pid, Signal::SIGKILL);
+    let seen = env.wait_event("drift_seen", Duration::from_secs(2), |e| {
+        e["kind"] == "drift_seen" && e["service"] == "web"
+    });
+    assert!(
+        seen["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("start (process exited: killed by SIGKILL)"),
+        "{seen}"
+    );
+    // Several more ticks: still reported, never corrected.
+    let ticks_later = env.events().len();
+    poll(Duration::from_secs(1), || None::<()>);
+    let status = env.status();
+    let web = find_service(&status, "a", "web").unwrap();
+    assert_eq!(web["process"], "exited", "manual drift is left alone: {web}");
+    assert_eq!(web["drift"], "start");
+    assert!(
+        !env.events().iter().any(|e| e["kind"] == "drift_corrected"),
+        "{}",
+        env.dump_events()
+    );
+    assert_eq!(
+        env.events().len(),
+        ticks_later,
+        "the same drift is reported once, not every tick"
+    );
+    assert_eq!(env.run(&["status"]).code, 2, "status exits 2 on drift");
+}
+
+#[test]
+fn restarted_controller_adopts_running_services() {
+    let mut env = Env::new(113);
+    let services = [
+        Env::web("one", "a", 7121, "auto", &[]),
+        Env::web("two", "b", 7122, "auto", &["one"]),
+    ]
+    .concat();
+    env.write_spec(&env.spec(&services));
+    env.start_controller(&[]);
+    let one = wait_healthy(&env, "a", "one", Duration::from_secs(15));
+    let two = wait_healthy(&env, "b", "two", Duration::from_secs(15));
+    let status = env.stop_controller();
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    env.wait_event("controller_stopped", Duration::from_secs(1), |e| {
+        e["kind"] == "controller_stopped"
+    });
+    assert!(alive(one) && alive(two), "services outlive the controller");
+
+    let before = env.events().len();
+    env.start_controller(&[]);
+    // The second controller has loaded the spec once it logs desired_changed.
+    poll(Duration::from_secs(5), || {
+        env.events()[before..]
+            .iter()
+            .any(|e| e["kind"] == "desired_changed")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("second controller did not load the spec:\n{}", env.dump_events()));
+    // Asserting that nothing happens needs a window: six ticks of 200 ms.
+    poll(Duration::from_millis(1200), || None::<()>);
+    assert_eq!(env.healthy_pid("a", "one"), Some(one), "adopted, not restarted");
+    assert_eq!(env.healthy_pid("b", "two"), Some(two), "adopted, not restarted");
+    let acted: Vec<_> = env.events()[before..]
+        .iter()
+        .filter(|e| e["kind"] == "drift_seen" || e["kind"] == "drift_corrected")
+        .cloned()
+        .collect();
+    assert!(acted.is_empty(), "no drift after a restart: {acted:?}");
+    // Exactly one example-app process per service port.
+    for port in ["7121", "7122"] {
+        let count = count_processes(&["example-app", "--port", port]);
+        assert_eq!(count, 1, "one process for port {port}, found {count}");
+    }
+}
+
+fn count_processes(needle: &[&str]) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if needle.iter().all(|w| args.iter().any(|a| a == w)) && !args.iter().any(|a| a == "__shim") {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn git_unreachable_falls_back_to_last_known_good() {
+    let mut env = Env::new(114);
+    let repo = env.path().join("repo");
+    let spec = env.spec(&Env::web("web", "a", 7131, "auto", &[]));
+    let sha = git_repo(&repo, &[("resurgo.yaml", &spec)]);
+    // `status` in this test reads the same spec from a folder.
+    env.write_spec(&spec);
+    let repo_s = repo.to_str().unwrap().to_string();
+    env.start_controller(&["--repo", &repo_s, "--ref", "main"]);
+    let pid = wait_healthy(&env, "a", "web", Duration::from_secs(15));
+    let changed = env.wait_event("desired_changed", Duration::from_secs(5), |e| {
+        e["kind"] == "desired_changed"
+    });
+    assert_eq!(changed["commit"], sha);
+    env.stop_controller();
+
+    // The Git host goes away.
+    std::fs::rename(&repo, env.path().join("repo-gone")).unwrap();
+    env.start_controller(&["--repo", &repo_s, "--ref", "main"]);
+    let down = env.wait_event("git_unreachable", Duration::from_secs(5), |e| {
+        e["kind"] == "git_unreachable"
+    });
+    assert!(down["message"].as_str().unwrap().contains("is unreachable"), "{down}");
+    let lkg = env.wait_event("using_last_known_good", Duration::from_secs(5), |e| {
+        e["kind"] == "using_last_known_good"
+    });
+    assert_eq!(lkg["commit"], sha, "the last-known-good copy is the last commit seen");
+
+    // And it still keeps the system as declared.
+    signal(pid, Signal::SIGKILL);
+    let (_, took) = wait_new_pid(&env, "a", "web", pid, Instant::now());
+    assert!(took <= Duration::from_secs(3), "{took:?}");
+
+    // Git comes back with a new commit: the controller follows it.
+    std::fs::rename(env.path().join("repo-gone"), &repo).unwrap();
+    std::fs::write(
+        repo.join("resurgo.yaml"),
+        env.spec(&Env::web("web", "a", 7132, "auto", &[])),
+    )
+    .unwrap();
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qam",
+            "port 7132",
+        ],
+    );
+    let new_sha = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
+    env.wait_event("git_reachable", Duration::from_secs(5), |e| {
+        e["kind"] == "git_reachable"
+    });
+    env.wait_event("desired_changed to the new commit", Duration::from_secs(5), |e| {
+        e["kind"] == "desired_changed" && e["commit"] == new_sha
+    });
+    let corrected = env.wait_event("update corrected", Duration::from_secs(15), |e| {
+        e["kind"] == "drift_corrected" && e["commit"] == new_sha
+    });
+    assert!(corrected["message"].as_str().unwrap().contains("update"), "{corrected}");
+}
+
+#[test]
+fn unreachable_site_is_unknown_while_others_reconcile() {
+    let mut env = Env::new(115);
+    // Site c's state folder sits under a regular file: every access fails.
+    let blocker = env.path().join("blocker");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let spec = env.spec(&[Env::web("web", "a", 7141, "auto", &[]), Env::web("far", "c", 7142, "auto", &[])].concat()).replace(
+        "services:\n",
+        &format!("  c:\n    provider: local\n    address: {}\n    capacity: {{ cpu: 8, memory: 8Gi }}\n    root: {}\nservices:\n", env.addr(3), blocker.join("c").display()),
+    );
+    env.write_spec(&spec);
+
+    let status_out = env.run(&["status", "--json"]);
+    assert_eq!(status_out.code, 2, "an unknown site is not in sync");
+    let status = status_out.json();
+    let c = status["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "c")
+        .unwrap();
+    assert_eq!(c["state"], "unknown", "{c}");
+    assert!(c["reason"].as_str().unwrap().contains("unreachable"), "{c}");
+    assert_eq!(
+        find_service(&status, "c", "far").unwrap()["health"],
+        "unknown",
+        "never healthy when unseen"
+    );
+
+    env.start_controller(&[]);
+    let pid = wait_healthy(&env, "a", "web", Duration::from_secs(15));
+    let ev = env.wait_event("site_unreachable", Duration::from_secs(5), |e| {
+        e["kind"] == "site_unreachable"
+    });
+    assert_eq!(ev["site"], "c");
+    signal(pid, Signal::SIGKILL);
+    let (_, took) = wait_new_pid(&env, "a", "web", pid, Instant::now());
+    assert!(
+        took <= Duration::from_secs(2),
+        "site a healed in {took:?} while c is unknown"
+    );
+    let plan = env.run(&["plan", "--json"]).json();
+    let c_plan = plan["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "c")
+        .unwrap();
+    assert_eq!(c_plan["status"], "unknown");
+    assert_eq!(c_plan["changes"], serde_json::json!([]), "nothing is planned blind");
+}

@@ -1,0 +1,33 @@
+//! README's main command: the quickstart demo runs end to end on this machine.
+
+use crate::util::BIN;
+
+#[test]
+fn demo_runs_the_quickstart_and_heals_a_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "spec is valid",
+        "+ create   web",
+        "[1/1]",
+        "hello from web at site a",
+        "killed web",
+        "drift corrected",
+        "in sync",
+    ] {
+        assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
+    }
+    // The demo cleans up after itself: no process left under its state.
+    let run = dir.path().join("state/sites/a/services/web");
+    assert!(!run.exists(), "demo removed its services");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `resurgo` binary: real processes on loopback, real Git
+//! repositories, the real controller. Each test owns a block of loopback addresses
+//! (127.B.x.1) so tests can run in parallel.
+
+mod apply;
+mod cli;
+mod controller;
+mod demo;
+mod util;

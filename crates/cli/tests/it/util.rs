@@ -1,0 +1,282 @@
+//! The test harness: a temp folder with a spec and a state folder, the binary, and cleanup
+//! that kills every process a test started, whatever happens.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_resurgo");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    /// Second octet of this test's loopback addresses.
+    pub block: u8,
+    controllers: Vec<Child>,
+}
+
+impl Env {
+    pub fn new(block: u8) -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            block,
+            controllers: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn spec_dir(&self) -> PathBuf {
+        self.path().join("spec")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    pub fn addr(&self, site: u8) -> String {
+        format!("127.{}.{}.1", self.block, site)
+    }
+
+    /// Writes the spec (one file) and returns its folder.
+    pub fn write_spec(&self, text: &str) -> PathBuf {
+        std::fs::create_dir_all(self.spec_dir()).unwrap();
+        std::fs::write(self.spec_dir().join("resurgo.yaml"), text).unwrap();
+        self.spec_dir()
+    }
+
+    /// A two-site spec (a, b; optionally c) with the given `services:` body.
+    pub fn spec(&self, services: &str) -> String {
+        format!(
+            "apiVersion: resurgo.dev/v1alpha1\nsystem: test\ninputs:\n  resurgo: {BIN}\nsites:\n  a:\n    provider: local\n    address: {}\n    capacity: {{ cpu: 8, memory: 8Gi }}\n  b:\n    provider: local\n    address: {}\n    capacity: {{ cpu: 8, memory: 8Gi }}\nservices:\n{services}",
+            self.addr(1),
+            self.addr(2)
+        )
+    }
+
+    /// A service running `resurgo example-app` on `port`, with an HTTP health check.
+    pub fn web(name: &str, site: &str, port: u16, sync: &str, deps: &[&str]) -> String {
+        let deps = if deps.is_empty() {
+            String::new()
+        } else {
+            format!("    depends_on: [{}]\n", deps.join(", "))
+        };
+        format!(
+            "  {name}:\n    command: ${{inputs.resurgo}}\n    args: [example-app, --port, \"{port}\"]\n    ports: [{port}]\n    health:\n      http: {{ port: {port}, path: /healthz }}\n      interval: 200ms\n      start_timeout: 10s\n    site: {site}\n    sync: {sync}\n    stop_timeout: 2s\n{deps}"
+        )
+    }
+
+    /// Runs `resurgo ARGS --spec <spec> --state <state>`.
+    pub fn run(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--state").arg(self.state());
+        if !args.contains(&"--repo") && !args.contains(&"--spec") {
+            cmd.arg("--spec").arg(self.spec_dir());
+        }
+        Out::of(cmd.output().expect("run resurgo"))
+    }
+
+    /// Starts `resurgo controller` in the background, fast ticks, its stderr to a file.
+    pub fn start_controller(&mut self, extra: &[&str]) {
+        let n = self.controllers.len();
+        let log = std::fs::File::create(self.path().join(format!("controller-{n}.log"))).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["controller", "--tick", "200ms", "--poll", "300ms", "--state"])
+            .arg(self.state());
+        if !extra.contains(&"--repo") {
+            cmd.arg("--spec").arg(self.spec_dir());
+        }
+        cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        self.controllers.push(cmd.spawn().expect("start controller"));
+    }
+
+    /// Stops the newest controller with SIGTERM and waits for it to exit.
+    pub fn stop_controller(&mut self) -> std::process::ExitStatus {
+        let mut child = self.controllers.pop().expect("a controller runs");
+        signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controller did not stop within 10s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.state().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("event lines are JSON"))
+            .collect()
+    }
+
+    /// Waits until an event matching `pred` is logged.
+    pub fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let v = poll(timeout, || self.events().into_iter().find(|e| pred(e)));
+        v.unwrap_or_else(|| panic!("no {what} event within {timeout:?}; events:\n{}", self.dump_events()))
+    }
+
+    pub fn dump_events(&self) -> String {
+        std::fs::read_to_string(self.state().join("events.jsonl")).unwrap_or_default()
+    }
+
+    /// `resurgo status --json`.
+    pub fn status(&self) -> Value {
+        let out = self.run(&["status", "--json"]);
+        assert!(out.code == 0 || out.code == 2, "status failed: {}", out.stderr);
+        serde_json::from_str(&out.stdout).expect("status JSON")
+    }
+
+    /// The service's pid when it runs and is healthy.
+    pub fn healthy_pid(&self, site: &str, service: &str) -> Option<u32> {
+        let status = self.status();
+        let s = find_service(&status, site, service)?;
+        if s["process"] == "running" && s["health"] == "healthy" {
+            s["pid"].as_u64().map(|p| p as u32)
+        } else {
+            None
+        }
+    }
+
+    /// Pids of all service processes recorded under the state folder.
+    pub fn recorded_pids(&self) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let sites = self.state().join("sites");
+        for site in std::fs::read_dir(sites).into_iter().flatten().flatten() {
+            for svc in std::fs::read_dir(site.path().join("services"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Ok(text) = std::fs::read_to_string(svc.path().join("run.json")) {
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if let (Some(pid), Some(shim)) = (v["pid"].as_u64(), v["shim_pid"].as_u64()) {
+                        out.push((pid as u32, shim as u32));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for mut c in self.controllers.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (pid, shim) in self.recorded_pids() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(shim as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal");
+}
+
+pub fn alive(pid: u32) -> bool {
+    // A zombie is dead for our purposes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+        .unwrap_or(false)
+}
+
+pub fn find_service<'a>(status: &'a Value, site: &str, service: &str) -> Option<&'a Value> {
+    status["sites"].as_array()?.iter().find(|s| s["site"] == site)?["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["service"] == service)
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or the timeout passes.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn of(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// A Git repository with one commit of `files`; returns the commit SHA.
+pub fn git_repo(dir: &Path, files: &[(&str, &str)]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "spec",
+        ],
+    );
+    git(dir, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,106 @@
+//! Reading the desired state: fetch the spec from its source, load and validate it, and keep
+//! a last-known-good copy on local disk so the controller can act while Git is down.
+
+use std::path::{Path, PathBuf};
+
+use resurgo_plan::SourceId;
+use resurgo_spec::{Loaded, SourceFile, SpecError};
+use serde::{Deserialize, Serialize};
+
+use crate::source::{Fetched, Source, SourceError};
+
+/// A valid spec and where it came from.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub loaded: Loaded,
+    pub source: SourceId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+}
+
+/// Fetches and loads the spec.
+pub fn load(source: &Source, cache: &Path, overrides: &[(String, String)]) -> Result<Desired, LoadError> {
+    let fetched = source.fetch(cache)?;
+    load_fetched(&fetched, overrides)
+}
+
+fn load_fetched(fetched: &Fetched, overrides: &[(String, String)]) -> Result<Desired, LoadError> {
+    let loaded = resurgo_spec::load(fetched.files.clone(), overrides)?;
+    let source = fetched.source_id(&loaded.digest);
+    Ok(Desired { loaded, source })
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    kind: String,
+    location: String,
+    commit: Option<String>,
+    files: Vec<(String, String)>,
+}
+
+/// The local copy of the last spec that loaded cleanly.
+#[derive(Debug, Clone)]
+pub struct LastKnownGood {
+    path: PathBuf,
+}
+
+impl LastKnownGood {
+    pub fn new(state_dir: &Path) -> LastKnownGood {
+        LastKnownGood {
+            path: state_dir.join("last-known-good.json"),
+        }
+    }
+
+    /// Saves the files of a spec that loaded cleanly (write to a temporary file, then rename,
+    /// so a crash never leaves half a copy).
+    pub fn save(&self, fetched: &Fetched) -> std::io::Result<()> {
+        let stored = Stored {
+            kind: fetched.kind.clone(),
+            location: fetched.location.clone(),
+            commit: fetched.commit.clone(),
+            files: fetched.files.iter().map(|f| (f.name.clone(), f.text.clone())).collect(),
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&stored).expect("serializable"))?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    pub fn load(&self, overrides: &[(String, String)]) -> Option<Desired> {
+        let text = std::fs::read(&self.path).ok()?;
+        let stored: Stored = serde_json::from_slice(&text).ok()?;
+        let fetched = Fetched {
+            files: stored
+                .files
+                .into_iter()
+                .map(|(name, text)| SourceFile { name, text })
+                .collect(),
+            kind: stored.kind,
+            location: stored.location,
+            commit: stored.commit,
+        };
+        load_fetched(&fetched, overrides).ok()
+    }
+}
+
+/// Fetches, loads and, on success, records the spec as last-known-good.
+pub fn load_and_remember(
+    source: &Source,
+    cache: &Path,
+    overrides: &[(String, String)],
+    lkg: &LastKnownGood,
+) -> Result<Desired, LoadError> {
+    let fetched = source.fetch(cache)?;
+    let desired = load_fetched(&fetched, overrides)?;
+    // A failed save only costs resilience, not correctness: keep going.
+    let _ = lkg.save(&fetched);
+    Ok(desired)
+}

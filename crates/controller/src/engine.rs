@@ -1,0 +1,311 @@
+//! The engine: turns a spec into site handles, observes every site in parallel (a site that
+//! does not answer in time is `unknown` and holds up no other), and executes plans — starting
+//! services in dependency order, independent ones in parallel, each gated on its health check.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use resurgo_plan::{Action, Change, ObservedSite, Plan, RunConfig, SiteState};
+use resurgo_provider::{Provider, ProviderError, SiteHandle};
+use resurgo_spec::System;
+
+/// How long one site may take to be observed before it is reported `unknown`.
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default wait for a started service to become healthy.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Engine {
+    pub provider: Arc<dyn Provider>,
+    /// Where sites keep their state unless the spec says otherwise.
+    pub state_dir: PathBuf,
+    pub observe_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("service `{service}` at site `{site}` did not become healthy within {waited:?}; last probe: {last_probe}")]
+    Unhealthy {
+        service: String,
+        site: String,
+        waited: Duration,
+        last_probe: String,
+    },
+    #[error("service `{service}` at site `{site}` exited while starting: {how}")]
+    Exited { service: String, site: String, how: String },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("site `{0}` in the plan is not declared in the spec")]
+    UnknownSite(String),
+}
+
+/// What an apply did, in order of completion.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ApplyReport {
+    pub done: Vec<Done>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Done {
+    pub site: String,
+    pub service: String,
+    pub action: Action,
+    pub millis: u64,
+}
+
+impl Engine {
+    pub fn new(provider: Arc<dyn Provider>, state_dir: impl Into<PathBuf>) -> Engine {
+        Engine {
+            provider,
+            state_dir: state_dir.into(),
+            observe_timeout: OBSERVE_TIMEOUT,
+        }
+    }
+
+    /// The handles of the spec's sites.
+    pub fn sites(&self, system: &System) -> Vec<SiteHandle> {
+        system
+            .sites
+            .iter()
+            .map(|(name, site)| SiteHandle {
+                name: name.clone(),
+                address: site.address,
+                root: site
+                    .root
+                    .as_ref()
+                    .map_or_else(|| site_root(&self.state_dir, name), PathBuf::from),
+            })
+            .collect()
+    }
+
+    /// Observes all sites at once. Each site gets its own thread and `observe_timeout`; one
+    /// that fails or does not answer is `unknown` with the reason.
+    pub fn observe(&self, sites: &[SiteHandle]) -> Vec<ObservedSite> {
+        let (tx, rx) = mpsc::channel();
+        for (i, site) in sites.iter().enumerate() {
+            let tx = tx.clone();
+            let provider = Arc::clone(&self.provider);
+            let site = site.clone();
+            // Detached on purpose: a hung site must not hang us. Its answer, if it ever
+            // comes, goes to a closed channel.
+            std::thread::spawn(move || {
+                let _ = tx.send((i, provider.observe(&site)));
+            });
+        }
+        drop(tx);
+        let mut results: Vec<Option<SiteState>> = vec![None; sites.len()];
+        let deadline = Instant::now() + self.observe_timeout;
+        while results.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((i, Ok(services))) => results[i] = Some(SiteState::Reachable { services }),
+                Ok((i, Err(e))) => results[i] = Some(SiteState::Unknown { reason: e.to_string() }),
+                Err(_) => break,
+            }
+        }
+        sites
+            .iter()
+            .zip(results)
+            .map(|(site, state)| ObservedSite {
+                site: site.name.clone(),
+                state: state.unwrap_or_else(|| SiteState::Unknown {
+                    reason: format!("no answer within {}s", self.observe_timeout.as_secs_f32()),
+                }),
+            })
+            .collect()
+    }
+
+    /// Executes a plan: deletions first, then every create/update/start in dependency order,
+    /// in parallel where independent. A service's dependants start only once it is healthy.
+    /// The first failure stops further starts; those already running finish.
+    pub fn apply(
+        &self,
+        plan: &Plan,
+        sites: &[SiteHandle],
+        progress: &dyn Fn(&Done),
+    ) -> Result<ApplyReport, ApplyError> {
+        let handle = |name: &str| {
+            sites
+                .iter()
+                .find(|s| s.name == name)
+                .cloned()
+                .ok_or_else(|| ApplyError::UnknownSite(name.to_string()))
+        };
+        let mut report = ApplyReport::default();
+        for site in &plan.sites {
+            for change in site.changes.iter().filter(|c| c.action == Action::Delete) {
+                let t = Instant::now();
+                self.provider.remove(&handle(&site.site)?, &change.service)?;
+                let done = Done {
+                    site: site.site.clone(),
+                    service: change.service.clone(),
+                    action: Action::Delete,
+                    millis: t.elapsed().as_millis() as u64,
+                };
+                progress(&done);
+                report.done.push(done);
+            }
+        }
+        let mut tasks: Vec<(SiteHandle, &Change, &RunConfig)> = Vec::new();
+        for site in &plan.sites {
+            for change in &site.changes {
+                if let (Some(config), Action::Create | Action::Update | Action::Start) =
+                    (&change.config, &change.action)
+                {
+                    tasks.push((handle(&site.site)?, change, config));
+                }
+            }
+        }
+        let pending_names: HashSet<&str> = tasks.iter().map(|(_, c, _)| c.service.as_str()).collect();
+        let mut done_names: HashSet<String> = HashSet::new();
+        let mut started = vec![false; tasks.len()];
+        let mut running = 0usize;
+        let mut failure: Option<ApplyError> = None;
+        let (tx, rx) = mpsc::channel::<(usize, Result<u64, ApplyError>)>();
+        std::thread::scope(|scope| loop {
+            if failure.is_none() {
+                for (i, (site, change, config)) in tasks.iter().enumerate() {
+                    let ready = !started[i]
+                        && config
+                            .depends_on
+                            .iter()
+                            .all(|d| !pending_names.contains(d.as_str()) || done_names.contains(d));
+                    if !ready {
+                        continue;
+                    }
+                    started[i] = true;
+                    running += 1;
+                    let tx = tx.clone();
+                    let engine = self.clone();
+                    let site = site.clone();
+                    let _ = change;
+                    scope.spawn(move || {
+                        let t = Instant::now();
+                        let result = engine
+                            .start_healthy(&site, config)
+                            .map(|()| t.elapsed().as_millis() as u64);
+                        let _ = tx.send((i, result));
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, result)) = rx.recv() else { break };
+            running -= 1;
+            let (site, change, _) = &tasks[i];
+            match result {
+                Ok(millis) => {
+                    done_names.insert(change.service.clone());
+                    let done = Done {
+                        site: site.name.clone(),
+                        service: change.service.clone(),
+                        action: change.action.clone(),
+                        millis,
+                    };
+                    progress(&done);
+                    report.done.push(done);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Starts one service and waits until its health check passes (or, without one, until
+    /// its process is seen running).
+    pub fn start_healthy(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ApplyError> {
+        self.provider.start(site, config)?;
+        let Some(health) = &config.health else { return Ok(()) };
+        let interval = health
+            .interval
+            .map_or(Duration::from_millis(200), |d| d.0.min(Duration::from_millis(200)));
+        let limit = health.start_timeout.map_or(DEFAULT_START_TIMEOUT, |d| d.0);
+        let begin = Instant::now();
+        loop {
+            let result = self.provider.probe(site, config);
+            if result.healthy {
+                return Ok(());
+            }
+            if let Some(how) = self.exited(site, &config.service) {
+                return Err(ApplyError::Exited {
+                    service: config.service.clone(),
+                    site: site.name.clone(),
+                    how,
+                });
+            }
+            if begin.elapsed() >= limit {
+                return Err(ApplyError::Unhealthy {
+                    service: config.service.clone(),
+                    site: site.name.clone(),
+                    waited: limit,
+                    last_probe: result.detail,
+                });
+            }
+            std::thread::sleep(interval);
+        }
+    }
+
+    /// How the service's process ended, if it has.
+    fn exited(&self, site: &SiteHandle, service: &str) -> Option<String> {
+        let services = self.provider.observe(site).ok()?;
+        let s = services.into_iter().find(|s| s.service == service)?;
+        match s.process {
+            resurgo_plan::ProcessState::Exited { how, .. } => Some(how),
+            _ => None,
+        }
+    }
+}
+
+/// The default state folder of a site.
+pub fn site_root(state_dir: &Path, site: &str) -> PathBuf {
+    state_dir.join("sites").join(site)
+}
+
+/// Index of observed services by (site, service), for status and the reconcile loop.
+pub fn index_observed(observed: &[ObservedSite]) -> HashMap<(String, String), resurgo_plan::ObservedService> {
+    let mut out = HashMap::new();
+    for site in observed {
+        if let SiteState::Reachable { services } = &site.state {
+            for s in services {
+                out.insert((site.site.clone(), s.service.clone()), s.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The last successful apply, as recorded in the state folder.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Applied {
+    pub source: resurgo_plan::SourceId,
+    pub time: String,
+}
+
+fn applied_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("applied.json")
+}
+
+/// Records a successful apply of `source` (atomically: temporary file, then rename).
+pub fn record_applied(state_dir: &Path, source: &resurgo_plan::SourceId) -> std::io::Result<()> {
+    let applied = Applied {
+        source: source.clone(),
+        time: crate::events::now_rfc3339(),
+    };
+    std::fs::create_dir_all(state_dir)?;
+    let tmp = state_dir.join("applied.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&applied).expect("serializable"))?;
+    std::fs::rename(tmp, applied_path(state_dir))
+}
+
+pub fn read_applied(state_dir: &Path) -> Option<Applied> {
+    serde_json::from_slice(&std::fs::read(applied_path(state_dir)).ok()?).ok()
+}

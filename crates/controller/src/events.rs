@@ -1,0 +1,170 @@
+//! The event log: append-only JSON lines, one per thing that happened, each with its time,
+//! site, service and the commit of the desired state it was judged against.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What happened. A closed set: readers can rely on every kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ControllerStarted,
+    ControllerStopped,
+    DesiredChanged,
+    SpecInvalid,
+    GitUnreachable,
+    GitReachable,
+    UsingLastKnownGood,
+    DriftSeen,
+    DriftCorrected,
+    DriftCleared,
+    ApplyStarted,
+    ApplyFinished,
+    ApplyFailed,
+    SiteUnreachable,
+    SiteReachable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The commit (or `folder:<digest>`) of the desired state in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub message: String,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, message: impl Into<String>) -> Event {
+        Event {
+            time: now_rfc3339(),
+            kind,
+            site: None,
+            service: None,
+            commit: None,
+            message: message.into(),
+        }
+    }
+    pub fn site(mut self, site: &str) -> Event {
+        self.site = Some(site.to_string());
+        self
+    }
+    pub fn service(mut self, service: &str) -> Event {
+        self.service = Some(service.to_string());
+        self
+    }
+    pub fn commit(mut self, commit: Option<&str>) -> Event {
+        self.commit = commit.map(str::to_string);
+        self
+    }
+}
+
+/// Appends events to a JSON-lines file. Each event is one `write` of one line on a file
+/// opened for appending, so lines from concurrent writers never interleave.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    path: PathBuf,
+}
+
+impl EventLog {
+    pub fn new(path: impl Into<PathBuf>) -> EventLog {
+        EventLog { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn append(&self, event: &Event) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut line = serde_json::to_vec(event).expect("events serialize");
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        f.write_all(&line)
+    }
+
+    /// All events so far; unreadable lines are skipped.
+    pub fn read(&self) -> std::io::Result<Vec<Event>> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Current time as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    format_rfc3339(std::time::SystemTime::now())
+}
+
+/// Formats a time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, UTC).
+pub fn format_rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_000_000_123)),
+            "2026-11-18T11:06:40.123Z"
+        );
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn events_round_trip_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::new(dir.path().join("events.jsonl"));
+        log.append(
+            &Event::new(EventKind::DriftSeen, "x")
+                .site("a")
+                .service("web")
+                .commit(Some("abc")),
+        )
+        .unwrap();
+        log.append(&Event::new(EventKind::DriftCorrected, "y")).unwrap();
+        let events = log.read().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].site.as_deref(), Some("a"));
+        assert_eq!(events[1].kind, EventKind::DriftCorrected);
+    }
+}

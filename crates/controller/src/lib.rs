@@ -1,0 +1,15 @@
+//! The engine around the pure core: reading the desired state (folder or Git, with a
+//! last-known-good copy), observing sites through providers, applying plans, the event log,
+//! and the controller's reconcile loop.
+
+pub mod desired;
+pub mod engine;
+pub mod events;
+pub mod reconcile;
+pub mod source;
+
+pub use desired::{Desired, LastKnownGood, LoadError};
+pub use engine::{ApplyError, ApplyReport, Engine};
+pub use events::{Event, EventKind, EventLog};
+pub use reconcile::{Controller, ControllerConfig};
+pub use source::{Source, SourceError};

@@ -1,0 +1,396 @@
+//! The controller: a level-triggered reconcile loop. Every tick it looks at the whole desired
+//! state and the whole observed state — never at "what just happened" — plans the difference,
+//! reports drift, and corrects it where the service's sync policy is `auto`.
+//!
+//! Desired state comes from the source (polled) or, when that fails, from the local
+//! last-known-good copy. Observation is per site with a timeout, so an unreachable site is
+//! `unknown` and the others carry on. Corrections run on their own threads so a slow start
+//! never delays detection elsewhere; a service that keeps dying is restarted with back-off.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use resurgo_plan::{make_plan, Action, PlanOptions, SiteState};
+use resurgo_spec::SyncPolicy;
+
+use crate::desired::{load_and_remember, Desired, LastKnownGood, LoadError};
+use crate::engine::{ApplyError, Engine};
+use crate::events::{Event, EventKind, EventLog};
+use crate::source::Source;
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub source: Source,
+    pub overrides: Vec<(String, String)>,
+    pub state_dir: PathBuf,
+    /// Time between observations (drift is noticed within one tick plus one observation).
+    pub tick: Duration,
+    /// Time between polls of the source.
+    pub poll: Duration,
+    pub plan_options: PlanOptions,
+    /// Also print each event to stderr (the `controller` command does; the demo does not).
+    pub echo: bool,
+}
+
+/// Restart back-off for one service: immediate the first time, then 1 s, 2 s, 4 s … 30 s.
+/// Forgiven once the service has stayed up for [`Backoff::FORGIVE`].
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    last_start: Instant,
+}
+
+impl Backoff {
+    const FORGIVE: Duration = Duration::from_secs(10);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn delay(&self) -> Duration {
+        match self.failures {
+            0 => Duration::ZERO,
+            n => Duration::from_secs(1u64 << (n - 1).min(5)).min(Self::MAX),
+        }
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        now >= self.last_start + self.delay()
+    }
+}
+
+type Key = (String, String);
+
+/// Messages from the loop's helpers.
+enum Msg {
+    Corrected(Key, Result<(), ApplyError>),
+}
+
+pub struct Controller {
+    engine: Engine,
+    config: ControllerConfig,
+    events: EventLog,
+    lkg: LastKnownGood,
+    desired: Option<Desired>,
+    last_poll: Option<Instant>,
+    git_down: bool,
+    unknown_sites: HashSet<String>,
+    drift: HashMap<Key, String>,
+    backoff: HashMap<Key, Backoff>,
+    inflight: HashSet<Key>,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl Controller {
+    pub fn new(engine: Engine, config: ControllerConfig) -> Controller {
+        let (tx, rx) = mpsc::channel();
+        Controller {
+            events: EventLog::new(config.state_dir.join("events.jsonl")),
+            lkg: LastKnownGood::new(&config.state_dir),
+            engine,
+            config,
+            desired: None,
+            last_poll: None,
+            git_down: false,
+            unknown_sites: HashSet::new(),
+            drift: HashMap::new(),
+            backoff: HashMap::new(),
+            inflight: HashSet::new(),
+            tx,
+            rx,
+        }
+    }
+
+    fn commit(&self) -> Option<String> {
+        self.desired.as_ref().map(|d| d.source.label())
+    }
+
+    fn emit(&self, event: Event) {
+        let event = if event.commit.is_none() {
+            event.commit(self.commit().as_deref())
+        } else {
+            event
+        };
+        if let Err(e) = self.events.append(&event) {
+            eprintln!("warning: cannot write event log {}: {e}", self.events.path().display());
+        }
+        if self.config.echo {
+            let site = event.site.as_deref().map(|s| format!(" site={s}")).unwrap_or_default();
+            let service = event
+                .service
+                .as_deref()
+                .map(|s| format!(" service={s}"))
+                .unwrap_or_default();
+            eprintln!("{} {:?}{site}{service} {}", event.time, event.kind, event.message);
+        }
+    }
+
+    /// Runs until `shutdown` receives a message or is closed.
+    pub fn run(mut self, shutdown: mpsc::Receiver<()>) {
+        self.emit(Event::new(
+            EventKind::ControllerStarted,
+            format!("watching {}", self.config.source.describe()),
+        ));
+        loop {
+            let begun = Instant::now();
+            self.tick();
+            let left = self.config.tick.saturating_sub(begun.elapsed());
+            match shutdown.recv_timeout(left) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => break,
+            }
+        }
+        self.emit(Event::new(
+            EventKind::ControllerStopped,
+            "shutting down; services keep running",
+        ));
+    }
+
+    /// One reconcile pass.
+    pub fn tick(&mut self) {
+        self.drain();
+        self.poll_source();
+        let Some(desired) = self.desired.clone() else { return };
+        let system = &desired.loaded.system;
+        let sites = self.engine.sites(system);
+        let observed = self.engine.observe(&sites);
+
+        for site in &observed {
+            match &site.state {
+                SiteState::Unknown { reason } => {
+                    if self.unknown_sites.insert(site.site.clone()) {
+                        self.emit(Event::new(EventKind::SiteUnreachable, reason.clone()).site(&site.site));
+                    }
+                }
+                SiteState::Reachable { .. } => {
+                    if self.unknown_sites.remove(&site.site) {
+                        self.emit(Event::new(EventKind::SiteReachable, "site answers again").site(&site.site));
+                    }
+                }
+            }
+        }
+
+        let plan = match make_plan(
+            &system.name,
+            desired.source.clone(),
+            &resurgo_plan::desired_state(system),
+            &observed,
+            self.config.plan_options,
+        ) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.emit(Event::new(EventKind::ApplyFailed, e.to_string()));
+                return;
+            }
+        };
+
+        let now = Instant::now();
+        let index = crate::engine::index_observed(&observed);
+        let mut current: HashSet<Key> = HashSet::new();
+        for site_plan in &plan.sites {
+            let Some(handle) = sites.iter().find(|s| s.name == site_plan.site) else {
+                continue;
+            };
+            for change in &site_plan.changes {
+                let key = (site_plan.site.clone(), change.service.clone());
+                if change.action == Action::Unchanged {
+                    // Forgive a service that has stayed up long enough.
+                    if let Some(b) = self.backoff.get(&key) {
+                        if now.duration_since(b.last_start) >= Backoff::FORGIVE && index.contains_key(&key) {
+                            self.backoff.remove(&key);
+                        }
+                    }
+                    continue;
+                }
+                current.insert(key.clone());
+                let what = describe(change);
+                if self.drift.get(&key) != Some(&what) {
+                    self.drift.insert(key.clone(), what.clone());
+                    self.emit(
+                        Event::new(EventKind::DriftSeen, what.clone())
+                            .site(&key.0)
+                            .service(&key.1),
+                    );
+                }
+                let auto = match change.action {
+                    Action::Delete => true,
+                    Action::Orphan => false,
+                    _ => system
+                        .services
+                        .get(&change.service)
+                        .is_some_and(|s| s.sync == SyncPolicy::Auto),
+                };
+                if !auto || self.inflight.contains(&key) {
+                    continue;
+                }
+                let backoff = self.backoff.entry(key.clone()).or_insert(Backoff {
+                    failures: 0,
+                    last_start: now - Backoff::MAX,
+                });
+                if !backoff.ready(now) {
+                    continue;
+                }
+                backoff.failures += 1;
+                backoff.last_start = now;
+                self.inflight.insert(key.clone());
+                let engine = self.engine.clone();
+                let handle = handle.clone();
+                let tx = self.tx.clone();
+                let change = change.clone();
+                std::thread::spawn(move || {
+                    let result = match (&change.action, &change.config) {
+                        (Action::Delete, _) => engine
+                            .provider
+                            .remove(&handle, &change.service)
+                            .map_err(ApplyError::from),
+                        (_, Some(config)) => engine.start_healthy(&handle, config),
+                        (_, None) => Ok(()),
+                    };
+                    let _ = tx.send(Msg::Corrected(key, result));
+                });
+            }
+        }
+        let cleared: Vec<Key> = self
+            .drift
+            .keys()
+            .filter(|k| !current.contains(*k) && !self.inflight.contains(*k))
+            .cloned()
+            .collect();
+        for key in cleared {
+            self.drift.remove(&key);
+            self.emit(
+                Event::new(EventKind::DriftCleared, "in sync again")
+                    .site(&key.0)
+                    .service(&key.1),
+            );
+        }
+    }
+
+    /// Collects the results of corrections that have finished.
+    fn drain(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Corrected(key, Ok(())) => {
+                    self.inflight.remove(&key);
+                    let what = self.drift.remove(&key).unwrap_or_default();
+                    self.emit(
+                        Event::new(EventKind::DriftCorrected, format!("corrected: {what}"))
+                            .site(&key.0)
+                            .service(&key.1),
+                    );
+                }
+                Msg::Corrected(key, Err(e)) => {
+                    self.inflight.remove(&key);
+                    self.emit(
+                        Event::new(EventKind::ApplyFailed, e.to_string())
+                            .site(&key.0)
+                            .service(&key.1),
+                    );
+                }
+            }
+        }
+    }
+
+    fn poll_source(&mut self) {
+        if self.last_poll.is_some_and(|t| t.elapsed() < self.config.poll) {
+            return;
+        }
+        self.last_poll = Some(Instant::now());
+        let cache = self.config.state_dir.join("git");
+        match load_and_remember(&self.config.source, &cache, &self.config.overrides, &self.lkg) {
+            Ok(desired) => {
+                if self.git_down {
+                    self.git_down = false;
+                    self.emit(
+                        Event::new(EventKind::GitReachable, "source reachable again")
+                            .commit(Some(&desired.source.label())),
+                    );
+                }
+                if self.commit().as_deref() != Some(desired.source.label().as_str()) {
+                    let msg = format!("desired state is now {}", desired.source.label());
+                    self.desired = Some(desired);
+                    self.emit(Event::new(EventKind::DesiredChanged, msg));
+                }
+            }
+            Err(LoadError::Source(e)) if e.is_transient() => {
+                if !self.git_down {
+                    self.git_down = true;
+                    self.emit(Event::new(EventKind::GitUnreachable, e.to_string()));
+                }
+                self.fall_back();
+            }
+            Err(e) => {
+                let first = match &e {
+                    LoadError::Spec(s) => s.diagnostics.first().map_or_else(
+                        || e.to_string(),
+                        |d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message),
+                    ),
+                    LoadError::Source(s) => s.to_string(),
+                };
+                self.emit(Event::new(
+                    EventKind::SpecInvalid,
+                    format!("{first}; keeping the previous desired state"),
+                ));
+                self.fall_back();
+            }
+        }
+    }
+
+    /// Without a desired state yet, take the last-known-good copy.
+    fn fall_back(&mut self) {
+        if self.desired.is_some() {
+            return;
+        }
+        if let Some(desired) = self.lkg.load(&self.config.overrides) {
+            let msg = format!("using last-known-good desired state {}", desired.source.label());
+            self.desired = Some(desired);
+            self.emit(Event::new(EventKind::UsingLastKnownGood, msg));
+        }
+    }
+}
+
+fn describe(change: &resurgo_plan::Change) -> String {
+    let action = serde_json::to_value(&change.action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut out = action;
+    if !change.fields.is_empty() {
+        out.push_str(&format!(" (changed: {})", change.fields.join(", ")));
+    }
+    if let Some(reason) = &change.reason {
+        out.push_str(&format!(" ({reason})"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_immediate_then_doubles_to_a_cap() {
+        let t = Instant::now();
+        let delays: Vec<u64> = (0..8)
+            .map(|failures| {
+                Backoff {
+                    failures,
+                    last_start: t,
+                }
+                .delay()
+                .as_secs()
+            })
+            .collect();
+        assert_eq!(delays, [0, 1, 2, 4, 8, 16, 30, 30]);
+        assert!(Backoff {
+            failures: 0,
+            last_start: t
+        }
+        .ready(t));
+        assert!(!Backoff {
+            failures: 2,
+            last_start: t
+        }
+        .ready(t + Duration::from_millis(1500)));
+    }
+}

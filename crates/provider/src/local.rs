@@ -1,0 +1,1176 @@
+//! The `local` provider: each service runs as an OS process on this machine, watched by its
+//! own supervisor process (see [`crate::shim`]), so services keep running when the `resurgo`
+//! command or the controller that started them ends.
+//!
+//! All state is on disk under the site's root, so any `LocalProvider` (a new CLI run, a
+//! restarted controller) sees the same services and adopts the running ones:
+//!
+//! ```text
+//! <root>/site.json                     {site, address}, written by the first start
+//! <root>/locks/<service>.lock          serialises start/stop/remove of one service
+//! <root>/services/<service>/
+//!     config.json                      the RunConfig it was started with (secret references only)
+//!     launch.json                      handed to the shim, mode 0600, deleted by it at once
+//!     run.json                         written by the shim: pids, start ticks, config hash, restarts
+//!     exit.json                        written by the shim: how the process ended
+//!     stopped                          marker: resurgo stopped it on purpose
+//!     shim.log                         the shim's own messages
+//!     logs/stdout.log, logs/stderr.log the service's output, rotated (.1 .2 .3)
+//! ```
+//!
+//! A process counts as running only if its pid is alive *and* started at the recorded clock
+//! tick, so a pid recycled by the kernel is never taken for the service.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use resurgo_plan::desired::DEFAULT_STOP_TIMEOUT_MS;
+use resurgo_plan::{Health, ObservedService, ProcessState, RunConfig};
+use resurgo_spec::{EnvValue, SecretRef};
+use serde::{Deserialize, Serialize};
+
+use crate::shim::{
+    is_running, rfc3339, write_json_atomic, ExitRecord, Launch, LogLimits, RunRecord, EXIT_FILE, LAUNCH_FILE, LOG_DIR,
+    RUN_FILE, SHIM_LOG_FILE, SHIM_SUBCOMMAND,
+};
+use crate::{ProbeResult, Provider, ProviderError, SiteHandle};
+
+const SITE_FILE: &str = "site.json";
+const SERVICES_DIR: &str = "services";
+const LOCKS_DIR: &str = "locks";
+const CONFIG_FILE: &str = "config.json";
+const STOPPED_FILE: &str = "stopped";
+
+/// How long a start waits for the shim to report the process launched.
+const START_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the shim may take to record the exit and leave once the service has ended (it
+/// gives leftovers in the service's group up to 2 × 1s).
+const SHIM_EXIT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long observe waits for the shim of a process that has just ended to record how.
+const EXIT_RECORD_DEADLINE: Duration = Duration::from_secs(1);
+/// How long a SIGKILLed process may take to disappear.
+const KILL_DEADLINE: Duration = Duration::from_secs(2);
+/// Health probes run in parallel during observe, at most this many at once.
+const PROBE_WORKERS: usize = 8;
+/// Lines of stderr quoted when a start fails.
+const TAIL_LINES: usize = 10;
+
+/// Variables passed from resurgo's own environment to the processes it starts. Nothing else
+/// is inherited: resurgo's environment holds the secrets of every service (`{secret: {env}}`),
+/// and a service must see only its own.
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
+/// The environment every process resurgo starts begins with: [`INHERITED_ENV`] from resurgo's
+/// own, and a default `PATH` if it has none.
+pub(crate) fn base_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = INHERITED_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    env
+}
+
+/// Runs services as supervised processes on this machine.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    shim_exe: PathBuf,
+    log_limits: LogLimits,
+}
+
+impl Default for LocalProvider {
+    /// Uses the running executable (the `resurgo` binary) as the shim.
+    fn default() -> Self {
+        // /proc/self/exe runs the same program even if its path cannot be read.
+        LocalProvider::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")))
+    }
+}
+
+/// `site.json`: which site a root belongs to.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct SiteRecord {
+    site: String,
+    address: IpAddr,
+}
+
+/// What is on disk about one service.
+struct Recorded {
+    config: RunConfig,
+    run: Option<RunRecord>,
+    exit: Option<ExitRecord>,
+    stopped: bool,
+}
+
+impl LocalProvider {
+    /// A provider whose shims run as `shim_exe __shim <service_dir>`; `shim_exe` must hand that
+    /// to [`crate::shim::run_shim`].
+    pub fn new(shim_exe: PathBuf) -> LocalProvider {
+        LocalProvider {
+            shim_exe,
+            log_limits: LogLimits::default(),
+        }
+    }
+
+    /// Sets how services' logs are rotated (default: 10 MiB, keep 3), from the next start on.
+    pub fn with_log_limits(mut self, limits: LogLimits) -> LocalProvider {
+        self.log_limits = limits;
+        self
+    }
+
+    pub fn shim_exe(&self) -> &Path {
+        &self.shim_exe
+    }
+
+    /// The folder holding a service's state and logs.
+    pub fn service_dir(site: &SiteHandle, service: &str) -> PathBuf {
+        site.root.join(SERVICES_DIR).join(service)
+    }
+
+    fn launch(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
+        let service = config.service.as_str();
+        let dir = Self::service_dir(site, service);
+        // Read secrets before touching anything: a missing secret leaves a running instance be.
+        let env = service_env(site, config)?;
+
+        fs::create_dir_all(dir.join(LOG_DIR)).map_err(io_error(site, "cannot create", &dir.join(LOG_DIR)))?;
+        write_site_record(site)?;
+
+        let (previous_run, grace) = previous_run(site, &dir)?;
+        if let Some(run) = &previous_run {
+            terminate(run, grace);
+        }
+        let config_hash = config.hash();
+        let restarts = match &previous_run {
+            Some(run) if run.config_hash == config_hash => run.restarts.saturating_add(1),
+            _ => 0,
+        };
+
+        let config_path = dir.join(CONFIG_FILE);
+        write_json_atomic(&config_path, config).map_err(io_error(site, "cannot write", &config_path))?;
+        for name in [RUN_FILE, EXIT_FILE, STOPPED_FILE, LAUNCH_FILE] {
+            remove_if_exists(&dir.join(name)).map_err(io_error(site, "cannot remove", &dir.join(name)))?;
+        }
+
+        let launch = Launch {
+            program: config.command.clone(),
+            args: config.args.clone(),
+            env,
+            cwd: workdir(&dir, config),
+            config_hash: config_hash.clone(),
+            restarts,
+            logs: self.log_limits,
+        };
+        let launch_path = dir.join(LAUNCH_FILE);
+        write_launch(&launch_path, &launch).map_err(|e| {
+            let _ = fs::remove_file(&launch_path);
+            io_error(site, "cannot write", &launch_path)(e)
+        })?;
+
+        let start_error = |reason: String| ProviderError::Start {
+            service: service.to_string(),
+            site: site.name.clone(),
+            command: config.command.clone(),
+            reason,
+        };
+        let shim_log_path = dir.join(SHIM_LOG_FILE);
+        let spawned = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&shim_log_path)
+            .and_then(|log| {
+                Command::new(&self.shim_exe)
+                    .arg(SHIM_SUBCOMMAND)
+                    .arg(&dir)
+                    .env_clear()
+                    .envs(base_env())
+                    .current_dir(&dir)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+            });
+        let mut shim = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = fs::remove_file(&launch_path);
+                return Err(start_error(format!(
+                    "cannot run the supervisor {}: {e}",
+                    self.shim_exe.display()
+                )));
+            }
+        };
+
+        // The shim writes run.json once the process exists, or exit.json and leaves if it could
+        // not start it.
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut pause = Duration::from_millis(1);
+        let outcome = loop {
+            if let Ok(Some(run)) = read_json::<RunRecord>(&dir.join(RUN_FILE)) {
+                if run.shim_pid == shim.id() {
+                    break Ok(());
+                }
+            }
+            match shim.try_wait() {
+                Ok(Some(status)) => {
+                    let mut reason = match read_json::<ExitRecord>(&dir.join(EXIT_FILE)) {
+                        Ok(Some(exit)) => exit.how,
+                        _ => format!("the supervisor {} ended ({status})", self.shim_exe.display()),
+                    };
+                    let stderr = tail(&dir.join(LOG_DIR).join("stderr.log"));
+                    let shim_log = tail(&shim_log_path);
+                    if !stderr.is_empty() {
+                        reason.push_str(&format!("; last lines of stderr:\n{stderr}"));
+                    } else if !shim_log.is_empty() {
+                        reason.push_str(&format!("; supervisor log:\n{shim_log}"));
+                    }
+                    break Err(start_error(reason));
+                }
+                Ok(None) => {}
+                Err(e) => break Err(start_error(format!("cannot wait for the supervisor: {e}"))),
+            }
+            if Instant::now() >= deadline {
+                let _ = shim.kill();
+                let _ = shim.wait();
+                break Err(start_error(format!(
+                    "the supervisor did not report within {}s (see {})",
+                    START_DEADLINE.as_secs(),
+                    shim_log_path.display()
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(25));
+        };
+        // The shim is our child until we exit: reap it whenever it ends, so it never lingers as
+        // a zombie of a long-running controller.
+        std::thread::spawn(move || {
+            let _ = shim.wait();
+        });
+        if outcome.is_err() {
+            let _ = fs::remove_file(&launch_path);
+        }
+        outcome
+    }
+
+    fn stop_locked(&self, site: &SiteHandle, dir: &Path) -> Result<(), ProviderError> {
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        if let (Some(run), grace) = previous_run(site, dir)? {
+            terminate(&run, grace);
+        }
+        let marker = dir.join(STOPPED_FILE);
+        fs::write(&marker, format!("{}\n", rfc3339(SystemTime::now()))).map_err(io_error(site, "cannot write", &marker))
+    }
+
+    /// Holds the service's lock: starts, stops and removes of one service never interleave
+    /// (a controller and a CLI may act on the same site).
+    fn lock(&self, site: &SiteHandle, service: &str) -> Result<Flock<File>, ProviderError> {
+        check_name(site, service)?;
+        let dir = site.root.join(LOCKS_DIR);
+        fs::create_dir_all(&dir).map_err(io_error(site, "cannot create", &dir))?;
+        let path = dir.join(format!("{service}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(site, "cannot open", &path))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_error(site, "cannot lock", &path)(e.into()))
+    }
+}
+
+impl Provider for LocalProvider {
+    fn observe(&self, site: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError> {
+        let unreachable = |reason: String| ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason,
+        };
+        match fs::metadata(&site.root) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(unreachable(format!("cannot read {}: {e}", site.root.display()))),
+            Ok(m) if !m.is_dir() => return Err(unreachable(format!("{} is not a directory", site.root.display()))),
+            Ok(_) => {}
+        }
+        let services_dir = site.root.join(SERVICES_DIR);
+        let entries = match fs::read_dir(&services_dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(unreachable(format!("cannot read {}: {e}", services_dir.display()))),
+            Ok(entries) => entries,
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| unreachable(format!("cannot read {}: {e}", services_dir.display())))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if let Some(name) = entry.file_name().to_str() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+
+        let mut observed = Vec::with_capacity(names.len());
+        let mut probes = Vec::new();
+        for name in names {
+            let dir = services_dir.join(&name);
+            // A folder without config.json is a start in progress or debris, not a service.
+            let Some(recorded) = read_recorded(site, &dir)? else {
+                continue;
+            };
+            let Recorded {
+                config,
+                run,
+                mut exit,
+                stopped,
+            } = recorded;
+            let running = run.as_ref().filter(|r| is_running(r.pid, r.pid_start_ticks));
+            if let (None, None, false, Some(run)) = (running, &exit, stopped, &run) {
+                // The process has just ended and its shim is recording how: wait for that
+                // rather than report a vanished process.
+                if is_running(run.shim_pid, run.shim_start_ticks) {
+                    let path = dir.join(EXIT_FILE);
+                    wait_until(EXIT_RECORD_DEADLINE, || path.exists());
+                    exit = read_json(&path).ok().flatten();
+                }
+            }
+            let process = if let Some(run) = running {
+                ProcessState::Running {
+                    pid: run.pid,
+                    since: run.started_at.clone(),
+                }
+            } else if stopped {
+                ProcessState::Stopped
+            } else if let Some(exit) = exit {
+                ProcessState::Exited {
+                    how: exit.how,
+                    at: exit.at,
+                }
+            } else {
+                // Nobody recorded the end: the shim was killed, or the machine rebooted.
+                ProcessState::Exited {
+                    how: "vanished".into(),
+                    at: String::new(),
+                }
+            };
+            if running.is_some() && config.health.is_some() {
+                probes.push((observed.len(), workdir(&dir, &config)));
+            }
+            observed.push(ObservedService {
+                service: config.service.clone(),
+                config_hash: run.as_ref().map_or_else(|| config.hash(), |r| r.config_hash.clone()),
+                restarts: run.as_ref().map_or(0, |r| r.restarts),
+                config,
+                process,
+                health: Health::Unknown,
+            });
+        }
+
+        for (index, result) in probe_all(site.address, &observed, &probes) {
+            observed[index].health = if result.healthy {
+                Health::Healthy
+            } else {
+                Health::Unhealthy {
+                    last_probe: result.detail,
+                }
+            };
+        }
+        Ok(observed)
+    }
+
+    fn start(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
+        let _lock = self.lock(site, &config.service)?;
+        self.launch(site, config)
+    }
+
+    fn stop(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        check_name(site, service)?;
+        let dir = Self::service_dir(site, service);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        let _lock = self.lock(site, service)?;
+        self.stop_locked(site, &dir)
+    }
+
+    fn remove(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        check_name(site, service)?;
+        let dir = Self::service_dir(site, service);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        let _lock = self.lock(site, service)?;
+        self.stop_locked(site, &dir)?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(site, "cannot remove", &dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn probe(&self, site: &SiteHandle, config: &RunConfig) -> ProbeResult {
+        let Some(check) = &config.health else {
+            // Nothing says it works, so it is not called healthy.
+            return ProbeResult {
+                healthy: false,
+                detail: "no health check declared".into(),
+            };
+        };
+        let dir = Self::service_dir(site, &config.service);
+        crate::probe::probe(site.address, check, &workdir(&dir, config))
+    }
+}
+
+/// Runs the health checks of `observed[index]` for each `(index, workdir)`, a few at a time.
+fn probe_all(address: IpAddr, observed: &[ObservedService], jobs: &[(usize, PathBuf)]) -> Vec<(usize, ProbeResult)> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.len().min(PROBE_WORKERS) {
+            scope.spawn(|| {
+                while let Some((index, workdir)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let check = observed[*index]
+                        .config
+                        .health
+                        .as_ref()
+                        .expect("only services with a check are probed");
+                    let result = crate::probe::probe(address, check, workdir);
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push((*index, result));
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ends the run's process group: SIGTERM, then SIGKILL after `grace`; then waits for the shim
+/// to record the exit and leave, killing it if it lingers.
+fn terminate(run: &RunRecord, grace: Duration) {
+    let gone = || !is_running(run.pid, run.pid_start_ticks);
+    if !gone() {
+        // The service leads its own process group (the shim starts it so).
+        let group = Pid::from_raw(run.pid as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        if !wait_until(grace, gone) {
+            let _ = killpg(group, Signal::SIGKILL);
+            wait_until(KILL_DEADLINE, gone);
+        }
+    }
+    let shim_gone = || !is_running(run.shim_pid, run.shim_start_ticks);
+    if !wait_until(SHIM_EXIT_DEADLINE, shim_gone) {
+        let _ = kill(Pid::from_raw(run.shim_pid as i32), Signal::SIGKILL);
+        wait_until(KILL_DEADLINE, shim_gone);
+    }
+}
+
+/// Polls `done` until it holds or `limit` passes; says whether it held.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if done() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The process's working directory: the declared one (relative to the service's folder) or
+/// the service's folder itself.
+fn workdir(dir: &Path, config: &RunConfig) -> PathBuf {
+    match &config.workdir {
+        Some(w) => dir.join(w), // `join` keeps an absolute path as it is.
+        None => dir.to_path_buf(),
+    }
+}
+
+/// The service's whole environment: the inherited basics, its declared variables with secrets
+/// read, and `RESURGO_SITE`, `RESURGO_SERVICE`, `RESURGO_ADDRESS`.
+fn service_env(site: &SiteHandle, config: &RunConfig) -> Result<Vec<(String, String)>, ProviderError> {
+    let mut env = base_env();
+    let mut set = |key: &str, value: String| match env.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => env.push((key.to_string(), value)),
+    };
+    for (var, value) in &config.env {
+        let value = match value {
+            EnvValue::Plain(text) => text.clone(),
+            EnvValue::Secret { secret } => read_secret(secret).map_err(|reason| ProviderError::Secret {
+                service: config.service.clone(),
+                var: var.clone(),
+                reason,
+            })?,
+        };
+        set(var, value);
+    }
+    set("RESURGO_SITE", site.name.clone());
+    set("RESURGO_SERVICE", config.service.clone());
+    set("RESURGO_ADDRESS", site.address.to_string());
+    Ok(env)
+}
+
+/// A secret's value. Errors name where it was looked for, never what it holds.
+fn read_secret(secret: &SecretRef) -> Result<String, String> {
+    match secret {
+        SecretRef::Env(name) => std::env::var(name).map_err(|e| match e {
+            std::env::VarError::NotPresent => format!("environment variable `{name}` is not set"),
+            std::env::VarError::NotUnicode(_) => {
+                format!("environment variable `{name}` is not valid UTF-8")
+            }
+        }),
+        SecretRef::File(path) => {
+            let text = fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            let text = text
+                .strip_suffix('\n')
+                .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+            Ok(text.to_string())
+        }
+    }
+}
+
+/// Writes launch.json readable by its owner only, from the first byte.
+fn write_launch(path: &Path, launch: &Launch) -> io::Result<()> {
+    let text = serde_json::to_vec(launch).map_err(io::Error::other)?;
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(&text)?;
+    file.sync_all()
+}
+
+fn write_site_record(site: &SiteHandle) -> Result<(), ProviderError> {
+    let path = site.root.join(SITE_FILE);
+    let record = SiteRecord {
+        site: site.name.clone(),
+        address: site.address,
+    };
+    if read_json::<SiteRecord>(&path).ok().flatten().as_ref() == Some(&record) {
+        return Ok(());
+    }
+    write_json_atomic(&path, &record).map_err(io_error(site, "cannot write", &path))
+}
+
+/// What is recorded about the service in `dir`; `None` if it has no config.json.
+fn read_recorded(site: &SiteHandle, dir: &Path) -> Result<Option<Recorded>, ProviderError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        move |e: io::Error| match e.kind() {
+            io::ErrorKind::InvalidData => io_error(site, "cannot parse", &path)(e),
+            _ => ProviderError::SiteUnreachable {
+                site: site.name.clone(),
+                reason: format!("cannot read {}: {e}", path.display()),
+            },
+        }
+    };
+    let Some(config) = read_json::<RunConfig>(&dir.join(CONFIG_FILE)).map_err(read(CONFIG_FILE))? else {
+        return Ok(None);
+    };
+    let run = read_json::<RunRecord>(&dir.join(RUN_FILE)).map_err(read(RUN_FILE))?;
+    let exit = read_json::<ExitRecord>(&dir.join(EXIT_FILE)).map_err(read(EXIT_FILE))?;
+    let stopped = dir.join(STOPPED_FILE).exists();
+    Ok(Some(Recorded {
+        config,
+        run,
+        exit,
+        stopped,
+    }))
+}
+
+/// The run recorded in `dir` and its grace period (stop timeout), for stopping it. A run.json
+/// that does not parse is an error (acting blind could start a second instance); a config.json
+/// that does not parse only costs the declared grace period.
+fn previous_run(site: &SiteHandle, dir: &Path) -> Result<(Option<RunRecord>, Duration), ProviderError> {
+    let run_path = dir.join(RUN_FILE);
+    let run = read_json::<RunRecord>(&run_path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => io_error(site, "cannot parse", &run_path)(e),
+        _ => io_error(site, "cannot read", &run_path)(e),
+    })?;
+    let config_path = dir.join(CONFIG_FILE);
+    let config = match read_json::<RunConfig>(&config_path) {
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => None,
+        other => other.map_err(io_error(site, "cannot read", &config_path))?,
+    };
+    let grace = config.map_or(DEFAULT_STOP_TIMEOUT_MS, |c| c.stop_timeout_ms);
+    Ok((run, Duration::from_millis(grace)))
+}
+
+/// Reads a JSON file; `None` if it does not exist, `InvalidData` if it does not parse.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The last [`TAIL_LINES`] lines of a log (from its last 4 KiB), or "" if it has none.
+fn tail(path: &Path) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+/// Service names become folder names: refuse anything that would leave `services/`.
+fn check_name(site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+    if service.is_empty() || service == "." || service == ".." || service.contains(['/', '\0']) {
+        let path = site.root.join(SERVICES_DIR).join(service);
+        let reason = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{service}` is not a valid service name"),
+        );
+        return Err(io_error(site, "refusing", &path)(reason));
+    }
+    Ok(())
+}
+
+fn io_error(site: &SiteHandle, what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ProviderError {
+    let (site, path) = (site.name.clone(), path.to_path_buf());
+    move |source| ProviderError::Io {
+        site,
+        what,
+        path,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! End to end through real processes. The shim is this test binary itself: the provider
+    //! runs `<test binary> __shim <dir>`, libtest's name filter `__shim` selects
+    //! [`__shim_entry`], and that becomes the shim.
+
+    use std::net::Ipv4Addr;
+    use std::process::ExitCode;
+
+    use crate::shim;
+    use indexmap::IndexMap;
+    use resurgo_spec::{ExecProbe, HealthCheck};
+
+    use super::*;
+
+    /// Not a test of its own: the shim's entry point when this binary runs as one.
+    #[test]
+    fn __shim_entry() {
+        let args: Vec<String> = std::env::args().collect();
+        if let [_, sub, dir] = args.as_slice() {
+            if sub == SHIM_SUBCOMMAND {
+                let code = shim::run_shim(Path::new(dir));
+                std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+            }
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        site: SiteHandle,
+        provider: LocalProvider,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let site = SiteHandle {
+            name: "a".into(),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            root: dir.path().join("sites/a"),
+        };
+        Fixture {
+            _dir: dir,
+            site,
+            provider: LocalProvider::new(std::env::current_exe().unwrap()),
+        }
+    }
+
+    fn sh(service: &str, script: &str) -> RunConfig {
+        RunConfig {
+            service: service.into(),
+            site: "a".into(),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            command: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: IndexMap::new(),
+            workdir: None,
+            ports: Vec::new(),
+            health: None,
+            stop_timeout_ms: 5_000,
+            depends_on: Vec::new(),
+        }
+    }
+
+    impl Fixture {
+        fn observe_one(&self, service: &str) -> ObservedService {
+            let all = self.provider.observe(&self.site).unwrap();
+            all.into_iter()
+                .find(|s| s.service == service)
+                .unwrap_or_else(|| panic!("`{service}` not observed"))
+        }
+
+        fn dir(&self, service: &str) -> PathBuf {
+            LocalProvider::service_dir(&self.site, service)
+        }
+
+        fn running_pid(&self, service: &str) -> u32 {
+            match self.observe_one(service).process {
+                ProcessState::Running { pid, .. } => pid,
+                other => panic!("`{service}` is {other:?}, not running"),
+            }
+        }
+
+        /// Polls observe until `service`'s process state satisfies `want`.
+        fn await_process(&self, service: &str, want: impl Fn(&ProcessState) -> bool) -> ProcessState {
+            let mut last = None;
+            let ok = wait_until(Duration::from_secs(10), || {
+                let state = self.observe_one(service).process;
+                let done = want(&state);
+                last = Some(state);
+                done
+            });
+            assert!(ok, "`{service}` never reached the wanted state; last {last:?}");
+            last.unwrap()
+        }
+    }
+
+    fn await_file(path: &Path, want: &str) -> String {
+        let mut text = String::new();
+        let ok = wait_until(Duration::from_secs(10), || {
+            text = fs::read_to_string(path).unwrap_or_default();
+            text.contains(want)
+        });
+        assert!(ok, "{} never contained {want:?}; it holds {text:?}", path.display());
+        text
+    }
+
+    fn process_alive(pid: u32) -> bool {
+        shim::proc_stat(pid).is_some_and(|s| s.is_alive())
+    }
+
+    #[test]
+    fn a_started_service_runs_logs_and_stops() {
+        let f = fixture();
+        let secret_file = f._dir.path().join("token");
+        fs::write(&secret_file, "s3cr3t\n").unwrap();
+        let mut config = sh(
+            "web",
+            r#"echo "token=$TOKEN same_path=$([ "$SECRET_PATH" = "$PATH" ] && echo yes) svc=$RESURGO_SERVICE site=$RESURGO_SITE at=$RESURGO_ADDRESS"; echo oops >&2; exec sleep 60"#,
+        );
+        config.env.insert(
+            "TOKEN".into(),
+            EnvValue::Secret {
+                secret: SecretRef::File(secret_file.display().to_string()),
+            },
+        );
+        config.env.insert(
+            "SECRET_PATH".into(),
+            EnvValue::Secret {
+                secret: SecretRef::Env("PATH".into()),
+            },
+        );
+        f.provider.start(&f.site, &config).unwrap();
+
+        let dir = f.dir("web");
+        assert!(
+            !dir.join(LAUNCH_FILE).exists(),
+            "launch.json holds secrets and must be gone"
+        );
+        let recorded = fs::read_to_string(dir.join(CONFIG_FILE)).unwrap();
+        assert!(
+            !recorded.contains("s3cr3t") && !recorded.contains(&std::env::var("PATH").unwrap()),
+            "{recorded}"
+        );
+        let site: SiteRecord = read_json(&f.site.root.join(SITE_FILE)).unwrap().unwrap();
+        assert_eq!(
+            site,
+            SiteRecord {
+                site: "a".into(),
+                address: f.site.address
+            }
+        );
+
+        let seen = f.observe_one("web");
+        assert_eq!(seen.config, config);
+        assert_eq!(seen.config_hash, config.hash());
+        assert_eq!(seen.health, Health::Unknown);
+        assert_eq!(seen.restarts, 0);
+        let pid = f.running_pid("web");
+        await_file(
+            &dir.join("logs/stdout.log"),
+            "token=s3cr3t same_path=yes svc=web site=a at=127.0.0.1\n",
+        );
+        await_file(&dir.join("logs/stderr.log"), "oops\n");
+
+        f.provider.stop(&f.site, "web").unwrap();
+        assert!(!process_alive(pid));
+        assert_eq!(f.observe_one("web").process, ProcessState::Stopped);
+        let exit: ExitRecord = read_json(&dir.join(EXIT_FILE)).unwrap().unwrap();
+        assert_eq!(exit.how, "killed by SIGTERM");
+    }
+
+    #[test]
+    fn restarts_count_same_config_starts_and_a_new_provider_adopts_what_runs() {
+        let f = fixture();
+        let config = sh("db", "exec sleep 60");
+        f.provider.start(&f.site, &config).unwrap();
+        let first = f.running_pid("db");
+        f.provider.start(&f.site, &config).unwrap();
+        let second = f.running_pid("db");
+        assert_ne!(first, second);
+        assert!(
+            !process_alive(first),
+            "the old process must be stopped before the new one starts"
+        );
+        assert_eq!(f.observe_one("db").restarts, 1);
+
+        let adopted = LocalProvider::new(PathBuf::from("/nonexistent/shim"))
+            .observe(&f.site)
+            .unwrap();
+        assert_eq!(adopted.len(), 1);
+        assert_eq!(adopted[0].process, f.observe_one("db").process);
+        assert_eq!(adopted[0].config_hash, config.hash());
+
+        let mut changed = config.clone();
+        changed.args = vec!["-c".into(), "exec sleep 61".into()];
+        f.provider.start(&f.site, &changed).unwrap();
+        let seen = f.observe_one("db");
+        assert_eq!((seen.restarts, seen.config_hash), (0, changed.hash()));
+
+        let third = f.running_pid("db");
+        f.provider.remove(&f.site, "db").unwrap();
+        assert!(!process_alive(third));
+        assert!(!f.dir("db").exists());
+        assert_eq!(f.provider.observe(&f.site).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn exits_are_recorded_with_how_they_happened() {
+        let f = fixture();
+        f.provider.start(&f.site, &sh("job", "exit 3")).unwrap();
+        let state = f.await_process("job", |p| matches!(p, ProcessState::Exited { .. }));
+        let ProcessState::Exited { how, at } = state else {
+            unreachable!()
+        };
+        assert_eq!(how, "exit code 3");
+        assert!(at.ends_with('Z') && at.len() == 20, "{at}");
+
+        f.provider.start(&f.site, &sh("victim", "exec sleep 60")).unwrap();
+        let pid = f.running_pid("victim");
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        let state = f.await_process("victim", |p| !p.is_running());
+        assert_eq!(
+            state,
+            ProcessState::Exited {
+                how: "killed by SIGKILL".into(),
+                at: exit_at(&f, "victim")
+            }
+        );
+    }
+
+    fn exit_at(f: &Fixture, service: &str) -> String {
+        read_json::<ExitRecord>(&f.dir(service).join(EXIT_FILE))
+            .unwrap()
+            .unwrap()
+            .at
+    }
+
+    /// Regression: the shim once blocked SIGTERM to `sigwait` for it, std passed the blocked
+    /// mask on to the service, and every stop had to wait for SIGKILL.
+    #[test]
+    fn regression_services_start_with_no_signals_blocked_or_ignored() {
+        let f = fixture();
+        f.provider.start(&f.site, &sh("plain", "exec sleep 60")).unwrap();
+        let pid = f.running_pid("plain");
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        // Bit n-1 stands for signal n. Other ignored signals may come from whoever ran the tests.
+        let ours = [Signal::SIGHUP, Signal::SIGINT, Signal::SIGPIPE, Signal::SIGTERM];
+        let mask: u64 = ours.iter().map(|s| 1u64 << (*s as i32 - 1)).sum();
+        for field in ["SigBlk:", "SigIgn:"] {
+            let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+            let bits = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+            assert_eq!(bits & mask, 0, "{line}");
+        }
+        f.provider.remove(&f.site, "plain").unwrap();
+    }
+
+    /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`, for fields after the name.
+    fn stat_field(pid: u32, n: usize) -> String {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        text[text.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(n - 3)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn the_shim_has_its_own_session_ignores_hup_and_int_and_forwards_term() {
+        let f = fixture();
+        f.provider.start(&f.site, &sh("svc", "exec sleep 60")).unwrap();
+        let run: RunRecord = read_json(&f.dir("svc").join(RUN_FILE)).unwrap().unwrap();
+        assert_eq!(
+            stat_field(run.shim_pid, 6),
+            run.shim_pid.to_string(),
+            "the shim leads its own session"
+        );
+        assert_eq!(
+            stat_field(run.pid, 5),
+            run.pid.to_string(),
+            "the service leads its own process group"
+        );
+        assert_eq!(
+            stat_field(run.pid, 6),
+            run.shim_pid.to_string(),
+            "the service is in the shim's session"
+        );
+
+        let shim = Pid::from_raw(run.shim_pid as i32);
+        kill(shim, Signal::SIGHUP).unwrap();
+        kill(shim, Signal::SIGINT).unwrap();
+        kill(shim, Signal::SIGTERM).unwrap();
+        // Had HUP or INT ended the shim, nobody would have recorded the exit.
+        let state = f.await_process("svc", |p| !p.is_running());
+        assert_eq!(
+            state,
+            ProcessState::Exited {
+                how: "killed by SIGTERM".into(),
+                at: exit_at(&f, "svc")
+            }
+        );
+        assert!(wait_until(Duration::from_secs(10), || !is_running(
+            run.shim_pid,
+            run.shim_start_ticks
+        )));
+    }
+
+    #[test]
+    fn service_logs_rotate_with_the_providers_limits() {
+        let mut f = fixture();
+        f.provider = f.provider.with_log_limits(LogLimits {
+            max_bytes: 1000,
+            keep: 2,
+        });
+        let script = "i=0; while [ $i -lt 400 ]; do echo line $i; i=$((i+1)); done; echo done; exec sleep 60";
+        f.provider.start(&f.site, &sh("chatty", script)).unwrap();
+        let logs = f.dir("chatty").join(LOG_DIR);
+        await_file(&logs.join("stdout.log"), "done\n");
+        let size = |name: &str| fs::metadata(logs.join(name)).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size("stdout.log.1") > 0 && size("stdout.log.2") > 0,
+            "rotated files are kept"
+        );
+        assert!(!logs.join("stdout.log.3").exists(), "only two are kept");
+        for name in ["stdout.log", "stdout.log.1", "stdout.log.2"] {
+            assert!(size(name) <= 1000, "{name} is {} bytes", size(name));
+        }
+        f.provider.remove(&f.site, "chatty").unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_run_record_is_an_error_and_changes_nothing() {
+        let f = fixture();
+        let config = sh("kept", "exec sleep 60");
+        f.provider.start(&f.site, &config).unwrap();
+        let pid = f.running_pid("kept");
+        let run_path = f.dir("kept").join(RUN_FILE);
+        let good = fs::read_to_string(&run_path).unwrap();
+        fs::write(&run_path, "{").unwrap();
+        for err in [
+            f.provider.observe(&f.site).unwrap_err(),
+            f.provider.start(&f.site, &config).unwrap_err(),
+            f.provider.stop(&f.site, "kept").unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(
+                text.starts_with("site `a`: cannot parse ") && text.contains("run.json"),
+                "{text}"
+            );
+        }
+        assert!(process_alive(pid));
+        fs::write(&run_path, good).unwrap();
+        fs::write(f.dir("kept").join(CONFIG_FILE), "not json").unwrap();
+        f.provider.stop(&f.site, "kept").unwrap();
+        assert!(!process_alive(pid));
+    }
+
+    #[test]
+    fn what_a_service_leaves_in_its_group_ends_with_it() {
+        let f = fixture();
+        f.provider
+            .start(&f.site, &sh("forker", "sleep 60 & echo $! > bg.pid; exit 0"))
+            .unwrap();
+        f.await_process("forker", |p| matches!(p, ProcessState::Exited { .. }));
+        let text = await_file(&f.dir("forker").join("bg.pid"), "\n");
+        let bg: u32 = text.trim().parse().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || !process_alive(bg)),
+            "background child {bg} survived"
+        );
+    }
+
+    #[test]
+    fn a_service_that_ignores_sigterm_is_killed_after_its_stop_timeout() {
+        let f = fixture();
+        let mut config = sh("stubborn", r#"trap "" TERM; echo ready; while :; do sleep 1; done"#);
+        config.stop_timeout_ms = 300;
+        f.provider.start(&f.site, &config).unwrap();
+        let pid = f.running_pid("stubborn");
+        await_file(&f.dir("stubborn").join("logs/stdout.log"), "ready");
+        f.provider.stop(&f.site, "stubborn").unwrap();
+        assert!(!process_alive(pid));
+        assert_eq!(f.observe_one("stubborn").process, ProcessState::Stopped);
+        assert_eq!(
+            read_json::<ExitRecord>(&f.dir("stubborn").join(EXIT_FILE))
+                .unwrap()
+                .unwrap()
+                .how,
+            "killed by SIGKILL"
+        );
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_is_a_start_error() {
+        let f = fixture();
+        let mut config = sh("ghost", "");
+        config.command = "/nonexistent/server".into();
+        let err = f.provider.start(&f.site, &config).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ProviderError::Start { .. }), "{err:?}");
+        assert!(
+            text.contains("cannot start `/nonexistent/server`") && text.contains("No such file"),
+            "{text}"
+        );
+        assert!(!err.is_transient());
+        let ProcessState::Exited { how, .. } = f.observe_one("ghost").process else {
+            panic!("not exited")
+        };
+        assert!(how.starts_with("cannot start"), "{how}");
+    }
+
+    #[test]
+    fn a_missing_secret_fails_the_start_and_leaves_the_running_instance_alone() {
+        let f = fixture();
+        let config = sh("api", "exec sleep 60");
+        f.provider.start(&f.site, &config).unwrap();
+        let pid = f.running_pid("api");
+        let mut broken = config.clone();
+        broken.env.insert(
+            "KEY".into(),
+            EnvValue::Secret {
+                secret: SecretRef::Env("RESURGO_TEST_NO_SUCH_VAR".into()),
+            },
+        );
+        let err = f.provider.start(&f.site, &broken).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service `api`: cannot read secret for `KEY`: environment variable `RESURGO_TEST_NO_SUCH_VAR` is not set"
+        );
+        assert_eq!(f.running_pid("api"), pid);
+        f.provider.remove(&f.site, "api").unwrap();
+    }
+
+    #[test]
+    fn running_services_with_a_check_are_probed_in_their_workdir() {
+        let f = fixture();
+        let mut config = sh("checked", "mkdir -p work && exec sleep 60");
+        config.workdir = Some("work".into());
+        config.health = Some(HealthCheck {
+            http: None,
+            tcp: None,
+            exec: Some(ExecProbe {
+                command: vec!["test".into(), "-f".into(), "ready".into()],
+            }),
+            interval: None,
+            timeout: None,
+            start_timeout: None,
+        });
+        fs::create_dir_all(f.dir("checked").join("work")).unwrap();
+        f.provider.start(&f.site, &config).unwrap();
+        assert_eq!(
+            f.observe_one("checked").health,
+            Health::Unhealthy {
+                last_probe: "exit code 1".into()
+            }
+        );
+        fs::write(f.dir("checked").join("work/ready"), "").unwrap();
+        assert_eq!(f.observe_one("checked").health, Health::Healthy);
+        assert!(f.provider.probe(&f.site, &config).healthy);
+        f.provider.stop(&f.site, "checked").unwrap();
+        assert_eq!(f.observe_one("checked").health, Health::Unknown);
+    }
+
+    #[test]
+    fn an_absent_root_is_an_empty_site_and_an_unreadable_one_is_unreachable() {
+        let f = fixture();
+        assert_eq!(f.provider.observe(&f.site).unwrap(), Vec::new());
+        fs::create_dir_all(f.site.root.parent().unwrap()).unwrap();
+        fs::write(&f.site.root, "not a folder").unwrap();
+        let err = f.provider.observe(&f.site).unwrap_err();
+        assert!(matches!(err, ProviderError::SiteUnreachable { .. }), "{err:?}");
+        assert!(err.to_string().ends_with("is not a directory"), "{err}");
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn stopping_or_removing_an_unknown_service_is_a_no_op_and_bad_names_are_refused() {
+        let f = fixture();
+        f.provider.stop(&f.site, "nothing").unwrap();
+        f.provider.remove(&f.site, "nothing").unwrap();
+        assert!(!f.site.root.exists());
+        let err = f.provider.stop(&f.site, "../escape").unwrap_err();
+        assert!(
+            err.to_string().contains("`../escape` is not a valid service name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_from_files_lose_one_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        for (content, want) in [("v\n", "v"), ("v\r\n", "v"), ("v\n\n", "v\n"), ("v", "v")] {
+            fs::write(&path, content).unwrap();
+            assert_eq!(read_secret(&SecretRef::File(path.display().to_string())).unwrap(), want);
+        }
+        let missing = read_secret(&SecretRef::File("/nonexistent/secret".into())).unwrap_err();
+        assert!(missing.starts_with("cannot read /nonexistent/secret: "), "{missing}");
+    }
+
+    #[test]
+    fn tails_keep_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let text: String = (1..=30).map(|n| format!("line {n}\n")).collect();
+        fs::write(&path, text).unwrap();
+        let tail = tail(&path);
+        assert_eq!(tail.lines().count(), TAIL_LINES);
+        assert!(tail.starts_with("line 21\n") && tail.ends_with("line 30"), "{tail}");
+        assert_eq!(super::tail(&dir.path().join("absent")), "");
+    }
+}
