@@ -19,10 +19,10 @@ pub struct Diagnostic {
     pub message: String,
     /// File name; empty when the problem is not in a file (a bad `--set`).
     pub file: String,
-    pub line: usize,
-    pub column: usize,
+    pub line: u32,
+    pub column: u32,
     #[serde(skip)]
-    pub len: usize,
+    pub len: u32,
     /// The source line, for the snippet.
     #[serde(skip)]
     pub source_line: String,
@@ -35,7 +35,7 @@ impl Diagnostic {
         let source_line = file
             .text
             .lines()
-            .nth(pos.line.saturating_sub(1))
+            .nth(pos.line.saturating_sub(1) as usize)
             .unwrap_or("")
             .to_string();
         Diagnostic {
@@ -80,10 +80,10 @@ impl fmt::Display for Diagnostic {
             let lead: String = self
                 .source_line
                 .chars()
-                .take(self.column.saturating_sub(1))
+                .take(self.column.saturating_sub(1) as usize)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            writeln!(f, "{pad} | {lead}{}", "^".repeat(self.len.max(1)))?;
+            writeln!(f, "{pad} | {lead}{}", "^".repeat(self.len.max(1) as usize))?;
         }
         if let Some(help) = &self.help {
             writeln!(f, "  = help: {help}")?;

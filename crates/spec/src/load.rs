@@ -15,7 +15,6 @@ pub struct Loaded {
     pub system: System,
     /// SHA-256 over the files' names and texts: identifies a spec that has no Git commit.
     pub digest: String,
-    pub sources: Sources,
 }
 
 /// The parsed files and which file defined each named item, so that any later problem can
@@ -77,9 +76,11 @@ pub fn load(files: Vec<SourceFile>, overrides: &[(String, String)]) -> Result<Lo
     if !diags.is_empty() {
         return Err(SpecError { diagnostics: diags });
     }
-    for (file, node) in sources.files.iter().zip(sources.nodes.iter_mut()) {
+    // The masked trees have served; free them before building the real ones.
+    sources.nodes.clear();
+    for file in &sources.files {
         match Node::parse(&file.text) {
-            Ok(parsed) => *node = parsed,
+            Ok(parsed) => sources.nodes.push(parsed),
             Err(e) => diags.push(Diagnostic::at(file, e.pos, format!("invalid YAML: {}", e.message))),
         }
     }
@@ -103,11 +104,9 @@ pub fn load(files: Vec<SourceFile>, overrides: &[(String, String)]) -> Result<Lo
     if !diags.is_empty() {
         return Err(SpecError { diagnostics: diags });
     }
-    Ok(Loaded {
-        system,
-        digest,
-        sources,
-    })
+    // The positioned trees are only needed to explain errors; a valid spec lets them go.
+    drop(sources);
+    Ok(Loaded { system, digest })
 }
 
 fn digest(files: &[SourceFile]) -> String {
@@ -157,7 +156,11 @@ fn resolve_inputs(
                     seen.insert(name.clone(), i);
                     let value = input.default_value().clone();
                     let value_pos = node.locate(&key_path, false);
-                    let line = file.text.lines().nth(value_pos.line.saturating_sub(1)).unwrap_or("");
+                    let line = file
+                        .text
+                        .lines()
+                        .nth(value_pos.line.saturating_sub(1) as usize)
+                        .unwrap_or("");
                     let multiline = matches!(&value, InputValue::String(t) if t.contains('\n'));
                     if multiline || line.contains("${") {
                         diags.push(Diagnostic::at(
@@ -244,9 +247,9 @@ fn substitute(file: &SourceFile, inputs: &IndexMap<String, InputValue>) -> Resul
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let pos = |len: usize| crate::yaml::Pos {
-                line: n + 1,
-                col: col + rest[..start].chars().count() + 1,
-                len,
+                line: n as u32 + 1,
+                col: (col + rest[..start].chars().count()) as u32 + 1,
+                len: len as u32,
             };
             let Some(end) = rest[start..].find('}') else {
                 return Err(Diagnostic::at(

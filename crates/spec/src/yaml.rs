@@ -6,16 +6,17 @@
 //! tree is turned into a `serde_json::Value` for typed deserialization, and any error path is
 //! mapped back to a node and its position.
 
-use indexmap::IndexMap;
+use std::collections::HashSet;
+
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 /// A position in a source file: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
-    pub line: usize,
-    pub col: usize,
+    pub line: u32,
+    pub col: u32,
     /// Length of the underlined text, in characters (at least 1).
-    pub len: usize,
+    pub len: u32,
 }
 
 impl Pos {
@@ -26,9 +27,9 @@ impl Pos {
             1
         };
         Pos {
-            line: span.start.line(),
-            col: span.start.col() + 1,
-            len,
+            line: span.start.line() as u32,
+            col: span.start.col() as u32 + 1,
+            len: len as u32,
         }
     }
 }
@@ -40,9 +41,11 @@ pub enum NodeKind {
         plain: bool,
     },
     Seq(Vec<Node>),
-    /// Keys keep their own position so an error about a key (unknown field, duplicate name)
-    /// points at the key rather than at its value.
-    Map(IndexMap<String, (Pos, Node)>),
+    /// Entries in order. Keys keep their own position so an error about a key (unknown
+    /// field, duplicate name) points at the key rather than at its value. A `Vec`, not a map:
+    /// lookups happen only when explaining an error, and a spec of 10,000 services makes
+    /// hundreds of thousands of these.
+    Map(Vec<(String, Pos, Node)>),
 }
 
 #[derive(Debug, Clone)]
@@ -74,8 +77,8 @@ impl Node {
             let (event, span) = item.map_err(|e| ParseError {
                 message: e.info().to_string(),
                 pos: Pos {
-                    line: e.marker().line(),
-                    col: e.marker().col() + 1,
+                    line: e.marker().line() as u32,
+                    col: e.marker().col() as u32 + 1,
                     len: 1,
                 },
             })?;
@@ -96,7 +99,7 @@ impl Node {
                 col: 1,
                 len: 1,
             },
-            kind: NodeKind::Map(IndexMap::new()),
+            kind: NodeKind::Map(Vec::new()),
         }))
     }
 
@@ -108,8 +111,8 @@ impl Node {
         for (i, seg) in path.iter().enumerate() {
             let last = i + 1 == path.len();
             match (&node.kind, seg) {
-                (NodeKind::Map(map), Seg::Key(k)) => match map.get(k) {
-                    Some((key_pos, child)) => {
+                (NodeKind::Map(map), Seg::Key(k)) => match map.iter().find(|(key, ..)| key == k) {
+                    Some((_, key_pos, child)) => {
                         pos = if last && key { *key_pos } else { child.pos };
                         node = child;
                     }
@@ -133,7 +136,7 @@ impl Node {
         let mut node = self;
         for seg in path {
             node = match (&node.kind, seg) {
-                (NodeKind::Map(map), Seg::Key(k)) => &map.get(k)?.1,
+                (NodeKind::Map(map), Seg::Key(k)) => &map.iter().find(|(key, ..)| key == k)?.2,
                 (NodeKind::Seq(items), Seg::Index(i)) => items.get(*i)?,
                 _ => return None,
             };
@@ -148,7 +151,7 @@ impl Node {
             NodeKind::Scalar { text, plain: false } => Value::String(text.clone()),
             NodeKind::Scalar { text, plain: true } => plain_scalar(text),
             NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            NodeKind::Map(map) => Value::Object(map.iter().map(|(k, (_, v))| (k.clone(), v.to_json())).collect()),
+            NodeKind::Map(map) => Value::Object(map.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect()),
         }
     }
 }
@@ -186,7 +189,9 @@ fn plain_scalar(text: &str) -> serde_json::Value {
 
 enum Frame {
     Seq(Pos, Vec<Node>),
-    Map(Pos, IndexMap<String, (Pos, Node)>, Option<(String, Pos)>),
+    /// A mapping being built: its entries, the keys seen (for duplicates; dropped when the
+    /// mapping ends) and the key waiting for its value.
+    Map(Pos, Vec<(String, Pos, Node)>, HashSet<String>, Option<(String, Pos)>),
 }
 
 #[derive(Default)]
@@ -218,19 +223,25 @@ impl Builder {
                 Ok(())
             }
             Event::MappingStart(..) => {
-                self.stack.push(Frame::Map(pos, IndexMap::new(), None));
+                self.stack.push(Frame::Map(pos, Vec::new(), HashSet::new(), None));
                 Ok(())
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
-                    Some(Frame::Seq(pos, items)) => Node {
-                        pos,
-                        kind: NodeKind::Seq(items),
-                    },
-                    Some(Frame::Map(pos, map, _)) => Node {
-                        pos,
-                        kind: NodeKind::Map(map),
-                    },
+                    Some(Frame::Seq(pos, mut items)) => {
+                        items.shrink_to_fit();
+                        Node {
+                            pos,
+                            kind: NodeKind::Seq(items),
+                        }
+                    }
+                    Some(Frame::Map(pos, mut map, ..)) => {
+                        map.shrink_to_fit();
+                        Node {
+                            pos,
+                            kind: NodeKind::Map(map),
+                        }
+                    }
                     None => return Ok(()),
                 };
                 self.push(node)
@@ -249,12 +260,13 @@ impl Builder {
                 items.push(node);
                 Ok(())
             }
-            Some(Frame::Map(_, map, pending)) => match pending.take() {
+            Some(Frame::Map(_, map, keys, pending)) => match pending.take() {
                 None => match node.kind {
                     NodeKind::Scalar { text, .. } => {
-                        if let Some((first, _)) = map.get(&text) {
+                        if !keys.insert(text.clone()) {
+                            let first = map.iter().find(|(k, ..)| *k == text).map_or(0, |(_, p, _)| p.line);
                             return Err(ParseError {
-                                message: format!("duplicate key `{text}` (first defined at line {})", first.line),
+                                message: format!("duplicate key `{text}` (first defined at line {first})"),
                                 pos: node.pos,
                             });
                         }
@@ -267,7 +279,7 @@ impl Builder {
                     }),
                 },
                 Some((key, key_pos)) => {
-                    map.insert(key, (key_pos, node));
+                    map.push((key, key_pos, node));
                     Ok(())
                 }
             },

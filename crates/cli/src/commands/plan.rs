@@ -2,6 +2,7 @@
 //! when nothing would change, 2 when something would, 1 on error. `--out FILE` saves the plan
 //! for `resurgo apply FILE`, which refuses it once stale.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,11 +73,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(exit::code(exit::ERROR));
     };
     if let Some(path) = &args.out {
-        let text = serde_json::to_string_pretty(&plan)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("cannot write plan to {}", path.display()))?;
+        let file = std::fs::File::create(path).with_context(|| format!("cannot write plan to {}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut w, &plan)?;
+        writeln!(w)?;
+        w.flush()
+            .with_context(|| format!("cannot write plan to {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &plan)?;
+        writeln!(out)?;
+        out.flush()?;
     } else {
         print!("{}", render::plan(&plan, &render::Paint::stdout()));
         if let Some(path) = &args.out {
