@@ -69,9 +69,7 @@ impl LastKnownGood {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&stored).expect("serializable"))?;
-        std::fs::rename(&tmp, &self.path)
+        resurgo_provider::write_json_atomic(&self.path, &stored)
     }
 
     pub fn load(&self, overrides: &[(String, String)]) -> Option<Desired> {

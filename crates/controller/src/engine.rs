@@ -301,9 +301,7 @@ pub fn record_applied(state_dir: &Path, source: &resurgo_plan::SourceId) -> std:
         time: crate::events::now_rfc3339(),
     };
     std::fs::create_dir_all(state_dir)?;
-    let tmp = state_dir.join("applied.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&applied).expect("serializable"))?;
-    std::fs::rename(tmp, applied_path(state_dir))
+    resurgo_provider::write_json_atomic(&applied_path(state_dir), &applied)
 }
 
 pub fn read_applied(state_dir: &Path) -> Option<Applied> {

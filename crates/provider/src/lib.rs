@@ -11,6 +11,9 @@ use resurgo_plan::{ObservedService, RunConfig};
 
 pub mod local;
 pub mod probe;
+
+/// Writes JSON to a file atomically (temporary file, fsync, rename); shared with the engine.
+pub use shim::write_json_atomic;
 pub mod shim;
 
 /// A site as a provider needs it.

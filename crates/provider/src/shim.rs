@@ -426,8 +426,12 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let mut text = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     text.push(b'\n');
+    // A temporary name of this process and call alone: two writers of the same file (two
+    // services started at once both writing `site.json`) must not rename each other's file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.{seq}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let result = (|| {
         let mut file = File::create(&tmp)?;

@@ -197,3 +197,163 @@ fn http(addr: &str, path: &str) -> String {
     })
     .unwrap_or_default()
 }
+
+/// Every file under `dir`, read as text where it is text.
+fn all_text_under(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(t) = std::fs::read(&p) {
+                out.push_str(&String::from_utf8_lossy(&t));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn secrets_reach_the_service_and_nothing_else() {
+    let env = Env::new(105);
+    let secret = "s3cr3t-9f2c1e7a";
+    let secret_file = env.path().join("token");
+    std::fs::write(&secret_file, "file-secret-41d8\n").unwrap();
+    // The service runs only if both secrets arrived intact; the spec holds only their hashes.
+    let check = |var: &str, value: &str| {
+        format!(
+            "test $(printf %s \\\"${var}\\\" | sha256sum | cut -c1-64) = {}",
+            sha256(value)
+        )
+    };
+    let svc = format!(
+        "  vault:\n    command: /bin/sh\n    args: [\"-c\", \"{} && {} && exec sleep 600\"]\n    env:\n      DB_PASSWORD: {{ secret: {{ env: RESURGO_TEST_DB_PASSWORD }} }}\n      TOKEN: {{ secret: {{ file: {} }} }}\n    site: a\n",
+        check("DB_PASSWORD", secret),
+        check("TOKEN", "file-secret-41d8"),
+        secret_file.display()
+    );
+    env.write_spec(&env.spec(&svc));
+    let plan = env.run(&["plan", "--json"]);
+    assert!(
+        plan.stdout.contains("RESURGO_TEST_DB_PASSWORD"),
+        "plans show the reference instead"
+    );
+
+    let mut cmd = std::process::Command::new(crate::util::BIN);
+    cmd.args(["apply", "--json", "--spec"])
+        .arg(env.spec_dir())
+        .arg("--state")
+        .arg(env.state())
+        .env("RESURGO_TEST_DB_PASSWORD", secret);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let running = poll(Duration::from_secs(5), || {
+        let status = env.status();
+        (find_service(&status, "a", "vault")?["process"] == "running").then_some(())
+    });
+    assert!(
+        running.is_some(),
+        "the service got both secrets and kept running: {}",
+        env.status()
+    );
+
+    for (what, text) in [
+        ("apply output", String::from_utf8_lossy(&out.stdout).into_owned()),
+        ("plan", plan.stdout.clone()),
+        ("status", env.status().to_string()),
+        (
+            "state folder (configs, run records, logs, events)",
+            all_text_under(&env.state()),
+        ),
+    ] {
+        assert!(!text.contains(secret), "the secret leaked into the {what}");
+        assert!(
+            !text.contains("file-secret-41d8"),
+            "the file secret leaked into the {what}"
+        );
+    }
+    assert!(
+        plan.stdout.contains("RESURGO_TEST_DB_PASSWORD"),
+        "plans show the reference instead"
+    );
+}
+
+#[test]
+fn unreadable_secret_is_a_clear_error_and_starts_nothing() {
+    let env = Env::new(106);
+    let svc = "  app:\n    command: /bin/sleep\n    args: [\"600\"]\n    env:\n      KEY: { secret: { env: RESURGO_TEST_UNSET_SECRET } }\n    site: a\n";
+    env.write_spec(&env.spec(svc));
+    let out = env.run(&["apply"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("service `app`: cannot read secret for `KEY`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(find_service(&env.status(), "a", "app").unwrap()["process"], "absent");
+}
+
+#[test]
+fn prune_is_opt_in_and_capped() {
+    let env = Env::new(107);
+    let services = [
+        Env::web("keep", "a", 7041, "manual", &[]),
+        Env::web("old", "a", 7042, "manual", &[]),
+    ]
+    .concat();
+    env.write_spec(&env.spec(&services));
+    let out = env.run(&["apply"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let old_pid = env.healthy_pid("a", "old").unwrap();
+
+    env.write_spec(&env.spec(&Env::web("keep", "a", 7041, "manual", &[])));
+    let plan = env.run(&["plan", "--json"]).json();
+    let old = plan["sites"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "old")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        old["action"], "orphan",
+        "without --prune an undeclared service is only reported"
+    );
+    assert_eq!(env.run(&["apply"]).code, 0);
+    assert!(alive(old_pid), "not pruned without --prune");
+
+    let capped = env.run(&["apply", "--prune", "--max-deletes", "0"]);
+    assert_eq!(capped.code, 1);
+    assert!(
+        capped
+            .stderr
+            .contains("would delete 1 services (old@a), more than the cap of 0"),
+        "{}",
+        capped.stderr
+    );
+    assert!(alive(old_pid), "a capped prune deletes nothing");
+
+    assert_eq!(env.run(&["apply", "--prune"]).code, 0);
+    assert!(
+        poll(Duration::from_secs(5), || (!alive(old_pid)).then_some(())).is_some(),
+        "pruned service stopped"
+    );
+    assert!(env.healthy_pid("a", "keep").is_some());
+    assert_eq!(env.run(&["plan"]).code, 0);
+}
+
+fn sha256(text: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}

@@ -6,4 +6,5 @@ mod apply;
 mod cli;
 mod controller;
 mod demo;
+mod tidy;
 mod util;
