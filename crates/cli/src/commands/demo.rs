@@ -217,7 +217,7 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     let mut s =
         std::net::TcpStream::connect_timeout(&addr.parse().map_err(std::io::Error::other)?, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     Ok(text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())

@@ -34,6 +34,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if reader.read_line(&mut line).is_err() {
                 return;
             }
+            // Read the rest of the request head: closing with unread input would reset the
+            // connection and the client could lose the answer.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 0) && header.trim() != "" {
+                header.clear();
+            }
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
             let (status, body) = match path.as_str() {
                 "/healthz" => ("200 OK", "ok\n".to_string()),

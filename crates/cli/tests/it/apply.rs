@@ -190,7 +190,7 @@ fn http(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     poll(Duration::from_secs(5), || {
         let mut s = std::net::TcpStream::connect(addr).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         Some(text)
