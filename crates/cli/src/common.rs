@@ -88,3 +88,39 @@ pub fn load_or_report(args: &SpecArgs, json: bool) -> anyhow::Result<Option<Desi
         }
     }
 }
+
+/// The sites whose repositories a command works on: `only`, or every site with one.
+pub fn repository_sites(system: &resurgo_spec::System, only: Option<&str>) -> anyhow::Result<Vec<String>> {
+    match only {
+        Some(site) => {
+            let spec = system
+                .sites
+                .get(site)
+                .ok_or_else(|| anyhow::anyhow!("no site `{site}` in the spec"))?;
+            anyhow::ensure!(spec.repository.is_some(), "site `{site}` declares no repository");
+            Ok(vec![site.to_string()])
+        }
+        None => {
+            let sites: Vec<String> = system
+                .sites
+                .iter()
+                .filter(|(_, s)| s.repository.is_some())
+                .map(|(n, _)| n.clone())
+                .collect();
+            anyhow::ensure!(!sites.is_empty(), "no site declares a repository");
+            Ok(sites)
+        }
+    }
+}
+
+/// The datasets a command works on: `only`, or all.
+pub fn datasets(system: &resurgo_spec::System, only: Option<&str>) -> anyhow::Result<Vec<String>> {
+    match only {
+        Some(d) if system.datasets.contains_key(d) => Ok(vec![d.to_string()]),
+        Some(d) => {
+            let known: Vec<&str> = system.datasets.keys().map(String::as_str).collect();
+            anyhow::bail!("no dataset `{d}` in the spec; declared datasets: {}", known.join(", "))
+        }
+        None => Ok(system.datasets.keys().cloned().collect()),
+    }
+}

@@ -5,6 +5,7 @@ mod commands;
 mod common;
 mod exit;
 mod render;
+mod report;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,16 @@ pub enum EventKind {
     ApplyFailed,
     SiteUnreachable,
     SiteReachable,
+    BackupStarted,
+    BackupFinished,
+    BackupFailed,
+    ReplicationFinished,
+    ReplicationFailed,
+    /// A dataset's newest restorable point at a site is older than its RPO objective.
+    RpoBreached,
+    RpoRestored,
+    VerifyPassed,
+    VerifyFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +46,8 @@ pub struct Event {
     pub site: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
     /// The commit (or `folder:<digest>`) of the desired state in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
@@ -49,6 +61,7 @@ impl Event {
             kind,
             site: None,
             service: None,
+            dataset: None,
             commit: None,
             message: message.into(),
         }
@@ -59,6 +72,10 @@ impl Event {
     }
     pub fn service(mut self, service: &str) -> Event {
         self.service = Some(service.to_string());
+        self
+    }
+    pub fn dataset(mut self, dataset: &str) -> Event {
+        self.dataset = Some(dataset.to_string());
         self
     }
     pub fn commit(mut self, commit: Option<&str>) -> Event {

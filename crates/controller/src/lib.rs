@@ -5,7 +5,9 @@
 pub mod desired;
 pub mod engine;
 pub mod events;
+pub mod protect;
 pub mod reconcile;
+pub mod schedule;
 pub mod source;
 
 pub use desired::{Desired, LastKnownGood, LoadError};

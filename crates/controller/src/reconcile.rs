@@ -77,6 +77,7 @@ pub struct Controller {
     drift: HashMap<Key, String>,
     backoff: HashMap<Key, Backoff>,
     inflight: HashSet<Key>,
+    protection: crate::schedule::Protection,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
 }
@@ -96,6 +97,7 @@ impl Controller {
             drift: HashMap::new(),
             backoff: HashMap::new(),
             inflight: HashSet::new(),
+            protection: Default::default(),
             tx,
             rx,
         }
@@ -152,6 +154,7 @@ impl Controller {
         self.poll_source();
         let Some(desired) = self.desired.clone() else { return };
         let system = &desired.loaded.system;
+        self.protect(system);
         let sites = self.engine.sites(system);
         let observed = self.engine.observe(&sites);
 
@@ -263,6 +266,16 @@ impl Controller {
                     .site(&key.0)
                     .service(&key.1),
             );
+        }
+    }
+
+    /// Backups, replication, verification and RPO tracking (see [`crate::schedule`]).
+    fn protect(&mut self, system: &resurgo_spec::System) {
+        let mut events = Vec::new();
+        self.protection
+            .tick(system, &self.engine, &self.config.state_dir, &mut |e| events.push(e));
+        for e in events {
+            self.emit(e);
         }
     }
 

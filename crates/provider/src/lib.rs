@@ -14,6 +14,9 @@ pub mod probe;
 
 /// Writes JSON to a file atomically (temporary file, fsync, rename); shared with the engine.
 pub use shim::write_json_atomic;
+
+/// Reads a secret's value from where its reference points; shared with the engine.
+pub use local::read_secret;
 pub mod shim;
 
 /// A site as a provider needs it.

@@ -526,7 +526,7 @@ fn service_env(site: &SiteHandle, config: &RunConfig) -> Result<Vec<(String, Str
 }
 
 /// A secret's value. Errors name where it was looked for, never what it holds.
-fn read_secret(secret: &SecretRef) -> Result<String, String> {
+pub fn read_secret(secret: &SecretRef) -> Result<String, String> {
     match secret {
         SecretRef::Env(name) => std::env::var(name).map_err(|e| match e {
             std::env::VarError::NotPresent => format!("environment variable `{name}` is not set"),

@@ -92,12 +92,29 @@ pub struct Site {
     /// `requires`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
-    /// Where this site keeps backups: `file:///path` or `s3://bucket/prefix?endpoint=…`.
+    /// Where this site keeps backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
+    pub repository: Option<RepositorySpec>,
     /// `local` provider: the site's state folder (default: `<state>/sites/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+}
+
+/// A site's backup repository: a restic-format snapshot store and a log archive, always
+/// encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySpec {
+    /// `file:///path`, `/path`, or `s3://bucket/prefix?endpoint=http://host:port&region=r`.
+    pub url: String,
+    /// The repository password (a secret reference; backups are always encrypted).
+    pub password: SecretRef,
+    /// S3 access key id (default: the `AWS_ACCESS_KEY_ID` environment variable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<SecretRef>,
+    /// S3 secret access key (default: the `AWS_SECRET_ACCESS_KEY` environment variable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -265,6 +282,69 @@ pub struct Dataset {
     /// Sites the backups are replicated to (default: the owning service's standby sites).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicate_to: Vec<String>,
+    /// PostgreSQL: `physical` (base backups + WAL archive: point-in-time restore; the
+    /// default) or `logical` (pg_dump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<PgMethod>,
+    /// How many snapshots `resurgo forget` keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// How `resurgo verify` proves a restored copy is usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<DatasetCheck>,
+    /// Time between scheduled verifications by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_every: Option<Duration>,
+    /// Commands run around each backup, for application-consistent copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PgMethod {
+    Physical,
+    Logical,
+}
+
+/// Snapshots to keep, per dataset; unset fields keep nothing by that rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly: Option<u32>,
+}
+
+/// A check run against a restored copy: a SQL query that must succeed (and, with `expect`,
+/// print that), or a command run in the restored folder that must exit 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+}
+
+/// Commands (argv) run before and after a backup; a failing `pre` cancels the backup, `post`
+/// always runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -104,9 +104,14 @@ fn check_sites(c: &mut Checker) {
                 ),
             );
         }
-        if let Some(url) = &site.repository {
-            if let Err(e) = crate::units::check_repository_url(url) {
-                c.err("sites", name, &[key("repository")], format!("site `{name}`: {e}"));
+        if let Some(repo) = &site.repository {
+            if let Err(e) = crate::units::check_repository_url(&repo.url) {
+                c.err(
+                    "sites",
+                    name,
+                    &[key("repository"), key("url")],
+                    format!("site `{name}`: {e}"),
+                );
             }
         }
     }
@@ -484,7 +489,54 @@ fn check_datasets(c: &mut Checker) {
                 format!("dataset `{name}`: strategy `standby` needs a PostgreSQL dataset; use `backup`"),
             );
         }
+        if system.sites.get(&svc.site).is_some_and(|s| s.repository.is_none()) {
+            c.err(
+                "datasets",
+                name,
+                &[key("service")],
+                format!(
+                    "dataset `{name}` is backed up at site `{}`, which declares no `repository`",
+                    svc.site
+                ),
+            );
+        }
+        if ds.method.is_some() && ds.kind != DatasetKind::Postgres {
+            c.err(
+                "datasets",
+                name,
+                &[key("method")],
+                format!("dataset `{name}`: `method` applies to PostgreSQL datasets only"),
+            );
+        }
+        if let Some(check) = &ds.check {
+            let kinds = usize::from(check.query.is_some()) + usize::from(!check.command.is_empty());
+            if kinds != 1 {
+                c.err_key(
+                    "datasets",
+                    name,
+                    &[key("check")],
+                    format!("dataset `{name}`: a check needs exactly one of `query`, `command` (found {kinds})"),
+                );
+            }
+            if check.query.is_some() && ds.kind == DatasetKind::Directory {
+                c.err(
+                    "datasets",
+                    name,
+                    &[key("check"), key("query")],
+                    format!("dataset `{name}`: a directory is checked with a `command`, not a `query`"),
+                );
+            }
+        }
         for (i, site) in ds.replicate_to.iter().enumerate() {
+            if system.sites.get(site).is_some_and(|s| s.repository.is_none()) {
+                c.err(
+                    "datasets",
+                    name,
+                    &[key("replicate_to"), Seg::Index(i)],
+                    format!("dataset `{name}` replicates to site `{site}`, which declares no `repository`"),
+                );
+                continue;
+            }
             if !system.sites.contains_key(site) {
                 let msg = format!(
                     "dataset `{name}` replicates to site `{site}`, which is not declared; declared sites: {}",

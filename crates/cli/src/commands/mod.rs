@@ -6,14 +6,21 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod apply;
+pub mod backup;
 pub mod controller;
 pub mod demo;
 pub mod example_app;
+pub mod forget;
 pub mod plan;
+pub mod replicate;
+pub mod repo;
+pub mod restore;
 pub mod schema;
 pub mod shim;
+pub mod snapshots;
 pub mod status;
 pub mod validate;
+pub mod verify;
 
 /// Disaster recovery as code.
 ///
@@ -46,6 +53,20 @@ pub enum Command {
     Status(status::Args),
     /// Run the reconcile loop: watch the spec and the sites, report and correct drift.
     Controller(controller::Args),
+    /// Create or check a site's backup repository.
+    Repo(repo::Args),
+    /// Back up datasets at their home site.
+    Backup(backup::Args),
+    /// List the snapshots in each site's repository.
+    Snapshots(snapshots::Args),
+    /// Restore a dataset from a site's repository, to the newest point or a chosen time.
+    Restore(restore::Args),
+    /// Copy backups to the sites they will be restored at (only what is missing).
+    Replicate(replicate::Args),
+    /// Prove a backup works: restore it into a scratch place and run the dataset's check.
+    Verify(verify::Args),
+    /// Remove snapshots the retention policy does not keep (and, with --prune, their data).
+    Forget(forget::Args),
     /// A tiny HTTP service used by the quickstart example.
     #[command(name = "example-app")]
     ExampleApp(example_app::Args),
@@ -63,6 +84,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(a) => apply::run(a),
         Command::Status(a) => status::run(a),
         Command::Controller(a) => controller::run(a),
+        Command::Repo(a) => repo::run(a),
+        Command::Backup(a) => backup::run(a),
+        Command::Snapshots(a) => snapshots::run(a),
+        Command::Restore(a) => restore::run(a),
+        Command::Replicate(a) => replicate::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Forget(a) => forget::run(a),
         Command::ExampleApp(a) => example_app::run(a),
         Command::Shim(a) => shim::run(a),
     }

@@ -19,7 +19,7 @@ sites:
     region: ${inputs.region_a}
     capacity: { cpu: 4, memory: 4Gi }
     capabilities: [postgres]
-    repository: file:///var/backups/a
+    repository: { url: file:///var/backups/a, password: { env: RESURGO_PASSWORD_A } }
   b:
     provider: local
     address: 127.0.2.1

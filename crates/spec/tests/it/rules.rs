@@ -257,3 +257,11 @@ fn a_folder_of_files_merges() {
     assert_eq!(l.system.name, "split");
     assert_eq!(l.system.services["s"].site, "a");
 }
+
+#[test]
+fn dataset_protection_rules() {
+    let text = format!(
+        "{BASE}datasets:\n  orders:\n    service: db\n    type: postgres\n    connection: host=x\n    replicate_to: [b]\n    check: {{ query: select 1, command: [\"true\"] }}\n  files:\n    service: web\n    type: directory\n    path: data\n    method: logical\n"
+    );
+    assert_snapshot!(err(&text));
+}

@@ -1,0 +1,76 @@
+//! `resurgo backup [DATASET]`: back up datasets at their home site (all, or one), optionally
+//! replicating each to its replica sites right after.
+
+use std::process::ExitCode;
+
+use resurgo_controller::protect::Protector;
+
+use crate::common::{load_or_report, SpecArgs};
+use crate::exit;
+use crate::report::Reporter;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The dataset to back up (default: all).
+    pub dataset: Option<String>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Also replicate each backup to the dataset's replica sites.
+    #[arg(long)]
+    pub replicate: bool,
+    /// Emit JSON lines instead of human output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(desired) = load_or_report(&args.spec, args.json)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    let engine = args.spec.engine()?;
+    let system = &desired.loaded.system;
+    let protector = Protector::new(system, engine.sites(system), &args.spec.state);
+    let datasets = crate::common::datasets(system, args.dataset.as_deref())?;
+    let reporter = Reporter::new(args.json);
+    let mut failed = false;
+    for dataset in datasets {
+        let site = protector.home_site(&dataset)?;
+        let step = reporter.step(format!("back up {dataset} at site {site}"));
+        match protector.backup(&dataset) {
+            Ok(snap) => step.done(
+                &format!(
+                    "snapshot {} ({} files, {} bytes, {} new)",
+                    &snap.id[..8.min(snap.id.len())],
+                    snap.files,
+                    snap.bytes,
+                    snap.added
+                ),
+                serde_json::json!({"dataset": dataset, "site": site, "snapshot": snap}),
+            ),
+            Err(e) => {
+                failed = true;
+                step.failed(&e.to_string());
+                continue;
+            }
+        }
+        if args.replicate {
+            for to in protector.replica_sites(&dataset)? {
+                let step = reporter.step(format!("replicate {dataset} {site} → {to}"));
+                match protector.replicate(Some(&dataset), &site, &to) {
+                    Ok(r) => step.done(
+                        &format!(
+                            "{} snapshots and {} log segments copied, {} bytes",
+                            r.snapshots_copied, r.segments_copied, r.bytes
+                        ),
+                        serde_json::json!({"dataset": dataset, "from": site, "to": to, "report": r}),
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        step.failed(&e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(exit::code(if failed { exit::ERROR } else { exit::OK }))
+}

@@ -1,0 +1,105 @@
+//! `resurgo repo init|check`: create a site's backup repository, or verify one.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use resurgo_controller::protect::Protector;
+
+use crate::common::{load_or_report, SpecArgs};
+use crate::exit;
+use crate::report::Reporter;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: RepoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create the repository of a site (or of every site that declares one).
+    Init {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Only this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Emit JSON lines instead of human output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a repository's structure; with --read-data, read and verify every stored byte.
+    Check {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long)]
+        site: Option<String>,
+        /// Read and verify all data (slow, thorough).
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (spec, site, json) = match &args.command {
+        RepoCommand::Init { spec, site, json } | RepoCommand::Check { spec, site, json, .. } => (spec, site, *json),
+    };
+    let Some(desired) = load_or_report(spec, json)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    let engine = spec.engine()?;
+    let system = &desired.loaded.system;
+    let protector = Protector::new(system, engine.sites(system), &spec.state);
+    let sites = crate::common::repository_sites(system, site.as_deref())?;
+    let reporter = Reporter::new(json);
+    let mut failed = false;
+    for site in sites {
+        match &args.command {
+            RepoCommand::Init { .. } => {
+                let step = reporter.step(format!("init repository of site {site}"));
+                match protector.init(&site) {
+                    Ok(repo) => step.done(
+                        &repo.location(),
+                        serde_json::json!({"site": site, "location": repo.location()}),
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        step.failed(&e.to_string());
+                    }
+                }
+            }
+            RepoCommand::Check { read_data, .. } => {
+                let what = if *read_data {
+                    "check (reading all data)"
+                } else {
+                    "check"
+                };
+                let step = reporter.step(format!("{what} repository of site {site}"));
+                match protector.open(&site).and_then(|r| Ok(r.check(*read_data)?)) {
+                    Ok(report) if report.errors.is_empty() => step.done(
+                        &format!(
+                            "no errors ({} snapshots, {} packs read)",
+                            report.snapshots, report.packs_read
+                        ),
+                        serde_json::json!({"site": site, "report": report}),
+                    ),
+                    Ok(report) => {
+                        failed = true;
+                        step.failed(&format!(
+                            "{} errors:\n  {}",
+                            report.errors.len(),
+                            report.errors.join("\n  ")
+                        ));
+                    }
+                    Err(e) => {
+                        failed = true;
+                        step.failed(&e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(exit::code(if failed { exit::ERROR } else { exit::OK }))
+}

@@ -1,0 +1,444 @@
+//! Data protection for the datasets a spec declares: which repository a dataset is backed up
+//! to (its service's active site) and replicated to (its `replicate_to`, else its service's
+//! standby sites), backing up by dataset type with hooks, replication, restore, verification
+//! by restore, retention, and the recovery point each site holds.
+//!
+//! This is the glue between the spec and `resurgo-vault`; the vault knows nothing of specs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use resurgo_provider::local::LocalProvider;
+use resurgo_provider::{read_secret, SiteHandle};
+use resurgo_spec::{Dataset, DatasetKind, PgMethod, SecretRef, System};
+use resurgo_vault::repo::{ForgetReport, ReplicateReport, Retention};
+use resurgo_vault::{BackupMeta, RepoConfig, Repository, S3Credentials, SnapshotInfo, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectError {
+    #[error("no dataset `{0}` in the spec")]
+    UnknownDataset(String),
+    #[error("no site `{0}` in the spec")]
+    UnknownSite(String),
+    #[error("site `{0}` declares no repository")]
+    NoRepository(String),
+    #[error("site `{site}`: cannot read the repository {what}: {reason}")]
+    Secret {
+        site: String,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("dataset `{dataset}`: {hook} hook `{command}` failed: {reason}")]
+    Hook {
+        dataset: String,
+        hook: &'static str,
+        command: String,
+        reason: String,
+    },
+    #[error("dataset `{dataset}` has no snapshot at site `{site}`{when}")]
+    NoSnapshot {
+        dataset: String,
+        site: String,
+        when: String,
+    },
+    #[error("dataset `{dataset}`: verification failed at site `{site}`: {reason}")]
+    VerifyFailed {
+        dataset: String,
+        site: String,
+        reason: String,
+    },
+    #[error("dataset `{dataset}`: {reason}")]
+    Unsupported { dataset: String, reason: String },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub dataset: String,
+    pub site: String,
+    pub snapshot: String,
+    pub snapshot_time: String,
+    pub check: String,
+    pub millis: u64,
+}
+
+pub struct Protector<'a> {
+    pub system: &'a System,
+    pub sites: Vec<SiteHandle>,
+    /// Scratch space for verification and SQLite copies.
+    pub scratch: PathBuf,
+}
+
+impl<'a> Protector<'a> {
+    pub fn new(system: &'a System, sites: Vec<SiteHandle>, state_dir: &Path) -> Protector<'a> {
+        Protector {
+            system,
+            sites,
+            scratch: state_dir.join("scratch"),
+        }
+    }
+
+    fn dataset(&self, name: &str) -> Result<&'a Dataset, ProtectError> {
+        self.system
+            .datasets
+            .get(name)
+            .ok_or_else(|| ProtectError::UnknownDataset(name.to_string()))
+    }
+
+    fn handle(&self, site: &str) -> Result<&SiteHandle, ProtectError> {
+        self.sites
+            .iter()
+            .find(|s| s.name == site)
+            .ok_or_else(|| ProtectError::UnknownSite(site.to_string()))
+    }
+
+    /// The site a dataset is backed up at: its service's active site.
+    pub fn home_site(&self, dataset: &str) -> Result<String, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        Ok(self
+            .system
+            .services
+            .get(&ds.service)
+            .map(|s| s.site.clone())
+            .unwrap_or_default())
+    }
+
+    /// The sites a dataset's backups are replicated to.
+    pub fn replica_sites(&self, dataset: &str) -> Result<Vec<String>, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        let sites = if ds.replicate_to.is_empty() {
+            self.system
+                .services
+                .get(&ds.service)
+                .map(|s| s.standby.clone())
+                .unwrap_or_default()
+        } else {
+            ds.replicate_to.clone()
+        };
+        Ok(sites
+            .into_iter()
+            .filter(|s| self.system.sites.get(s).is_some_and(|s| s.repository.is_some()))
+            .collect())
+    }
+
+    /// How to open a site's repository, with its secrets read.
+    pub fn repo_config(&self, site: &str) -> Result<RepoConfig, ProtectError> {
+        let spec = self
+            .system
+            .sites
+            .get(site)
+            .ok_or_else(|| ProtectError::UnknownSite(site.to_string()))?;
+        let repo = spec
+            .repository
+            .as_ref()
+            .ok_or_else(|| ProtectError::NoRepository(site.to_string()))?;
+        let secret = |what: &'static str, r: &SecretRef| {
+            read_secret(r).map_err(|reason| ProtectError::Secret {
+                site: site.to_string(),
+                what,
+                reason,
+            })
+        };
+        Ok(RepoConfig {
+            url: repo.url.clone(),
+            password: secret("password", &repo.password)?,
+            s3: S3Credentials {
+                access_key: repo.access_key.as_ref().map(|r| secret("access key", r)).transpose()?,
+                secret_key: repo.secret_key.as_ref().map(|r| secret("secret key", r)).transpose()?,
+            },
+        })
+    }
+
+    pub fn open(&self, site: &str) -> Result<Repository, ProtectError> {
+        Ok(Repository::open(&self.repo_config(site)?)?)
+    }
+
+    pub fn init(&self, site: &str) -> Result<Repository, ProtectError> {
+        Ok(Repository::init(&self.repo_config(site)?)?)
+    }
+
+    /// Where a file or directory dataset lives at `site`: relative paths are relative to the
+    /// owning service's working directory there.
+    pub fn data_path(&self, dataset: &str, site: &str) -> Result<PathBuf, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        let path = PathBuf::from(ds.path.clone().unwrap_or_default());
+        if path.is_absolute() {
+            return Ok(path);
+        }
+        let handle = self.handle(site)?;
+        let service_dir = LocalProvider::service_dir(handle, &ds.service);
+        let workdir = match self.system.services.get(&ds.service).and_then(|s| s.workdir.as_deref()) {
+            Some(w) if Path::new(w).is_absolute() => PathBuf::from(w),
+            Some(w) => service_dir.join(w),
+            None => service_dir,
+        };
+        Ok(workdir.join(path))
+    }
+
+    fn run_hooks(&self, dataset: &str, hook: &'static str, commands: &[String]) -> Result<(), ProtectError> {
+        let Some((program, args)) = commands.split_first() else {
+            return Ok(());
+        };
+        let fail = |reason: String| ProtectError::Hook {
+            dataset: dataset.to_string(),
+            hook,
+            command: commands.join(" "),
+            reason,
+        };
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    /// Backs up a dataset at its home site, hooks around it.
+    pub fn backup(&self, dataset: &str) -> Result<SnapshotInfo, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        let site = self.home_site(dataset)?;
+        let repo = self.open(&site)?;
+        let meta = BackupMeta {
+            dataset: dataset.to_string(),
+            kind: kind_label(ds).to_string(),
+            site: site.clone(),
+            labels: Default::default(),
+        };
+        let hooks = ds.hooks.clone().unwrap_or_default();
+        self.run_hooks(dataset, "pre", &hooks.pre)?;
+        let result = match ds.kind {
+            DatasetKind::Directory => {
+                let path = self.data_path(dataset, &site)?;
+                repo.backup_path(&path, &meta).map_err(ProtectError::from)
+            }
+            DatasetKind::Sqlite => {
+                let path = self.data_path(dataset, &site)?;
+                std::fs::create_dir_all(&self.scratch).map_err(|e| VaultError::Io {
+                    what: "cannot create",
+                    path: self.scratch.clone(),
+                    source: e,
+                })?;
+                resurgo_vault::sqlite::backup(&repo, &path, &self.scratch, &meta).map_err(ProtectError::from)
+            }
+            DatasetKind::Postgres => self.backup_postgres(dataset, ds, &repo, &meta),
+        };
+        // `post` always runs; its failure is reported unless the backup already failed.
+        let post = self.run_hooks(dataset, "post", &hooks.post);
+        let snapshot = result?;
+        post?;
+        Ok(snapshot)
+    }
+
+    fn backup_postgres(
+        &self,
+        dataset: &str,
+        ds: &Dataset,
+        repo: &Repository,
+        meta: &BackupMeta,
+    ) -> Result<SnapshotInfo, ProtectError> {
+        let _ = (repo, meta);
+        Err(ProtectError::Unsupported {
+            dataset: dataset.to_string(),
+            reason: format!("PostgreSQL ({}) backups are not wired in yet", pg_method_label(ds)),
+        })
+    }
+
+    /// Copies a dataset's snapshots (and log segments) from its home site to `to`.
+    pub fn replicate(&self, dataset: Option<&str>, from: &str, to: &str) -> Result<ReplicateReport, ProtectError> {
+        let source = self.open(from)?;
+        let target = self.open(to)?;
+        Ok(source.replicate_to(&target, dataset)?)
+    }
+
+    /// The newest snapshot of `dataset` at `site`, at or before `at` (RFC 3339) when given.
+    pub fn pick_snapshot(
+        &self,
+        repo: &Repository,
+        dataset: &str,
+        site: &str,
+        at: Option<&str>,
+    ) -> Result<SnapshotInfo, ProtectError> {
+        let snapshots = repo.snapshots(Some(dataset))?;
+        let chosen = snapshots
+            .into_iter()
+            .filter(|s| at.is_none_or(|t| s.time.as_str() <= t))
+            .next_back();
+        chosen.ok_or_else(|| ProtectError::NoSnapshot {
+            dataset: dataset.to_string(),
+            site: site.to_string(),
+            when: at.map(|t| format!(" at or before {t}")).unwrap_or_default(),
+        })
+    }
+
+    /// Restores a dataset from `site`'s repository into `to` (a folder for directories, the
+    /// folder that receives the database file for SQLite).
+    pub fn restore(
+        &self,
+        dataset: &str,
+        site: &str,
+        at: Option<&str>,
+        to: &Path,
+    ) -> Result<SnapshotInfo, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        let repo = self.open(site)?;
+        let snapshot = self.pick_snapshot(&repo, dataset, site, at)?;
+        match ds.kind {
+            DatasetKind::Directory | DatasetKind::Sqlite => repo.restore(&snapshot.id, to)?,
+            DatasetKind::Postgres => {
+                return Err(ProtectError::Unsupported {
+                    dataset: dataset.to_string(),
+                    reason: "PostgreSQL restores are not wired in yet".into(),
+                })
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Restores the newest snapshot into a scratch folder, runs the dataset's check, and cleans
+    /// up whatever the outcome.
+    pub fn verify(&self, dataset: &str, site: &str) -> Result<VerifyReport, ProtectError> {
+        let started = std::time::Instant::now();
+        let ds = self.dataset(dataset)?;
+        let scratch = self
+            .scratch
+            .join(format!("verify-{dataset}-{site}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let result = (|| {
+            let snapshot = self.restore(dataset, site, None, &scratch)?;
+            let check = self.run_check(dataset, site, ds, &scratch, &snapshot)?;
+            Ok(VerifyReport {
+                dataset: dataset.to_string(),
+                site: site.to_string(),
+                snapshot: snapshot.id.clone(),
+                snapshot_time: snapshot.time.clone(),
+                check,
+                millis: started.elapsed().as_millis() as u64,
+            })
+        })();
+        let _ = std::fs::remove_dir_all(&scratch);
+        result
+    }
+
+    fn run_check(
+        &self,
+        dataset: &str,
+        site: &str,
+        ds: &Dataset,
+        restored: &Path,
+        snapshot: &SnapshotInfo,
+    ) -> Result<String, ProtectError> {
+        let failed = |reason: String| ProtectError::VerifyFailed {
+            dataset: dataset.to_string(),
+            site: site.to_string(),
+            reason,
+        };
+        let check = effective_check(ds);
+        match (ds.kind, &check.query) {
+            (DatasetKind::Sqlite, Some(query)) => {
+                let db = resurgo_vault::sqlite::restored_path(&restored_root(restored, snapshot), snapshot);
+                let answer = resurgo_vault::sqlite::query(&db, query).map_err(|e| failed(e.to_string()))?;
+                if let Some(expect) = &check.expect {
+                    if answer.trim() != expect.trim() {
+                        return Err(failed(format!(
+                            "`{query}` answered `{}`, expected `{expect}`",
+                            answer.trim()
+                        )));
+                    }
+                }
+                Ok(format!("{query} → {}", answer.trim()))
+            }
+            (_, None) if !check.command.is_empty() => {
+                let dir = restored_root(restored, snapshot);
+                let out = Command::new(&check.command[0])
+                    .args(&check.command[1..])
+                    .current_dir(&dir)
+                    .env("RESURGO_RESTORED", &dir)
+                    .output()
+                    .map_err(|e| failed(format!("cannot run `{}`: {e}", check.command[0])))?;
+                if !out.status.success() {
+                    return Err(failed(format!(
+                        "`{}` {}: {}",
+                        check.command.join(" "),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                Ok(format!("{} → exit 0", check.command.join(" ")))
+            }
+            _ => Err(failed("the dataset declares no check this kind supports".into())),
+        }
+    }
+
+    /// Applies the dataset's retention at `site`.
+    pub fn forget(&self, dataset: &str, site: &str, prune: bool) -> Result<ForgetReport, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        let r = ds.retention.clone().ok_or_else(|| ProtectError::Unsupported {
+            dataset: dataset.to_string(),
+            reason: "no `retention` declared; nothing would be kept, so nothing is forgotten".into(),
+        })?;
+        let keep = Retention {
+            keep_last: r.last,
+            keep_hourly: r.hourly,
+            keep_daily: r.daily,
+            keep_weekly: r.weekly,
+            keep_monthly: r.monthly,
+        };
+        Ok(self.open(site)?.forget(&keep, Some(dataset), prune)?)
+    }
+}
+
+/// Where the restored content sits: a restore re-creates the snapshot's paths, so the content
+/// is under the first path (made relative) when that exists.
+fn restored_root(restored: &Path, snapshot: &SnapshotInfo) -> PathBuf {
+    if let Some(first) = snapshot.paths.first() {
+        let nested = restored.join(first.trim_start_matches('/'));
+        if nested.exists() {
+            return if nested.is_file() {
+                nested.parent().map_or(nested.clone(), Path::to_path_buf)
+            } else {
+                nested
+            };
+        }
+    }
+    restored.to_path_buf()
+}
+
+/// The dataset's check, or the default one: SQLite is checked with `PRAGMA integrity_check`;
+/// other kinds must declare theirs.
+fn effective_check(ds: &Dataset) -> resurgo_spec::DatasetCheck {
+    ds.check.clone().unwrap_or_else(|| {
+        let sqlite = ds.kind == DatasetKind::Sqlite;
+        resurgo_spec::DatasetCheck {
+            query: sqlite.then(|| "PRAGMA integrity_check".to_string()),
+            expect: sqlite.then(|| "ok".to_string()),
+            command: Vec::new(),
+        }
+    })
+}
+
+fn kind_label(ds: &Dataset) -> &'static str {
+    match ds.kind {
+        DatasetKind::Directory => "directory",
+        DatasetKind::Sqlite => "sqlite",
+        DatasetKind::Postgres => match ds.method.unwrap_or(PgMethod::Physical) {
+            PgMethod::Physical => "pg-base",
+            PgMethod::Logical => "pg-dump",
+        },
+    }
+}
+
+fn pg_method_label(ds: &Dataset) -> &'static str {
+    match ds.method.unwrap_or(PgMethod::Physical) {
+        PgMethod::Physical => "physical",
+        PgMethod::Logical => "logical",
+    }
+}

@@ -1,0 +1,360 @@
+//! Scheduled data protection inside the controller: backups on each dataset's schedule, each
+//! followed by replication to its replica sites; verification by restore every `verify_every`;
+//! and RPO tracking — for every dataset at every site that holds it, the age of the newest
+//! point restorable *at that site*, with an event when it exceeds the dataset's RPO objective.
+//!
+//! Everything here is rebuilt from the repositories at start (invariant: no state the
+//! controller cannot rebuild). Work runs on background threads, one job per dataset at a time,
+//! so a slow backup never delays the reconcile loop.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use resurgo_spec::System;
+
+use crate::engine::Engine;
+use crate::events::{Event, EventKind};
+use crate::protect::Protector;
+
+/// How often recovery points are re-read from the repositories.
+const REFRESH: Duration = Duration::from_secs(60);
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[derive(Debug, Default)]
+struct DatasetState {
+    /// Unix time of the newest snapshot at the home site.
+    last_backup: Option<i64>,
+    last_verify: Option<Instant>,
+    busy: bool,
+    /// Site → unix time of the newest restorable point there.
+    points: HashMap<String, i64>,
+    breached: HashSet<String>,
+}
+
+enum Outcome {
+    Backup {
+        dataset: String,
+        site: String,
+        result: Result<resurgo_vault::SnapshotInfo, String>,
+        replicas: Vec<(String, Result<resurgo_vault::repo::ReplicateReport, String>)>,
+    },
+    Points {
+        points: Vec<(String, String, Option<i64>)>,
+        errors: Vec<(String, String)>,
+    },
+    Verify {
+        dataset: String,
+        site: String,
+        result: Result<crate::protect::VerifyReport, String>,
+    },
+}
+
+/// The protection part of the controller's state.
+pub struct Protection {
+    datasets: HashMap<String, DatasetState>,
+    refreshed: Option<Instant>,
+    refreshing: bool,
+    tx: mpsc::Sender<Outcome>,
+    rx: mpsc::Receiver<Outcome>,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Protection {
+            datasets: HashMap::new(),
+            refreshed: None,
+            refreshing: false,
+            tx,
+            rx,
+        }
+    }
+}
+
+/// Newest restorable point of each dataset at each site, as `(dataset, site, unix time)`.
+fn read_points(system: &System, engine: &Engine, state_dir: &std::path::Path) -> Outcome {
+    let protector = Protector::new(system, engine.sites(system), state_dir);
+    let mut points = Vec::new();
+    let mut errors = Vec::new();
+    let mut by_site: HashMap<String, Vec<String>> = HashMap::new();
+    for name in system.datasets.keys() {
+        let mut sites = protector.replica_sites(name).unwrap_or_default();
+        if let Ok(home) = protector.home_site(name) {
+            sites.push(home);
+        }
+        for s in sites {
+            by_site.entry(s).or_default().push(name.clone());
+        }
+    }
+    for (site, datasets) in by_site {
+        match protector.open(&site).and_then(|r| Ok(r.snapshots(None)?)) {
+            Ok(snaps) => {
+                for d in datasets {
+                    let newest = snaps.iter().filter(|s| s.meta.dataset == d).map(|s| s.unix).max();
+                    points.push((d, site.clone(), newest));
+                }
+            }
+            Err(e) => errors.push((site, e.to_string())),
+        }
+    }
+    Outcome::Points { points, errors }
+}
+
+impl Protection {
+    /// One pass: collect finished work, start what is due, re-evaluate RPOs.
+    pub fn tick(&mut self, system: &System, engine: &Engine, state_dir: &std::path::Path, emit: &mut dyn FnMut(Event)) {
+        while let Ok(outcome) = self.rx.try_recv() {
+            self.absorb(outcome, emit);
+        }
+        if system.datasets.is_empty() {
+            return;
+        }
+        if !self.refreshing && self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.refreshing = true;
+            let (system, engine, state_dir, tx) =
+                (system.clone(), engine.clone(), state_dir.to_path_buf(), self.tx.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send(read_points(&system, &engine, &state_dir));
+            });
+        }
+        // Until the first refresh is in, nothing is known: do not schedule blind.
+        if self.refreshed.is_none() {
+            return;
+        }
+        let now = now_unix();
+        for (name, ds) in &system.datasets {
+            let state = self.datasets.entry(name.clone()).or_default();
+            if state.busy {
+                continue;
+            }
+            if let Some(every) = ds.schedule {
+                let due = state.last_backup.is_none_or(|t| now - t >= every.0.as_secs() as i64);
+                if due {
+                    state.busy = true;
+                    self.spawn_backup(name, system, engine, state_dir, emit);
+                    continue;
+                }
+            }
+            if let Some(every) = ds.verify_every {
+                let due = state.last_verify.is_none_or(|t| t.elapsed() >= every.0);
+                if due && !state.points.is_empty() {
+                    state.busy = true;
+                    state.last_verify = Some(Instant::now());
+                    self.spawn_verify(name, system, engine, state_dir);
+                }
+            }
+        }
+        self.check_rpo(system, now, emit);
+    }
+
+    fn spawn_backup(
+        &self,
+        dataset: &str,
+        system: &System,
+        engine: &Engine,
+        state_dir: &std::path::Path,
+        emit: &mut dyn FnMut(Event),
+    ) {
+        let (system, engine, state_dir, tx, dataset) = (
+            system.clone(),
+            engine.clone(),
+            PathBuf::from(state_dir),
+            self.tx.clone(),
+            dataset.to_string(),
+        );
+        let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+        let site = protector.home_site(&dataset).unwrap_or_default();
+        emit(
+            Event::new(EventKind::BackupStarted, format!("backing up {dataset}"))
+                .site(&site)
+                .dataset(&dataset),
+        );
+        std::thread::spawn(move || {
+            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let result = protector.backup(&dataset).map_err(|e| e.to_string());
+            let mut replicas = Vec::new();
+            if result.is_ok() {
+                for to in protector.replica_sites(&dataset).unwrap_or_default() {
+                    let r = protector
+                        .replicate(Some(&dataset), &site, &to)
+                        .map_err(|e| e.to_string());
+                    replicas.push((to, r));
+                }
+            }
+            let _ = tx.send(Outcome::Backup {
+                dataset,
+                site,
+                result,
+                replicas,
+            });
+        });
+    }
+
+    fn spawn_verify(&self, dataset: &str, system: &System, engine: &Engine, state_dir: &std::path::Path) {
+        let (system, engine, state_dir, tx, dataset) = (
+            system.clone(),
+            engine.clone(),
+            PathBuf::from(state_dir),
+            self.tx.clone(),
+            dataset.to_string(),
+        );
+        std::thread::spawn(move || {
+            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let sites = protector.replica_sites(&dataset).unwrap_or_default();
+            let sites = if sites.is_empty() {
+                protector.home_site(&dataset).into_iter().collect()
+            } else {
+                sites
+            };
+            for site in sites {
+                let result = protector.verify(&dataset, &site).map_err(|e| e.to_string());
+                let _ = tx.send(Outcome::Verify {
+                    dataset: dataset.clone(),
+                    site,
+                    result,
+                });
+            }
+        });
+    }
+
+    fn absorb(&mut self, outcome: Outcome, emit: &mut dyn FnMut(Event)) {
+        match outcome {
+            Outcome::Points { points, errors } => {
+                self.refreshing = false;
+                self.refreshed = Some(Instant::now());
+                for (dataset, site, newest) in points {
+                    let state = self.datasets.entry(dataset).or_default();
+                    if let Some(t) = newest {
+                        state.points.insert(site, t);
+                    }
+                }
+                for state in self.datasets.values_mut() {
+                    state.last_backup = state.points.values().copied().max().max(state.last_backup);
+                }
+                for (site, error) in errors {
+                    emit(Event::new(EventKind::SiteUnreachable, format!("repository: {error}")).site(&site));
+                }
+            }
+            Outcome::Backup {
+                dataset,
+                site,
+                result,
+                replicas,
+            } => {
+                let state = self.datasets.entry(dataset.clone()).or_default();
+                state.busy = false;
+                match result {
+                    Ok(snap) => {
+                        state.last_backup = Some(snap.unix);
+                        state.points.insert(site.clone(), snap.unix);
+                        emit(
+                            Event::new(
+                                EventKind::BackupFinished,
+                                format!(
+                                    "snapshot {} ({} bytes, {} new)",
+                                    &snap.id[..8.min(snap.id.len())],
+                                    snap.bytes,
+                                    snap.added
+                                ),
+                            )
+                            .site(&site)
+                            .dataset(&dataset),
+                        );
+                        for (to, r) in replicas {
+                            match r {
+                                Ok(report) => {
+                                    state.points.insert(to.clone(), snap.unix);
+                                    emit(
+                                        Event::new(
+                                            EventKind::ReplicationFinished,
+                                            format!("{} snapshots copied from {site}", report.snapshots_copied),
+                                        )
+                                        .site(&to)
+                                        .dataset(&dataset),
+                                    );
+                                }
+                                Err(e) => emit(Event::new(EventKind::ReplicationFailed, e).site(&to).dataset(&dataset)),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // Try again at the next schedule, not at the next tick.
+                        state.last_backup = Some(now_unix());
+                        emit(Event::new(EventKind::BackupFailed, e).site(&site).dataset(&dataset));
+                    }
+                }
+            }
+            Outcome::Verify { dataset, site, result } => {
+                if let Some(state) = self.datasets.get_mut(&dataset) {
+                    state.busy = false;
+                }
+                match result {
+                    Ok(r) => emit(
+                        Event::new(
+                            EventKind::VerifyPassed,
+                            format!("snapshot {}: {}", &r.snapshot[..8.min(r.snapshot.len())], r.check),
+                        )
+                        .site(&site)
+                        .dataset(&dataset),
+                    ),
+                    Err(e) => emit(Event::new(EventKind::VerifyFailed, e).site(&site).dataset(&dataset)),
+                }
+            }
+        }
+    }
+
+    /// Emits an event when a dataset's newest point at a site ages past its RPO objective, and
+    /// when it comes back within it.
+    fn check_rpo(&mut self, system: &System, now: i64, emit: &mut dyn FnMut(Event)) {
+        for (name, ds) in &system.datasets {
+            let Some(rpo) = ds.rpo.or(system.objectives.rpo) else {
+                continue;
+            };
+            let Some(state) = self.datasets.get_mut(name) else {
+                continue;
+            };
+            for (site, point) in &state.points {
+                let age = now - point;
+                let breached = age > rpo.0.as_secs() as i64;
+                if breached && state.breached.insert(site.clone()) {
+                    emit(
+                        Event::new(
+                            EventKind::RpoBreached,
+                            format!("newest restorable point is {age}s old, objective {rpo}"),
+                        )
+                        .site(site)
+                        .dataset(name),
+                    );
+                } else if !breached && state.breached.remove(site) {
+                    emit(
+                        Event::new(
+                            EventKind::RpoRestored,
+                            format!("newest restorable point is {age}s old, within {rpo}"),
+                        )
+                        .site(site)
+                        .dataset(name),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `(dataset, site, age in seconds)` of every known recovery point, for status.
+    pub fn recovery_points(&self) -> Vec<(String, String, i64)> {
+        let now = now_unix();
+        let mut out: Vec<_> = self
+            .datasets
+            .iter()
+            .flat_map(|(d, s)| s.points.iter().map(move |(site, t)| (d.clone(), site.clone(), now - t)))
+            .collect();
+        out.sort();
+        out
+    }
+}
