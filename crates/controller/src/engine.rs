@@ -232,10 +232,13 @@ impl Engine {
         let begin = Instant::now();
         loop {
             let result = self.provider.probe(site, config);
-            if result.healthy {
+            // Healthy only counts while our own process runs: the answer could come from a
+            // stranger on the same port.
+            let exited = self.exited(site, &config.service);
+            if result.healthy && exited.is_none() {
                 return Ok(());
             }
-            if let Some(how) = self.exited(site, &config.service) {
+            if let Some(how) = exited {
                 return Err(ApplyError::Exited {
                     service: config.service.clone(),
                     site: site.name.clone(),

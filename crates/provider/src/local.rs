@@ -153,6 +153,19 @@ impl LocalProvider {
         if let Some(run) = &previous_run {
             terminate(run, grace);
         }
+        // A port held by a process we do not manage would make our process fail to bind while
+        // the health check happily probes the stranger: refuse up front, naming the port.
+        if let Some(port) = config.ports.iter().find(|p| port_taken(site.address, **p)) {
+            return Err(ProviderError::Start {
+                service: service.to_string(),
+                site: site.name.clone(),
+                command: config.command.clone(),
+                reason: format!(
+                    "port {port} on {} is already in use by a process resurgo does not manage",
+                    site.address
+                ),
+            });
+        }
         let config_hash = config.hash();
         let restarts = match &previous_run {
             Some(run) if run.config_hash == config_hash => run.restarts.saturating_add(1),
@@ -523,6 +536,11 @@ fn service_env(site: &SiteHandle, config: &RunConfig) -> Result<Vec<(String, Str
     set("RESURGO_SERVICE", config.service.clone());
     set("RESURGO_ADDRESS", site.address.to_string());
     Ok(env)
+}
+
+/// Whether something already listens on `address:port` (binding it fails with "in use").
+fn port_taken(address: IpAddr, port: u16) -> bool {
+    matches!(std::net::TcpListener::bind((address, port)), Err(e) if e.kind() == io::ErrorKind::AddrInUse)
 }
 
 /// A secret's value. Errors name where it was looked for, never what it holds.

@@ -74,10 +74,30 @@ pub struct LogArchive {
     key: ArchiveKey,
 }
 
-/// A segment opened and verified.
-struct Opened {
-    data: Vec<u8>,
+/// The fields of an authenticated plaintext.
+struct Parsed<'p> {
     checksum: [u8; 32],
+    len: u64,
+    compressed: &'p [u8],
+}
+
+/// The key as sealed inside an object: `<stream>/<name>`.
+fn inner(key: &str) -> &str {
+    key.strip_prefix("logs/").unwrap_or(key)
+}
+
+/// The sealed plaintext of a segment (see the module documentation).
+fn plaintext(key: &str, checksum: &[u8; 32], len: u64, compressed: &[u8]) -> Vec<u8> {
+    let name = inner(key).as_bytes();
+    let name_len = u16::try_from(name.len()).expect("names are validated short");
+    let mut out = Vec::with_capacity(1 + 2 + name.len() + 32 + 8 + compressed.len());
+    out.push(VERSION);
+    out.extend_from_slice(&name_len.to_be_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(checksum);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(compressed);
+    out
 }
 
 impl LogArchive {
@@ -95,19 +115,23 @@ impl LogArchive {
     pub fn push(&self, stream: &str, name: &str, data: &[u8]) -> Result<Pushed, VaultError> {
         let key = self.object_key(stream, name)?;
         let checksum: [u8; 32] = Sha256::digest(data).into();
-        let sealed = self.seal(&key, &checksum, data)?;
+        let compressed = zstd::encode_all(data, ZSTD_LEVEL).map_err(|e| VaultError::Store {
+            location: self.location(),
+            message: format!("cannot compress log segment {key}: {e}"),
+        })?;
+        let sealed = self.seal(&key, &plaintext(&key, &checksum, data.len() as u64, &compressed))?;
         if self.objects.put_if_absent(&key, &sealed)? {
             return Ok(Pushed::Stored);
         }
         // Something is there: a retry of this very push (the archiver retries after a crash
         // or a timeout), or a different segment under the same name, which must never be
-        // overwritten.
+        // overwritten. The stored checksum is authenticated: comparing it is enough.
         let existing = self
             .objects
             .get(&key)?
             .ok_or_else(|| self.corrupt(&key, "the object vanished while it was being written"))?;
-        let opened = self.open(&key, &existing)?;
-        if opened.checksum == checksum {
+        let plain = self.unseal(&key, &existing)?;
+        if self.parse(&key, &plain)?.checksum == checksum {
             Ok(Pushed::AlreadyPresent)
         } else {
             Err(self.corrupt(&key, "a different segment with this name is already archived"))
@@ -119,7 +143,7 @@ impl LogArchive {
         let key = self.object_key(stream, name)?;
         match self.objects.get(&key)? {
             None => Ok(None),
-            Some(raw) => Ok(Some(self.open(&key, &raw)?.data)),
+            Some(raw) => Ok(Some(self.open(&key, &raw)?.0)),
         }
     }
 
@@ -163,9 +187,11 @@ impl LogArchive {
 
     /// Copies to `target` the segments it lacks; returns how many were copied.
     ///
-    /// Each segment is verified before it leaves (damage is not propagated) and after it
-    /// arrived (read back from `target` with `target`'s key). Objects are copied as they are
-    /// when both archives share the master key, and re-sealed with `target`'s key otherwise.
+    /// Each segment is authenticated before it leaves (damage is not propagated) and fully
+    /// verified where it arrived (read back from `target`, with `target`'s key). Objects
+    /// are copied as they are when both archives share the master key, and re-sealed with
+    /// `target`'s key otherwise (without decompressing). A copy that fails verification is
+    /// removed again, so a later copy can replace it.
     pub fn copy_to(&self, target: &LogArchive, stream: &str) -> Result<usize, VaultError> {
         let present: std::collections::BTreeSet<String> = target.list(stream)?.into_iter().map(|s| s.name).collect();
         let same_key = self.key.0 == target.key.0;
@@ -180,20 +206,27 @@ impl LogArchive {
                 name: key.clone(),
                 location: self.location(),
             })?;
-            let opened = self.open(&key, &raw)?;
-            let outgoing = if same_key {
-                raw
-            } else {
-                target.seal(&key, &opened.checksum, &opened.data)?
-            };
-            target.objects.put_if_absent(&key, &outgoing)?;
+            let plain = self.unseal(&key, &raw)?;
+            let checksum = self.parse(&key, &plain)?.checksum;
+            let outgoing = if same_key { raw } else { target.seal(&key, &plain)? };
+            let ours = target.objects.put_if_absent(&key, &outgoing)?;
             // Read back what the target holds (ours, or a concurrent writer's) and verify it.
-            let arrived = target
-                .objects
-                .get(&key)?
-                .ok_or_else(|| target.corrupt(&key, "the object is missing right after it was copied"))?;
-            if target.open(&key, &arrived)?.checksum != opened.checksum {
-                return Err(target.corrupt(&key, "a different segment with this name is already archived"));
+            let arrived = target.objects.get(&key)?;
+            let verified = match &arrived {
+                None => Err(target.corrupt(&key, "the object is missing right after it was copied")),
+                Some(bytes) => target.open(&key, bytes).and_then(|(_, arrived_checksum)| {
+                    if arrived_checksum == checksum {
+                        Ok(())
+                    } else {
+                        Err(target.corrupt(&key, "a different segment with this name is already archived"))
+                    }
+                }),
+            };
+            if let Err(e) = verified {
+                if ours && arrived.as_deref() == Some(outgoing.as_slice()) {
+                    let _ = target.objects.delete(&key);
+                }
+                return Err(e);
             }
             copied += 1;
         }
@@ -210,32 +243,18 @@ impl LogArchive {
         Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&self.key.0))
     }
 
-    /// Builds a whole object for `key` (the object's path, sealed inside).
-    fn seal(&self, key: &str, checksum: &[u8; 32], data: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let compressed = zstd::encode_all(data, ZSTD_LEVEL).map_err(|e| VaultError::Store {
-            location: self.location(),
-            message: format!("cannot compress log segment {key}: {e}"),
-        })?;
-        let inner_key = key.strip_prefix("logs/").unwrap_or(key).as_bytes();
-        let name_len = u16::try_from(inner_key.len()).expect("names are validated short");
-
-        let mut out =
-            Vec::with_capacity(HEADER_LEN + NONCE_LEN + 1 + 2 + inner_key.len() + 40 + compressed.len() + TAG_LEN);
+    /// Header, then `plain` encrypted and authenticated with a fresh nonce.
+    fn seal(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         let mut nonce = aes256ctr_poly1305aes::Nonce::default();
         rand::rng().fill_bytes(&mut nonce);
         out.extend_from_slice(&nonce);
-        let plain_start = out.len();
-        out.push(VERSION);
-        out.extend_from_slice(&name_len.to_be_bytes());
-        out.extend_from_slice(inner_key);
-        out.extend_from_slice(checksum);
-        out.extend_from_slice(&(data.len() as u64).to_be_bytes());
-        out.extend_from_slice(&compressed);
+        out.extend_from_slice(plain);
         let tag = self
             .cipher()
-            .encrypt_in_place_detached(&nonce, &[], &mut out[plain_start..])
+            .encrypt_in_place_detached(&nonce, &[], &mut out[HEADER_LEN + NONCE_LEN..])
             .map_err(|_| VaultError::Store {
                 location: self.location(),
                 message: format!("cannot encrypt log segment {key}"),
@@ -244,8 +263,8 @@ impl LogArchive {
         Ok(out)
     }
 
-    /// Checks and opens the object stored at `key`.
-    fn open(&self, key: &str, raw: &[u8]) -> Result<Opened, VaultError> {
+    /// Checks the header and the MAC of the object stored at `key`; its plaintext.
+    fn unseal(&self, key: &str, raw: &[u8]) -> Result<Vec<u8>, VaultError> {
         let corrupt = |reason: &str| self.corrupt(key, reason);
         if raw.len() < HEADER_LEN + NONCE_LEN + TAG_LEN || &raw[..MAGIC.len()] != MAGIC {
             return Err(corrupt("not a log archive object (bad header)"));
@@ -265,10 +284,15 @@ impl LogArchive {
             .map_err(|_| {
                 corrupt("authentication failed: the object was altered, or it was sealed with another repository's key")
             })?;
+        Ok(plain)
+    }
 
-        // From here on the content is authentic: a mismatch is a bug or a moved object.
-        let mut rest = plain.as_slice();
-        let mut take = |n: usize| -> Result<&[u8], VaultError> {
+    /// Reads the authenticated plaintext's fields, checking it belongs at `key`.
+    fn parse<'p>(&self, key: &str, plain: &'p [u8]) -> Result<Parsed<'p>, VaultError> {
+        // The content is authentic: a mismatch here is a bug or a moved object.
+        let corrupt = |reason: &str| self.corrupt(key, reason);
+        let mut rest = plain;
+        let mut take = |n: usize| -> Result<&'p [u8], VaultError> {
             if rest.len() < n {
                 return Err(corrupt("truncated content"));
             }
@@ -281,7 +305,7 @@ impl LogArchive {
         }
         let name_len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
         let inner_key = take(name_len)?;
-        if inner_key != key.strip_prefix("logs/").unwrap_or(key).as_bytes() {
+        if inner_key != inner(key).as_bytes() {
             return Err(corrupt(&format!(
                 "the object holds segment `{}`, not this one: it was moved or renamed",
                 String::from_utf8_lossy(inner_key)
@@ -289,18 +313,31 @@ impl LogArchive {
         }
         let checksum: [u8; 32] = take(32)?.try_into().expect("32 bytes");
         let len = u64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
-        let compressed = rest;
-        let data = zstd::decode_all(compressed).map_err(|e| corrupt(&format!("cannot decompress: {e}")))?;
-        if data.len() as u64 != len {
+        Ok(Parsed {
+            checksum,
+            len,
+            compressed: rest,
+        })
+    }
+
+    /// Authenticates, decompresses and checks the object stored at `key`; the segment and
+    /// its (verified) checksum.
+    fn open(&self, key: &str, raw: &[u8]) -> Result<(Vec<u8>, [u8; 32]), VaultError> {
+        let plain = self.unseal(key, raw)?;
+        let parsed = self.parse(key, &plain)?;
+        let corrupt = |reason: &str| self.corrupt(key, reason);
+        let data = zstd::decode_all(parsed.compressed).map_err(|e| corrupt(&format!("cannot decompress: {e}")))?;
+        if data.len() as u64 != parsed.len {
             return Err(corrupt(&format!(
-                "length {} differs from the recorded {len}",
-                data.len()
+                "length {} differs from the recorded {}",
+                data.len(),
+                parsed.len
             )));
         }
-        if <[u8; 32]>::from(Sha256::digest(&data)) != checksum {
+        if <[u8; 32]>::from(Sha256::digest(&data)) != parsed.checksum {
             return Err(corrupt("checksum mismatch"));
         }
-        Ok(Opened { data, checksum })
+        Ok((data, parsed.checksum))
     }
 
     fn corrupt(&self, key: &str, reason: &str) -> VaultError {

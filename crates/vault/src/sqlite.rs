@@ -34,11 +34,21 @@ pub fn consistent_copy(src: &Path, dest: &Path) -> Result<(), VaultError> {
     let _ = std::fs::remove_file(dest);
     let mut target = Connection::open(dest).map_err(|e| sqlite_err(dest, e))?;
     let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(|e| sqlite_err(dest, e))?;
-    // All pages in one step: the copy is one read transaction of the source.
-    backup
-        .run_to_completion(-1, std::time::Duration::ZERO, None)
-        .map_err(|e| sqlite_err(src, e))?;
-    Ok(())
+    // All pages in one step (-1): the copy is one read transaction of the source. A writer
+    // holding its lock makes the step report busy; wait and try again, within a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match backup.step(-1).map_err(|e| sqlite_err(src, e))? {
+            rusqlite::backup::StepResult::Done => return Ok(()),
+            _ if std::time::Instant::now() >= deadline => {
+                return Err(VaultError::Store {
+                    location: src.display().to_string(),
+                    message: "sqlite: the database stayed locked for 30s; no consistent copy could be taken".into(),
+                })
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Backs up a live database: a consistent copy in `scratch` (removed afterwards), stored under

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use resurgo_controller::{Controller, ControllerConfig, EventKind, EventLog};
 use resurgo_plan::{PlanOptions, ProcessState};
 
-use crate::commands::{apply, plan, status, validate};
+use crate::commands::{apply, backup, plan, repo, snapshots, status, validate, verify};
 use crate::common::SpecArgs;
 use crate::render::Paint;
 
@@ -45,12 +45,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&spec_dir).with_context(|| format!("cannot create {}", spec_dir.display()))?;
     std::fs::write(spec_dir.join("resurgo.yaml"), QUICKSTART)?;
     let exe = std::env::current_exe().context("cannot find the resurgo binary")?;
+    let backups = dir.join("backups");
+    write_password(&backups.join("password"))?;
     let spec = SpecArgs {
         spec: spec_dir.clone(),
         repo: None,
         reference: "HEAD".into(),
         path: None,
-        set: vec![("resurgo".into(), exe.display().to_string())],
+        set: vec![
+            ("resurgo".into(), exe.display().to_string()),
+            ("backups".into(), backups.display().to_string()),
+        ],
         state: dir.join("state"),
     };
     println!(
@@ -113,7 +118,45 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
     let body = http_get("127.0.1.1:8080", "/").unwrap_or_else(|e| format!("(no answer: {e})"));
     println!("GET http://127.0.1.1:8080/ → {}", body.trim());
 
-    step(paint, 5, "drift: kill the service's process; the controller heals it");
+    step(
+        paint,
+        5,
+        "protect the data: back up at site a, replicate to b, verify by restoring at b",
+    );
+    let ok = |code: ExitCode| {
+        if code == crate::exit::code(crate::exit::OK) {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("step failed"))
+        }
+    };
+    ok(repo::run(repo::Args {
+        command: repo::RepoCommand::Init {
+            spec: spec.clone(),
+            site: None,
+            json: false,
+        },
+    })?)?;
+    ok(backup::run(backup::Args {
+        dataset: None,
+        spec: spec.clone(),
+        replicate: true,
+        json: false,
+    })?)?;
+    ok(snapshots::run(snapshots::Args {
+        spec: spec.clone(),
+        site: None,
+        dataset: None,
+        json: false,
+    })?)?;
+    ok(verify::run(verify::Args {
+        dataset: "notes".into(),
+        spec: spec.clone(),
+        site: Some("b".into()),
+        json: false,
+    })?)?;
+
+    step(paint, 6, "drift: kill the service's process; the controller heals it");
     let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = spec.engine()?;
     let sites = engine.sites(&desired.loaded.system);
@@ -176,12 +219,12 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
             events.path().display()
         ),
     }
-    step(paint, 6, "status after healing");
+    step(paint, 7, "status after healing");
     status::run(status::Args {
         spec: spec.clone(),
         json: false,
     })?;
-    println!("\nNext: backups, replication and a failover drill with measured RTO/RPO arrive with the data-protection and failover work.");
+    println!("\nNext: a failover drill with measured RTO/RPO arrives with the failover work.");
     Ok(())
 }
 
@@ -221,4 +264,26 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     Ok(text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// A fresh random repository password, readable by its owner only.
+fn write_password(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(hex.as_bytes())?;
+    Ok(())
 }

@@ -28,6 +28,35 @@ pub struct Status {
     pub last_applied: Option<resurgo_controller::engine::Applied>,
     pub in_sync: bool,
     pub sites: Vec<SiteStatus>,
+    pub datasets: Vec<DatasetStatus>,
+}
+
+/// A dataset's newest restorable point at each site that should hold it.
+#[derive(Debug, Serialize)]
+pub struct DatasetStatus {
+    pub dataset: String,
+    pub home: String,
+    /// The RPO objective, when declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<String>,
+    pub points: Vec<RecoveryPoint>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecoveryPoint {
+    pub site: String,
+    /// Time of the newest snapshot there (RFC 3339), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+    /// Its age in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<i64>,
+    pub snapshots: usize,
+    /// Whether the age is within the RPO objective (absent without an objective or a point).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_rpo: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         last_applied: read_applied(&args.spec.state),
         in_sync: plan.summary.changes() == 0 && plan.summary.unknown_sites == 0 && plan.summary.orphan == 0,
         sites: Vec::new(),
+        datasets: dataset_status(system, &sites, &args.spec.state),
     };
     for (handle, seen) in sites.iter().zip(&observed) {
         let (state, reason) = match &seen.state {
@@ -149,6 +179,66 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(exit::code(if status.in_sync { exit::OK } else { exit::CHANGES }))
 }
 
+fn dataset_status(
+    system: &resurgo_spec::System,
+    sites: &[resurgo_provider::SiteHandle],
+    state: &std::path::Path,
+) -> Vec<DatasetStatus> {
+    let protector = resurgo_controller::protect::Protector::new(system, sites.to_vec(), state);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // Each repository is opened (and listed) once.
+    let mut listings: std::collections::HashMap<String, Result<Vec<resurgo_vault::SnapshotInfo>, String>> =
+        Default::default();
+    let mut out = Vec::new();
+    for (name, ds) in &system.datasets {
+        let home = protector.home_site(name).unwrap_or_default();
+        let mut sites = vec![home.clone()];
+        sites.extend(protector.replica_sites(name).unwrap_or_default());
+        let rpo = ds.rpo.or(system.objectives.rpo);
+        let mut points = Vec::new();
+        for site in sites {
+            let listing = listings.entry(site.clone()).or_insert_with(|| {
+                protector
+                    .open(&site)
+                    .and_then(|r| Ok(r.snapshots(None)?))
+                    .map_err(|e| e.to_string())
+            });
+            points.push(match listing {
+                Ok(snaps) => {
+                    let mine: Vec<_> = snaps.iter().filter(|s| s.meta.dataset == *name).collect();
+                    let newest = mine.iter().max_by_key(|s| s.unix);
+                    let age = newest.map(|s| now - s.unix);
+                    RecoveryPoint {
+                        site,
+                        newest: newest.map(|s| s.time.clone()),
+                        age_seconds: age,
+                        snapshots: mine.len(),
+                        within_rpo: rpo.zip(age).map(|(r, a)| a <= r.0.as_secs() as i64),
+                        error: None,
+                    }
+                }
+                Err(e) => RecoveryPoint {
+                    site,
+                    newest: None,
+                    age_seconds: None,
+                    snapshots: 0,
+                    within_rpo: None,
+                    error: Some(e.clone()),
+                },
+            });
+        }
+        out.push(DatasetStatus {
+            dataset: name.clone(),
+            home,
+            rpo: rpo.map(|r| r.to_string()),
+            points,
+        });
+    }
+    out
+}
+
 pub fn render_status(status: &Status, paint: &Paint) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -202,6 +292,29 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
                 "  {:<20} {}{pid}, {health}{probe}, {drift}{restarts}",
                 s.service, s.process
             );
+        }
+    }
+    for d in &status.datasets {
+        let rpo = d
+            .rpo
+            .as_deref()
+            .map(|r| format!(", RPO objective {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "dataset {} (home {}{rpo})", paint.bold(&d.dataset), d.home);
+        for p in &d.points {
+            let line = match (&p.error, &p.newest, p.age_seconds) {
+                (Some(e), _, _) => paint.red(&format!("unknown — {e}")),
+                (None, Some(t), Some(age)) => {
+                    let text = format!("newest point {t} ({age}s old), {} snapshots", p.snapshots);
+                    if p.within_rpo == Some(false) {
+                        paint.red(&format!("{text} — RPO breached"))
+                    } else {
+                        paint.green(&text)
+                    }
+                }
+                _ => paint.yellow("no snapshot yet"),
+            };
+            let _ = writeln!(out, "  at {:<17} {line}", p.site);
         }
     }
     out

@@ -1,0 +1,463 @@
+//! Physical backups: a base backup (`pg_basebackup`, one tar, streamed into a snapshot) plus
+//! the WAL archive ([`super::wal`]) restore a cluster to any moment after the backup ended.
+//!
+//! A base backup is self-contained (`-X fetch` puts the WAL it needs in the tar), so it also
+//! restores without the archive, to the moment it ended.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use std::collections::BTreeMap;
+
+use super::target::{execute, query_row, PgTarget};
+use crate::archive::LogArchive;
+use crate::repo::{BackupMeta, Repository, SnapshotInfo};
+use crate::VaultError;
+
+/// The name the base backup's tar has inside its snapshot.
+pub const BASE_FILE: &str = "base.tar";
+
+/// SQL giving the current WAL position, its segment and the time, in UTC RFC 3339.
+const WAL_NOW: &str = "pg_current_wal_lsn(), pg_walfile_name(pg_current_wal_lsn()), \
+     to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+/// Takes a base backup of the whole cluster `target` is on and stores it as a snapshot
+/// (`kind` `pg-base`, file [`BASE_FILE`]).
+///
+/// Labels bound the backup from outside, so each is on the safe side: `wal_start`
+/// (segment) and `wal_start_lsn` are read before it starts — the archive must keep every
+/// segment from `wal_start` on for it; also `timeline`, `system_identifier` (which
+/// cluster), `server_version_num`, `start_time`. `wal_end`, `wal_end_lsn` and `end_time`
+/// are read after it finished — any moment after `end_time` is a valid recovery target;
+/// they are in the returned labels, and, since the snapshot was already written by then,
+/// kept in the log archive of stream `meta.dataset` ([`base_backup_labels`]).
+///
+/// Runs against a primary (a standby cannot tell its WAL position this way), with one
+/// tablespace (the tar goes to standard output, which holds one).
+pub fn base_backup(repo: &Repository, target: &PgTarget, meta: &BackupMeta) -> Result<SnapshotInfo, VaultError> {
+    let before = query_row(
+        target,
+        &format!(
+            "SELECT {WAL_NOW}, (SELECT system_identifier FROM pg_control_system()), \
+             current_setting('server_version_num')"
+        ),
+        5,
+    )?;
+    // Names this backup in its labels, in the log archive's end record and in PostgreSQL's
+    // own backup history file; survives replication, unlike the snapshot id.
+    let backup_id: String = (0..8).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let command = vec![
+        super::program("pg_basebackup")?.to_string_lossy().into_owned(),
+        "--pgdata=-".to_string(),
+        "--format=tar".to_string(),
+        "--wal-method=fetch".to_string(),
+        // Without this, the backup waits for the next spread checkpoint: minutes.
+        "--checkpoint=fast".to_string(),
+        "--no-password".to_string(),
+        format!("--label=resurgo {} {backup_id}", meta.dataset),
+        "--dbname".to_string(),
+        target.conninfo(),
+    ];
+    let mut meta = meta.clone();
+    meta.kind = "pg-base".to_string();
+    let labels = &mut meta.labels;
+    labels.insert("backup_id".into(), backup_id.clone());
+    labels.insert("wal_start_lsn".into(), before[0].clone());
+    labels.insert("wal_start".into(), before[1].clone());
+    labels.insert("timeline".into(), before[1].get(..8).unwrap_or_default().to_string());
+    labels.insert("start_time".into(), before[2].clone());
+    labels.insert("system_identifier".into(), before[3].clone());
+    labels.insert("server_version_num".into(), before[4].clone());
+
+    let mut info = repo.backup_command(&command, &target.env(), BASE_FILE, &meta)?;
+
+    // The end is known only now, after the snapshot (and its labels) was written. It is
+    // kept beside the WAL instead, in the log archive — replicated with it, and needed with
+    // it: a restore to a time must start from a backup that had ended by then.
+    let after = query_row(target, &format!("SELECT {WAL_NOW}"), 3)?;
+    for (k, v) in [
+        ("wal_end_lsn", &after[0]),
+        ("wal_end", &after[1]),
+        ("end_time", &after[2]),
+    ] {
+        info.meta.labels.insert(k.into(), v.clone());
+    }
+    let record = serde_json::json!({ "snapshot": info.id, "labels": info.meta.labels });
+    repo.archive()
+        .push(
+            &meta.dataset,
+            &end_record_name(&backup_id),
+            record.to_string().as_bytes(),
+        )
+        .map_err(|e| VaultError::Store {
+            location: repo.location(),
+            message: format!(
+                "base backup {} is stored, but recording its end in the log archive failed: {e}",
+                info.id
+            ),
+        })?;
+    Ok(info)
+}
+
+/// The log-archive entry that records where the base backup with label `backup_id` ended.
+fn end_record_name(backup_id: &str) -> String {
+    format!("base-{backup_id}.json")
+}
+
+/// The labels of a base backup including its end (`wal_end`, `wal_end_lsn`, `end_time`),
+/// from the record [`base_backup`] keeps in the log archive of stream `stream` (the
+/// dataset), found by the snapshot's `backup_id` label (snapshot ids change when
+/// snapshots are copied to another repository). `None` when there is none (archive not
+/// replicated yet, or the backup failed half-way).
+pub fn base_backup_labels(
+    archive: &LogArchive,
+    stream: &str,
+    snapshot: &SnapshotInfo,
+) -> Result<Option<BTreeMap<String, String>>, VaultError> {
+    if snapshot.meta.labels.contains_key("end_time") {
+        return Ok(Some(snapshot.meta.labels.clone()));
+    }
+    let Some(backup_id) = snapshot.meta.labels.get("backup_id") else {
+        return Ok(None);
+    };
+    let name = end_record_name(backup_id);
+    let Some(bytes) = archive.fetch(stream, &name)? else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Record {
+        labels: BTreeMap<String, String>,
+    }
+    serde_json::from_slice::<Record>(&bytes)
+        .map(|r| Some(r.labels))
+        .map_err(|e| VaultError::Corrupt {
+            location: archive.location(),
+            object: format!("logs/{stream}/{name}"),
+            reason: format!("unreadable base backup record: {e}"),
+        })
+}
+
+/// Turns on continuous archiving on the server `target` is on (as superuser, through
+/// `ALTER SYSTEM`): `archive_mode = on` (unless already `on` or `always`), the given
+/// `archive_command` (e.g. `resurgo wal push --dataset D %p`), and `archive_timeout`, which
+/// bounds the RPO of the backup strategy: a segment is archived at least that often while
+/// there are writes. Raises `wal_level` from `minimal` to `replica`.
+///
+/// Returns whether the server must be restarted for it to take effect (`archive_mode` or
+/// `wal_level` changed); the rest is applied by a reload.
+pub fn configure_archiving(
+    target: &PgTarget,
+    archive_command: &str,
+    archive_timeout: std::time::Duration,
+) -> Result<bool, VaultError> {
+    let now = query_row(
+        target,
+        "SELECT current_setting('archive_mode'), current_setting('wal_level')",
+        2,
+    )?;
+    let mut statements = vec![
+        format!(
+            "ALTER SYSTEM SET archive_command = {}",
+            super::sql_literal(archive_command)
+        ),
+        format!(
+            "ALTER SYSTEM SET archive_timeout = '{}s'",
+            archive_timeout.as_secs().max(1)
+        ),
+    ];
+    let mut restart = false;
+    if now[0] == "off" {
+        statements.push("ALTER SYSTEM SET archive_mode = 'on'".to_string());
+        restart = true;
+    }
+    if now[1] == "minimal" {
+        statements.push("ALTER SYSTEM SET wal_level = 'replica'".to_string());
+        restart = true;
+    }
+    statements.push("SELECT pg_reload_conf()".to_string());
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    execute(target, &statements)?;
+    Ok(restart)
+}
+
+/// How far a restore replays the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryTarget {
+    /// Everything archived, then promote.
+    Latest,
+    /// Only to the end of the base backup (the earliest consistent moment): fastest, for
+    /// seeding workspaces.
+    Immediate,
+    /// Transactions committed up to and including this moment, then promote.
+    Time(RecoveryTime),
+}
+
+/// A moment as RFC 3339 with an explicit offset (`2025-01-31T12:00:00.25Z`): PostgreSQL
+/// would read a time without one in the server's zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryTime {
+    text: String,
+    unix_micros: i64,
+}
+
+impl RecoveryTime {
+    pub fn unix_micros(&self) -> i64 {
+        self.unix_micros
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// As PostgreSQL reads it in `recovery_target_time`: UTC with a numeric offset. Zone
+    /// names, even `Z`, are refused there (the abbreviation tables are not loaded yet when
+    /// the server checks its configuration).
+    pub fn to_postgres(&self) -> String {
+        let (secs, micros) = (
+            self.unix_micros.div_euclid(1_000_000),
+            self.unix_micros.rem_euclid(1_000_000),
+        );
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Civil date from days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{micros:06}+00",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
+impl std::str::FromStr for RecoveryTime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RecoveryTime, String> {
+        let unix_micros = parse_rfc3339(s).ok_or_else(|| {
+            format!(
+                "`{}` is not an RFC 3339 time with an offset, like 2025-01-31T12:00:00Z",
+                s.escape_debug()
+            )
+        })?;
+        Ok(RecoveryTime {
+            text: s.to_string(),
+            unix_micros,
+        })
+    }
+}
+
+impl std::fmt::Display for RecoveryTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Microseconds since the epoch of `YYYY-MM-DD[T ]HH:MM:SS[.ffffff](Z|±HH:MM)`.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &s[start..i];
+        if digits.is_empty() || digits.len() > 9 {
+            return None;
+        }
+        micros = format!("{digits:0<6}")[..6].parse::<i64>().ok()?;
+    }
+    let offset = match &b[i..] {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            (oh * 60 + om) * 60 * if *sign == b'-' { -1 } else { 1 }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset) * 1_000_000 + micros)
+}
+
+/// The newest base backup of `dataset` that can reach `target`: for a time, the newest that
+/// had ended by then (per its record in the log archive); otherwise the newest.
+/// `snapshots` as [`Repository::snapshots`] lists them.
+pub fn choose_base_backup(
+    snapshots: &[SnapshotInfo],
+    archive: &LogArchive,
+    dataset: &str,
+    target: &RecoveryTarget,
+) -> Result<Option<SnapshotInfo>, VaultError> {
+    let mut bases: Vec<&SnapshotInfo> = snapshots
+        .iter()
+        .filter(|s| s.meta.kind == "pg-base" && s.meta.dataset == dataset)
+        .collect();
+    bases.sort_by_key(|s| s.unix);
+    let RecoveryTarget::Time(t) = target else {
+        return Ok(bases.last().map(|s| (*s).clone()));
+    };
+    for base in bases.into_iter().rev() {
+        let Some(labels) = base_backup_labels(archive, dataset, base)? else {
+            continue;
+        };
+        let end = labels.get("end_time").and_then(|e| parse_rfc3339(e));
+        if end.is_some_and(|end| end <= t.unix_micros()) {
+            let mut chosen = base.clone();
+            chosen.meta.labels = labels;
+            return Ok(Some(chosen));
+        }
+    }
+    Ok(None)
+}
+
+/// What a point-in-time restore sets up besides the files.
+#[derive(Debug, Clone)]
+pub struct PhysicalRestore {
+    pub target: RecoveryTarget,
+    /// Fetches one archived file: `%f` is its name, `%p` where to put it; e.g.
+    /// `resurgo wal fetch --dataset D %f %p`.
+    pub restore_command: String,
+    /// What the restored server archives with once promoted (its own site's repository);
+    /// `None` turns archiving off. The primary's setting, copied in the backup, never
+    /// survives: it would push into the lost site's repository.
+    pub archive_command: Option<String>,
+}
+
+/// Restores a base backup into `pgdata` (absent or empty) and sets it up so that starting
+/// PostgreSQL on it replays the archive to `options.target` and promotes.
+///
+/// The files get the owner of `pgdata` as the caller made it (so root can restore for the
+/// server's user), mode 0700. When the backup carries a manifest, the restored files are
+/// checked against it (`pg_verifybackup`) before anything is written.
+pub fn restore_physical(
+    repo: &Repository,
+    snapshot: &str,
+    pgdata: &Path,
+    options: &PhysicalRestore,
+) -> Result<(), VaultError> {
+    let owner = super::prepare_pgdata(pgdata)?;
+    let mut tar = Command::new("tar");
+    // GNU tar: restore modes as archived, owners as the extracting user (fixed below).
+    tar.args(["-x", "-f", "-", "--no-same-owner", "-C"]).arg(pgdata);
+    super::run_fed(tar, None, |stdin| repo.restore_file(snapshot, BASE_FILE, stdin))?;
+
+    if pgdata.join("backup_manifest").is_file() {
+        let mut verify = super::pg_command("pg_verifybackup", None)?;
+        verify.args(["--no-parse-wal", "--quiet"]).arg(pgdata);
+        super::run(verify, None)?;
+    }
+
+    let io = super::io_error;
+    let standby_signal = pgdata.join("standby.signal");
+    if standby_signal.exists() {
+        std::fs::remove_file(&standby_signal).map_err(io("cannot remove", &standby_signal))?;
+    }
+    let signal = pgdata.join("recovery.signal");
+    std::fs::write(&signal, b"").map_err(io("cannot write", &signal))?;
+
+    let mut settings = vec![("restore_command", options.restore_command.clone())];
+    match &options.target {
+        RecoveryTarget::Latest => {}
+        RecoveryTarget::Immediate => {
+            settings.push(("recovery_target", "immediate".into()));
+            settings.push(("recovery_target_action", "promote".into()));
+        }
+        RecoveryTarget::Time(t) => {
+            settings.push(("recovery_target_time", t.to_postgres()));
+            settings.push(("recovery_target_inclusive", "on".into()));
+            settings.push(("recovery_target_action", "promote".into()));
+        }
+    }
+    settings.push(("recovery_target_timeline", "latest".into()));
+    match &options.archive_command {
+        Some(command) => {
+            settings.push(("archive_mode", "on".into()));
+            settings.push(("archive_command", command.clone()));
+        }
+        None => settings.push(("archive_mode", "off".into())),
+    }
+    // postgresql.auto.conf: read last, so these win over what the backup carried.
+    let auto = pgdata.join("postgresql.auto.conf");
+    let mut text = String::from("\n# Point-in-time restore, set by resurgo.\n");
+    for (name, value) in settings {
+        text.push_str(&format!("{name} = {}\n", super::conf_value(&value)));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&auto)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(io("cannot write", &auto))?;
+
+    super::finish_pgdata(pgdata, owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:00.5Z"), Some(951_868_800_500_000));
+        assert_eq!(parse_rfc3339("2000-03-01T01:30:00+01:30"), Some(951_868_800_000_000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29 12:00:00.123456789z"),
+            Some(1_709_208_000_123_456)
+        );
+        let t: RecoveryTime = "2000-03-01T01:30:00.25+01:30".parse().unwrap();
+        assert_eq!(t.to_postgres(), "2000-03-01 00:00:00.250000+00");
+        let t: RecoveryTime = "1969-12-31T23:59:59.5Z".parse().unwrap();
+        assert_eq!(t.to_postgres(), "1969-12-31 23:59:59.500000+00");
+        for bad in [
+            "2024-02-29T12:00:00",
+            "2024-02-29",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T00:00:00+0100",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}
