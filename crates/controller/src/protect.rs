@@ -268,10 +268,18 @@ impl<'a> Protector<'a> {
         at: Option<&str>,
     ) -> Result<SnapshotInfo, ProtectError> {
         let snapshots = repo.snapshots(Some(dataset))?;
+        let limit = match at {
+            Some(t) => Some(
+                resurgo_spec::units::parse_rfc3339(t).map_err(|reason| ProtectError::Unsupported {
+                    dataset: dataset.to_string(),
+                    reason,
+                })?,
+            ),
+            None => None,
+        };
         let chosen = snapshots
             .into_iter()
-            .filter(|s| at.is_none_or(|t| s.time.as_str() <= t))
-            .next_back();
+            .rfind(|s| limit.is_none_or(|l| s.unix as f64 <= l));
         chosen.ok_or_else(|| ProtectError::NoSnapshot {
             dataset: dataset.to_string(),
             site: site.to_string(),
@@ -344,7 +352,7 @@ impl<'a> Protector<'a> {
         let check = effective_check(ds);
         match (ds.kind, &check.query) {
             (DatasetKind::Sqlite, Some(query)) => {
-                let db = resurgo_vault::sqlite::restored_path(&restored_root(restored, snapshot), snapshot);
+                let db = resurgo_vault::sqlite::restored_path(restored, snapshot);
                 let answer = resurgo_vault::sqlite::query(&db, query).map_err(|e| failed(e.to_string()))?;
                 if let Some(expect) = &check.expect {
                     if answer.trim() != expect.trim() {
@@ -357,11 +365,10 @@ impl<'a> Protector<'a> {
                 Ok(format!("{query} → {}", answer.trim()))
             }
             (_, None) if !check.command.is_empty() => {
-                let dir = restored_root(restored, snapshot);
                 let out = Command::new(&check.command[0])
                     .args(&check.command[1..])
-                    .current_dir(&dir)
-                    .env("RESURGO_RESTORED", &dir)
+                    .current_dir(restored)
+                    .env("RESURGO_RESTORED", restored)
                     .output()
                     .map_err(|e| failed(format!("cannot run `{}`: {e}", check.command[0])))?;
                 if !out.status.success() {
@@ -394,22 +401,6 @@ impl<'a> Protector<'a> {
         };
         Ok(self.open(site)?.forget(&keep, Some(dataset), prune)?)
     }
-}
-
-/// Where the restored content sits: a restore re-creates the snapshot's paths, so the content
-/// is under the first path (made relative) when that exists.
-fn restored_root(restored: &Path, snapshot: &SnapshotInfo) -> PathBuf {
-    if let Some(first) = snapshot.paths.first() {
-        let nested = restored.join(first.trim_start_matches('/'));
-        if nested.exists() {
-            return if nested.is_file() {
-                nested.parent().map_or(nested.clone(), Path::to_path_buf)
-            } else {
-                nested
-            };
-        }
-    }
-    restored.to_path_buf()
 }
 
 /// The dataset's check, or the default one: SQLite is checked with `PRAGMA integrity_check`;

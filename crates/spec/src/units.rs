@@ -303,3 +303,71 @@ mod tests {
         assert!(check_http_url("http://127.0.0.1:99999/").is_err());
     }
 }
+
+/// Parses an RFC 3339 time (`2026-11-21T10:15:00Z`, `2026-11-21T11:15:00.5+01:00`) into
+/// seconds since the Unix epoch.
+pub fn parse_rfc3339(text: &str) -> Result<f64, String> {
+    let bad = || format!("malformed time `{text}`: write RFC 3339, e.g. `2026-11-21T10:15:00Z`");
+    let t = text.trim();
+    let b = t.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    let mut rest = &t[19..];
+    let mut frac = 0.0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        frac = format!("0.{}", &r[..digits]).parse::<f64>().map_err(|_| bad())?;
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
+            let h: i64 = rest[1..3].parse().map_err(|_| bad())?;
+            let m: i64 = rest[4..6].parse().map_err(|_| bad())?;
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return Err(bad()),
+    };
+    // Days from civil (Howard Hinnant).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + hour * 3600 + minute * 60 + second - offset) as f64 + frac)
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::parse_rfc3339;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z").unwrap(), 0.0);
+        assert_eq!(parse_rfc3339("2026-11-18T11:06:40.123Z").unwrap(), 1_795_000_000.123);
+        assert_eq!(parse_rfc3339("2026-11-18T12:06:40+01:00").unwrap(), 1_795_000_000.0);
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z").unwrap(), 951_782_400.0);
+        assert!(parse_rfc3339("2026-13-01T00:00:00Z").is_err());
+        assert!(parse_rfc3339("yesterday").is_err());
+        assert!(parse_rfc3339("2026-11-18 12:06:40").is_err());
+    }
+}

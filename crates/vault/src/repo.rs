@@ -676,6 +676,15 @@ fn describe_finding(display: &str, debug: &str) -> String {
     let mut text = one_line(display.split("Some additional details").next().unwrap_or(display))
         .replace("Message:; ", "")
         .replace("Message:", "");
+    // Keep rustic's message, not its preamble and links.
+    if let Some(start) = text.find("`rustic_core` experienced an error related to") {
+        if let Some(end) = text[start..].find(".; ") {
+            text.replace_range(start..start + end + 3, "");
+        }
+    }
+    if let Some(links) = text.find("; For more information") {
+        text.truncate(links);
+    }
     for id in full_ids(debug) {
         if !text.contains(id) {
             if let Some(at) = text.find(&id[..8]) {
@@ -749,12 +758,9 @@ mod tests {
     fn findings_name_full_ids() {
         let id = "ab".repeat(32);
         let text = describe_finding(
-            "error checking pack abababab : `rustic_core` experienced an error.\n\nMessage:\nData decryption failed.\n\nSome additional details ...\n\nBacktrace:\n",
+            "error checking pack abababab : `rustic_core` experienced an error related to `cryptographic operations`.\n\nMessage:\nData decryption failed.\n\nFor more information, see: https://x/C001\n\nSome additional details ...\n\nBacktrace:\n",
             &format!("ErrorCheckingPack {{ id: PackId({id}), source: .. }}"),
         );
-        assert_eq!(
-            text,
-            format!("error checking pack {id} : `rustic_core` experienced an error.; Data decryption failed.")
-        );
+        assert_eq!(text, format!("error checking pack {id} : Data decryption failed."));
     }
 }

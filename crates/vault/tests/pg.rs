@@ -467,7 +467,7 @@ fn wal_push_and_fetch_follow_the_archive_and_restore_command_contracts() {
     std::fs::write(&object, raw).unwrap();
     let damaged = pg::wal_fetch(&archive, "shop", "000000010000000000000007", &wal.join("RECOVERYXLOG2"));
     assert_eq!(pg::wal_fetch_status(&damaged), pg::FETCH_FAILED);
-    assert!(pg::FETCH_FAILED > 125);
+    const { assert!(pg::FETCH_FAILED > 125) };
     assert!(damaged
         .unwrap_err()
         .to_string()

@@ -284,7 +284,7 @@ fn a_killed_backup_leaves_a_repository_that_checks_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
     let src = tmp.path().join("src");
-    make_large_tree(&src, 64, 1024 * 1024, 5);
+    make_large_tree(&src, 128, 1024 * 1024, 5);
     let repo = Repository::init(&local_config(&dir)).unwrap();
 
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -294,11 +294,12 @@ fn a_killed_backup_leaves_a_repository_that_checks_clean() {
         .spawn()
         .unwrap();
     let data = dir.join("store/data");
+    // A whole pack written (not only a temporary file being written), no index for it yet.
     wait_for("the backup to write its first pack", Duration::from_secs(120), || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the backup ended ({status}) before it could be killed: make the tree larger");
         }
-        walk_if_exists(&data).then_some(())
+        complete_pack_in(&data).then_some(())
     });
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait().unwrap();
@@ -341,8 +342,11 @@ fn a_killed_backup_leaves_a_repository_that_checks_clean() {
     assert!(repo.check(true).unwrap().errors.is_empty());
 }
 
-fn walk_if_exists(dir: &Path) -> bool {
-    dir.exists() && walk(dir).iter().any(|p| p.is_file())
+fn complete_pack_in(dir: &Path) -> bool {
+    dir.exists()
+        && walk(dir)
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n.len() == 64) && p.is_file())
 }
 
 #[test]

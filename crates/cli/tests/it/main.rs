@@ -6,5 +6,6 @@ mod apply;
 mod cli;
 mod controller;
 mod demo;
+mod protect;
 mod tidy;
 mod util;

@@ -4,11 +4,10 @@
 //! A base backup is self-contained (`-X fetch` puts the WAL it needs in the tar), so it also
 //! restores without the archive, to the moment it ended.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-
-use std::collections::BTreeMap;
 
 use super::target::{execute, query_row, PgTarget};
 use crate::archive::LogArchive;
