@@ -10,7 +10,8 @@ use std::process::Command;
 
 use resurgo_provider::local::LocalProvider;
 use resurgo_provider::{read_secret, SiteHandle};
-use resurgo_spec::{Dataset, DatasetKind, PgMethod, SecretRef, System};
+use resurgo_spec::{Dataset, DatasetKind, PgMethod, RepositorySpec, SecretRef, System};
+use resurgo_vault::pg::{PgTarget, PhysicalRestore, RecoveryTarget};
 use resurgo_vault::repo::{ForgetReport, ReplicateReport, Retention};
 use resurgo_vault::{BackupMeta, RepoConfig, Repository, S3Credentials, SnapshotInfo, VaultError};
 
@@ -67,6 +68,7 @@ pub struct VerifyReport {
 pub struct Protector<'a> {
     pub system: &'a System,
     pub sites: Vec<SiteHandle>,
+    pub state_dir: PathBuf,
     /// Scratch space for verification and SQLite copies.
     pub scratch: PathBuf,
 }
@@ -76,6 +78,7 @@ impl<'a> Protector<'a> {
         Protector {
             system,
             sites,
+            state_dir: state_dir.to_path_buf(),
             scratch: state_dir.join("scratch"),
         }
     }
@@ -134,21 +137,7 @@ impl<'a> Protector<'a> {
             .repository
             .as_ref()
             .ok_or_else(|| ProtectError::NoRepository(site.to_string()))?;
-        let secret = |what: &'static str, r: &SecretRef| {
-            read_secret(r).map_err(|reason| ProtectError::Secret {
-                site: site.to_string(),
-                what,
-                reason,
-            })
-        };
-        Ok(RepoConfig {
-            url: repo.url.clone(),
-            password: secret("password", &repo.password)?,
-            s3: S3Credentials {
-                access_key: repo.access_key.as_ref().map(|r| secret("access key", r)).transpose()?,
-                secret_key: repo.secret_key.as_ref().map(|r| secret("secret key", r)).transpose()?,
-            },
-        })
+        repo_config(site, repo)
     }
 
     pub fn open(&self, site: &str) -> Result<Repository, ProtectError> {
@@ -245,11 +234,82 @@ impl<'a> Protector<'a> {
         repo: &Repository,
         meta: &BackupMeta,
     ) -> Result<SnapshotInfo, ProtectError> {
-        let _ = (repo, meta);
-        Err(ProtectError::Unsupported {
+        let target = self.pg_target(dataset, ds)?;
+        match ds.method.unwrap_or(PgMethod::Physical) {
+            PgMethod::Logical => Ok(resurgo_vault::pg::logical_backup(repo, &target, meta)?),
+            PgMethod::Physical => {
+                // Continuous archiving first: the base backup is only the start of the chain.
+                let command = self
+                    .write_wal_config(&meta.site)
+                    .map(|()| self.wal_command("push", &meta.site, dataset, "%p"))?;
+                let timeout = archive_timeout(ds, self.system);
+                if resurgo_vault::pg::configure_archiving(&target, &command, timeout)? {
+                    return Err(ProtectError::Unsupported {
+                        dataset: dataset.to_string(),
+                        reason: "WAL archiving was just turned on (archive_mode/wal_level); restart PostgreSQL, then back up again".into(),
+                    });
+                }
+                Ok(resurgo_vault::pg::base_backup(repo, &target, meta)?)
+            }
+        }
+    }
+
+    /// The dataset's PostgreSQL connection, with its password read.
+    pub fn pg_target(&self, dataset: &str, ds: &Dataset) -> Result<PgTarget, ProtectError> {
+        let unsupported = |reason: String| ProtectError::Unsupported {
             dataset: dataset.to_string(),
-            reason: format!("PostgreSQL ({}) backups are not wired in yet", pg_method_label(ds)),
-        })
+            reason,
+        };
+        let text = ds
+            .connection
+            .as_deref()
+            .ok_or_else(|| unsupported("no `connection` declared".into()))?;
+        let target = PgTarget::parse(text).map_err(|e| unsupported(e.to_string()))?;
+        let password = match &ds.password {
+            Some(r) => Some(read_secret(r).map_err(|e| unsupported(format!("cannot read the password: {e}")))?),
+            None => None,
+        };
+        Ok(target.with_password(password))
+    }
+
+    /// Records `site`'s repository for `resurgo wal push|fetch` (see [`wal_config_path`]).
+    pub fn write_wal_config(&self, site: &str) -> Result<(), ProtectError> {
+        let spec = self
+            .system
+            .sites
+            .get(site)
+            .ok_or_else(|| ProtectError::UnknownSite(site.to_string()))?;
+        let repo = spec
+            .repository
+            .as_ref()
+            .ok_or_else(|| ProtectError::NoRepository(site.to_string()))?;
+        let path = wal_config_path(&self.state_dir, site);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| VaultError::Io {
+                what: "cannot create",
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        }
+        resurgo_provider::write_json_atomic(&path, repo).map_err(|e| VaultError::Io {
+            what: "cannot write",
+            path: path.clone(),
+            source: e,
+        })?;
+        Ok(())
+    }
+
+    /// The shell command PostgreSQL runs to push (`%p`) or fetch (`%f %p`) a WAL file.
+    pub fn wal_command(&self, verb: &str, site: &str, dataset: &str, args: &str) -> String {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("resurgo"));
+        let state = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
+        format!(
+            "{} wal {verb} --state {} --site {} --dataset {} {args}",
+            shell_quote(&exe.display().to_string()),
+            shell_quote(&state.display().to_string()),
+            shell_quote(site),
+            shell_quote(dataset)
+        )
     }
 
     /// Copies a dataset's snapshots (and log segments) from its home site to `to`.
@@ -301,14 +361,53 @@ impl<'a> Protector<'a> {
         let snapshot = self.pick_snapshot(&repo, dataset, site, at)?;
         match ds.kind {
             DatasetKind::Directory | DatasetKind::Sqlite => repo.restore(&snapshot.id, to)?,
-            DatasetKind::Postgres => {
-                return Err(ProtectError::Unsupported {
-                    dataset: dataset.to_string(),
-                    reason: "PostgreSQL restores are not wired in yet".into(),
-                })
+            DatasetKind::Postgres if ds.method == Some(PgMethod::Logical) => {
+                // A dump is restored into the database the dataset names.
+                let target = self.pg_target(dataset, ds)?;
+                resurgo_vault::pg::logical_restore(&repo, &snapshot.id, &target)?;
             }
+            DatasetKind::Postgres => return self.restore_physical(dataset, site, &repo, at, to),
         }
         Ok(snapshot)
+    }
+
+    /// A point-in-time restore of a physical PostgreSQL dataset into `pgdata`: the newest base
+    /// backup that reaches the target, then WAL from `site`'s log archive.
+    fn restore_physical(
+        &self,
+        dataset: &str,
+        site: &str,
+        repo: &Repository,
+        at: Option<&str>,
+        pgdata: &Path,
+    ) -> Result<SnapshotInfo, ProtectError> {
+        let unsupported = |reason: String| ProtectError::Unsupported {
+            dataset: dataset.to_string(),
+            reason,
+        };
+        let target = match at {
+            Some(t) => RecoveryTarget::Time(t.parse().map_err(unsupported)?),
+            None => RecoveryTarget::Latest,
+        };
+        let snapshots = repo.snapshots(Some(dataset))?;
+        let base =
+            resurgo_vault::pg::choose_base_backup(&snapshots, &repo.archive(), dataset, &target)?.ok_or_else(|| {
+                ProtectError::NoSnapshot {
+                    dataset: dataset.to_string(),
+                    site: site.to_string(),
+                    when: at
+                        .map(|t| format!(" whose base backup ended by {t}"))
+                        .unwrap_or_default(),
+                }
+            })?;
+        self.write_wal_config(site)?;
+        let options = PhysicalRestore {
+            target,
+            restore_command: self.wal_command("fetch", site, dataset, "%f %p"),
+            archive_command: None,
+        };
+        resurgo_vault::pg::restore_physical(repo, &base.id, pgdata, &options)?;
+        Ok(base)
     }
 
     /// Restores the newest snapshot into a scratch folder, runs the dataset's check, and cleans
@@ -403,6 +502,70 @@ impl<'a> Protector<'a> {
     }
 }
 
+/// How often PostgreSQL must archive a segment while there are writes: half the RPO
+/// objective, between 1 s and 60 s.
+fn archive_timeout(ds: &Dataset, system: &System) -> std::time::Duration {
+    let rpo = ds
+        .rpo
+        .or(system.objectives.rpo)
+        .map_or(std::time::Duration::from_secs(60), |d| d.0);
+    (rpo / 2).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60))
+}
+
+/// Quotes a word for a POSIX shell (PostgreSQL runs archive and restore commands with `sh`).
+fn shell_quote(word: &str) -> String {
+    if word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// How to open the repository `repo` of `site`, with its secrets read.
+pub fn repo_config(site: &str, repo: &RepositorySpec) -> Result<RepoConfig, ProtectError> {
+    let secret = |what: &'static str, r: &SecretRef| {
+        read_secret(r).map_err(|reason| ProtectError::Secret {
+            site: site.to_string(),
+            what,
+            reason,
+        })
+    };
+    Ok(RepoConfig {
+        url: repo.url.clone(),
+        password: secret("password", &repo.password)?,
+        s3: S3Credentials {
+            access_key: repo.access_key.as_ref().map(|r| secret("access key", r)).transpose()?,
+            secret_key: repo.secret_key.as_ref().map(|r| secret("secret key", r)).transpose()?,
+        },
+    })
+}
+
+/// Where `resurgo wal push|fetch` finds a site's repository: a copy of the spec's repository
+/// section (references, never secret values), so PostgreSQL's archive and restore commands
+/// need neither the spec nor its Git source.
+pub fn wal_config_path(state_dir: &Path, site: &str) -> PathBuf {
+    state_dir.join("wal").join(format!("{site}.json"))
+}
+
+/// Opens the repository recorded for `site` by [`Protector::write_wal_config`].
+pub fn open_recorded(state_dir: &Path, site: &str) -> Result<Repository, ProtectError> {
+    let path = wal_config_path(state_dir, site);
+    let text = std::fs::read(&path).map_err(|e| VaultError::Io {
+        what: "cannot read",
+        path: path.clone(),
+        source: e,
+    })?;
+    let spec: RepositorySpec = serde_json::from_slice(&text).map_err(|e| VaultError::Io {
+        what: "cannot parse",
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    Ok(Repository::open(&repo_config(site, &spec)?)?)
+}
+
 /// The dataset's check, or the default one: SQLite is checked with `PRAGMA integrity_check`;
 /// other kinds must declare theirs.
 fn effective_check(ds: &Dataset) -> resurgo_spec::DatasetCheck {
@@ -424,12 +587,5 @@ fn kind_label(ds: &Dataset) -> &'static str {
             PgMethod::Physical => "pg-base",
             PgMethod::Logical => "pg-dump",
         },
-    }
-}
-
-fn pg_method_label(ds: &Dataset) -> &'static str {
-    match ds.method.unwrap_or(PgMethod::Physical) {
-        PgMethod::Physical => "physical",
-        PgMethod::Logical => "logical",
     }
 }

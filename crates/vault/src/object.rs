@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::VaultError;
@@ -52,6 +52,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The object's size, or `None` if it does not exist.
     fn size(&self, key: &str) -> Result<Option<u64>, VaultError> {
         Ok(self.get(key)?.map(|data| data.len() as u64))
+    }
+
+    /// Removes what writes interrupted more than `age` ago left behind (a local store's
+    /// temporary files after a crash); returns how many. Nothing to do for most stores.
+    fn remove_stale_temporaries(&self, age: Duration) -> Result<usize, VaultError> {
+        let _ = age;
+        Ok(0)
     }
 }
 
@@ -302,6 +309,35 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    fn remove_stale_temporaries(&self, age: Duration) -> Result<usize, VaultError> {
+        let mut removed = 0;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(self.io("cannot list", &dir, err)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| self.io("cannot list", &dir, e))?;
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                    && meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|elapsed| elapsed > age)
+                    && fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>, VaultError> {
         let path = self.path(key)?;
         match fs::metadata(&path) {
@@ -321,11 +357,14 @@ const S3_ATTEMPTS: u32 = 3;
 
 /// A bucket (and prefix) of an S3-compatible service, path-style addressing.
 ///
-/// Callers are synchronous (rustic_core runs on rayon threads), so the store owns a small
-/// tokio runtime and blocks on it for each call; many threads may block at once.
+/// Callers are synchronous (rustic_core runs on rayon threads), so each call blocks on a tokio
+/// runtime; many threads may block at once. All S3 stores of the process share one runtime
+/// and one HTTP client: a runtime owned by a store would take pooled connections down with it
+/// (the pool is the client's), and dropping a runtime panics in async code — a store dropped
+/// by the controller's async code must be harmless.
 pub struct S3Store {
     op: opendal::Operator,
-    runtime: tokio::runtime::Runtime,
+    runtime: &'static tokio::runtime::Runtime,
     location: String,
 }
 
@@ -417,19 +456,10 @@ impl S3Store {
         }
 
         let location = format!("s3://{bucket}/{prefix} at {endpoint}");
+        let (runtime, transport) = s3_client()?;
         let op = opendal::Operator::new(builder)
             .map_err(|err| bad_url(url, &err.to_string()))?
-            .with_context(opendal::OperationContext::new().with_http_transport(http_transport()?));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("resurgo-s3")
-            .enable_all()
-            .build()
-            .map_err(|err| VaultError::Io {
-                what: "cannot start the S3 client runtime",
-                path: PathBuf::new(),
-                source: err,
-            })?;
+            .with_context(opendal::OperationContext::new().with_http_transport(transport));
         Ok(S3Store { op, runtime, location })
     }
 
@@ -579,29 +609,34 @@ impl ObjectStore for S3Store {
     }
 }
 
-/// One HTTP client for all S3 stores of the process (it pools connections).
-fn http_transport() -> Result<opendal::HttpTransporter, VaultError> {
-    static PROVIDER: Once = Once::new();
-    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
-    PROVIDER.call_once(|| {
+/// The runtime and HTTP client all S3 stores of the process share.
+fn s3_client() -> Result<(&'static tokio::runtime::Runtime, opendal::HttpTransporter), VaultError> {
+    static CLIENT: OnceLock<Result<(tokio::runtime::Runtime, reqwest::Client), String>> = OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
         // reqwest is built without a crypto provider of its own; another part of the process
         // may have installed one already, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    let client = CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("resurgo-s3")
+            .enable_all()
+            .build()
+            .map_err(|err| format!("cannot start a runtime: {err}"))?;
+        let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(120))
             .build()
-            .map_err(|err| err.to_string())
+            .map_err(|err| format!("cannot start an HTTP client: {err}"))?;
+        Ok((runtime, client))
     });
     match client {
-        Ok(client) => Ok(opendal::HttpTransporter::new(
-            opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()),
+        Ok((runtime, client)) => Ok((
+            runtime,
+            opendal::HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(client.clone())),
         )),
         Err(err) => Err(VaultError::Store {
             location: "s3".to_string(),
-            message: format!("cannot start an HTTP client: {err}"),
+            message: err.clone(),
         }),
     }
 }
@@ -741,6 +776,16 @@ mod tests {
         store.delete("a/b").unwrap();
         store.delete("a/b").unwrap();
         assert!(store.get("../x").is_err());
+        // Temporary files of interrupted writes: invisible, and removed once stale.
+        let stale = dir.path().join("repo/a/.tmp-1-2-3");
+        fs::write(&stale, b"half").unwrap();
+        assert!(store.list("").unwrap().iter().all(|(k, _)| !k.contains(".tmp-")));
+        assert_eq!(store.remove_stale_temporaries(Duration::from_secs(3600)).unwrap(), 0);
+        File::open(&stale)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        assert_eq!(store.remove_stale_temporaries(Duration::from_secs(3600)).unwrap(), 1);
         // No temporary files left behind.
         let names: Vec<_> = fs::read_dir(dir.path().join("repo/a"))
             .unwrap()

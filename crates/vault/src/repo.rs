@@ -26,13 +26,15 @@ use serde::{Deserialize, Serialize};
 use crate::archive::{ArchiveKey, LogArchive};
 use crate::object::{open_object_store, ObjectStore, S3Credentials};
 use crate::progress::QuietProgress;
-use crate::rustic::{one_line, vault_error, CommandSource, StoreBackend, Veto};
+use crate::rustic::{essence, vault_error, CommandSource, StoreBackend, Veto};
 use crate::VaultError;
 
 /// The folder of the object store that holds the restic repository.
 const STORE: &str = "store";
 /// The folder of the log archive.
 const LOGS: &str = "logs";
+/// Age after which a temporary file of an interrupted write is removed by a prune.
+const STALE_TEMPORARIES: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 type RusticRepo = rustic_core::Repository<OpenStatus>;
 
@@ -183,12 +185,7 @@ impl Repository {
             QuietProgress,
         )
         .and_then(|repo| repo.open(&Credentials::password(&config.password)))
-        .map_err(|err| match vault_error(&location, &err) {
-            VaultError::Store { .. } if err.is_incorrect_password() => VaultError::WrongPassword {
-                location: location.clone(),
-            },
-            other => other,
-        })?;
+        .map_err(|err| vault_error(&location, &err))?;
         Ok(Repository {
             url: config.url.clone(),
             objects,
@@ -267,9 +264,17 @@ impl Repository {
         opts.parent_opts.force = true;
         let archived = repo.archive(&opts, &source, snap, &[PathBuf::from(filename)]);
         // The veto kept a failed command from leaving a snapshot; `finish` says why.
-        source.finish()?;
-        let snap = archived.map_err(|e| self.error(&e))?;
-        Ok(snapshot_info(&snap))
+        match (archived, source.finish()) {
+            (Ok(snap), Ok(())) => Ok(snapshot_info(&snap)),
+            (Ok(snap), Err(failed)) => {
+                // Not expected (the backup read the output to its end), but never keep a
+                // snapshot of a failed command.
+                repo.delete_snapshots(&[snap.id]).map_err(|e| self.error(&e))?;
+                Err(failed)
+            }
+            (Err(_), Err(failed)) => Err(failed),
+            (Err(err), Ok(())) => Err(self.error(&err)),
+        }
     }
 
     /// Snapshots, oldest first; only `dataset`'s when given.
@@ -361,10 +366,23 @@ impl Repository {
     pub fn check(&self, read_data: bool) -> Result<CheckReport, VaultError> {
         let backend = Arc::new(self.backend().counting_pack_reads());
         let repo = self.rustic(backend.clone())?;
-        let mut report = CheckReport {
-            snapshots: repo.get_all_snapshots().map_err(|e| self.error(&e))?.len(),
-            ..CheckReport::default()
+        let mut report = CheckReport::default();
+        // A damaged index or snapshot file stops rustic: report it as a finding, unless the
+        // storage did not answer.
+        let stopped = |err: Box<RusticError>, report: &mut CheckReport| match self.error(&err) {
+            unreachable @ VaultError::Unreachable { .. } => Err(unreachable),
+            other => {
+                let text = other.to_string();
+                if !report.errors.contains(&text) {
+                    report.errors.push(text);
+                }
+                Ok(())
+            }
         };
+        match repo.get_all_snapshots() {
+            Ok(snapshots) => report.snapshots = snapshots.len(),
+            Err(err) => stopped(err, &mut report)?,
+        }
         match repo.check(CheckOptions::default().read_data(read_data)) {
             Ok(results) => {
                 for (level, finding) in results.0 {
@@ -378,11 +396,7 @@ impl Repository {
                     }
                 }
             }
-            // A damaged index or snapshot file stops rustic's check: report it as a finding.
-            Err(err) => match self.error(&err) {
-                unreachable @ VaultError::Unreachable { .. } => return Err(unreachable),
-                other => report.errors.push(other.to_string()),
-            },
+            Err(err) => stopped(err, &mut report)?,
         }
         report.packs_read = backend.packs_read();
         Ok(report)
@@ -400,10 +414,11 @@ impl Repository {
         // `original`, set on every copy) or the same time and tree.
         let present = dest.get_all_snapshots().map_err(|e| target.error(&e))?;
         let origins: BTreeSet<_> = present.iter().map(|sn| sn.original.unwrap_or(sn.id)).collect();
+        let same: BTreeSet<_> = present.iter().map(|sn| (sn.time.timestamp(), sn.tree)).collect();
         let mut missing = Vec::new();
         for mut sn in self.matching(&source, dataset)? {
             let origin = sn.original.unwrap_or(sn.id);
-            if origins.contains(&origin) || present.iter().any(|p| p.time == sn.time && p.tree == sn.tree) {
+            if origins.contains(&origin) || same.contains(&(sn.time.timestamp(), sn.tree)) {
                 report.snapshots_present += 1;
             } else {
                 sn.original = Some(origin);
@@ -451,9 +466,13 @@ impl Repository {
                 .to_string(),
         })?;
         let repo = self.rustic(Arc::new(self.backend()))?;
+        // Snapshots without a dataset were not made by resurgo: never ours to forget.
         let mut groups: BTreeMap<String, Vec<SnapshotFile>> = BTreeMap::new();
         for sn in self.matching(&repo, dataset)? {
-            groups.entry(decode_meta(&sn).dataset).or_default().push(sn);
+            let dataset = decode_meta(&sn).dataset;
+            if !dataset.is_empty() {
+                groups.entry(dataset).or_default().push(sn);
+            }
         }
         let now = rustic_core::jiff::Zoned::now();
         let mut report = ForgetReport::default();
@@ -476,6 +495,8 @@ impl Repository {
             let sizes = plan.stats.size_sum();
             report.pruned_bytes = sizes.remove + sizes.repackrm + plan.stats.size_unref;
             repo.prune(&opts, plan).map_err(|e| self.error(&e))?;
+            // Writes interrupted a day ago (a killed backup's half-written pack) are dead.
+            let _ = self.objects.remove_stale_temporaries(STALE_TEMPORARIES)?;
         }
         Ok(report)
     }
@@ -673,18 +694,11 @@ fn unescape(s: &str) -> String {
 /// One line for a check finding, with full object ids: `display` names ids by their first 8
 /// hex digits, `debug` by all 64.
 fn describe_finding(display: &str, debug: &str) -> String {
-    let mut text = one_line(display.split("Some additional details").next().unwrap_or(display))
-        .replace("Message:; ", "")
-        .replace("Message:", "");
-    // Keep rustic's message, not its preamble and links.
-    if let Some(start) = text.find("`rustic_core` experienced an error related to") {
-        if let Some(end) = text[start..].find(".; ") {
-            text.replace_range(start..start + end + 3, "");
-        }
-    }
-    if let Some(links) = text.find("; For more information") {
-        text.truncate(links);
-    }
+    // "error checking pack ID : <rustic's full error display>"
+    let mut text = match display.split_once(" : ") {
+        Some((what, cause)) => format!("{what}: {}", essence(cause)),
+        None => essence(display),
+    };
     for id in full_ids(debug) {
         if !text.contains(id) {
             if let Some(at) = text.find(&id[..8]) {
@@ -761,6 +775,6 @@ mod tests {
             "error checking pack abababab : `rustic_core` experienced an error related to `cryptographic operations`.\n\nMessage:\nData decryption failed.\n\nFor more information, see: https://x/C001\n\nSome additional details ...\n\nBacktrace:\n",
             &format!("ErrorCheckingPack {{ id: PackId({id}), source: .. }}"),
         );
-        assert_eq!(text, format!("error checking pack {id} : Data decryption failed."));
+        assert_eq!(text, format!("error checking pack {id}: Data decryption failed."));
     }
 }

@@ -205,8 +205,44 @@ pub(crate) fn vault_error(location: &str, err: &RusticError) -> VaultError {
     }
     VaultError::Store {
         location: location.to_string(),
-        message: one_line(&err.display_log()),
+        message: message(err),
     }
+}
+
+/// rustic's message and its causes on one line, without its preamble, links and backtraces.
+fn message(err: &RusticError) -> String {
+    let log = err.display_log();
+    let log = log.strip_prefix("Error: ").unwrap_or(&log);
+    let own = log.split(": caused by: ").next().unwrap_or(log);
+    let mut parts = vec![one_line(own.split(" (kind: related to ").next().unwrap_or(own))];
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let part = essence(&cause.to_string());
+        if !part.is_empty() && !parts.iter().any(|p| p.contains(&part)) {
+            parts.push(part);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// The message of a rustic error's full display (which has a preamble, links, context and a
+/// backtrace); other text as it is, on one line.
+pub(crate) fn essence(text: &str) -> String {
+    let Some((_, message)) = text.split_once("Message:\n") else {
+        return one_line(text);
+    };
+    let end = [
+        "\n\nFor more information",
+        "\n\nRelated issues",
+        "\n\nWe believe",
+        "\n\nSome additional details",
+    ]
+    .iter()
+    .filter_map(|marker| message.find(marker))
+    .min()
+    .unwrap_or(message.len());
+    one_line(&message[..end])
 }
 
 /// rustic's messages span lines; ours do not.

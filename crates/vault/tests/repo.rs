@@ -142,9 +142,11 @@ fn a_failing_command_fails_the_backup_and_leaves_no_snapshot() {
         Err(VaultError::Command { .. })
     ));
     assert!(repo.snapshots(None).unwrap().is_empty());
-    assert!(walk(&tmp.path().join("repo/store"))
-        .iter()
-        .all(|p| !p.starts_with(tmp.path().join("repo/store/snapshots")) || p.is_dir()));
+    let snapshot_files = tmp.path().join("repo/store/snapshots");
+    assert!(
+        !snapshot_files.exists() || walk(&snapshot_files).is_empty(),
+        "a snapshot file was written"
+    );
     assert!(repo.check(true).unwrap().errors.is_empty());
 }
 
@@ -263,6 +265,18 @@ fn a_flipped_byte_in_a_pack_is_reported_naming_the_pack() {
         "no error names pack {pack_id}: {report:#?}"
     );
     eprintln!("check reports: {:#?}", report.errors);
+
+    // A damaged snapshot file is a finding too, not a failure of the check.
+    let snapshot_file = walk(&dir.join("store/snapshots"))
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap();
+    let mut data = fs::read(&snapshot_file).unwrap();
+    data[20] ^= 1;
+    fs::write(&snapshot_file, data).unwrap();
+    let report = repo.check(false).unwrap();
+    assert!(!report.errors.is_empty(), "{report:#?}");
+    eprintln!("with a damaged snapshot file: {:#?}", report.errors);
 }
 
 /// The child of `a_killed_backup_leaves_a_repository_that_checks_clean`: a long backup,
@@ -291,6 +305,7 @@ fn a_killed_backup_leaves_a_repository_that_checks_clean() {
         .args(["--exact", "killed_backup_child", "--nocapture", "--test-threads=1"])
         .env("RESURGO_TEST_KILL_REPO", &dir)
         .env("RESURGO_TEST_KILL_SRC", &src)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let data = dir.join("store/data");
@@ -565,4 +580,84 @@ fn s3_repository_on_a_real_server() {
 
     server.stop();
     assert!(matches!(Repository::open(&config), Err(VaultError::Unreachable { .. })));
+}
+
+/// Side by side with restic on a generated mixed tree (text, random, many small files):
+/// `cargo test --release -p resurgo-vault --test repo -- --ignored --nocapture side_by_side`
+/// (`RESURGO_BENCH_MB` sets the size, 256 by default). A measurement, not a test.
+#[test]
+#[ignore]
+fn side_by_side_with_restic() {
+    let mb: usize = std::env::var("RESURGO_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let mut rng = Rng::new(42);
+    let (mut written, mut i) = (0, 0);
+    while written < mb << 20 {
+        let (name, data) = match i % 20 {
+            0..=6 => (format!("text/{:03}/t{i}.txt", i % 97), rng.text(256 << 10)),
+            7..=12 => (format!("bin/{:03}/r{i}.bin", i % 97), rng.bytes(256 << 10)),
+            _ => {
+                let len = 1024 + (rng.next() % 15360) as usize;
+                (format!("small/{:03}/s{i}.txt", i % 397), rng.text(len))
+            }
+        };
+        fs::create_dir_all(src.join(&name).parent().unwrap()).unwrap();
+        fs::write(src.join(&name), &data).unwrap();
+        written += data.len();
+        i += 1;
+    }
+    let timed = |what: &str, f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        f();
+        eprintln!("{what}: {:.2} s", started.elapsed().as_secs_f64());
+    };
+    eprintln!("tree: {} files, {} MiB", i, written >> 20);
+
+    let repo = Repository::init(&local_config(&tmp.path().join("ours"))).unwrap();
+    timed("resurgo first backup", &mut || {
+        drop(repo.backup_path(&src, &meta("bench")).unwrap())
+    });
+    timed("resurgo unchanged re-backup", &mut || {
+        drop(repo.backup_path(&src, &meta("bench")).unwrap())
+    });
+    let id = repo.snapshots(None).unwrap()[0].id.clone();
+    timed("resurgo restore", &mut || {
+        repo.restore(&id, &tmp.path().join("ours-restored")).unwrap()
+    });
+
+    let theirs = tmp.path().join("theirs");
+    let (theirs, src_text) = (theirs.to_str().unwrap(), src.to_str().unwrap());
+    let _ = restic(theirs, &["init"], &[]);
+    timed("restic first backup", &mut || {
+        drop(restic(theirs, &["backup", src_text], &[]))
+    });
+    timed("restic unchanged re-backup", &mut || {
+        drop(restic(theirs, &["backup", src_text], &[]))
+    });
+    let target = tmp.path().join("theirs-restored");
+    timed("restic restore", &mut || {
+        drop(restic(
+            theirs,
+            &["restore", "latest", "--target", target.to_str().unwrap()],
+            &[],
+        ))
+    });
+    let size = |dir: &str| fingerprint_size(Path::new(dir));
+    eprintln!(
+        "repository size: resurgo {} MiB, restic {} MiB",
+        size(tmp.path().join("ours").to_str().unwrap()) >> 20,
+        size(theirs) >> 20
+    );
+}
+
+fn fingerprint_size(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter(|p| p.is_file())
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
 }

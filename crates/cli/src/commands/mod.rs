@@ -21,6 +21,7 @@ pub mod snapshots;
 pub mod status;
 pub mod validate;
 pub mod verify;
+pub mod wal;
 
 /// Disaster recovery as code.
 ///
@@ -67,6 +68,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Remove snapshots the retention policy does not keep (and, with --prune, their data).
     Forget(forget::Args),
+    /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
+    Wal(wal::Args),
     /// A tiny HTTP service used by the quickstart example.
     #[command(name = "example-app")]
     ExampleApp(example_app::Args),
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replicate(a) => replicate::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Forget(a) => forget::run(a),
+        Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),
         Command::Shim(a) => shim::run(a),
     }
