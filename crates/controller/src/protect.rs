@@ -65,6 +65,15 @@ pub struct VerifyReport {
     pub millis: u64,
 }
 
+/// A dataset's newest restorable point at one site.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PointAt {
+    pub dataset: String,
+    /// Seconds since the epoch; `None` when the site holds nothing restorable yet.
+    pub newest: Option<i64>,
+    pub snapshots: usize,
+}
+
 pub struct Protector<'a> {
     pub system: &'a System,
     pub sites: Vec<SiteHandle>,
@@ -283,6 +292,26 @@ impl<'a> Protector<'a> {
             .repository
             .as_ref()
             .ok_or_else(|| ProtectError::NoRepository(site.to_string()))?;
+        // PostgreSQL runs `resurgo wal …` in its data directory: a secret file named relative
+        // to where resurgo runs is recorded by its absolute path.
+        let mut repo = repo.clone();
+        for secret in [
+            Some(&mut repo.password),
+            repo.access_key.as_mut(),
+            repo.secret_key.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            match secret {
+                SecretRef::File(file) if Path::new(file).is_relative() => {
+                    if let Ok(absolute) = std::path::absolute(&*file) {
+                        *file = absolute.display().to_string();
+                    }
+                }
+                _ => {}
+            }
+        }
         let path = wal_config_path(&self.state_dir, site);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| VaultError::Io {
@@ -291,7 +320,7 @@ impl<'a> Protector<'a> {
                 source: e,
             })?;
         }
-        resurgo_provider::write_json_atomic(&path, repo).map_err(|e| VaultError::Io {
+        resurgo_provider::write_json_atomic(&path, &repo).map_err(|e| VaultError::Io {
             what: "cannot write",
             path: path.clone(),
             source: e,
@@ -303,13 +332,15 @@ impl<'a> Protector<'a> {
     pub fn wal_command(&self, verb: &str, site: &str, dataset: &str, args: &str) -> String {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("resurgo"));
         let state = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
-        format!(
-            "{} wal {verb} --state {} --site {} --dataset {} {args}",
+        let command = format!(
+            "{} wal {verb} --state {} --site {} --dataset {}",
             shell_quote(&exe.display().to_string()),
             shell_quote(&state.display().to_string()),
             shell_quote(site),
             shell_quote(dataset)
-        )
+        );
+        // PostgreSQL reads `%` as the start of a placeholder: a literal one is `%%`.
+        format!("{} {args}", command.replace('%', "%%"))
     }
 
     /// Copies a dataset's snapshots (and log segments) from its home site to `to`.
@@ -482,6 +513,34 @@ impl<'a> Protector<'a> {
             }
             _ => Err(failed("the dataset declares no check this kind supports".into())),
         }
+    }
+
+    /// The newest point each of `datasets` can be restored to from `site`'s repository: its
+    /// newest snapshot or, for physical PostgreSQL, the newest archived WAL segment when that is
+    /// later. One repository open for all.
+    pub fn recovery_points(&self, site: &str, datasets: &[String]) -> Result<Vec<PointAt>, ProtectError> {
+        let repo = self.open(site)?;
+        let snapshots = repo.snapshots(None)?;
+        let archive = repo.archive();
+        let mut out = Vec::new();
+        for name in datasets {
+            let mine: Vec<_> = snapshots.iter().filter(|s| s.meta.dataset == *name).collect();
+            let mut newest = mine.iter().map(|s| s.unix).max();
+            let physical_pg = self.system.datasets.get(name).is_some_and(|d| {
+                d.kind == DatasetKind::Postgres && d.method.unwrap_or(PgMethod::Physical) == PgMethod::Physical
+            });
+            if physical_pg && newest.is_some() {
+                if let Some((_, Some(at))) = archive.newest_segment(name)? {
+                    newest = newest.max(Some(at));
+                }
+            }
+            out.push(PointAt {
+                dataset: name.clone(),
+                newest,
+                snapshots: mine.len(),
+            });
+        }
+        Ok(out)
     }
 
     /// Applies the dataset's retention at `site`.

@@ -94,13 +94,8 @@ fn read_points(system: &System, engine: &Engine, state_dir: &std::path::Path) ->
         }
     }
     for (site, datasets) in by_site {
-        match protector.open(&site).and_then(|r| Ok(r.snapshots(None)?)) {
-            Ok(snaps) => {
-                for d in datasets {
-                    let newest = snaps.iter().filter(|s| s.meta.dataset == d).map(|s| s.unix).max();
-                    points.push((d, site.clone(), newest));
-                }
-            }
+        match protector.recovery_points(&site, &datasets) {
+            Ok(found) => points.extend(found.into_iter().map(|p| (p.dataset, site.clone(), p.newest))),
             Err(e) => errors.push((site, e.to_string())),
         }
     }

@@ -185,6 +185,23 @@ impl LogArchive {
         Ok(streams)
     }
 
+    /// The newest WAL segment of a stream (by name, which orders them) and when it arrived in
+    /// this archive: the newest point this site can restore to from its logs.
+    pub fn newest_segment(&self, stream: &str) -> Result<Option<(String, Option<i64>)>, VaultError> {
+        let is_segment = |n: &str| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit());
+        let Some(newest) = self
+            .list(stream)?
+            .into_iter()
+            .map(|s| s.name)
+            .filter(|n| is_segment(n))
+            .max()
+        else {
+            return Ok(None);
+        };
+        let when = self.objects.modified(&format!("logs/{stream}/{newest}"))?;
+        Ok(Some((newest, when)))
+    }
+
     /// Copies to `target` the segments it lacks; returns how many were copied.
     ///
     /// Each segment is authenticated before it leaves (damage is not propagated) and fully

@@ -54,6 +54,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         Ok(self.get(key)?.map(|data| data.len() as u64))
     }
 
+    /// When the object was last written, in seconds since the epoch (`None`: absent or unknown).
+    /// For a copied object that is when it arrived here.
+    fn modified(&self, key: &str) -> Result<Option<i64>, VaultError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Removes what writes interrupted more than `age` ago left behind (a local store's
     /// temporary files after a crash); returns how many. Nothing to do for most stores.
     fn remove_stale_temporaries(&self, age: Duration) -> Result<usize, VaultError> {
@@ -347,6 +354,15 @@ impl ObjectStore for LocalStore {
             Err(err) => Err(self.io("cannot stat", &path, err)),
         }
     }
+
+    fn modified(&self, key: &str) -> Result<Option<i64>, VaultError> {
+        let path = self.path(key)?;
+        match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) => Ok(t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs() as i64)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(self.io("cannot stat", &path, err)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,6 +619,15 @@ impl ObjectStore for S3Store {
         check_key(|| self.location(), key)?;
         match self.run(|| self.op.stat(key)) {
             Ok(meta) => Ok(Some(meta.content_length())),
+            Err(err) if err.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(self.error(key, err)),
+        }
+    }
+
+    fn modified(&self, key: &str) -> Result<Option<i64>, VaultError> {
+        check_key(|| self.location(), key)?;
+        match self.run(|| self.op.stat(key)) {
+            Ok(meta) => Ok(meta.last_modified().map(|t| t.into_inner().as_second())),
             Err(err) if err.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(self.error(key, err)),
         }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use resurgo_controller::protect::Protector;
+use resurgo_spec::{DatasetKind, PgMethod};
 
 use crate::common::{load_or_report, SpecArgs};
 use crate::exit;
@@ -38,14 +39,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = args.spec.engine()?;
     let system = &desired.loaded.system;
     let protector = Protector::new(system, engine.sites(system), &args.spec.state);
+    let kind = system.datasets.get(&args.dataset).map(|d| (d.kind, d.method));
+    // A logical dump is restored into the database its connection names: no folder at all.
+    let logical = kind == Some((DatasetKind::Postgres, Some(PgMethod::Logical)));
     let to = match &args.to {
         Some(p) => p.clone(),
+        None if !logical && kind.is_some_and(|(k, _)| k == DatasetKind::Postgres) => bail!(
+            "dataset `{}` is restored as a PostgreSQL data directory: give --to, an empty folder",
+            args.dataset
+        ),
         None => {
             let p = protector.data_path(&args.dataset, &args.site)?;
             p.parent().map(PathBuf::from).unwrap_or(p)
         }
     };
-    if to.exists() && std::fs::read_dir(&to).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if !logical && to.exists() && std::fs::read_dir(&to).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!(
             "{} exists and is not empty: restore refuses to overwrite; choose an empty --to",
             to.display()

@@ -188,35 +188,49 @@ fn dataset_status(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    // Each repository is opened (and listed) once.
-    let mut listings: std::collections::HashMap<String, Result<Vec<resurgo_vault::SnapshotInfo>, String>> =
-        Default::default();
-    let mut out = Vec::new();
-    for (name, ds) in &system.datasets {
+    // Which datasets each site should hold, so that each repository is opened once.
+    let mut wanted: indexmap::IndexMap<String, Vec<String>> = indexmap::IndexMap::new();
+    let mut homes = Vec::new();
+    for name in system.datasets.keys() {
         let home = protector.home_site(name).unwrap_or_default();
         let mut sites = vec![home.clone()];
         sites.extend(protector.replica_sites(name).unwrap_or_default());
+        for site in &sites {
+            wanted.entry(site.clone()).or_default().push(name.clone());
+        }
+        homes.push((name.clone(), home, sites));
+    }
+    let found: std::collections::HashMap<String, Result<Vec<resurgo_controller::protect::PointAt>, String>> = wanted
+        .iter()
+        .map(|(site, names)| {
+            (
+                site.clone(),
+                protector.recovery_points(site, names).map_err(|e| e.to_string()),
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (name, home, sites) in homes {
+        let ds = &system.datasets[&name];
         let rpo = ds.rpo.or(system.objectives.rpo);
-        let mut points = Vec::new();
-        for site in sites {
-            let listing = listings.entry(site.clone()).or_insert_with(|| {
-                protector
-                    .open(&site)
-                    .and_then(|r| Ok(r.snapshots(None)?))
-                    .map_err(|e| e.to_string())
-            });
-            points.push(match listing {
-                Ok(snaps) => {
-                    let mine: Vec<_> = snaps.iter().filter(|s| s.meta.dataset == *name).collect();
-                    let newest = mine.iter().max_by_key(|s| s.unix);
-                    let age = newest.map(|s| now - s.unix);
+        let points = sites
+            .into_iter()
+            .map(|site| match &found[&site] {
+                Ok(list) => {
+                    let p = list.iter().find(|p| p.dataset == name);
+                    let newest = p.and_then(|p| p.newest);
+                    let age = newest.map(|t| now - t);
                     RecoveryPoint {
-                        site,
-                        newest: newest.map(|s| s.time.clone()),
+                        newest: newest.map(|t| {
+                            resurgo_controller::events::format_rfc3339(
+                                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+                            )
+                        }),
                         age_seconds: age,
-                        snapshots: mine.len(),
+                        snapshots: p.map_or(0, |p| p.snapshots),
                         within_rpo: rpo.zip(age).map(|(r, a)| a <= r.0.as_secs() as i64),
                         error: None,
+                        site,
                     }
                 }
                 Err(e) => RecoveryPoint {
@@ -227,10 +241,10 @@ fn dataset_status(
                     within_rpo: None,
                     error: Some(e.clone()),
                 },
-            });
-        }
+            })
+            .collect();
         out.push(DatasetStatus {
-            dataset: name.clone(),
+            dataset: name,
             home,
             rpo: rpo.map(|r| r.to_string()),
             points,

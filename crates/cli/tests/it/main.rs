@@ -6,6 +6,7 @@ mod apply;
 mod cli;
 mod controller;
 mod demo;
+mod pg;
 mod protect;
 mod tidy;
 mod util;
