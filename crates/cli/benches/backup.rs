@@ -215,8 +215,9 @@ fn du(path: &Path) -> f64 {
 }
 
 fn need(program: &str, package: &str) {
-    let ok = Command::new(program)
-        .arg("--version")
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(ok, "`{program}` is missing: install the Debian package `{package}`");
