@@ -63,6 +63,14 @@ impl SpecArgs {
         let provider = LocalProvider::default();
         Ok(Engine::new(Arc::new(provider), self.state.clone()))
     }
+
+    /// The engine for applying `desired`: standby instances get their data seeded before
+    /// they start (see [`resurgo_controller::protect::standby_preparer`]).
+    pub fn engine_for(&self, desired: &Desired) -> anyhow::Result<Engine> {
+        let engine = self.engine()?;
+        let preparer = resurgo_controller::protect::standby_preparer(&engine, &desired.loaded.system);
+        Ok(engine.with_preparer(preparer))
+    }
 }
 
 /// Loads the spec, printing spec errors in full. `Ok(None)` means the spec was invalid and

@@ -70,6 +70,8 @@ pub fn plan(plan: &Plan, paint: &Paint) -> String {
                 (_, _, Some(r)) => format!(" ({r})"),
                 _ => String::new(),
             };
+            let standby = c.config.as_ref().is_some_and(|c| c.role == resurgo_plan::Role::Standby);
+            let detail = if standby { format!(" (standby){detail}") } else { detail };
             let line = match c.action {
                 Action::Create => paint.green(&format!("  + create   {}", c.service)),
                 Action::Update => paint.yellow(&format!("  ~ update   {}", c.service)),

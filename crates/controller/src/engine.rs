@@ -1,13 +1,14 @@
 //! The engine: turns a spec into site handles, observes every site in parallel (a site that
 //! does not answer in time is `unknown` and holds up no other), and executes plans — starting
-//! services in dependency order, independent ones in parallel, each gated on its health check.
+//! services in dependency order, independent ones in parallel, each gated on its health check
+//! (a standby instance after its active one), each prepared first by an optional hook.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use resurgo_plan::{Action, Change, ObservedSite, Plan, RunConfig, SiteState};
+use resurgo_plan::{Action, Change, ObservedSite, Plan, Role, RunConfig, SiteState};
 use resurgo_provider::{Provider, ProviderError, SiteHandle};
 use resurgo_spec::System;
 
@@ -17,12 +18,18 @@ pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default wait for a started service to become healthy.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Makes a site ready for a service before it starts (seeds a standby's data directory).
+/// Called before every start, so it must do nothing when there is nothing to do.
+pub type Preparer = Arc<dyn Fn(&SiteHandle, &RunConfig) -> Result<(), String> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Engine {
     pub provider: Arc<dyn Provider>,
     /// Where sites keep their state unless the spec says otherwise.
     pub state_dir: PathBuf,
     pub observe_timeout: Duration,
+    /// Run before each start (see [`Preparer`]); a failure fails the start.
+    pub preparer: Option<Preparer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +43,12 @@ pub enum ApplyError {
     },
     #[error("service `{service}` at site `{site}` exited while starting: {how}")]
     Exited { service: String, site: String, how: String },
+    #[error("service `{service}` at site `{site}` could not be prepared: {reason}")]
+    Prepare {
+        service: String,
+        site: String,
+        reason: String,
+    },
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error("site `{0}` in the plan is not declared in the spec")]
@@ -62,7 +75,14 @@ impl Engine {
             provider,
             state_dir: state_dir.into(),
             observe_timeout: OBSERVE_TIMEOUT,
+            preparer: None,
         }
+    }
+
+    /// The same engine with `preparer` run before each start.
+    pub fn with_preparer(mut self, preparer: Preparer) -> Engine {
+        self.preparer = Some(preparer);
+        self
     }
 
     /// The handles of the spec's sites.
@@ -119,7 +139,8 @@ impl Engine {
     }
 
     /// Executes a plan: deletions first, then every create/update/start in dependency order,
-    /// in parallel where independent. A service's dependants start only once it is healthy.
+    /// in parallel where independent. A service's dependants start only once its active
+    /// instance is healthy; a standby instance starts only once its active instance is.
     /// The first failure stops further starts; those already running finish.
     pub fn apply(
         &self,
@@ -159,8 +180,14 @@ impl Engine {
                 }
             }
         }
-        let pending_names: HashSet<&str> = tasks.iter().map(|(_, c, _)| c.service.as_str()).collect();
-        let mut done_names: HashSet<String> = HashSet::new();
+        // Service → the task that starts its active instance, when the plan starts it.
+        let active_task: HashMap<&str, usize> = tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, _, config))| config.role == Role::Active)
+            .map(|(i, (_, change, _))| (change.service.as_str(), i))
+            .collect();
+        let mut finished = vec![false; tasks.len()];
         let mut started = vec![false; tasks.len()];
         let mut running = 0usize;
         let mut failure: Option<ApplyError> = None;
@@ -168,12 +195,10 @@ impl Engine {
         std::thread::scope(|scope| loop {
             if failure.is_none() {
                 for (i, (site, change, config)) in tasks.iter().enumerate() {
-                    let ready = !started[i]
-                        && config
-                            .depends_on
-                            .iter()
-                            .all(|d| !pending_names.contains(d.as_str()) || done_names.contains(d));
-                    if !ready {
+                    let waits_for = |service: &str| active_task.get(service).is_some_and(|t| !finished[*t]);
+                    let waiting = config.depends_on.iter().any(|d| waits_for(d))
+                        || (config.role == Role::Standby && waits_for(&config.service));
+                    if started[i] || waiting {
                         continue;
                     }
                     started[i] = true;
@@ -199,7 +224,7 @@ impl Engine {
             let (site, change, _) = &tasks[i];
             match result {
                 Ok(millis) => {
-                    done_names.insert(change.service.clone());
+                    finished[i] = true;
                     let done = Done {
                         site: site.name.clone(),
                         service: change.service.clone(),
@@ -223,6 +248,13 @@ impl Engine {
     /// Starts one service and waits until its health check passes (or, without one, until
     /// its process is seen running).
     pub fn start_healthy(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ApplyError> {
+        if let Some(prepare) = &self.preparer {
+            prepare(site, config).map_err(|reason| ApplyError::Prepare {
+                service: config.service.clone(),
+                site: site.name.clone(),
+                reason,
+            })?;
+        }
         self.provider.start(site, config)?;
         let Some(health) = &config.health else { return Ok(()) };
         let interval = health
@@ -309,4 +341,126 @@ pub fn record_applied(state_dir: &Path, source: &resurgo_plan::SourceId) -> std:
 
 pub fn read_applied(state_dir: &Path) -> Option<Applied> {
     serde_json::from_slice(&std::fs::read(applied_path(state_dir)).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use indexmap::IndexMap;
+    use resurgo_plan::{make_plan, ObservedService, PlanOptions, SourceId};
+    use resurgo_provider::ProbeResult;
+    use resurgo_spec::{HealthCheck, TcpProbe};
+
+    use super::*;
+
+    /// Records what happens, in order. `b/db` turns healthy only once `a/web` has started, so
+    /// an apply where `web` waited for the standby instance would time out.
+    #[derive(Default)]
+    struct Recorder {
+        log: Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn push(&self, line: String) {
+            self.log.lock().unwrap().push(line);
+        }
+        fn has(&self, line: &str) -> bool {
+            self.log.lock().unwrap().iter().any(|l| l == line)
+        }
+    }
+
+    impl Provider for Recorder {
+        fn observe(&self, _: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError> {
+            Ok(Vec::new())
+        }
+        fn start(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
+            self.push(format!("start {}/{}", site.name, config.service));
+            Ok(())
+        }
+        fn stop(&self, _: &SiteHandle, _: &str) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        fn remove(&self, _: &SiteHandle, _: &str) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        fn probe(&self, site: &SiteHandle, config: &RunConfig) -> ProbeResult {
+            let healthy = site.name != "b" || self.has("start a/web");
+            if healthy {
+                self.push(format!("healthy {}/{}", site.name, config.service));
+            }
+            ProbeResult {
+                healthy,
+                detail: String::new(),
+            }
+        }
+    }
+
+    fn config(service: &str, site: &str, role: Role, deps: &[&str]) -> RunConfig {
+        RunConfig {
+            service: service.into(),
+            site: site.into(),
+            address: "127.0.0.1".parse().unwrap(),
+            command: "x".into(),
+            args: vec![],
+            env: IndexMap::new(),
+            workdir: None,
+            ports: vec![],
+            health: Some(HealthCheck {
+                http: None,
+                tcp: Some(TcpProbe { port: 1 }),
+                exec: None,
+                interval: None,
+                timeout: None,
+                start_timeout: Some(resurgo_spec::Duration(Duration::from_secs(10))),
+            }),
+            stop_timeout_ms: 1000,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            role,
+        }
+    }
+
+    #[test]
+    fn a_standby_starts_after_its_active_instance_and_dependants_wait_for_the_active_one_only() {
+        let recorder = Arc::new(Recorder::default());
+        let prepared = Arc::clone(&recorder);
+        let engine = Engine::new(recorder.clone(), "/nonexistent").with_preparer(Arc::new(move |site, config| {
+            prepared.push(format!("prepare {}/{}", site.name, config.service));
+            Ok(())
+        }));
+        let mut desired: IndexMap<String, IndexMap<String, RunConfig>> = IndexMap::new();
+        for c in [
+            config("db", "a", Role::Active, &[]),
+            config("web", "a", Role::Active, &["db"]),
+            config("db", "b", Role::Standby, &[]),
+        ] {
+            desired.entry(c.site.clone()).or_default().insert(c.service.clone(), c);
+        }
+        let sites: Vec<SiteHandle> = ["a", "b"]
+            .iter()
+            .map(|s| SiteHandle {
+                name: s.to_string(),
+                address: "127.0.0.1".parse().unwrap(),
+                root: PathBuf::from("/nonexistent"),
+            })
+            .collect();
+        let source = SourceId {
+            kind: "folder".into(),
+            location: "x".into(),
+            commit: None,
+            digest: "d".repeat(64),
+        };
+        let plan = make_plan("s", source, &desired, &engine.observe(&sites), PlanOptions::default()).unwrap();
+        engine.apply(&plan, &sites, &|_| {}).unwrap();
+        let log = recorder.log.lock().unwrap().clone();
+        let at = |line: &str| {
+            log.iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("no `{line}` in {log:?}"))
+        };
+        assert!(at("healthy a/db") < at("prepare b/db"), "{log:?}");
+        assert!(at("prepare b/db") < at("start b/db"), "{log:?}");
+        assert!(at("healthy a/db") < at("start a/web"), "{log:?}");
+        assert!(at("start a/web") < at("healthy b/db"), "{log:?}");
+    }
 }

@@ -35,6 +35,11 @@ pub enum EventKind {
     RpoRestored,
     VerifyPassed,
     VerifyFailed,
+    /// A warm standby is behind its primary by more than the dataset's RPO objective, is not
+    /// streaming, or cannot be measured.
+    StandbyLagging,
+    /// A warm standby is streaming and within the RPO objective (again, or at first sight).
+    StandbyCaughtUp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

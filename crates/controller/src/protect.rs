@@ -1,17 +1,22 @@
 //! Data protection for the datasets a spec declares: which repository a dataset is backed up
 //! to (its service's active site) and replicated to (its `replicate_to`, else its service's
 //! standby sites), backing up by dataset type with hooks, replication, restore, verification
-//! by restore, retention, and the recovery point each site holds.
+//! by restore, retention, and the recovery point each site holds; for `strategy: standby`,
+//! seeding the warm standby's data directory at the standby site and measuring its lag.
 //!
 //! This is the glue between the spec and `resurgo-vault`; the vault knows nothing of specs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
+use resurgo_plan::{Role, RunConfig};
 use resurgo_provider::local::LocalProvider;
 use resurgo_provider::{read_secret, SiteHandle};
-use resurgo_spec::{Dataset, DatasetKind, PgMethod, RepositorySpec, SecretRef, System};
-use resurgo_vault::pg::{PgTarget, PhysicalRestore, RecoveryTarget};
+use resurgo_spec::{Dataset, DatasetKind, PgMethod, RepositorySpec, SecretRef, Strategy, System};
+use resurgo_vault::pg::{Lag, PgTarget, PhysicalRestore, RecoveryTarget};
+
+use crate::engine::{Engine, Preparer};
 use resurgo_vault::repo::{ForgetReport, ReplicateReport, Retention};
 use resurgo_vault::{BackupMeta, RepoConfig, Repository, S3Credentials, SnapshotInfo, VaultError};
 
@@ -543,6 +548,106 @@ impl<'a> Protector<'a> {
         Ok(out)
     }
 
+    /// The site that holds a warm standby of `dataset`: its service's first standby site, for
+    /// a `strategy: standby` dataset (where `desired_state` puts the standby instance).
+    pub fn standby_site(&self, dataset: &str) -> Result<Option<String>, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        if ds.strategy != Strategy::Standby || ds.kind != DatasetKind::Postgres {
+            return Ok(None);
+        }
+        let svc = self.system.services.get(&ds.service);
+        Ok(svc
+            .and_then(|s| s.standby.first())
+            .filter(|s| svc.is_some_and(|svc| svc.site != **s))
+            .cloned())
+    }
+
+    /// The standby server of `dataset` at `site`: the dataset's connection (whose host is the
+    /// active site's address) with `site`'s address as host.
+    pub fn standby_target(&self, dataset: &str, site: &str) -> Result<PgTarget, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        let address = self
+            .system
+            .sites
+            .get(site)
+            .ok_or_else(|| ProtectError::UnknownSite(site.to_string()))?
+            .address;
+        let mut target = self.pg_target(dataset, ds)?;
+        target.host = address.to_string();
+        Ok(target)
+    }
+
+    /// How far the standby of `dataset` at `site` is behind the active server.
+    pub fn standby_lag(&self, dataset: &str, site: &str) -> Result<Lag, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        let primary = self.pg_target(dataset, ds)?;
+        let standby = self.standby_target(dataset, site)?;
+        Ok(resurgo_vault::pg::standby_lag(&primary, &standby)?)
+    }
+
+    /// Makes sure the standby of `dataset` at `site` has a data directory: when
+    /// [`data_path`](Self::data_path) at `site` holds no `PG_VERSION`, builds it from the
+    /// active server (`pg_basebackup -R` on the slot [`standby_slot`]). Returns whether it
+    /// built one; does nothing when the directory is already seeded.
+    ///
+    /// Ownership: PostgreSQL refuses to run as root and wants its data directory to be its own,
+    /// so the new directory gets the owner of the dataset's data directory at the active site
+    /// (the same service runs as the same user at both sites); when that one cannot be read (it
+    /// is on another machine), the user resurgo runs as.
+    pub fn seed_standby(&self, dataset: &str, site: &str) -> Result<bool, ProtectError> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let ds = self.dataset(dataset)?;
+        let unsupported = |reason: String| ProtectError::Unsupported {
+            dataset: dataset.to_string(),
+            reason,
+        };
+        if ds.kind != DatasetKind::Postgres || ds.strategy != Strategy::Standby {
+            return Err(unsupported(
+                "only a PostgreSQL dataset with `strategy: standby` has a standby to seed".into(),
+            ));
+        }
+        if ds.path.is_none() {
+            return Err(unsupported(
+                "a standby needs the data directory: declare it as the dataset's `path`".into(),
+            ));
+        }
+        let pgdata = self.data_path(dataset, site)?;
+        if pgdata.join("PG_VERSION").exists() {
+            return Ok(false);
+        }
+        let home = self.home_site(dataset)?;
+        let primary = self.pg_target(dataset, ds)?;
+        let owner = self
+            .data_path(dataset, &home)
+            .ok()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.uid(), m.gid()));
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ProtectError::Vault(VaultError::Io { what, path, source })
+        };
+        let created = !pgdata.exists();
+        if created {
+            if let Some(parent) = pgdata.parent() {
+                std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&pgdata)
+                .map_err(io("cannot create", &pgdata))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&pgdata, Some(uid), Some(gid)).map_err(io("cannot give", &pgdata))?;
+            }
+        }
+        let built = resurgo_vault::pg::build_standby(&primary, &pgdata, &standby_slot(dataset, site));
+        if built.is_err() && created {
+            // Ours, made just now, and not a data directory: the next attempt starts clean.
+            let _ = std::fs::remove_dir_all(&pgdata);
+        }
+        built?;
+        Ok(true)
+    }
+
     /// Applies the dataset's retention at `site`.
     pub fn forget(&self, dataset: &str, site: &str, prune: bool) -> Result<ForgetReport, ProtectError> {
         let ds = self.dataset(dataset)?;
@@ -559,6 +664,46 @@ impl<'a> Protector<'a> {
         };
         Ok(self.open(site)?.forget(&keep, Some(dataset), prune)?)
     }
+}
+
+/// The physical replication slot the standby of `dataset` at `site` streams from:
+/// `resurgo_<dataset>_<site>`, lowercased, other characters than `[a-z0-9_]` as `_`, at most
+/// 63 bytes (PostgreSQL's limit).
+pub fn standby_slot(dataset: &str, site: &str) -> String {
+    let mut slot: String = format!("resurgo_{dataset}_{site}")
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    slot.truncate(63);
+    slot
+}
+
+/// The engine's [`Preparer`] for `system`: before a [`Role::Standby`] instance starts, seeds
+/// the data directory of each of its service's `strategy: standby` datasets at that site
+/// ([`Protector::seed_standby`]); for anything else, nothing.
+pub fn standby_preparer(engine: &Engine, system: &System) -> Preparer {
+    let system = system.clone();
+    let sites = engine.sites(&system);
+    let state_dir = engine.state_dir.clone();
+    Arc::new(move |site: &SiteHandle, config: &RunConfig| {
+        if config.role != Role::Standby {
+            return Ok(());
+        }
+        let protector = Protector::new(&system, sites.clone(), &state_dir);
+        for (name, ds) in &system.datasets {
+            if ds.service == config.service && ds.strategy == Strategy::Standby && ds.kind == DatasetKind::Postgres {
+                protector.seed_standby(name, &site.name).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// How often PostgreSQL must archive a segment while there are writes: half the RPO
@@ -646,5 +791,18 @@ fn kind_label(ds: &Dataset) -> &'static str {
             PgMethod::Physical => "pg-base",
             PgMethod::Logical => "pg-dump",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standby_slots_are_valid_slot_names() {
+        assert_eq!(standby_slot("orders", "b"), "resurgo_orders_b");
+        assert_eq!(standby_slot("Orders-EU", "dr.1"), "resurgo_orders_eu_dr_1");
+        let long = standby_slot(&"x".repeat(100), "b");
+        assert_eq!(long.len(), 63);
     }
 }

@@ -321,7 +321,7 @@ impl Controller {
                 }
                 if self.commit().as_deref() != Some(desired.source.label().as_str()) {
                     let msg = format!("desired state is now {}", desired.source.label());
-                    self.desired = Some(desired);
+                    self.adopt(desired);
                     self.emit(Event::new(EventKind::DesiredChanged, msg));
                 }
             }
@@ -349,6 +349,13 @@ impl Controller {
         }
     }
 
+    /// Takes `desired` as the desired state. The engine's preparer follows it, so standby
+    /// instances are seeded from the spec in force (it replaces any preparer given).
+    fn adopt(&mut self, desired: Desired) {
+        self.engine.preparer = Some(crate::protect::standby_preparer(&self.engine, &desired.loaded.system));
+        self.desired = Some(desired);
+    }
+
     /// Without a desired state yet, take the last-known-good copy.
     fn fall_back(&mut self) {
         if self.desired.is_some() {
@@ -356,7 +363,7 @@ impl Controller {
         }
         if let Some(desired) = self.lkg.load(&self.config.overrides) {
             let msg = format!("using last-known-good desired state {}", desired.source.label());
-            self.desired = Some(desired);
+            self.adopt(desired);
             self.emit(Event::new(EventKind::UsingLastKnownGood, msg));
         }
     }

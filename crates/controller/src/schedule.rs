@@ -3,6 +3,10 @@
 //! and RPO tracking — for every dataset at every site that holds it, the age of the newest
 //! point restorable *at that site*, with an event when it exceeds the dataset's RPO objective.
 //!
+//! Warm standbys (`strategy: standby`) are measured every [`LAG_EVERY`]: how far each is behind
+//! its primary, with an event when it starts lagging (behind by more than the RPO objective,
+//! or not streaming) and when it has caught up.
+//!
 //! Everything here is rebuilt from the repositories at start (invariant: no state the
 //! controller cannot rebuild). Work runs on background threads, one job per dataset at a time,
 //! so a slow backup never delays the reconcile loop.
@@ -20,6 +24,9 @@ use crate::protect::Protector;
 
 /// How often recovery points are re-read from the repositories.
 const REFRESH: Duration = Duration::from_secs(60);
+
+/// How often warm standbys are measured.
+pub const LAG_EVERY: Duration = Duration::from_secs(2);
 
 fn now_unix() -> i64 {
     SystemTime::now()
@@ -54,6 +61,18 @@ enum Outcome {
         site: String,
         result: Result<crate::protect::VerifyReport, String>,
     },
+    Lags(Vec<Measured>),
+}
+
+/// `(dataset, site, RPO objective, lag)` of one warm standby.
+type Measured = (String, String, Option<Duration>, Result<resurgo_vault::pg::Lag, String>);
+
+/// What is known of one warm standby.
+#[derive(Debug, Clone, Default)]
+struct StandbyState {
+    /// `None` until the first measurement.
+    lagging: Option<bool>,
+    last: Option<resurgo_vault::pg::Lag>,
 }
 
 /// The protection part of the controller's state.
@@ -61,6 +80,10 @@ pub struct Protection {
     datasets: HashMap<String, DatasetState>,
     refreshed: Option<Instant>,
     refreshing: bool,
+    /// (dataset, site) → the standby there.
+    standbys: HashMap<(String, String), StandbyState>,
+    lag_measured: Option<Instant>,
+    measuring: bool,
     tx: mpsc::Sender<Outcome>,
     rx: mpsc::Receiver<Outcome>,
 }
@@ -72,6 +95,9 @@ impl Default for Protection {
             datasets: HashMap::new(),
             refreshed: None,
             refreshing: false,
+            standbys: HashMap::new(),
+            lag_measured: None,
+            measuring: false,
             tx,
             rx,
         }
@@ -119,6 +145,8 @@ impl Protection {
                 let _ = tx.send(read_points(&system, &engine, &state_dir));
             });
         }
+        self.forget_standbys(system);
+        self.measure_standbys(system, engine, state_dir);
         // Until the first refresh is in, nothing is known: do not schedule blind.
         if self.refreshed.is_none() {
             return;
@@ -190,6 +218,52 @@ impl Protection {
                 replicas,
             });
         });
+    }
+
+    /// Every [`LAG_EVERY`], measures every warm standby on a background thread (one
+    /// measurement round at a time).
+    fn measure_standbys(&mut self, system: &System, engine: &Engine, state_dir: &std::path::Path) {
+        if self.measuring || self.lag_measured.is_some_and(|t| t.elapsed() < LAG_EVERY) {
+            return;
+        }
+        let protector = Protector::new(system, engine.sites(system), state_dir);
+        let pairs: Vec<(String, String, Option<Duration>)> = system
+            .datasets
+            .iter()
+            .filter_map(|(d, ds)| {
+                let site = protector.standby_site(d).ok()??;
+                Some((d.clone(), site, ds.rpo.or(system.objectives.rpo).map(|r| r.0)))
+            })
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        self.measuring = true;
+        self.lag_measured = Some(Instant::now());
+        let (system, engine, state_dir, tx) =
+            (system.clone(), engine.clone(), state_dir.to_path_buf(), self.tx.clone());
+        std::thread::spawn(move || {
+            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let lags = pairs
+                .into_iter()
+                .map(|(dataset, site, rpo)| {
+                    let lag = protector.standby_lag(&dataset, &site).map_err(|e| e.to_string());
+                    (dataset, site, rpo, lag)
+                })
+                .collect();
+            let _ = tx.send(Outcome::Lags(lags));
+        });
+    }
+
+    /// The newest lag measured of each warm standby, as `(dataset, site, lag)`.
+    pub fn standby_lags(&self) -> Vec<(String, String, resurgo_vault::pg::Lag)> {
+        let mut out: Vec<_> = self
+            .standbys
+            .iter()
+            .filter_map(|((d, s), st)| Some((d.clone(), s.clone(), st.last?)))
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
     }
 
     fn spawn_verify(&self, dataset: &str, system: &System, engine: &Engine, state_dir: &std::path::Path) {
@@ -286,6 +360,24 @@ impl Protection {
                     }
                 }
             }
+            Outcome::Lags(lags) => {
+                self.measuring = false;
+                self.lag_measured = Some(Instant::now());
+                for (dataset, site, rpo, lag) in lags {
+                    let state = self.standbys.entry((dataset.clone(), site.clone())).or_default();
+                    let (lagging, message) = judge_lag(&lag, rpo);
+                    state.last = lag.ok();
+                    if state.lagging != Some(lagging) {
+                        state.lagging = Some(lagging);
+                        let kind = if lagging {
+                            EventKind::StandbyLagging
+                        } else {
+                            EventKind::StandbyCaughtUp
+                        };
+                        emit(Event::new(kind, message).site(&site).dataset(&dataset));
+                    }
+                }
+            }
             Outcome::Verify { dataset, site, result } => {
                 if let Some(state) = self.datasets.get_mut(&dataset) {
                     state.busy = false;
@@ -303,6 +395,20 @@ impl Protection {
                 }
             }
         }
+    }
+
+    /// Forgets standbys the spec no longer declares (so they are judged afresh if they return).
+    fn forget_standbys(&mut self, system: &System) {
+        self.standbys.retain(|(dataset, site), _| {
+            system.datasets.get(dataset).is_some_and(|ds| {
+                ds.strategy == resurgo_spec::Strategy::Standby
+                    && system
+                        .services
+                        .get(&ds.service)
+                        .and_then(|s| s.standby.first())
+                        .is_some_and(|s| s == site)
+            })
+        });
     }
 
     /// Emits an event when a dataset's newest point at a site ages past its RPO objective, and
@@ -351,5 +457,53 @@ impl Protection {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// Whether a standby is lagging — it cannot be measured, is not streaming, or is behind by
+/// more than the RPO objective — and why, in words.
+fn judge_lag(lag: &Result<resurgo_vault::pg::Lag, String>, rpo: Option<Duration>) -> (bool, String) {
+    let lag = match lag {
+        Ok(lag) => lag,
+        Err(e) => return (true, format!("cannot measure the standby: {e}")),
+    };
+    let seconds = lag.seconds.map_or_else(|| "unknown".to_string(), |s| format!("{s:.3}"));
+    let figures = format!("{} bytes, {seconds} s behind", lag.bytes);
+    let objective = rpo.map(|r| format!(", objective {}", resurgo_spec::Duration(r)));
+    if !lag.streaming {
+        return (true, format!("not streaming from the primary ({figures})"));
+    }
+    match (lag.seconds, rpo) {
+        (Some(s), Some(r)) if s > r.as_secs_f64() => (true, format!("{figures}{}", objective.unwrap_or_default())),
+        _ => (false, format!("streaming, {figures}{}", objective.unwrap_or_default())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resurgo_vault::pg::Lag;
+
+    #[test]
+    fn a_standby_lags_when_behind_the_objective_not_streaming_or_unmeasured() {
+        let rpo = Some(Duration::from_secs(1));
+        let lag = |seconds: Option<f64>, streaming: bool| {
+            Ok(Lag {
+                bytes: 100,
+                seconds,
+                streaming,
+            })
+        };
+        assert!(!judge_lag(&lag(Some(0.2), true), rpo).0);
+        assert!(judge_lag(&lag(Some(1.5), true), rpo).0);
+        assert!(
+            !judge_lag(&lag(Some(100.0), true), None).0,
+            "no objective: only streaming counts"
+        );
+        assert!(!judge_lag(&lag(None, true), rpo).0, "not known yet is not lagging");
+        let (lagging, why) = judge_lag(&lag(Some(0.0), false), rpo);
+        assert!(lagging && why.contains("not streaming"), "{why}");
+        let (lagging, why) = judge_lag(&Err("connection refused".into()), rpo);
+        assert!(lagging && why.contains("connection refused"), "{why}");
     }
 }

@@ -1,7 +1,7 @@
 //! The desired state: for each site, the exact configuration each service must run with.
 
 use indexmap::IndexMap;
-use resurgo_spec::{EnvValue, HealthCheck, System};
+use resurgo_spec::{EnvValue, HealthCheck, Strategy, System};
 use serde::{Deserialize, Serialize};
 
 /// Everything needed to run one service at one site, and nothing that is secret: secret
@@ -23,6 +23,28 @@ pub struct RunConfig {
     /// Milliseconds between SIGTERM and SIGKILL on a graceful stop.
     pub stop_timeout_ms: u64,
     pub depends_on: Vec<String>,
+    /// `active` (the service itself) or `standby` (a warm replica of it at a standby site, for
+    /// a service that owns a `strategy: standby` dataset). Left out of the JSON when `active`,
+    /// so configs recorded before the field existed keep their hash.
+    #[serde(default, skip_serializing_if = "Role::is_active")]
+    pub role: Role,
+}
+
+/// Which instance of a service a [`RunConfig`] runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The instance that serves, at the service's `site`.
+    #[default]
+    Active,
+    /// A warm replica at the service's first standby site, fed by the active instance.
+    Standby,
+}
+
+impl Role {
+    pub fn is_active(&self) -> bool {
+        *self == Role::Active
+    }
 }
 
 impl RunConfig {
@@ -38,9 +60,11 @@ impl RunConfig {
         let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
             return Vec::new();
         };
-        a.iter()
-            .filter(|(k, v)| b.get(*k) != Some(v))
-            .map(|(k, _)| k.clone())
+        // Fields left out when at their default (`role`) count on either side.
+        a.keys()
+            .chain(b.keys().filter(|k| !a.contains_key(*k)))
+            .filter(|k| a.get(*k) != b.get(*k))
+            .cloned()
             .collect()
     }
 }
@@ -48,7 +72,9 @@ impl RunConfig {
 /// Default grace period between SIGTERM and SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 
-/// Site → service → config, for every service at its active site, in spec order.
+/// Site → service → config, for every service at its active site, in spec order; and, for
+/// every service that owns a `strategy: standby` dataset, a [`Role::Standby`] instance at its
+/// first standby site (the same config with that site's name and address).
 pub fn desired_state(system: &System) -> IndexMap<String, IndexMap<String, RunConfig>> {
     let mut out: IndexMap<String, IndexMap<String, RunConfig>> =
         system.sites.keys().map(|s| (s.clone(), IndexMap::new())).collect();
@@ -70,7 +96,28 @@ pub fn desired_state(system: &System) -> IndexMap<String, IndexMap<String, RunCo
                 .stop_timeout
                 .map_or(DEFAULT_STOP_TIMEOUT_MS, |d| d.0.as_millis() as u64),
             depends_on: svc.depends_on.clone(),
+            role: Role::Active,
         };
+        let warm = system
+            .datasets
+            .values()
+            .any(|d| d.service == *name && d.strategy == Strategy::Standby);
+        let standby = svc
+            .standby
+            .first()
+            .filter(|s| warm && **s != svc.site)
+            .and_then(|s| system.sites.get_key_value(s));
+        if let Some((standby_name, standby_site)) = standby {
+            let replica = RunConfig {
+                site: standby_name.clone(),
+                address: standby_site.address,
+                role: Role::Standby,
+                ..config.clone()
+            };
+            out.entry(standby_name.clone())
+                .or_default()
+                .insert(name.clone(), replica);
+        }
         out.entry(svc.site.clone()).or_default().insert(name.clone(), config);
     }
     out

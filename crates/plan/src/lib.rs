@@ -7,7 +7,7 @@ pub mod desired;
 pub mod observed;
 pub mod plan;
 
-pub use desired::{desired_state, RunConfig};
+pub use desired::{desired_state, Role, RunConfig};
 pub use observed::{observed_hash, Health, ObservedService, ObservedSite, ProcessState, SiteState};
 pub use plan::{
     make_plan, Action, Change, Plan, PlanError, PlanOptions, SitePlan, SourceId, Summary, PLAN_FORMAT_VERSION,

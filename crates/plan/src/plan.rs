@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::desired::RunConfig;
+use crate::desired::{Role, RunConfig};
 use crate::observed::{observed_hash, ObservedSite, ProcessState, SiteState};
 
 /// Version of the plan's JSON format. Bump on any incompatible change.
@@ -132,7 +132,8 @@ pub enum PlanError {
     TooManyDeletes { count: usize, cap: usize, names: String },
 }
 
-/// Dependency depth of every service (`depends_on` is validated acyclic by the spec).
+/// Dependency depth of every service (`depends_on` is validated acyclic by the spec). A
+/// standby instance comes one wave after its active one (see [`wave_of`]).
 fn waves(desired: &IndexMap<String, IndexMap<String, RunConfig>>) -> HashMap<String, usize> {
     let deps: HashMap<&str, &[String]> = desired
         .values()
@@ -168,6 +169,16 @@ fn waves(desired: &IndexMap<String, IndexMap<String, RunConfig>>) -> HashMap<Str
         depth(s, &deps, &mut memo, 0);
     }
     memo
+}
+
+/// The wave of one instance: its service's depth, plus one for a standby instance, which
+/// starts only once its active instance is healthy.
+fn wave_of(waves: &HashMap<String, usize>, config: &RunConfig) -> usize {
+    let depth = waves.get(&config.service).copied().unwrap_or(0);
+    match config.role {
+        Role::Active => depth,
+        Role::Standby => depth + 1,
+    }
 }
 
 /// Builds the plan that turns `observed` into `desired`.
@@ -207,7 +218,7 @@ pub fn make_plan(
         };
         let mut changes = Vec::new();
         for (name, config) in want {
-            let wave = waves.get(name).copied().unwrap_or(0);
+            let wave = wave_of(&waves, config);
             let change = match services.iter().find(|s| &s.service == name) {
                 None => Change {
                     service: name.clone(),
@@ -328,6 +339,7 @@ mod tests {
             health: None,
             stop_timeout_ms: 1000,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            role: Role::Active,
         }
     }
 
@@ -495,5 +507,96 @@ mod tests {
             since: "t".into(),
         };
         assert_ne!(base, observed_hash(&[observed("a", vec![one])]));
+    }
+
+    const WARM: &str = r#"apiVersion: resurgo.dev/v1alpha1
+system: shop
+sites:
+  a: { provider: local, address: 127.0.1.1, capacity: { cpu: 4, memory: 4Gi }, repository: { url: /r/a, password: { env: P } } }
+  b: { provider: local, address: 127.0.2.1, capacity: { cpu: 4, memory: 4Gi }, repository: { url: /r/b, password: { env: P } } }
+  c: { provider: local, address: 127.0.3.1, capacity: { cpu: 4, memory: 4Gi } }
+services:
+  db: { command: postgres, ports: [5432], site: a, standby: [b, c] }
+  web: { command: web, ports: [8080], depends_on: [db], site: a, standby: [b] }
+datasets:
+  orders: { service: db, type: postgres, connection: host=127.0.1.1, strategy: standby }
+"#;
+
+    fn warm_desired(text: &str) -> IndexMap<String, IndexMap<String, RunConfig>> {
+        let files = vec![resurgo_spec::SourceFile {
+            name: "spec.yaml".into(),
+            text: text.into(),
+        }];
+        let loaded = match resurgo_spec::load(files, &[]) {
+            Ok(l) => l,
+            Err(e) => panic!("{e}"),
+        };
+        crate::desired_state(&loaded.system)
+    }
+
+    #[test]
+    fn a_standby_dataset_wants_a_standby_instance_at_the_first_standby_site() {
+        let want = warm_desired(WARM);
+        let active = &want["a"]["db"];
+        let standby = &want["b"]["db"];
+        assert_eq!(active.role, Role::Active);
+        assert_eq!(standby.role, Role::Standby);
+        assert_eq!(standby.site, "b");
+        assert_eq!(standby.address.to_string(), "127.0.2.1");
+        assert_eq!((&standby.command, &standby.ports), (&active.command, &active.ports));
+        assert_ne!(active.hash(), standby.hash());
+        assert_eq!(active.diff(standby), ["site", "address", "role"]);
+        assert!(!want["c"].contains_key("db"), "only the first standby site holds one");
+        assert!(
+            !want["b"].contains_key("web"),
+            "a service without a standby dataset has none"
+        );
+        // Without a standby dataset, nothing at b.
+        let cold = warm_desired(&WARM.replace(", strategy: standby", ""));
+        assert!(cold["b"].is_empty());
+    }
+
+    #[test]
+    fn the_active_config_keeps_its_hash_and_json() {
+        let want = warm_desired(WARM);
+        let json = serde_json::to_value(&want["a"]["db"]).unwrap();
+        assert!(json.get("role").is_none(), "active is the default and left out: {json}");
+        let standby = serde_json::to_value(&want["b"]["db"]).unwrap();
+        assert_eq!(standby["role"], "standby");
+        let back: RunConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.role, Role::Active);
+    }
+
+    #[test]
+    fn the_standby_instance_comes_after_its_active_one() {
+        let want = warm_desired(WARM);
+        let plan = make_plan(
+            "s",
+            source(),
+            &want,
+            &[observed("a", vec![]), observed("b", vec![]), observed("c", vec![])],
+            PlanOptions::default(),
+        )
+        .unwrap();
+        let waves: Vec<(&str, &str, usize)> = plan
+            .sites
+            .iter()
+            .flat_map(|s| {
+                s.changes
+                    .iter()
+                    .map(move |c| (s.site.as_str(), c.service.as_str(), c.wave))
+            })
+            .collect();
+        assert_eq!(waves, [("a", "db", 0), ("a", "web", 1), ("b", "db", 1)]);
+        assert_eq!(plan.summary.create, 3);
+        // Running as desired: nothing to do at b either.
+        let seen = [
+            observed("a", want["a"].values().map(running).collect()),
+            observed("b", want["b"].values().map(running).collect()),
+            observed("c", vec![]),
+        ];
+        let plan = make_plan("s", source(), &want, &seen, PlanOptions::default()).unwrap();
+        assert_eq!(plan.summary.changes(), 0);
+        assert_eq!(plan.summary.unchanged, 3);
     }
 }

@@ -741,6 +741,7 @@ mod tests {
             health: None,
             stop_timeout_ms: 5_000,
             depends_on: Vec::new(),
+            role: Default::default(),
         }
     }
 

@@ -261,7 +261,10 @@ pub struct Dataset {
     /// What kind of data it is.
     #[serde(rename = "type")]
     pub kind: DatasetKind,
-    /// Directory or SQLite file, relative to the service's working directory or absolute.
+    /// Directory or SQLite file, relative to the service's working directory or absolute. For
+    /// PostgreSQL, the data directory (`PGDATA`) the service runs on: with `strategy: standby`,
+    /// resurgo seeds it at the standby site (`pg_basebackup` from the active one) before it
+    /// starts the standby instance there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// PostgreSQL connection (`host=… port=… user=… dbname=…`); the password is a secret.

@@ -489,6 +489,17 @@ fn check_datasets(c: &mut Checker) {
                 format!("dataset `{name}`: strategy `standby` needs a PostgreSQL dataset; use `backup`"),
             );
         }
+        if ds.strategy == Strategy::Standby && svc.standby.is_empty() {
+            c.err(
+                "datasets",
+                name,
+                &[key("strategy")],
+                format!(
+                    "dataset `{name}`: strategy `standby` keeps a replica at a standby site, but service `{}` lists no `standby` sites",
+                    ds.service
+                ),
+            );
+        }
         if system.sites.get(&svc.site).is_some_and(|s| s.repository.is_none()) {
             c.err(
                 "datasets",

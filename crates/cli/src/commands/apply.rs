@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (plan, desired)
         }
     };
-    let engine = args.spec.engine()?;
+    let engine = args.spec.engine_for(&desired)?;
     let sites = engine.sites(&desired.loaded.system);
     if let Some(path) = &args.plan {
         if observed_hash(&engine.observe(&sites)) != plan.observed_hash {

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use resurgo_controller::engine::{index_observed, read_applied};
-use resurgo_plan::{make_plan, Action, Health, PlanOptions, ProcessState, SiteState};
+use resurgo_plan::{make_plan, Action, Health, PlanOptions, ProcessState, Role, SiteState};
 use serde::Serialize;
 
 use crate::common::{load_or_report, SpecArgs};
@@ -40,6 +40,28 @@ pub struct DatasetStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo: Option<String>,
     pub points: Vec<RecoveryPoint>,
+    /// `strategy: standby`: the warm standby at each site that keeps one, and its lag.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub standby: Vec<StandbyLag>,
+}
+
+/// How far a warm standby is behind its primary, measured now.
+#[derive(Debug, Serialize)]
+pub struct StandbyLag {
+    pub site: String,
+    /// WAL written at the primary and not yet replayed at the standby.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
+    /// Time the standby's replay is behind (0 when caught up); absent while unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Whether it receives WAL from the primary right now.
+    pub streaming: bool,
+    /// Whether the lag is within the RPO objective (absent without one or without a figure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_rpo: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +95,9 @@ pub struct SiteStatus {
 #[derive(Debug, Serialize)]
 pub struct ServiceStatus {
     pub service: String,
+    /// `standby` for the warm standby instance of a service; absent for the active one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// `running`, `exited`, `stopped`, `absent` or `unknown`.
     pub process: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,8 +161,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Action::Unchanged => "in-sync".to_string(),
                 ref a => serde_json::to_value(a)?.as_str().unwrap_or("").to_string(),
             };
+            let role = match (&change.config, obs) {
+                (Some(c), _) => c.role,
+                (None, Some(o)) => o.config.role,
+                (None, None) => Role::Active,
+            };
             services.push(ServiceStatus {
                 service: change.service.clone(),
+                role: (role == Role::Standby).then(|| "standby".to_string()),
                 process: process.into(),
                 pid,
                 health: health.into(),
@@ -152,6 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if svc.site == handle.name {
                     services.push(ServiceStatus {
                         service: name.clone(),
+                        role: None,
                         process: "unknown".into(),
                         pid: None,
                         health: "unknown".into(),
@@ -243,11 +275,36 @@ fn dataset_status(
                 },
             })
             .collect();
+        let standby = protector
+            .standby_site(&name)
+            .ok()
+            .flatten()
+            .map(|site| match protector.standby_lag(&name, &site) {
+                Ok(lag) => StandbyLag {
+                    site,
+                    lag_bytes: Some(lag.bytes),
+                    lag_seconds: lag.seconds,
+                    streaming: lag.streaming,
+                    within_rpo: rpo.zip(lag.seconds).map(|(r, s)| s <= r.0.as_secs_f64()),
+                    error: None,
+                },
+                Err(e) => StandbyLag {
+                    site,
+                    lag_bytes: None,
+                    lag_seconds: None,
+                    streaming: false,
+                    within_rpo: None,
+                    error: Some(e.to_string()),
+                },
+            })
+            .into_iter()
+            .collect();
         out.push(DatasetStatus {
             dataset: name,
             home,
             rpo: rpo.map(|r| r.to_string()),
             points,
+            standby,
         });
     }
     out
@@ -301,10 +358,14 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
             } else {
                 String::new()
             };
+            let name = match &s.role {
+                Some(role) => format!("{} ({role})", s.service),
+                None => s.service.clone(),
+            };
             let _ = writeln!(
                 out,
                 "  {:<20} {}{pid}, {health}{probe}, {drift}{restarts}",
-                s.service, s.process
+                name, s.process
             );
         }
     }
@@ -329,6 +390,25 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
                 _ => paint.yellow("no snapshot yet"),
             };
             let _ = writeln!(out, "  at {:<17} {line}", p.site);
+        }
+        for l in &d.standby {
+            let line = match (&l.error, l.lag_bytes) {
+                (Some(e), _) => paint.red(&format!("unknown — {e}")),
+                (None, bytes) => {
+                    let seconds = l.lag_seconds.map_or_else(|| "?".to_string(), |s| format!("{s:.3}"));
+                    let text = format!(
+                        "{} bytes, {seconds} s behind, {}",
+                        bytes.unwrap_or(0),
+                        if l.streaming { "streaming" } else { "not streaming" }
+                    );
+                    if !l.streaming || l.within_rpo == Some(false) {
+                        paint.red(&format!("{text} — lagging"))
+                    } else {
+                        paint.green(&text)
+                    }
+                }
+            };
+            let _ = writeln!(out, "  standby at {:<9} {line}", l.site);
         }
     }
     out

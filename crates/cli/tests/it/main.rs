@@ -7,6 +7,7 @@ mod cli;
 mod controller;
 mod demo;
 mod pg;
+mod pg_standby;
 mod protect;
 mod tidy;
 mod util;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::util::{alive, poll, Env, Out, BIN};
 
 /// The user PostgreSQL runs as (it refuses root): `nobody` when the tests run as root.
-fn pg_user() -> Option<(u32, u32)> {
+pub(crate) fn pg_user() -> Option<(u32, u32)> {
     if nix::unistd::geteuid().is_root() {
         let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
         let f: Vec<&str> = passwd
@@ -33,7 +33,7 @@ fn pg_user() -> Option<(u32, u32)> {
 }
 
 /// The words that run a program as [`pg_user`]: `setpriv …` as root, nothing otherwise.
-fn as_pg_user() -> Vec<String> {
+pub(crate) fn as_pg_user() -> Vec<String> {
     let Some((uid, gid)) = pg_user() else {
         return Vec::new();
     };
@@ -50,14 +50,14 @@ fn as_pg_user() -> Vec<String> {
     ]
 }
 
-fn command(words: &[String]) -> Command {
+pub(crate) fn command(words: &[String]) -> Command {
     let mut cmd = Command::new(&words[0]);
     cmd.args(&words[1..]).stdin(Stdio::null());
     cmd
 }
 
 /// Gives `path` to [`pg_user`].
-fn give(path: &Path) {
+pub(crate) fn give(path: &Path) {
     if let Some((uid, gid)) = pg_user() {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     }
@@ -65,7 +65,7 @@ fn give(path: &Path) {
 
 /// One of PostgreSQL's programs, found as the vault finds them: `pg_config --bindir`, else
 /// the newest /usr/lib/postgresql/*/bin.
-fn pg_bin(name: &str) -> PathBuf {
+pub(crate) fn pg_bin(name: &str) -> PathBuf {
     let from_pg_config = Command::new("pg_config")
         .arg("--bindir")
         .output()
@@ -90,7 +90,7 @@ fn pg_bin(name: &str) -> PathBuf {
 }
 
 /// A free port on `addr`.
-fn free_port(addr: &str) -> u16 {
+pub(crate) fn free_port(addr: &str) -> u16 {
     std::net::TcpListener::bind((addr, 0))
         .unwrap()
         .local_addr()
@@ -99,7 +99,7 @@ fn free_port(addr: &str) -> u16 {
 }
 
 /// One statement through `psql` (autocommit): its rows, `|`-separated.
-fn psql(addr: &str, port: u16, sql: &str) -> Result<String, String> {
+pub(crate) fn psql(addr: &str, port: u16, sql: &str) -> Result<String, String> {
     let out = Command::new(pg_bin("psql"))
         .args([
             "-X",
@@ -246,7 +246,7 @@ impl Drop for Server {
 
 /// `pg_ctl stop -m immediate`: SIGQUIT to the postmaster, which ends its children and exits
 /// at once (nothing more is written or archived); SIGKILL to its process group if it lingers.
-fn stop_immediately(pid: u32) {
+pub(crate) fn stop_immediately(pid: u32) {
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGQUIT);
     if poll(Duration::from_secs(20), || (!alive(pid)).then_some(())).is_none() {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);

@@ -265,3 +265,12 @@ fn dataset_protection_rules() {
     );
     assert_snapshot!(err(&text));
 }
+
+#[test]
+fn standby_dataset_without_a_standby_site() {
+    let text = format!(
+        "{}datasets:\n  orders:\n    service: db\n    type: postgres\n    connection: host=127.0.1.1\n    strategy: standby\n",
+        base_with("    site: a\n    standby: [b]\n  web", "    site: a\n  web")
+    );
+    assert_snapshot!(err(&text));
+}

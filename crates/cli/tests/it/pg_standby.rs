@@ -1,0 +1,321 @@
+//! A PostgreSQL warm standby through the `resurgo` binary (design §6.2, `strategy: standby`):
+//! PostgreSQL is a resurgo service at site a, run as `nobody` through `setpriv`, on a data
+//! directory relative to its service folder and listening on `$RESURGO_ADDRESS`. `resurgo
+//! apply` starts it at a, then seeds its standby instance at b (`pg_basebackup -R` on a slot)
+//! and starts that, which follows a by streaming. Rows written at a arrive at b; `resurgo
+//! status` shows the standby's lag; the controller sees no drift and a caught-up standby.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::pg::{as_pg_user, command, free_port, give, pg_bin, psql, stop_immediately};
+use crate::util::{alive, find_service, poll, Env, Out, BIN};
+
+/// `resurgo ARGS --state … --spec …` in the test's folder with umask 0, so the folders it
+/// creates (the standby's service folder at b) are usable by PostgreSQL's user.
+fn resurgo(env: &Env, args: &[&str]) -> Out {
+    let out = Command::new("sh")
+        .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
+        .current_dir(env.path())
+        .args(args)
+        .arg("--state")
+        .arg(env.state())
+        .arg("--spec")
+        .arg(env.spec_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run resurgo");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The end of a site's PostgreSQL log (the service's stderr), for failure messages.
+fn service_log(env: &Env, site: &str) -> String {
+    let path = env.state().join(format!("sites/{site}/services/db/logs/stderr.log"));
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    format!(
+        "--- site {site}'s PostgreSQL ---\n{}",
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    )
+}
+
+fn logs(env: &Env) -> String {
+    format!("{}\n{}", service_log(env, "a"), service_log(env, "b"))
+}
+
+/// Both PostgreSQL servers (resurgo services), shut down immediately when dropped — also on
+/// a panic — before `Env` kills whatever is left.
+struct Servers(Vec<u32>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            if alive(*pid) {
+                stop_immediately(*pid);
+            }
+        }
+    }
+}
+
+/// Creates `path` as an empty data directory of PostgreSQL's user, its parents below `root`
+/// traversable by all.
+fn pgdata_at(root: &Path, path: &Path) -> PathBuf {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    for dir in path.ancestors().skip(1) {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if dir == root {
+            break;
+        }
+    }
+    std::fs::create_dir(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    give(path);
+    path.to_path_buf()
+}
+
+#[test]
+fn pg_standby_is_seeded_streams_and_reports_its_lag() {
+    let mut env = Env::new(132);
+    let root = env.path().to_path_buf();
+    let (addr_a, addr_b) = (env.addr(1), env.addr(2));
+    let port = free_port(&addr_a);
+
+    // Site a's cluster, in the service's own folder (the dataset's `path` is relative to it).
+    let pgdata = pgdata_at(&root, &env.state().join("sites/a/services/db/data"));
+    let mut initdb = as_pg_user();
+    initdb.push(pg_bin("initdb").display().to_string());
+    let out = command(&initdb)
+        .arg("-D")
+        .arg(&pgdata)
+        .args(["-U", "nobody", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+        .current_dir(&root)
+        .output()
+        .expect("run initdb");
+    assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+    let append = |file: &str, text: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pgdata.join(file))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    // listen_addresses is not here: the same command runs at both sites and takes the site's
+    // address from the environment.
+    append(
+        "postgresql.conf",
+        "\nunix_socket_directories = ''\nwal_level = replica\nmax_wal_senders = 10\n\
+         max_replication_slots = 10\nhot_standby = on\nshared_buffers = 32MB\nmax_connections = 30\n\
+         log_line_prefix = '%m [%p] '\n",
+    );
+    // Replication from site b (the seeding runs from resurgo, streaming from b's server; on
+    // loopback either may come from any 127/8 address).
+    append(
+        "pg_hba.conf",
+        &format!(
+            "host all all 127.0.0.0/8 trust\nhost replication all {addr_b}/32 trust\nhost replication all 127.0.0.0/8 trust\n"
+        ),
+    );
+
+    let backups = root.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let password = backups.join("password");
+    std::fs::write(&password, "pg standby").unwrap();
+    let repo = |site: &str| {
+        format!(
+            "    repository: {{ url: {}, password: {{ file: {} }} }}\n",
+            backups.join(site).display(),
+            password.display()
+        )
+    };
+    let mut postgres = as_pg_user();
+    postgres.extend([
+        pg_bin("postgres").display().to_string(),
+        "-D".into(),
+        "data".into(),
+        "-p".into(),
+        port.to_string(),
+    ]);
+    let script = format!("exec {} -c listen_addresses=$RESURGO_ADDRESS", postgres.join(" "));
+    env.write_spec(&format!(
+        "apiVersion: resurgo.dev/v1alpha1\nsystem: pgstandby\nsites:\n  a:\n    provider: local\n    address: {addr_a}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}  b:\n    provider: local\n    address: {addr_b}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}\
+         services:\n  db:\n    command: sh\n    args: [\"-c\", \"{script}\"]\n    ports: [{port}]\n    health:\n      tcp: {{ port: {port} }}\n      interval: 200ms\n      start_timeout: 120s\n    site: a\n    standby: [b]\n    stop_timeout: 5s\n\
+         datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n    connection: \"host={addr_a} port={port} user=nobody dbname=postgres\"\n    strategy: standby\n    rpo: 2s\n",
+        repo("a"),
+        repo("b"),
+    ));
+
+    let init = resurgo(&env, &["repo", "init"]);
+    assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
+    let plan = resurgo(&env, &["plan"]);
+    assert!(
+        plan.stdout.contains("create   db (standby)"),
+        "the plan names the standby instance:\n{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+    let started = Instant::now();
+    let apply = resurgo(&env, &["apply"]);
+    let mut servers = Servers(Vec::new());
+    let healthy_pid = |site: &str| {
+        let status: Value = serde_json::from_str(&resurgo(&env, &["status", "--json"]).stdout).ok()?;
+        let db = find_service(&status, site, "db")?;
+        db["pid"]
+            .as_u64()
+            .map(|p| p as u32)
+            .filter(|_| db["health"] == "healthy")
+    };
+    for site in ["a", "b"] {
+        if let Some(pid) = healthy_pid(site) {
+            servers.0.push(pid);
+        }
+    }
+    assert_eq!(
+        apply.code,
+        0,
+        "apply:\n{}{}\n{}",
+        apply.stdout,
+        apply.stderr,
+        logs(&env)
+    );
+    eprintln!(
+        "apply (primary, then standby seeded and started): {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        servers.0.len(),
+        2,
+        "both instances healthy after apply:\n{}",
+        logs(&env)
+    );
+    let seeded = env.state().join("sites/b/services/db/data");
+    assert!(
+        seeded.join("standby.signal").exists(),
+        "b's data directory is a standby"
+    );
+    assert!(seeded.join("PG_VERSION").exists());
+
+    let at = |addr: &str, q: &str| psql(addr, port, q);
+    let sql_a = |q: &str| at(&addr_a, q).unwrap_or_else(|e| panic!("{q}: {e}\n{}", logs(&env)));
+    let ready = poll(Duration::from_secs(60), || {
+        at(&addr_b, "SELECT pg_is_in_recovery()").ok()
+    });
+    assert_eq!(
+        ready.as_deref(),
+        Some("t"),
+        "b's server is in recovery:\n{}",
+        logs(&env)
+    );
+    assert_eq!(sql_a("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        sql_a("SELECT slot_name, active FROM pg_replication_slots"),
+        "resurgo_orders_b|t",
+        "b streams on its slot"
+    );
+
+    // Rows written at a arrive at b.
+    sql_a("CREATE TABLE orders (id bigint PRIMARY KEY, note text NOT NULL)");
+    for id in 1..=20 {
+        sql_a(&format!("INSERT INTO orders VALUES ({id}, 'order {id}')"));
+    }
+    let written = Instant::now();
+    let arrived = poll(Duration::from_secs(30), || {
+        (at(&addr_b, "SELECT count(*) FROM orders").ok()? == "20").then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "rows did not arrive at b within 30 s:\n{}",
+        logs(&env)
+    );
+    eprintln!(
+        "20 rows written at a visible at b after {:.3} s",
+        written.elapsed().as_secs_f64()
+    );
+
+    // Status reports the standby's lag at b.
+    let status = resurgo(&env, &["status", "--json"]);
+    assert_eq!(status.code, 0, "in sync:\n{}{}", status.stdout, status.stderr);
+    let status = status.json();
+    let b = find_service(&status, "b", "db").expect("db at b");
+    assert_eq!(b["role"], "standby", "{b}");
+    assert!(find_service(&status, "a", "db").unwrap().get("role").is_none());
+    let orders = status["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dataset"] == "orders")
+        .expect("orders in status");
+    let lag = &orders["standby"][0];
+    assert_eq!(lag["site"], "b", "{orders}");
+    assert_eq!(lag["streaming"], true, "{orders}");
+    let (bytes, seconds) = (lag["lag_bytes"].as_u64(), lag["lag_seconds"].as_f64());
+    assert!(
+        bytes.is_some() && seconds.is_some(),
+        "lag in bytes and seconds: {orders}"
+    );
+    eprintln!(
+        "status: standby at b {} bytes, {:.3} s behind",
+        bytes.unwrap(),
+        seconds.unwrap()
+    );
+    let human = resurgo(&env, &["status"]);
+    for line in human
+        .stdout
+        .lines()
+        .filter(|l| l.contains("standby at") || l.contains("(standby)"))
+    {
+        eprintln!("status: {}", line.trim());
+    }
+    assert!(
+        human.stdout.contains("standby at b") && human.stdout.contains("streaming"),
+        "{}",
+        human.stdout
+    );
+
+    // The controller: no drift, and the standby is judged caught up.
+    env.start_controller(&[]);
+    let caught_up = env.wait_event("StandbyCaughtUp", Duration::from_secs(30), |e| {
+        e["kind"] == "standby_caught_up" && e["dataset"] == "orders" && e["site"] == "b"
+    });
+    eprintln!("controller: standby_caught_up: {}", caught_up["message"]);
+    // A light load while the controller measures (every 2 s): each row is awaited at b.
+    let load = Instant::now();
+    let mut id = 100;
+    let mut worst = Duration::ZERO;
+    while load.elapsed() < Duration::from_secs(5) {
+        id += 1;
+        psql(&addr_a, port, &format!("INSERT INTO orders VALUES ({id}, 'light')")).unwrap();
+        let t = Instant::now();
+        let seen = poll(Duration::from_secs(10), || {
+            (psql(&addr_b, port, &format!("SELECT count(*) FROM orders WHERE id = {id}")).ok()? == "1").then_some(())
+        });
+        assert!(seen.is_some(), "row {id} did not reach b within 10 s");
+        worst = worst.max(t.elapsed());
+    }
+    eprintln!(
+        "light load: {} rows, each visible at b within {:.3} s (worst)",
+        id - 100,
+        worst.as_secs_f64()
+    );
+    let status = env.stop_controller();
+    assert!(status.success(), "controller exit: {status}");
+    let events = env.events();
+    let bad: Vec<&Value> = events
+        .iter()
+        .filter(|e| ["drift_seen", "standby_lagging", "apply_failed"].contains(&e["kind"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "no drift, no lagging standby: {bad:?}\n{}",
+        env.dump_events()
+    );
+    drop(servers);
+}
