@@ -304,6 +304,53 @@ mod tests {
     }
 }
 
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`, <https://howardhinnant.github.io/date_algorithms.html>).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Formats a time as RFC 3339 in UTC with `digits` fractional digits (0, 3 or 6):
+/// `2026-11-21T10:15:00Z`, `…:00.123Z`, `…:00.123456Z`. Times before 1970 are supported.
+pub fn format_rfc3339(t: std::time::SystemTime, digits: u8) -> String {
+    let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let whole = d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0);
+            (
+                -whole,
+                if d.subsec_nanos() > 0 {
+                    1_000_000_000 - d.subsec_nanos()
+                } else {
+                    0
+                },
+            )
+        }
+    };
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let frac = match digits {
+        0 => String::new(),
+        3 => format!(".{:03}", nanos / 1_000_000),
+        _ => format!(".{:06}", nanos / 1_000),
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Parses an RFC 3339 time (`2026-11-21T10:15:00Z`, `2026-11-21T11:15:00.5+01:00`) into
 /// seconds since the Unix epoch.
 pub fn parse_rfc3339(text: &str) -> Result<f64, String> {
@@ -359,6 +406,31 @@ pub fn parse_rfc3339(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod time_tests {
     use super::parse_rfc3339;
+
+    #[test]
+    fn rfc3339_formats() {
+        use super::format_rfc3339;
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(format_rfc3339(UNIX_EPOCH, 3), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_000_000_123), 3),
+            "2026-11-18T11:06:40.123Z"
+        );
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400), 0),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_micros(1_500_001), 6),
+            "1970-01-01T00:00:01.500001Z"
+        );
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH - Duration::from_secs(1), 0),
+            "1969-12-31T23:59:59Z"
+        );
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456);
+        assert_eq!(parse_rfc3339(&format_rfc3339(t, 6)).unwrap(), 1_795_000_000.123456);
+    }
 
     #[test]
     fn rfc3339() {
