@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::Args;
 use resurgo_controller::{desired, Desired, Engine, LoadError, Source};
 use resurgo_provider::local::LocalProvider;
@@ -130,5 +130,37 @@ pub fn datasets(system: &resurgo_spec::System, only: Option<&str>) -> anyhow::Re
             anyhow::bail!("no dataset `{d}` in the spec; declared datasets: {}", known.join(", "))
         }
         None => Ok(system.datasets.keys().cloned().collect()),
+    }
+}
+
+/// What the data-protection commands work with: the loaded spec, the engine for its sites,
+/// and a [`Protector`](resurgo_controller::protect::Protector) over both.
+pub struct Context {
+    pub desired: Desired,
+    pub engine: Engine,
+    state: PathBuf,
+}
+
+impl Context {
+    /// Loads the spec (printing its errors; `Ok(None)` when invalid) and builds the engine.
+    pub fn load(spec: &SpecArgs, json: bool) -> anyhow::Result<Option<Context>> {
+        let Some(desired) = load_or_report(spec, json)? else {
+            return Ok(None);
+        };
+        let engine = spec.engine()?;
+        Ok(Some(Context {
+            desired,
+            engine,
+            state: spec.state.clone(),
+        }))
+    }
+
+    pub fn system(&self) -> &resurgo_spec::System {
+        &self.desired.loaded.system
+    }
+
+    pub fn protector(&self) -> resurgo_controller::protect::Protector<'_> {
+        let system = self.system();
+        resurgo_controller::protect::Protector::new(system, self.engine.sites(system), &self.state)
     }
 }

@@ -3,9 +3,7 @@
 
 use std::process::ExitCode;
 
-use resurgo_controller::protect::Protector;
-
-use crate::common::{load_or_report, SpecArgs};
+use crate::common::{Context, SpecArgs};
 use crate::exit;
 use crate::report::Reporter;
 
@@ -24,12 +22,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(desired) = load_or_report(&args.spec, args.json)? else {
+    let Some(ctx) = Context::load(&args.spec, args.json)? else {
         return Ok(exit::code(exit::ERROR));
     };
-    let engine = args.spec.engine()?;
-    let system = &desired.loaded.system;
-    let protector = Protector::new(system, engine.sites(system), &args.spec.state);
+    let (system, protector) = (ctx.system(), ctx.protector());
     let reporter = Reporter::new(args.json);
     let mut failed = false;
     for dataset in crate::common::datasets(system, args.dataset.as_deref())? {

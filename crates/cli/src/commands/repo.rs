@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use resurgo_controller::protect::Protector;
 
-use crate::common::{load_or_report, SpecArgs};
+use crate::common::{Context, SpecArgs};
 use crate::exit;
 use crate::report::Reporter;
 
@@ -46,12 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (spec, site, json) = match &args.command {
         RepoCommand::Init { spec, site, json } | RepoCommand::Check { spec, site, json, .. } => (spec, site, *json),
     };
-    let Some(desired) = load_or_report(spec, json)? else {
+    let Some(ctx) = Context::load(spec, json)? else {
         return Ok(exit::code(exit::ERROR));
     };
-    let engine = spec.engine()?;
-    let system = &desired.loaded.system;
-    let protector = Protector::new(system, engine.sites(system), &spec.state);
+    let (system, protector) = (ctx.system(), ctx.protector());
     let sites = crate::common::repository_sites(system, site.as_deref())?;
     let reporter = Reporter::new(json);
     let mut failed = false;

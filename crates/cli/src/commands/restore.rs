@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use resurgo_controller::protect::Protector;
 use resurgo_spec::{DatasetKind, PgMethod};
 
-use crate::common::{load_or_report, SpecArgs};
+use crate::common::{Context, SpecArgs};
 use crate::exit;
 use crate::report::Reporter;
 
@@ -33,12 +32,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(desired) = load_or_report(&args.spec, args.json)? else {
+    let Some(ctx) = Context::load(&args.spec, args.json)? else {
         return Ok(exit::code(exit::ERROR));
     };
-    let engine = args.spec.engine()?;
-    let system = &desired.loaded.system;
-    let protector = Protector::new(system, engine.sites(system), &args.spec.state);
+    let (system, protector) = (ctx.system(), ctx.protector());
     let kind = system.datasets.get(&args.dataset).map(|d| (d.kind, d.method));
     // A logical dump is restored into the database its connection names: no folder at all.
     let logical = kind == Some((DatasetKind::Postgres, Some(PgMethod::Logical)));
