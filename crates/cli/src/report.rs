@@ -23,9 +23,10 @@ pub struct Step {
 
 impl Reporter {
     pub fn new(json: bool) -> Reporter {
-        Reporter {
-            terminal: !json && std::io::stderr().is_terminal(),
-        }
+        let terminal = !json && std::io::stderr().is_terminal();
+        // Byte counts cost rustic a size scan: only when someone watches.
+        resurgo_vault::progress::enable(terminal);
+        Reporter { terminal }
     }
 
     pub fn step(&self, label: impl Into<String>) -> Step {
@@ -38,11 +39,14 @@ impl Reporter {
                 let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    eprint!(
-                        "\r{} {label} {:.1}s ",
-                        frames[i % frames.len()],
-                        started.elapsed().as_secs_f64()
-                    );
+                    let (done, total) = resurgo_vault::progress::bytes();
+                    let bytes = match (done, total) {
+                        (0, _) => String::new(),
+                        (d, 0) => format!("  {}", size(d)),
+                        (d, t) => format!("  {} of {} ({:.0}%)", size(d), size(t), d as f64 * 100.0 / t as f64),
+                    };
+                    let secs = started.elapsed().as_secs_f64();
+                    eprint!("\r{} {label} {secs:.1}s{bytes} ", frames[i % frames.len()]);
                     let _ = std::io::stderr().flush();
                     i += 1;
                     std::thread::sleep(Duration::from_millis(100));
@@ -104,4 +108,15 @@ impl Drop for Step {
 fn emit(v: Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
+}
+
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }

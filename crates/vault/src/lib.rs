@@ -14,7 +14,7 @@ pub mod archive;
 mod error;
 pub mod object;
 pub mod pg;
-mod progress;
+pub mod progress;
 pub mod repo;
 mod rustic;
 pub mod sqlite;
