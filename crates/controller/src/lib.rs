@@ -8,6 +8,7 @@ pub mod events;
 pub mod protect;
 pub mod reconcile;
 pub mod schedule;
+mod scratch_pg;
 pub mod source;
 
 pub use desired::{Desired, LastKnownGood, LoadError};

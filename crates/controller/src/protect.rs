@@ -456,6 +456,9 @@ impl<'a> Protector<'a> {
             .join(format!("verify-{dataset}-{site}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&scratch);
         let result = (|| {
+            if ds.kind == DatasetKind::Postgres {
+                self.prepare_scratch_pgdata(dataset, &scratch)?;
+            }
             let snapshot = self.restore(dataset, site, None, &scratch)?;
             let check = self.run_check(dataset, site, ds, &scratch, &snapshot)?;
             Ok(VerifyReport {
@@ -469,6 +472,36 @@ impl<'a> Protector<'a> {
         })();
         let _ = std::fs::remove_dir_all(&scratch);
         result
+    }
+
+    /// A scratch data directory owned like the dataset's own (PostgreSQL will not run as
+    /// root, and a restore gives its files the directory's owner).
+    fn prepare_scratch_pgdata(&self, dataset: &str, scratch: &Path) -> Result<(), ProtectError> {
+        use std::os::unix::fs::MetadataExt;
+        let io = |what: &'static str, e: std::io::Error| VaultError::Io {
+            what,
+            path: scratch.to_path_buf(),
+            source: e,
+        };
+        std::fs::create_dir_all(scratch).map_err(|e| io("cannot create", e))?;
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(());
+        }
+        // The owner of the live data directory when the spec names it (`path`) and it is not
+        // root; otherwise `nobody`.
+        let home = self.home_site(dataset)?;
+        let declared = self.dataset(dataset)?.path.is_some();
+        let owner = declared
+            .then(|| self.data_path(dataset, &home).ok())
+            .flatten()
+            .and_then(|p| std::fs::metadata(p).ok());
+        let (uid, gid) = owner
+            .filter(|m| m.uid() != 0)
+            .map_or((65534, 65534), |m| (m.uid(), m.gid()));
+        for dir in [scratch.parent().unwrap_or(scratch), scratch] {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| io("cannot hand over", e))?;
+        }
+        Ok(())
     }
 
     fn run_check(
@@ -515,6 +548,24 @@ impl<'a> Protector<'a> {
                     )));
                 }
                 Ok(format!("{} → exit 0", check.command.join(" ")))
+            }
+            (DatasetKind::Postgres, Some(query)) if ds.method != Some(PgMethod::Logical) => {
+                // A physical restore is a data directory: run it, then ask.
+                let address = self.handle(site)?.address;
+                let base = self.pg_target(dataset, ds)?;
+                let server = crate::scratch_pg::ScratchServer::start(restored, address, &base)
+                    .map_err(|e| failed(e.to_string()))?;
+                let answer = resurgo_vault::pg::query(&server.target, query).map_err(|e| failed(e.to_string()))?;
+                drop(server);
+                if let Some(expect) = &check.expect {
+                    if answer.trim() != expect.trim() {
+                        return Err(failed(format!(
+                            "`{query}` answered `{}`, expected `{expect}`",
+                            answer.trim()
+                        )));
+                    }
+                }
+                Ok(format!("{query} → {}", answer.trim()))
             }
             _ => Err(failed("the dataset declares no check this kind supports".into())),
         }

@@ -350,7 +350,7 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
     env.write_spec(&format!(
         "apiVersion: resurgo.dev/v1alpha1\nsystem: pg\nsites:\n  a:\n    provider: local\n    address: {addr_a}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}  b:\n    provider: local\n    address: {addr_b}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}\
          services:\n  db:\n    command: {program}\n    args: [{}]\n    ports: [{port}]\n    health:\n      tcp: {{ port: {port} }}\n      interval: 200ms\n      start_timeout: 120s\n    site: a\n    standby: [b]\n    stop_timeout: 5s\n\
-         datasets:\n  orders:\n    service: db\n    type: postgres\n    connection: \"host={addr_a} port={port} user=nobody dbname=postgres\"\n    rpo: 4s\n    replicate_to: [b]\n",
+         datasets:\n  orders:\n    service: db\n    type: postgres\n    connection: \"host={addr_a} port={port} user=nobody dbname=postgres\"\n    rpo: 4s\n    replicate_to: [b]\n    check: {{ query: \"SELECT count(*) FROM orders\", expect: \"45\" }}\n",
         repo("a"),
         repo("b"),
         args.join(", ")
@@ -470,6 +470,14 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
         "RPO-ish: last acknowledged write archived at a after {:.2} s (archive_timeout 2 s), in b's archive after {:.2} s",
         archived_after.as_secs_f64(),
         in_b_after.as_secs_f64()
+    );
+
+    // Verification by restore at b: a scratch server on the restored data answers the check.
+    let verified = done_steps(&env, &["verify", "orders", "--site", "b", "--json"]);
+    assert_eq!(verified.len(), 1, "{verified:?}");
+    assert_eq!(
+        verified[0]["result"]["check"], "SELECT count(*) FROM orders → 45",
+        "{verified:?}"
     );
 
     // Site a is lost: its server, and its repository with it.
