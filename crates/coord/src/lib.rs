@@ -1,0 +1,19 @@
+//! Coordination for failover: which site is primary for a group (an [`Assignment`] with a
+//! monotonic epoch, changed only by compare-and-swap), leases that a primary must keep renewing,
+//! the fencing decision an agent makes each interval and after a restart, and the failure
+//! detector that needs a witness to agree before a site is declared dead.
+//!
+//! `model` and `fence` are pure; `store` is the small trait the rest of resurgo uses;
+//! `embedded` (one machine, a state file) and `etcd` (etcd v3 over its JSON gateway) implement it.
+
+pub mod embedded;
+pub mod etcd;
+pub mod fence;
+mod http;
+pub mod model;
+pub mod store;
+
+pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;
+pub use model::{check_successor, validate_timing, Assignment, Lease, Timing, TimingError};
+pub use store::{CasOutcome, CoordStore, LeaseId, StoreError};

@@ -1,0 +1,165 @@
+//! The etcd store against a real etcd (Debian package `etcd-server`), one server per test,
+//! started on free loopback ports and killed when the test ends, also on panic.
+
+use std::fs::File;
+use std::io;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use resurgo_coord::{Assignment, CoordStore, EtcdStore, StoreError};
+use tempfile::TempDir;
+
+use crate::support;
+
+/// A running etcd; killed on drop.
+struct Etcd {
+    child: Child,
+    client_url: String,
+    dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                panic!("`etcd` not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
+            }
+            Err(e) => panic!("cannot start etcd: {e}"),
+        };
+        let etcd = Etcd { child, client_url, dir };
+        let store = etcd.store("/ready");
+        support::poll("etcd to answer", Duration::from_secs(60), || {
+            store.get_assignment("probe").ok()
+        });
+        etcd
+    }
+
+    /// A store on this server, with keys under its own prefix.
+    fn store(&self, prefix: &str) -> EtcdStore {
+        EtcdStore::new(&[&self.client_url])
+            .unwrap()
+            .with_prefix(prefix)
+            .with_timeout(Duration::from_secs(5))
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+            let tail: Vec<_> = log.lines().rev().take(20).collect();
+            eprintln!("etcd log (last lines, newest first):\n{}", tail.join("\n"));
+        }
+    }
+}
+
+#[test]
+fn cas_increments_the_epoch() {
+    let etcd = Etcd::start();
+    support::cas_increments_the_epoch(&etcd.store("/t1"));
+}
+
+#[test]
+fn stale_cas_is_refused_with_the_current_assignment() {
+    let etcd = Etcd::start();
+    support::stale_cas_is_refused(&etcd.store("/t2"));
+}
+
+#[test]
+fn racing_cas_has_one_winner() {
+    let etcd = Etcd::start();
+    support::racing_cas_has_one_winner(|| Box::new(etcd.store("/t3")), 8);
+}
+
+#[test]
+fn leases_are_granted_renewed_revoked_and_expire() {
+    let etcd = Etcd::start();
+    // etcd counts whole seconds and raises tiny ttls to its minimum (about 2 s).
+    support::leases(&etcd.store("/t4"), Duration::from_secs(1), Duration::from_secs(30));
+}
+
+#[test]
+fn the_assignment_is_json_under_the_group_key() {
+    let etcd = Etcd::start();
+    let store = etcd.store("/t5");
+    let first = Assignment::first("db", "a", SystemTime::UNIX_EPOCH + Duration::from_millis(1500));
+    store.compare_and_swap_assignment("db", None, &first).unwrap();
+    // Another prefix sees nothing: keys are `<prefix>/<group>/assignment`.
+    assert_eq!(etcd.store("/elsewhere").get_assignment("db").unwrap(), None);
+    assert!(matches!(store.get_assignment("a/b"), Err(StoreError::Refused(_))));
+    assert_eq!(store.get_assignment("db").unwrap(), Some(first));
+}
+
+#[test]
+fn an_unreachable_server_is_a_transient_error() {
+    // Nothing listens on a port just released.
+    let port = free_port();
+    let store = EtcdStore::new(&[format!("http://127.0.0.1:{port}")]).unwrap();
+    let error = store.get_assignment("db").unwrap_err();
+    assert!(
+        matches!(error, StoreError::Unreachable { .. }) && error.is_transient(),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&port.to_string()), "{error}");
+
+    // A server that accepts and never answers times out.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let store = EtcdStore::new(&[format!("127.0.0.1:{}", silent.local_addr().unwrap().port())])
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    assert!(matches!(
+        store.keep_alive(resurgo_coord::LeaseId(1)),
+        Err(StoreError::Unreachable { .. })
+    ));
+
+    // A server that goes away under a live store.
+    let etcd = Etcd::start();
+    let store = etcd.store("/t6");
+    store.grant_lease("l", "a", Duration::from_secs(30)).unwrap();
+    drop(etcd);
+    let error = store.lease_holder("l").unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+}
+
+#[test]
+fn a_second_endpoint_is_tried_when_the_first_is_down() {
+    let etcd = Etcd::start();
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let store = EtcdStore::new(&[down.as_str(), etcd.client_url.as_str()])
+        .unwrap()
+        .with_prefix("/t7");
+    support::cas_increments_the_epoch(&store);
+}

@@ -1,0 +1,6 @@
+//! Integration tests of resurgo-coord: the embedded store on a temp folder and etcd started by
+//! the tests themselves (one binary, one module per store).
+
+mod embedded;
+mod etcd;
+mod support;
