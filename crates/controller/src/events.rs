@@ -35,6 +35,9 @@ pub enum EventKind {
     RpoRestored,
     VerifyPassed,
     VerifyFailed,
+    /// PostgreSQL's newest attempt to archive a WAL segment failed.
+    ArchivingFailing,
+    ArchivingRecovered,
     /// A warm standby is behind its primary by more than the dataset's RPO objective, is not
     /// streaming, or cannot be measured.
     StandbyLagging,

@@ -286,6 +286,16 @@ impl<'a> Protector<'a> {
         Ok(target.with_password(password))
     }
 
+    /// The primary's WAL archiving status, for a physical PostgreSQL dataset (`None` for any
+    /// other dataset).
+    pub fn archiving(&self, dataset: &str) -> Result<Option<resurgo_vault::pg::Archiver>, ProtectError> {
+        let ds = self.dataset(dataset)?;
+        if ds.kind != DatasetKind::Postgres || ds.method.unwrap_or(PgMethod::Physical) != PgMethod::Physical {
+            return Ok(None);
+        }
+        Ok(Some(resurgo_vault::pg::archiver_status(&self.pg_target(dataset, ds)?)?))
+    }
+
     /// Records `site`'s repository for `resurgo wal push|fetch` (see [`wal_config_path`]).
     pub fn write_wal_config(&self, site: &str) -> Result<(), ProtectError> {
         let spec = self

@@ -62,6 +62,8 @@ enum Outcome {
         result: Result<crate::protect::VerifyReport, String>,
     },
     Lags(Vec<Measured>),
+    /// `(dataset, archiving status)` of each physical PostgreSQL dataset's primary.
+    Archiving(Vec<(String, Result<resurgo_vault::pg::Archiver, String>)>),
 }
 
 /// `(dataset, site, RPO objective, lag)` of one warm standby.
@@ -84,6 +86,8 @@ pub struct Protection {
     standbys: HashMap<(String, String), StandbyState>,
     lag_measured: Option<Instant>,
     measuring: bool,
+    /// Dataset → whether its archiving was failing at the last look.
+    archiving_failing: HashMap<String, bool>,
     tx: mpsc::Sender<Outcome>,
     rx: mpsc::Receiver<Outcome>,
 }
@@ -98,6 +102,7 @@ impl Default for Protection {
             standbys: HashMap::new(),
             lag_measured: None,
             measuring: false,
+            archiving_failing: HashMap::new(),
             tx,
             rx,
         }
@@ -235,7 +240,16 @@ impl Protection {
                 Some((d.clone(), site, ds.rpo.or(system.objectives.rpo).map(|r| r.0)))
             })
             .collect();
-        if pairs.is_empty() {
+        let archived: Vec<String> = system
+            .datasets
+            .iter()
+            .filter(|(_, ds)| {
+                ds.kind == resurgo_spec::DatasetKind::Postgres
+                    && ds.method.unwrap_or(resurgo_spec::PgMethod::Physical) == resurgo_spec::PgMethod::Physical
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        if pairs.is_empty() && archived.is_empty() {
             return;
         }
         self.measuring = true;
@@ -252,6 +266,14 @@ impl Protection {
                 })
                 .collect();
             let _ = tx.send(Outcome::Lags(lags));
+            let archiving = archived
+                .into_iter()
+                .map(|d| {
+                    let status = protector.archiving(&d).map_err(|e| e.to_string());
+                    (d, status.and_then(|s| s.ok_or_else(|| "not archived".to_string())))
+                })
+                .collect();
+            let _ = tx.send(Outcome::Archiving(archiving));
         });
     }
 
@@ -376,6 +398,38 @@ impl Protection {
                         };
                         emit(Event::new(kind, message).site(&site).dataset(&dataset));
                     }
+                }
+            }
+            Outcome::Archiving(statuses) => {
+                for (dataset, status) in statuses {
+                    // An unreachable primary is the reconcile loop's to report; judge what answers.
+                    let Ok(status) = status else { continue };
+                    let failing = status.failing();
+                    let was = self.archiving_failing.insert(dataset.clone(), failing);
+                    if was == Some(failing) || (was.is_none() && !failing) {
+                        continue;
+                    }
+                    let (kind, message) = if failing {
+                        (
+                            EventKind::ArchivingFailing,
+                            format!(
+                                "archiving {} failed at {} ({} failures so far); the RPO grows until it works",
+                                status.last_failed_wal.as_deref().unwrap_or("?"),
+                                status.last_failed_time.as_deref().unwrap_or("?"),
+                                status.failed_count
+                            ),
+                        )
+                    } else {
+                        (
+                            EventKind::ArchivingRecovered,
+                            format!(
+                                "archived {} at {}",
+                                status.last_archived_wal.as_deref().unwrap_or("?"),
+                                status.last_archived_time.as_deref().unwrap_or("?")
+                            ),
+                        )
+                    };
+                    emit(Event::new(kind, message).dataset(&dataset));
                 }
             }
             Outcome::Verify { dataset, site, result } => {

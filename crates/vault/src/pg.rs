@@ -25,8 +25,8 @@ use std::sync::OnceLock;
 
 pub use logical::{logical_backup, logical_restore, DUMP_FILE};
 pub use physical::{
-    base_backup, base_backup_labels, choose_base_backup, configure_archiving, restore_physical, PhysicalRestore,
-    RecoveryTarget, RecoveryTime, BASE_FILE,
+    archiver_status, base_backup, base_backup_labels, choose_base_backup, configure_archiving, restore_physical,
+    Archiver, PhysicalRestore, RecoveryTarget, RecoveryTime, BASE_FILE,
 };
 pub use standby::{build_standby, promote, standby_lag, Lag};
 pub use target::{is_in_recovery, query, wait_for, wait_ready, wait_until_primary, BadConnection, Lsn, PgTarget};

@@ -43,6 +43,10 @@ pub struct DatasetStatus {
     /// `strategy: standby`: the warm standby at each site that keeps one, and its lag.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub standby: Vec<StandbyLag>,
+    /// Physical PostgreSQL: the primary's WAL archiving (`pg_stat_archiver`), or why it could
+    /// not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archiving: Option<Result<resurgo_vault::pg::Archiver, String>>,
 }
 
 /// How far a warm standby is behind its primary, measured now.
@@ -299,12 +303,14 @@ fn dataset_status(
             })
             .into_iter()
             .collect();
+        let archiving = protector.archiving(&name).map_err(|e| e.to_string()).transpose();
         out.push(DatasetStatus {
             dataset: name,
             home,
             rpo: rpo.map(|r| r.to_string()),
             points,
             standby,
+            archiving,
         });
     }
     out
@@ -376,6 +382,31 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
             .map(|r| format!(", RPO objective {r}"))
             .unwrap_or_default();
         let _ = writeln!(out, "dataset {} (home {}{rpo})", paint.bold(&d.dataset), d.home);
+        match &d.archiving {
+            Some(Ok(a)) if a.failing() => {
+                let _ = writeln!(
+                    out,
+                    "  archiving        {}",
+                    paint.red(&format!(
+                        "FAILING: {} at {} ({} failures)",
+                        a.last_failed_wal.as_deref().unwrap_or("?"),
+                        a.last_failed_time.as_deref().unwrap_or("?"),
+                        a.failed_count
+                    ))
+                );
+            }
+            Some(Ok(a)) => {
+                let last = match (&a.last_archived_wal, &a.last_archived_time) {
+                    (Some(w), Some(t)) => format!("last archived {w} at {t}"),
+                    _ => "nothing archived yet".into(),
+                };
+                let _ = writeln!(out, "  archiving        {}", paint.green(&last));
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(out, "  archiving        {}", paint.red(&format!("unknown — {e}")));
+            }
+            None => {}
+        }
         for p in &d.points {
             let line = match (&p.error, &p.newest, p.age_seconds) {
                 (Some(e), _, _) => paint.red(&format!("unknown — {e}")),

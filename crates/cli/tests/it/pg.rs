@@ -461,6 +461,19 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
         service_log(&env)
     );
 
+    // `status` reports the archiver: working, with a last archived segment.
+    let status = resurgo(&env, &["status", "--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap_or_else(|e| panic!("{e}: {}", status.stdout));
+    let orders = status["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dataset"] == "orders")
+        .unwrap();
+    let archiving = &orders["archiving"]["Ok"];
+    assert_eq!(archiving["failed_count"], 0, "{orders}");
+    assert!(archiving["last_archived_wal"].is_string(), "{orders}");
+
     let done = done_steps(&env, &["replicate", "orders", "--json"]);
     let in_b_after = SystemTime::now().duration_since(last).unwrap_or_default();
     assert_eq!(done.len(), 1, "{done:?}");

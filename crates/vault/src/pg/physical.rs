@@ -432,9 +432,70 @@ pub fn restore_physical(
     super::finish_pgdata(pgdata, owner)
 }
 
+/// What PostgreSQL's archiver reports (`pg_stat_archiver`): the WAL archiving status of a
+/// primary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Archiver {
+    pub last_archived_wal: Option<String>,
+    pub last_archived_time: Option<String>,
+    pub failed_count: u64,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+}
+
+impl Archiver {
+    /// Whether the newest attempt failed: archiving is stuck, and the RPO grows.
+    pub fn failing(&self) -> bool {
+        match (&self.last_failed_time, &self.last_archived_time) {
+            (Some(failed), Some(archived)) => failed > archived,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Reads `pg_stat_archiver` on the server `target` is on.
+pub fn archiver_status(target: &PgTarget) -> Result<Archiver, VaultError> {
+    // Timestamps as UTC text of one fixed shape, so they compare as strings.
+    let row = query_row(
+        target,
+        "SELECT coalesce(last_archived_wal, ''), \
+                coalesce(to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''), \
+                failed_count, coalesce(last_failed_wal, ''), \
+                coalesce(to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') \
+         FROM pg_stat_archiver",
+        5,
+    )?;
+    let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+    Ok(Archiver {
+        last_archived_wal: opt(&row[0]),
+        last_archived_time: opt(&row[1]),
+        failed_count: row[2].parse().unwrap_or(0),
+        last_failed_wal: opt(&row[3]),
+        last_failed_time: opt(&row[4]),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archiver_is_failing_only_when_the_newest_attempt_failed() {
+        let at = |t: &str| Some(t.to_string());
+        let a = |archived: Option<String>, failed: Option<String>| Archiver {
+            last_archived_wal: archived.as_ref().map(|_| "000000010000000000000003".into()),
+            last_archived_time: archived,
+            failed_count: u64::from(failed.is_some()),
+            last_failed_wal: failed.as_ref().map(|_| "000000010000000000000004".into()),
+            last_failed_time: failed,
+        };
+        assert!(!a(None, None).failing(), "nothing tried yet");
+        assert!(!a(at("2026-11-21T10:00:00.000000Z"), None).failing());
+        assert!(a(at("2026-11-21T10:00:00.000000Z"), at("2026-11-21T10:00:05.000000Z")).failing());
+        assert!(!a(at("2026-11-21T10:00:09.000000Z"), at("2026-11-21T10:00:05.000000Z")).failing(), "recovered");
+        assert!(a(None, at("2026-11-21T10:00:05.000000Z")).failing());
+    }
 
     #[test]
     fn rfc3339_times() {
