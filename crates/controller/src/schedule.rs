@@ -88,6 +88,8 @@ pub struct Protection {
     measuring: bool,
     /// Dataset → whether its archiving was failing at the last look.
     archiving_failing: HashMap<String, bool>,
+    /// Site → the repository error reported last.
+    repo_errors: HashMap<String, String>,
     tx: mpsc::Sender<Outcome>,
     rx: mpsc::Receiver<Outcome>,
 }
@@ -103,6 +105,7 @@ impl Default for Protection {
             lag_measured: None,
             measuring: false,
             archiving_failing: HashMap::new(),
+            repo_errors: HashMap::new(),
             tx,
             rx,
         }
@@ -329,9 +332,14 @@ impl Protection {
                 for state in self.datasets.values_mut() {
                     state.last_backup = state.points.values().copied().max().max(state.last_backup);
                 }
-                for (site, error) in errors {
-                    emit(Event::new(EventKind::SiteUnreachable, format!("repository: {error}")).site(&site));
+                // Reported when a repository's problem appears or changes, not every refresh.
+                let now_failing: HashMap<String, String> = errors.into_iter().collect();
+                for (site, error) in &now_failing {
+                    if self.repo_errors.get(site) != Some(error) {
+                        emit(Event::new(EventKind::SiteUnreachable, format!("repository: {error}")).site(site));
+                    }
                 }
+                self.repo_errors = now_failing;
             }
             Outcome::Backup {
                 dataset,
