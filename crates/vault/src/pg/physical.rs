@@ -493,7 +493,10 @@ mod tests {
         assert!(!a(None, None).failing(), "nothing tried yet");
         assert!(!a(at("2026-11-21T10:00:00.000000Z"), None).failing());
         assert!(a(at("2026-11-21T10:00:00.000000Z"), at("2026-11-21T10:00:05.000000Z")).failing());
-        assert!(!a(at("2026-11-21T10:00:09.000000Z"), at("2026-11-21T10:00:05.000000Z")).failing(), "recovered");
+        assert!(
+            !a(at("2026-11-21T10:00:09.000000Z"), at("2026-11-21T10:00:05.000000Z")).failing(),
+            "recovered"
+        );
         assert!(a(None, at("2026-11-21T10:00:05.000000Z")).failing());
     }
 
