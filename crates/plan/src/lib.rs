@@ -6,6 +6,7 @@
 pub mod desired;
 pub mod observed;
 pub mod plan;
+pub mod recovery;
 
 pub use desired::{desired_state, Role, RunConfig};
 pub use observed::{observed_hash, Health, ObservedService, ObservedSite, ProcessState, SiteState};

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod controller;
 pub mod demo;
 pub mod example_app;
+pub mod failover;
 pub mod forget;
 pub mod plan;
 pub mod replicate;
@@ -68,6 +69,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Remove snapshots the retention policy does not keep (and, with --prune, their data).
     Forget(forget::Args),
+    /// Plan moving every service to another site (with --dry-run: a checklist with estimates).
+    Failover(failover::Args),
     /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
     Wal(wal::Args),
     /// A tiny HTTP service used by the quickstart example.
@@ -94,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replicate(a) => replicate::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Forget(a) => forget::run(a),
+        Command::Failover(a) => failover::run(a),
         Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),
         Command::Shim(a) => shim::run(a),

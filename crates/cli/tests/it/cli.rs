@@ -76,3 +76,54 @@ fn schema_is_printed() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["title"], "Document");
 }
+
+#[test]
+fn failover_dry_run_prints_the_plan_and_changes_nothing() {
+    let env = Env::new(92);
+    let web = Env::web("web", "a", 8080, "auto", &[]).replace("    site: a\n", "    site: a\n    standby: [b]\n");
+    let api = Env::web("api", "a", 8081, "auto", &["web"]).replace("    site: a\n", "    site: a\n    standby: [b]\n");
+    env.write_spec(&format!(
+        "{}routes:\n  front:\n    service: api\n    type: proxy\n    listen: 127.0.0.1:18092\n",
+        env.spec(&(web + &api))
+    ));
+    let out = env.run(&["failover", "--to", "b", "--dry-run", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = out.json();
+    let names: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "fence a",
+            "start web at b",
+            "start api at b",
+            "switch route front to b",
+            "verify",
+            "notify"
+        ]
+    );
+    assert_eq!(plan["from"], "a");
+    assert!(plan["estimate_seconds"].as_f64().unwrap() > 0.0);
+    assert!(!env.state().join("sites").exists(), "a dry run starts nothing");
+
+    let human = env.run(&["failover", "--to", "b", "--dry-run"]);
+    assert!(human.stdout.contains("- [ ] **start api at b**"), "{}", human.stdout);
+
+    let refused = env.run(&["failover", "--to", "b"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("--dry-run"), "{}", refused.stderr);
+
+    let nowhere = env.run(&["failover", "--to", "nowhere", "--dry-run"]);
+    assert_eq!(nowhere.code, 1);
+    assert!(
+        nowhere
+            .stderr
+            .contains("refusing `nowhere` as a target: no site `nowhere` in the spec"),
+        "{}",
+        nowhere.stderr
+    );
+}
