@@ -56,15 +56,8 @@ pub enum Refusal {
         service: String,
         capability: String,
     },
-    #[error("site `{site}` lacks the capacity: its own services and {moving} need cpu {cpu_need}, memory {mem_need}; it has cpu {cpu_has}, memory {mem_has}")]
-    Capacity {
-        site: String,
-        moving: String,
-        cpu_need: String,
-        mem_need: String,
-        cpu_has: String,
-        mem_has: String,
-    },
+    #[error("site `{site}` lacks the capacity: {detail}")]
+    Capacity { site: String, detail: String },
     #[error("dataset `{dataset}` cannot be brought to `{site}`: {reason}")]
     NoData {
         dataset: String,
@@ -106,11 +99,14 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
     if cpu > target.capacity.cpu.0 || mem > target.capacity.memory.0 {
         return Err(Refusal::Capacity {
             site: to.into(),
-            moving: moving.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
-            cpu_need: resurgo_spec::Cpu(cpu).to_string(),
-            mem_need: resurgo_spec::ByteSize(mem).to_string(),
-            cpu_has: target.capacity.cpu.to_string(),
-            mem_has: target.capacity.memory.to_string(),
+            detail: format!(
+                "its own services and {} need cpu {}, memory {}; it has cpu {}, memory {}",
+                moving.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                resurgo_spec::Cpu(cpu),
+                resurgo_spec::ByteSize(mem),
+                target.capacity.cpu,
+                target.capacity.memory
+            ),
         });
     }
 
