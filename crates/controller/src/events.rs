@@ -38,6 +38,9 @@ pub enum EventKind {
     /// PostgreSQL's newest attempt to archive a WAL segment failed.
     ArchivingFailing,
     ArchivingRecovered,
+    /// A route now leads somewhere else (or started listening).
+    RouteSwitched,
+    RouteFailed,
     /// A warm standby is behind its primary by more than the dataset's RPO objective, is not
     /// streaming, or cannot be measured.
     StandbyLagging,

@@ -78,6 +78,10 @@ pub struct Controller {
     backoff: HashMap<Key, Backoff>,
     inflight: HashSet<Key>,
     protection: crate::schedule::Protection,
+    /// The built-in proxies of `type: proxy` routes, by route name.
+    proxies: HashMap<String, resurgo_route::proxy::Proxy>,
+    /// Routes whose proxy could not start, so the failure is reported once.
+    route_errors: HashSet<String>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
 }
@@ -98,6 +102,8 @@ impl Controller {
             backoff: HashMap::new(),
             inflight: HashSet::new(),
             protection: Default::default(),
+            proxies: HashMap::new(),
+            route_errors: HashSet::new(),
             tx,
             rx,
         }
@@ -155,6 +161,7 @@ impl Controller {
         let Some(desired) = self.desired.clone() else { return };
         let system = &desired.loaded.system;
         self.protect(system);
+        self.route(system);
         let sites = self.engine.sites(system);
         let observed = self.engine.observe(&sites);
 
@@ -266,6 +273,63 @@ impl Controller {
                     .site(&key.0)
                     .service(&key.1),
             );
+        }
+    }
+
+    /// Keeps each `type: proxy` route listening and pointed at its service's active site
+    /// (level-triggered: whatever moved the service, the proxy follows on the next tick).
+    fn route(&mut self, system: &resurgo_spec::System) {
+        let mut wanted: HashMap<String, (std::net::SocketAddr, std::net::SocketAddr)> = HashMap::new();
+        for (name, route) in &system.routes {
+            let (Some(listen), resurgo_spec::RouteKind::Proxy) = (route.listen, route.kind) else {
+                continue;
+            };
+            let Some(svc) = system.services.get(&route.service) else {
+                continue;
+            };
+            let Some(site) = system.sites.get(&svc.site) else {
+                continue;
+            };
+            let Some(port) = route.port.or_else(|| svc.ports.first().copied()) else {
+                continue;
+            };
+            wanted.insert(name.clone(), (listen, std::net::SocketAddr::new(site.address, port)));
+        }
+        self.proxies.retain(|name, _| wanted.contains_key(name));
+        for (name, (listen, backend)) in wanted {
+            match self.proxies.get(&name) {
+                Some(proxy) if proxy.backend() == backend => {}
+                Some(proxy) => {
+                    let epoch = proxy.epoch() + 1;
+                    match proxy.switch(backend, epoch) {
+                        Ok(()) => self.emit(Event::new(
+                            EventKind::RouteSwitched,
+                            format!("route {name} now leads to {backend} (epoch {epoch})"),
+                        )),
+                        Err(e) => self.emit(Event::new(EventKind::RouteFailed, format!("route {name}: {e}"))),
+                    }
+                }
+                None => match resurgo_route::proxy::Proxy::start(listen, backend) {
+                    Ok(proxy) => {
+                        self.emit(Event::new(
+                            EventKind::RouteSwitched,
+                            format!("route {name} listens on {listen}, leads to {backend}"),
+                        ));
+                        self.proxies.insert(name.clone(), proxy);
+                    }
+                    Err(e) => {
+                        if !self.route_errors.contains(&name) {
+                            self.emit(Event::new(
+                                EventKind::RouteFailed,
+                                format!("route {name}: cannot listen on {listen}: {e}"),
+                            ));
+                        }
+                        self.route_errors.insert(name);
+                        continue;
+                    }
+                },
+            }
+            self.route_errors.remove(&name);
         }
     }
 

@@ -206,6 +206,21 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The controller also runs the route: clients reach the service through 127.0.0.1:8080.
+    let through_route = (0..50).find_map(|_| {
+        let answer = http_get("127.0.0.1:8080", "/").ok().filter(|b| b.contains("hello"));
+        if answer.is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        answer
+    });
+    match through_route {
+        Some(body) => println!(
+            "GET http://127.0.0.1:8080/ (route `web`, built-in proxy) → {}",
+            body.trim()
+        ),
+        None => println!("route `web` on 127.0.0.1:8080 did not answer (is the port taken?)"),
+    }
     let _ = stop_tx.send(());
     let _ = controller.join();
     match (seen, healed) {

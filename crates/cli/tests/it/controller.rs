@@ -285,3 +285,37 @@ fn unreachable_site_is_unknown_while_others_reconcile() {
     assert_eq!(c_plan["status"], "unknown");
     assert_eq!(c_plan["changes"], serde_json::json!([]), "nothing is planned blind");
 }
+
+#[test]
+fn proxy_route_follows_the_service_to_its_active_site() {
+    let mut env = Env::new(116);
+    let route = "routes:\n  front:\n    service: web\n    type: proxy\n    listen: 127.0.0.1:18116\n";
+    env.write_spec(&format!(
+        "{}{route}",
+        env.spec(&Env::web("web", "a", 7161, "auto", &[]))
+    ));
+    env.start_controller(&[]);
+    wait_healthy(&env, "a", "web", Duration::from_secs(15));
+    let through = |want: &str| {
+        poll(Duration::from_secs(10), || {
+            let body = crate::util::http_get("127.0.0.1:18116", "/")?;
+            body.contains(want).then_some(body)
+        })
+    };
+    assert!(through("hello from web at site a").is_some(), "{}", env.dump_events());
+    env.wait_event("route_switched", Duration::from_secs(5), |e| {
+        e["kind"] == "route_switched"
+    });
+
+    // The spec moves the service to b: the controller starts it there and the route follows.
+    env.write_spec(&format!(
+        "{}{route}",
+        env.spec(&Env::web("web", "b", 7161, "auto", &[]))
+    ));
+    wait_healthy(&env, "b", "web", Duration::from_secs(15));
+    assert!(through("hello from web at site b").is_some(), "{}", env.dump_events());
+    let switched = env.wait_event("route switched to b", Duration::from_secs(5), |e| {
+        e["kind"] == "route_switched" && e["message"].as_str().is_some_and(|m| m.contains("127.116.2.1:7161"))
+    });
+    assert!(switched["message"].as_str().unwrap().contains("epoch 1"), "{switched}");
+}

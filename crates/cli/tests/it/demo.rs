@@ -23,6 +23,7 @@ fn demo_runs_the_quickstart_and_heals_a_drift() {
         "hello from web at site a",
         "killed web",
         "drift corrected",
+        "(route `web`, built-in proxy) → hello from web at site a",
         "in sync",
     ] {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");

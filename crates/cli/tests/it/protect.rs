@@ -90,7 +90,7 @@ fn directory_and_sqlite_backed_up_replicated_restored_and_verified() {
     // The canary writer runs all along; note its last acknowledged write before the backup.
     let port = 7201 + u16::from(env.block) - 120;
     let acked_before: i64 = crate::util::poll(Duration::from_secs(10), || {
-        let body = http_get(&format!("{}:{port}", env.addr(1)), "/canary")?;
+        let body = crate::util::http_get(&format!("{}:{port}", env.addr(1)), "/canary")?;
         let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
         v["seq"].as_i64()
     })
@@ -290,14 +290,4 @@ fn controller_backs_up_on_schedule_replicates_and_tracks_rpo() {
         (n >= 3).then_some(n)
     });
     assert!(count.is_some(), "{}", env.dump_events());
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.to_string())
 }
