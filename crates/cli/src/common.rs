@@ -54,7 +54,8 @@ impl SpecArgs {
     /// Loads and validates the spec. Spec errors are returned as [`Failed::Spec`] so the
     /// caller can print them whole.
     pub fn load(&self) -> Result<Desired, LoadError> {
-        desired::load(&self.source(), &self.state.join("git"), &self.set)
+        let loaded = desired::load(&self.source(), &self.state.join("git"), &self.set)?;
+        desired::with_assignments(loaded, &self.state)
     }
 
     pub fn engine(&self) -> anyhow::Result<Engine> {
@@ -86,6 +87,7 @@ pub fn load_or_report(args: &SpecArgs, json: bool) -> anyhow::Result<Option<Desi
             }
             Ok(None)
         }
+        Err(e @ LoadError::Assignments { .. }) => Err(e.into()),
         Err(LoadError::Source(e)) => {
             let hint = if e.is_transient() {
                 "; check the URL and the network, or read a local copy with --spec"

@@ -22,6 +22,43 @@ pub enum LoadError {
     Source(#[from] SourceError),
     #[error("{0}")]
     Spec(#[from] SpecError),
+    /// Who is primary cannot be read: acting on the spec alone could start a second primary.
+    #[error("cannot read the primary assignments in {path}: {reason}")]
+    Assignments { path: String, reason: String },
+}
+
+/// The coordination store of the one-machine default, in the state folder.
+pub fn coord_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("coord")
+}
+
+/// The assignment group of the services a spec places at `site`.
+pub fn group_of(site: &str) -> String {
+    format!("site/{site}")
+}
+
+/// Applies the primary assignments (failovers done and not undone) to the desired state: the
+/// services of a site whose group is assigned elsewhere are active there.
+pub fn with_assignments(mut desired: Desired, state_dir: &Path) -> Result<Desired, LoadError> {
+    let dir = coord_dir(state_dir);
+    if !dir.exists() {
+        return Ok(desired);
+    }
+    let fail = |e: &dyn std::fmt::Display| LoadError::Assignments {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let store = resurgo_coord::EmbeddedStore::open(&dir).map_err(|e| fail(&e))?;
+    use resurgo_coord::CoordStore;
+    let sites: Vec<String> = desired.loaded.system.sites.keys().cloned().collect();
+    for site in sites {
+        if let Some(a) = store.get_assignment(&group_of(&site)).map_err(|e| fail(&e))? {
+            if a.primary_site != site {
+                resurgo_plan::recovery::apply_move(&mut desired.loaded.system, &site, &a.primary_site);
+            }
+        }
+    }
+    Ok(desired)
 }
 
 /// Fetches and loads the spec.

@@ -38,6 +38,11 @@ pub enum EventKind {
     /// PostgreSQL's newest attempt to archive a WAL segment failed.
     ArchivingFailing,
     ArchivingRecovered,
+    /// A failover or failback changed which site is primary.
+    AssignmentChanged,
+    FailoverStarted,
+    FailoverFinished,
+    FailoverFailed,
     /// A route now leads somewhere else (or started listening).
     RouteSwitched,
     RouteFailed,

@@ -5,6 +5,7 @@
 pub mod desired;
 pub mod engine;
 pub mod events;
+pub mod failover;
 pub mod protect;
 pub mod reconcile;
 pub mod schedule;

@@ -82,6 +82,9 @@ pub struct Controller {
     proxies: HashMap<String, resurgo_route::proxy::Proxy>,
     /// Routes whose proxy could not start, so the failure is reported once.
     route_errors: HashSet<String>,
+    /// Where each service is active, as of the last tick (to notice a failover).
+    placement: Option<Vec<(String, String)>>,
+    assignment_error: Option<String>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
 }
@@ -104,6 +107,8 @@ impl Controller {
             protection: Default::default(),
             proxies: HashMap::new(),
             route_errors: HashSet::new(),
+            placement: None,
+            assignment_error: None,
             tx,
             rx,
         }
@@ -158,7 +163,40 @@ impl Controller {
     pub fn tick(&mut self) {
         self.drain();
         self.poll_source();
-        let Some(desired) = self.desired.clone() else { return };
+        let Some(raw) = self.desired.clone() else { return };
+        // Who is primary can change at any moment (a failover): read it every tick.
+        let desired = match crate::desired::with_assignments(raw, &self.config.state_dir) {
+            Ok(d) => d,
+            Err(e) => {
+                let message = e.to_string();
+                if self.assignment_error.as_deref() != Some(message.as_str()) {
+                    self.emit(Event::new(
+                        EventKind::SpecInvalid,
+                        format!("{message}; doing nothing until it can be read"),
+                    ));
+                    self.assignment_error = Some(message);
+                }
+                return;
+            }
+        };
+        self.assignment_error = None;
+        let moved: Vec<(String, String)> = desired
+            .loaded
+            .system
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.site.clone()))
+            .collect();
+        if self.placement.as_ref() != Some(&moved) {
+            if self.placement.is_some() {
+                self.engine.preparer = Some(crate::protect::standby_preparer(&self.engine, &desired.loaded.system));
+                self.emit(Event::new(
+                    EventKind::AssignmentChanged,
+                    "the primary assignment changed; services follow it",
+                ));
+            }
+            self.placement = Some(moved);
+        }
         let system = &desired.loaded.system;
         self.protect(system);
         self.route(system);
@@ -225,6 +263,9 @@ impl Controller {
                 let auto = match change.action {
                     Action::Delete => true,
                     Action::Orphan => false,
+                    // Stopped on purpose (a fence, a planned switch): drift to report, not to
+                    // undo; `resurgo apply` starts it again.
+                    Action::Start if change.reason.as_deref() == Some("stopped") => false,
                     _ => system
                         .services
                         .get(&change.service)
@@ -403,6 +444,7 @@ impl Controller {
                         |d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message),
                     ),
                     LoadError::Source(s) => s.to_string(),
+                    other => other.to_string(),
                 };
                 self.emit(Event::new(
                     EventKind::SpecInvalid,

@@ -20,6 +20,9 @@ pub enum StepAction {
     Promote { dataset: String, site: String },
     /// Restore the newest point of a dataset at the target, from the target's repository.
     Restore { dataset: String, site: String },
+    /// Record the target as primary: the assignment's epoch moves up by compare-and-swap, and
+    /// from then on the desired state places the moved services at the target.
+    Assign { from: String, to: String },
     /// Start a service at the target and wait for its health check.
     Start { service: String, site: String },
     /// Point a route at the target.
@@ -64,6 +67,21 @@ pub enum Refusal {
         site: String,
         reason: String,
     },
+}
+
+/// Moves every service active at `from` that can stand by at `to` over to `to`, the old site
+/// becoming its standby: what an assignment of `to` as primary means for the desired state.
+pub fn apply_move(system: &mut System, from: &str, to: &str) {
+    for svc in system.services.values_mut() {
+        if svc.site == from && svc.standby.iter().any(|s| s == to) {
+            svc.site = to.to_string();
+            for s in svc.standby.iter_mut() {
+                if s == to {
+                    *s = from.to_string();
+                }
+            }
+        }
+    }
 }
 
 /// The steps that move every service active at `from` to `to`.
@@ -183,15 +201,24 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
             description,
         });
     }
+    let assign = format!("assign {to} as primary");
+    let mut assign_deps = vec![fence.clone()];
+    assign_deps.extend(data_steps.iter().map(|(_, step)| step.clone()));
+    steps.push(RecoveryStep {
+        name: assign.clone(),
+        depends_on: assign_deps,
+        action: StepAction::Assign {
+            from: from.into(),
+            to: to.into(),
+        },
+        estimate: Duration::from_millis(50),
+        timeout: secs(10),
+        owner: "resurgo".into(),
+        description: format!("make {to} the primary site (epoch + 1); {from} may serve again only as standby"),
+    });
     // Services in dependency order (depends_on is acyclic: the spec says so).
     for (name, svc) in &moving {
-        let mut deps = vec![fence.clone()];
-        deps.extend(
-            data_steps
-                .iter()
-                .filter(|(s, _)| s == *name)
-                .map(|(_, step)| step.clone()),
-        );
+        let mut deps = vec![assign.clone()];
         deps.extend(
             svc.depends_on
                 .iter()
@@ -328,6 +355,7 @@ datasets:
             [
                 "fence a",
                 "restore notes at b",
+                "assign b as primary",
                 "start db at b",
                 "start web at b",
                 "switch route web to b",
@@ -336,8 +364,10 @@ datasets:
             ]
         );
         let web = steps.iter().find(|s| s.name == "start web at b").unwrap();
-        assert_eq!(web.depends_on, ["fence a", "restore notes at b", "start db at b"]);
-        assert_eq!(steps[4].depends_on, ["start web at b"]);
+        assert_eq!(web.depends_on, ["assign b as primary", "start db at b"]);
+        let assign = steps.iter().find(|s| s.name == "assign b as primary").unwrap();
+        assert_eq!(assign.depends_on, ["fence a", "restore notes at b"]);
+        assert_eq!(steps[5].depends_on, ["start web at b"]);
     }
 
     #[test]
@@ -354,8 +384,19 @@ datasets:
                 site: "b".into()
             }
         );
-        let db = steps.iter().find(|s| s.name == "start db at b").unwrap();
-        assert!(db.depends_on.contains(&"promote orders at b".to_string()));
+        let assign = steps.iter().find(|s| s.name == "assign b as primary").unwrap();
+        assert!(assign.depends_on.contains(&"promote orders at b".to_string()));
+    }
+
+    #[test]
+    fn a_move_swaps_active_and_standby() {
+        let mut sys = system("", "");
+        apply_move(&mut sys, "a", "b");
+        assert_eq!(sys.services["web"].site, "b");
+        assert_eq!(sys.services["web"].standby, ["a"]);
+        apply_move(&mut sys, "b", "a");
+        assert_eq!(sys.services["web"].site, "a");
+        assert_eq!(sys.services["web"].standby, ["b"]);
     }
 
     #[test]

@@ -221,8 +221,6 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
         ),
         None => println!("route `web` on 127.0.0.1:8080 did not answer (is the port taken?)"),
     }
-    let _ = stop_tx.send(());
-    let _ = controller.join();
     match (seen, healed) {
         (Some(s), Some(h)) => println!(
             "drift noticed {:.2}s after the kill, service healthy again after {:.2}s",
@@ -234,12 +232,198 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
             events.path().display()
         ),
     }
-    step(paint, 7, "status after healing");
+
+    step(paint, 7, "lose site a; fail over to b; measure RTO and RPO");
+    let outcome = lose_site_and_fail_over(paint, spec, &engine, &events);
+    let _ = stop_tx.send(());
+    let _ = controller.join();
+    outcome?;
+
+    step(paint, 9, "status after failing back");
     status::run(status::Args {
         spec: spec.clone(),
         json: false,
     })?;
-    println!("\nNext: a failover drill with measured RTO/RPO arrives with the failover work.");
+    Ok(())
+}
+
+/// The newest canary write the service acknowledged, read through the route: (seq, time).
+fn canary() -> Option<(i64, String)> {
+    let body = http_get("127.0.0.1:8080", "/canary").ok()?;
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    Some((v["seq"].as_i64()?, v["at"].as_str()?.to_string()))
+}
+
+/// Waits (polling) until the route answers from `site`; returns when it did.
+fn wait_route(site: &str, limit: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if http_get("127.0.0.1:8080", "/").is_ok_and(|b| b.contains(&format!("at site {site}"))) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The newest canary row written at `site` in a database file: (seq, time).
+fn newest_row(db: &std::path::Path, site: &str) -> anyhow::Result<(i64, String)> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let row = conn.query_row(
+        "SELECT seq, at FROM canary WHERE site = ?1 ORDER BY seq DESC LIMIT 1",
+        [site],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    row.with_context(|| format!("no canary row written at site {site} in {}", db.display()))
+}
+
+fn seconds_between(earlier: &str, later: &str) -> f64 {
+    let p = |t: &str| resurgo_spec::units::parse_rfc3339(t).unwrap_or(0.0);
+    (p(later) - p(earlier)).max(0.0)
+}
+
+fn lose_site_and_fail_over(
+    paint: &Paint,
+    spec: &SpecArgs,
+    engine: &resurgo_controller::Engine,
+    events: &EventLog,
+) -> anyhow::Result<()> {
+    use resurgo_runbook::plan::PlanKind;
+    let raw = resurgo_controller::desired::load(&spec.source(), &spec.state.join("git"), &spec.set)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The last write the service acknowledged before the disaster.
+    let acked = canary().context("the canary did not answer through the route")?;
+    let before = events.read()?.len();
+    // Site a is lost: its processes die and its state can no longer be read.
+    let site_a = spec.state.join("sites/a");
+    for s in engine
+        .provider
+        .observe(&engine.sites(&raw.loaded.system)[0])
+        .unwrap_or_default()
+    {
+        if let ProcessState::Running { pid, .. } = s.process {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let lost = spec.state.join("sites/a.lost");
+    std::fs::rename(&site_a, &lost)?;
+    std::fs::write(&site_a, "site a is gone")?;
+    let fault = Instant::now();
+    println!(
+        "site a lost at t=0 (processes killed, its state unreachable); last acknowledged write #{}",
+        acked.0
+    );
+    let detected = loop {
+        if events
+            .read()?
+            .iter()
+            .skip(before)
+            .any(|e| e.kind == EventKind::SiteUnreachable && e.site.as_deref() == Some("a"))
+        {
+            break fault.elapsed();
+        }
+        if fault.elapsed() > Duration::from_secs(10) {
+            bail!("the controller did not notice site a's loss within 10s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("  detected: site a unreachable after {:.2}s", detected.as_secs_f64());
+    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = resurgo_controller::failover::execute(
+        &raw.loaded.system,
+        &desired.loaded.system,
+        engine,
+        &spec.state,
+        "a",
+        "b",
+        PlanKind::Failover,
+    )?;
+    for st in &report.steps {
+        println!(
+            "  {} {} ({:.2}s)",
+            paint.green("✓"),
+            st.name,
+            st.millis.unwrap_or(0) as f64 / 1000.0
+        );
+    }
+    if !matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded) {
+        bail!("failover did not succeed: {:?}", report.outcome);
+    }
+    let healthy = wait_route("b", Duration::from_secs(30)).context("the route did not answer from site b")?;
+    let rto = healthy.duration_since(fault);
+    let protector = resurgo_controller::protect::Protector::new(
+        &desired.loaded.system,
+        engine.sites(&desired.loaded.system),
+        &spec.state,
+    );
+    let db = protector.data_path("notes", "b").map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The newest row the restore brought back (read before the service at b writes more).
+    // The newest write from site a that the restore brought back to b.
+    let recovered = newest_row(&db, "a")?;
+    let rpo = seconds_between(&recovered.1, &acked.1);
+    println!(
+        "{}",
+        paint.bold(&format!(
+            "RTO {:.2}s (detection {:.2}s, failover {:.2}s; objective 10s) · RPO {:.1}s, {} acknowledged writes lost (objective 5m, backups every 1m)",
+            rto.as_secs_f64(),
+            detected.as_secs_f64(),
+            rto.saturating_sub(detected).as_secs_f64(),
+            rpo,
+            (acked.0 - recovered.0).max(0)
+        ))
+    );
+
+    step(paint, 8, "site a comes back as standby; fail back with no data lost");
+    std::fs::remove_file(&site_a)?;
+    std::fs::rename(&lost, &site_a)?;
+    // A planned switch: stop writes at b, final backup and replication, then move.
+    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let protector = resurgo_controller::protect::Protector::new(
+        &desired.loaded.system,
+        engine.sites(&desired.loaded.system),
+        &spec.state,
+    );
+    let at_b = resurgo_controller::failover::fence(engine, &desired.loaded.system, "b")?;
+    let last_at_b = newest_row(&db, "b")?;
+    protector.backup("notes").map_err(|e| anyhow::anyhow!("{e}"))?;
+    protector
+        .replicate(Some("notes"), "b", "a")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "  writes stopped at b ({} services), final backup replicated to a (last write #{})",
+        at_b, last_at_b.0
+    );
+    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let began = Instant::now();
+    let report = resurgo_controller::failover::execute(
+        &raw.loaded.system,
+        &desired.loaded.system,
+        engine,
+        &spec.state,
+        "b",
+        "a",
+        PlanKind::Failback,
+    )?;
+    if !matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded) {
+        bail!("failback did not succeed: {:?}", report.outcome);
+    }
+    wait_route("a", Duration::from_secs(30)).context("the route did not answer from site a")?;
+    let back =
+        resurgo_controller::protect::Protector::new(&raw.loaded.system, engine.sites(&raw.loaded.system), &spec.state);
+    let restored_a = newest_row(&back.data_path("notes", "a").map_err(|e| anyhow::anyhow!("{e}"))?, "b")?;
+    println!(
+        "{}",
+        paint.bold(&format!(
+            "failed back to a in {:.2}s; writes lost: {} (last write at b #{}, newest of b's writes at a #{})",
+            began.elapsed().as_secs_f64(),
+            (last_at_b.0 - restored_a.0).max(0),
+            last_at_b.0,
+            restored_a.0
+        ))
+    );
     Ok(())
 }
 

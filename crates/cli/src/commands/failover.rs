@@ -1,7 +1,8 @@
 //! `resurgo failover --to SITE --dry-run`: the recovery plan that would move every service
 //! from its site to SITE — fence, data, services in dependency order, routes, verify — as a
 //! checklist with owners and estimated durations, after checking that SITE can take over.
-//! Executing it is the next step of the failover work; for now only the dry run is offered.
+//! Without --dry-run the plan is executed by the journaled runbook (`<state>/runs/`); the
+//! controller, which runs the proxy routes, must be running for the route steps to pass.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     plan.validate()?;
     if !args.dry_run {
-        bail!("executing a failover is not available in this version yet; review the plan with `resurgo failover --to {} --dry-run`", args.to);
+        return execute(&args, &desired, &from);
     }
     if args.json {
         let (total, path) = plan.critical_path()?;
@@ -100,4 +101,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", plan.render_checklist()?);
     }
     Ok(exit::code(exit::OK))
+}
+
+fn execute(args: &Args, desired: &resurgo_controller::Desired, from: &str) -> anyhow::Result<ExitCode> {
+    let engine = args.spec.engine_for(desired)?;
+    // The spec as written names the assignment group; `desired` has assignments applied.
+    let spec = resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = std::time::Instant::now();
+    let report = resurgo_controller::failover::execute(
+        &spec.loaded.system,
+        &desired.loaded.system,
+        &engine,
+        &args.spec.state,
+        from,
+        &args.to,
+        resurgo_runbook::plan::PlanKind::Failover,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for s in &report.steps {
+            let took = s
+                .millis
+                .map(|m| format!(" ({:.2}s)", m as f64 / 1000.0))
+                .unwrap_or_default();
+            println!("{:?} {}{took}", s.outcome, s.name);
+        }
+        println!(
+            "run {} (epoch {}): {:?} in {:.2}s",
+            report.run,
+            report.epoch,
+            report.outcome,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let ok = matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded);
+    Ok(exit::code(if ok { exit::OK } else { exit::ERROR }))
 }

@@ -3,7 +3,7 @@
 use crate::util::BIN;
 
 #[test]
-fn demo_runs_the_quickstart_and_heals_a_drift() {
+fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(BIN)
         .args(["demo", "--dir"])
@@ -25,6 +25,13 @@ fn demo_runs_the_quickstart_and_heals_a_drift() {
         "drift corrected",
         "(route `web`, built-in proxy) → hello from web at site a",
         "in sync",
+        "replicate notes a → b",
+        "PRAGMA integrity_check → ok",
+        "dataset notes (home a, RPO objective 5m)",
+        "✓ assign b as primary",
+        "RTO ",
+        "RPO ",
+        "writes lost: 0",
     ] {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
     }
