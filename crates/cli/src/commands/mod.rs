@@ -16,6 +16,7 @@ pub mod plan;
 pub mod replicate;
 pub mod repo;
 pub mod restore;
+pub mod runs;
 pub mod schema;
 pub mod shim;
 pub mod snapshots;
@@ -71,6 +72,8 @@ pub enum Command {
     Forget(forget::Args),
     /// Plan moving every service to another site (with --dry-run: a checklist with estimates).
     Failover(failover::Args),
+    /// The history of failovers and failbacks, with timelines.
+    Runs(runs::Args),
     /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
     Wal(wal::Args),
     /// A tiny HTTP service used by the quickstart example.
@@ -98,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a),
         Command::Forget(a) => forget::run(a),
         Command::Failover(a) => failover::run(a),
+        Command::Runs(a) => runs::run(a),
         Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),
         Command::Shim(a) => shim::run(a),

@@ -35,6 +35,20 @@ fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
     ] {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
     }
+    // The failover and the failback are in the run history, in order, both succeeded.
+    let runs = std::process::Command::new(BIN)
+        .args(["runs", "--json", "--state"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).expect("runs --json");
+    let kinds: Vec<(&str, &str)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["outcome"]["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("failover", "succeeded"), ("failback", "succeeded")]);
     // The demo cleans up after itself: no process left under its state.
     let run = dir.path().join("state/sites/a/services/web");
     assert!(!run.exists(), "demo removed its services");

@@ -1,0 +1,68 @@
+//! `resurgo runs [RUN]`: the history of failovers and failbacks, each with its timeline, read
+//! from the runs' journals (`<state>/runs/`).
+
+use std::process::ExitCode;
+
+use resurgo_runbook::run::Runner;
+
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show one run's timeline (default: every run, newest last).
+    pub run: Option<String>,
+    /// State folder holding the runs.
+    #[arg(long, env = "RESURGO_STATE", default_value = ".resurgo", value_name = "DIR")]
+    pub state: std::path::PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let dir = args.state.join("runs");
+    let runner = Runner::new(&dir);
+    let mut ids: Vec<String> = match &args.run {
+        Some(r) => vec![r.clone()],
+        None => std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    // Run ids end with their start time in milliseconds: oldest first.
+    ids.sort_by_key(|id| id.rsplit('-').next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0));
+    let mut reports = Vec::new();
+    for id in &ids {
+        reports.push(runner.report(id).map_err(|e| anyhow::anyhow!("run `{id}`: {e}"))?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(exit::code(exit::OK));
+    }
+    if reports.is_empty() {
+        println!("no runs yet in {}", dir.display());
+    }
+    for r in &reports {
+        println!("run {} — {:?}, epoch {}: {:?}", r.run, r.kind, r.epoch, r.outcome);
+        if args.run.is_some() {
+            for s in &r.steps {
+                let took = s
+                    .millis
+                    .map(|m| format!("{:.2}s", m as f64 / 1000.0))
+                    .unwrap_or_default();
+                println!(
+                    "  {:<30} {:<8} {} {:?}",
+                    s.name,
+                    took,
+                    s.started.as_deref().unwrap_or(""),
+                    s.outcome
+                );
+            }
+        }
+    }
+    Ok(exit::code(exit::OK))
+}
