@@ -58,7 +58,7 @@ fn main() {
         detect.push(number_after(line, "detection ").unwrap());
         fo.push(number_after(line, "failover ").unwrap());
         rpo.push(number_after(line, "RPO ").unwrap());
-        lost.push(number_after(line, "s, ").unwrap());
+        lost.push(number_after(&line[line.find("RPO ").unwrap()..], "s, ").unwrap());
         let back_line = text
             .lines()
             .find(|l| l.starts_with("failed back"))

@@ -116,9 +116,46 @@ pub fn execute(
             )
         })
         .collect::<HashMap<_, _>>();
+    // While the run moves services, the controller must not "correct" them under its feet.
+    let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
     Runner::new(state_dir.join("runs"))
         .start(&plan, &impls)
         .map_err(|e| FailoverError::Run(e.to_string()))
+}
+
+/// `<state>/runs/ACTIVE`, holding the pid of the process running a recovery plan; removed
+/// when the run ends. A marker whose process is gone (a crash) does not count.
+struct ActiveRun(PathBuf);
+
+impl ActiveRun {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("runs").join("ACTIVE")
+    }
+
+    fn mark(state_dir: &Path) -> std::io::Result<ActiveRun> {
+        let path = Self::path(state_dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, std::process::id().to_string())?;
+        Ok(ActiveRun(path))
+    }
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a recovery plan is being run right now (by a live process).
+pub fn run_in_progress(state_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(ActiveRun::path(state_dir)) else {
+        return false;
+    };
+    text.trim()
+        .parse::<u32>()
+        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Stops every service active at `site` (a planned switch's "stop writes"); returns how

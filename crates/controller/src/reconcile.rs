@@ -271,7 +271,8 @@ impl Controller {
                         .get(&change.service)
                         .is_some_and(|s| s.sync == SyncPolicy::Auto),
                 };
-                if !auto || self.inflight.contains(&key) {
+                // A failover or failback in progress owns the services it moves.
+                if !auto || self.inflight.contains(&key) || crate::failover::run_in_progress(&self.config.state_dir) {
                     continue;
                 }
                 let backoff = self.backoff.entry(key.clone()).or_insert(Backoff {
