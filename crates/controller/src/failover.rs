@@ -92,17 +92,7 @@ pub fn execute(
         ),
         kind,
         epoch,
-        steps: steps
-            .iter()
-            .map(|s| StepSpec {
-                name: s.name.clone(),
-                depends_on: s.depends_on.clone(),
-                timeout: s.timeout.max(Duration::from_millis(1)),
-                description: s.description.clone(),
-                owner: s.owner.clone(),
-                estimate: s.estimate,
-            })
-            .collect(),
+        steps: step_specs(&steps),
     };
     let impls: Steps = steps
         .iter()
@@ -121,6 +111,21 @@ pub fn execute(
     Runner::new(state_dir.join("runs"))
         .start(&plan, &impls)
         .map_err(|e| FailoverError::Run(e.to_string()))
+}
+
+/// The runbook's view of recovery steps: names, dependencies, timeouts, owners, estimates.
+pub fn step_specs(steps: &[resurgo_plan::recovery::RecoveryStep]) -> Vec<StepSpec> {
+    steps
+        .iter()
+        .map(|s| StepSpec {
+            name: s.name.clone(),
+            depends_on: s.depends_on.clone(),
+            timeout: s.timeout.max(Duration::from_millis(1)),
+            description: s.description.clone(),
+            owner: s.owner.clone(),
+            estimate: s.estimate,
+        })
+        .collect()
 }
 
 /// `<state>/runs/ACTIVE`, holding the pid of the process running a recovery plan; removed

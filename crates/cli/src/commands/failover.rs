@@ -5,11 +5,10 @@
 //! controller, which runs the proxy routes, must be running for the route steps to pass.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use resurgo_plan::recovery::failover_steps;
-use resurgo_runbook::plan::{PlanKind, RecoveryPlan, StepSpec};
+use resurgo_runbook::plan::{PlanKind, RecoveryPlan};
 
 use crate::common::{load_or_report, SpecArgs};
 use crate::exit;
@@ -64,17 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         id: format!("failover-{from}-to-{}", args.to),
         kind: PlanKind::Failover,
         epoch: 0,
-        steps: steps
-            .iter()
-            .map(|s| StepSpec {
-                name: s.name.clone(),
-                depends_on: s.depends_on.clone(),
-                timeout: s.timeout.max(Duration::from_millis(1)),
-                description: s.description.clone(),
-                owner: s.owner.clone(),
-                estimate: s.estimate,
-            })
-            .collect(),
+        steps: resurgo_controller::failover::step_specs(&steps),
     };
     plan.validate()?;
     if !args.dry_run {
