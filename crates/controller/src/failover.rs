@@ -94,7 +94,86 @@ pub fn execute(
         epoch,
         steps: step_specs(&steps),
     };
-    let impls: Steps = steps
+    let run_id = format!("{}-e{epoch}-{}", plan.id, now_millis());
+    // What resuming needs besides the journal: which move this is, and each step's action.
+    let sidecar = Moves {
+        from: from.into(),
+        to: to.into(),
+        group: ctx.group.clone(),
+        epoch,
+        steps: steps.clone(),
+    };
+    let runs = state_dir.join("runs");
+    std::fs::create_dir_all(&runs).map_err(|e| FailoverError::Run(e.to_string()))?;
+    resurgo_provider::write_json_atomic(&moves_path(state_dir, &run_id), &sidecar)
+        .map_err(|e| FailoverError::Run(e.to_string()))?;
+    // While the run moves services, the controller must not "correct" them under its feet.
+    let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
+    Runner::new(runs)
+        .start_as(&run_id, &plan, &impls(&steps, &ctx))
+        .map_err(|e| FailoverError::Run(e.to_string()))
+}
+
+/// Resumes a failover or failback run that was interrupted (its process killed): finished
+/// steps are skipped, a started one is checked again, and the run ends where it would have.
+pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) -> Result<RunReport, FailoverError> {
+    let text =
+        std::fs::read(moves_path(state_dir, run_id)).map_err(|e| FailoverError::Run(format!("run `{run_id}`: {e}")))?;
+    let moves: Moves = serde_json::from_slice(&text).map_err(|e| FailoverError::Run(format!("run `{run_id}`: {e}")))?;
+    // `system` has the assignments in force: if this run already assigned the target, the
+    // services are there; otherwise they are still at `from`.
+    let (before, after) = if assigned(state_dir, &moves)? {
+        let mut before = system.clone();
+        resurgo_plan::recovery::apply_move(&mut before, &moves.to, &moves.from);
+        (before, system.clone())
+    } else {
+        let mut after = system.clone();
+        resurgo_plan::recovery::apply_move(&mut after, &moves.from, &moves.to);
+        (system.clone(), after)
+    };
+    let ctx = Arc::new(Ctx {
+        before,
+        after,
+        engine: engine.clone(),
+        state_dir: state_dir.to_path_buf(),
+        group: moves.group.clone(),
+    });
+    let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
+    Runner::new(state_dir.join("runs"))
+        .resume(run_id, moves.epoch, &impls(&moves.steps, &ctx))
+        .map_err(|e| FailoverError::Run(e.to_string()))
+}
+
+/// Whether the run's assignment (its epoch, its target) is in force.
+fn assigned(state_dir: &Path, moves: &Moves) -> Result<bool, FailoverError> {
+    let store = EmbeddedStore::open(coord_dir(state_dir)).map_err(|e| FailoverError::Coord(e.to_string()))?;
+    let current = store
+        .get_assignment(&moves.group)
+        .map_err(|e| FailoverError::Coord(e.to_string()))?;
+    Ok(current.is_some_and(|a| a.epoch == moves.epoch && a.primary_site == moves.to))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Moves {
+    from: String,
+    to: String,
+    group: String,
+    epoch: u64,
+    steps: Vec<resurgo_plan::recovery::RecoveryStep>,
+}
+
+fn moves_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(format!("{run_id}.moves.json"))
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+fn impls(steps: &[resurgo_plan::recovery::RecoveryStep], ctx: &Arc<Ctx>) -> Steps {
+    steps
         .iter()
         .map(|s| {
             (
@@ -105,12 +184,7 @@ pub fn execute(
                 }) as Arc<dyn Step>,
             )
         })
-        .collect::<HashMap<_, _>>();
-    // While the run moves services, the controller must not "correct" them under its feet.
-    let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
-    Runner::new(state_dir.join("runs"))
-        .start(&plan, &impls)
-        .map_err(|e| FailoverError::Run(e.to_string()))
+        .collect::<HashMap<_, _>>()
 }
 
 /// The runbook's view of recovery steps: names, dependencies, timeouts, owners, estimates.

@@ -9,18 +9,23 @@ use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Show one run's timeline (default: every run, newest last).
+    /// Show one run's timeline (default: every run, oldest first).
     pub run: Option<String>,
-    /// State folder holding the runs.
-    #[arg(long, env = "RESURGO_STATE", default_value = ".resurgo", value_name = "DIR")]
-    pub state: std::path::PathBuf,
+    /// Resume RUN after its process was killed: it ends where it would have.
+    #[arg(long, requires = "run")]
+    pub resume: bool,
+    #[command(flatten)]
+    pub spec: crate::common::SpecArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dir = args.state.join("runs");
+    if let (true, Some(id)) = (args.resume, &args.run) {
+        return resume(&args, id);
+    }
+    let dir = args.spec.state.join("runs");
     let runner = Runner::new(&dir);
     let mut ids: Vec<String> = match &args.run {
         Some(r) => vec![r.clone()],
@@ -65,4 +70,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit::code(exit::OK))
+}
+
+fn resume(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
+    let Some(desired) = crate::common::load_or_report(&args.spec, args.json)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    let engine = args.spec.engine_for(&desired)?;
+    let report = resurgo_controller::failover::resume(&desired.loaded.system, &engine, &args.spec.state, id)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("run {} resumed: {:?}", report.run, report.outcome);
+    }
+    let ok = matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded);
+    Ok(exit::code(if ok { exit::OK } else { exit::ERROR }))
 }

@@ -319,3 +319,111 @@ fn proxy_route_follows_the_service_to_its_active_site() {
     });
     assert!(switched["message"].as_str().unwrap().contains("epoch 1"), "{switched}");
 }
+
+/// A spec for failover tests: web (with a SQLite canary) at a, standby b, both sites with
+/// repositories, a proxy route.
+fn failover_env(block: u8, route_port: u16) -> Env {
+    let env = Env::new(block);
+    let backups = env.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(backups.join("password"), "failover test password").unwrap();
+    let repo = |site: &str| {
+        format!(
+            "    repository: {{ url: {}, password: {{ file: {} }} }}\n",
+            backups.join(site).display(),
+            backups.join("password").display()
+        )
+    };
+    let web = Env::web("web", "a", 7171, "auto", &[])
+        .replace(
+            "args: [example-app, --port, ",
+            "args: [example-app, --db, data/notes.db, --port, ",
+        )
+        .replace("    site: a\n", "    site: a\n    standby: [b]\n");
+    let spec = env
+        .spec(&web)
+        .replace("    capacity: { cpu: 8, memory: 8Gi }\n  b:", &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}  b:", repo("a")))
+        .replace("    capacity: { cpu: 8, memory: 8Gi }\nservices:", &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}services:", repo("b")))
+        + &format!(
+            "datasets:\n  notes:\n    service: web\n    type: sqlite\n    path: data/notes.db\nroutes:\n  front:\n    service: web\n    type: proxy\n    listen: 127.0.0.1:{route_port}\n"
+        );
+    env.write_spec(&spec);
+    env
+}
+
+#[test]
+fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
+    // Journal records at which the failover's process is killed (5 or so per step).
+    for kill_after in [2usize, 9, 16, 23, 30] {
+        let mut env = failover_env(117, 18117);
+        assert_eq!(env.run(&["apply"]).code, 0);
+        assert_eq!(env.run(&["repo", "init"]).code, 0);
+        let backup = env.run(&["backup", "--replicate"]);
+        assert_eq!(backup.code, 0, "{}{}", backup.stdout, backup.stderr);
+        env.start_controller(&[]);
+        let at = |site: &str| {
+            let want = format!("at site {site}");
+            poll(Duration::from_secs(15), || {
+                crate::util::http_get("127.0.0.1:18117", "/").filter(|b| b.contains(&want))
+            })
+        };
+        assert!(at("a").is_some(), "route to a: {}", env.dump_events());
+
+        let mut child = std::process::Command::new(crate::util::BIN)
+            .args(["failover", "--to", "b", "--spec"])
+            .arg(env.spec_dir())
+            .arg("--state")
+            .arg(env.state())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let runs = env.state().join("runs");
+        let journal = || {
+            let dir = std::fs::read_dir(&runs).ok()?.flatten().find(|e| e.path().is_dir())?;
+            Some((
+                dir.file_name().to_string_lossy().into_owned(),
+                dir.path().join("journal.jsonl"),
+            ))
+        };
+        let reached = poll(Duration::from_secs(20), || {
+            let (id, path) = journal()?;
+            let lines = std::fs::read_to_string(path).ok()?.lines().count();
+            if lines >= kill_after {
+                Some(id)
+            } else if child.try_wait().ok().flatten().is_some() {
+                Some(id) // finished before the kill point: resume must then be a no-op
+            } else {
+                None
+            }
+        });
+        let id = reached.unwrap_or_else(|| panic!("the failover's journal never reached {kill_after} records"));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let resumed = env.run(&["runs", &id, "--resume", "--json"]);
+        assert_eq!(
+            resumed.code, 0,
+            "killed after {kill_after} records: {}{}",
+            resumed.stdout, resumed.stderr
+        );
+        assert_eq!(resumed.json()["outcome"]["status"], "succeeded");
+        // The same end state as an uninterrupted failover: the route leads to b, web runs there.
+        assert!(
+            at("b").is_some(),
+            "killed after {kill_after}: route does not reach b\n{}",
+            env.dump_events()
+        );
+        let status = env.status();
+        let web = find_service(&status, "b", "web").unwrap();
+        assert_eq!(web["process"], "running", "killed after {kill_after}: {web}");
+        assert_eq!(web["health"], "healthy");
+        let history = env.run(&["runs", "--json"]).json();
+        assert_eq!(
+            history.as_array().unwrap().len(),
+            1,
+            "one run, resumed, not a second one"
+        );
+        env.stop_controller();
+    }
+}
