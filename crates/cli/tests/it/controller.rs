@@ -389,13 +389,10 @@ fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
         let reached = poll(Duration::from_secs(20), || {
             let (id, path) = journal()?;
             let lines = std::fs::read_to_string(path).ok()?.lines().count();
-            if lines >= kill_after {
-                Some(id)
-            } else if child.try_wait().ok().flatten().is_some() {
-                Some(id) // finished before the kill point: resume must then be a no-op
-            } else {
-                None
-            }
+            // Kill once the journal reaches the point — or resume a run that finished first
+            // (then resuming must change nothing).
+            let finished = child.try_wait().ok().flatten().is_some();
+            (lines >= kill_after || finished).then_some(id)
         });
         let id = reached.unwrap_or_else(|| panic!("the failover's journal never reached {kill_after} records"));
         let _ = child.kill();
