@@ -140,18 +140,21 @@ impl<'a> Protector<'a> {
             .collect())
     }
 
-    /// How to open a site's repository, with its secrets read.
-    pub fn repo_config(&self, site: &str) -> Result<RepoConfig, ProtectError> {
+    /// The repository section of a site.
+    fn repository(&self, site: &str) -> Result<&'a RepositorySpec, ProtectError> {
         let spec = self
             .system
             .sites
             .get(site)
             .ok_or_else(|| ProtectError::UnknownSite(site.to_string()))?;
-        let repo = spec
-            .repository
+        spec.repository
             .as_ref()
-            .ok_or_else(|| ProtectError::NoRepository(site.to_string()))?;
-        repo_config(site, repo)
+            .ok_or_else(|| ProtectError::NoRepository(site.to_string()))
+    }
+
+    /// How to open a site's repository, with its secrets read.
+    pub fn repo_config(&self, site: &str) -> Result<RepoConfig, ProtectError> {
+        repo_config(site, self.repository(site)?)
     }
 
     pub fn open(&self, site: &str) -> Result<Repository, ProtectError> {
@@ -298,15 +301,7 @@ impl<'a> Protector<'a> {
 
     /// Records `site`'s repository for `resurgo wal push|fetch` (see [`wal_config_path`]).
     pub fn write_wal_config(&self, site: &str) -> Result<(), ProtectError> {
-        let spec = self
-            .system
-            .sites
-            .get(site)
-            .ok_or_else(|| ProtectError::UnknownSite(site.to_string()))?;
-        let repo = spec
-            .repository
-            .as_ref()
-            .ok_or_else(|| ProtectError::NoRepository(site.to_string()))?;
+        let repo = self.repository(site)?;
         // PostgreSQL runs `resurgo wal …` in its data directory: a secret file named relative
         // to where resurgo runs is recorded by its absolute path.
         let mut repo = repo.clone();
