@@ -292,33 +292,13 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
     // Site a's cluster: archiving on (no command yet: `resurgo backup` sets it), on a's address.
     let pgdata = pgdata_in(&root.join("pg-a"));
     let port = free_port(&addr_a);
-    let mut initdb = as_pg_user();
-    initdb.push(pg_bin("initdb").display().to_string());
-    let out = command(&initdb)
-        .arg("-D")
-        .arg(&pgdata)
-        .args(["-U", "nobody", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
-        .current_dir(&root)
-        .output()
-        .expect("run initdb");
-    assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-    let append = |file: &str, text: &str| {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(pgdata.join(file))
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    };
-    append(
-        "postgresql.conf",
+    initdb_as_nobody(
+        &root,
+        &pgdata,
         &format!(
             "\nlisten_addresses = '{addr_a}'\nunix_socket_directories = ''\narchive_mode = on\n\
              wal_level = replica\nshared_buffers = 32MB\nmax_connections = 30\nlog_line_prefix = '%m [%p] '\n"
         ),
-    );
-    append(
-        "pg_hba.conf",
         "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n",
     );
 
@@ -552,4 +532,27 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
     let mut server = Server::start(&earlier, &addr_b, root.join("restored-earlier/server.log"));
     server.wait_until_primary();
     assert_eq!(server.ids(), by_t, "exactly the writes acknowledged by {at}");
+}
+
+/// `initdb` as PostgreSQL's user into `pgdata`, then `conf` appended to postgresql.conf and
+/// `hba` to pg_hba.conf.
+pub(crate) fn initdb_as_nobody(root: &Path, pgdata: &Path, conf: &str, hba: &str) {
+    let mut initdb = as_pg_user();
+    initdb.push(pg_bin("initdb").display().to_string());
+    let out = command(&initdb)
+        .arg("-D")
+        .arg(pgdata)
+        .args(["-U", "nobody", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+        .current_dir(root)
+        .output()
+        .expect("run initdb");
+    assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+    for (file, text) in [("postgresql.conf", conf), ("pg_hba.conf", hba)] {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pgdata.join(file))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
 }

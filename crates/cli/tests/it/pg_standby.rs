@@ -5,7 +5,6 @@
 //! and starts that, which follows a by streaming. Rows written at a arrive at b; `resurgo
 //! status` shows the standby's lag; the controller sees no drift and a caught-up standby.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::pg::{as_pg_user, command, free_port, give, pg_bin, psql, stop_immediately};
+use crate::pg::{as_pg_user, free_port, give, initdb_as_nobody, pg_bin, psql, stop_immediately};
 use crate::util::{alive, find_service, poll, Env, Out, BIN};
 
 /// `resurgo ARGS --state … --spec …` in the test's folder with umask 0, so the folders it
@@ -91,35 +90,15 @@ fn pg_standby_is_seeded_streams_and_reports_its_lag() {
 
     // Site a's cluster, in the service's own folder (the dataset's `path` is relative to it).
     let pgdata = pgdata_at(&root, &env.state().join("sites/a/services/db/data"));
-    let mut initdb = as_pg_user();
-    initdb.push(pg_bin("initdb").display().to_string());
-    let out = command(&initdb)
-        .arg("-D")
-        .arg(&pgdata)
-        .args(["-U", "nobody", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
-        .current_dir(&root)
-        .output()
-        .expect("run initdb");
-    assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-    let append = |file: &str, text: &str| {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(pgdata.join(file))
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    };
     // listen_addresses is not here: the same command runs at both sites and takes the site's
-    // address from the environment.
-    append(
-        "postgresql.conf",
+    // address from the environment. pg_hba: replication from site b (the seeding runs from
+    // resurgo, streaming from b's server; on loopback either may come from any 127/8 address).
+    initdb_as_nobody(
+        &root,
+        &pgdata,
         "\nunix_socket_directories = ''\nwal_level = replica\nmax_wal_senders = 10\n\
          max_replication_slots = 10\nhot_standby = on\nshared_buffers = 32MB\nmax_connections = 30\n\
          log_line_prefix = '%m [%p] '\n",
-    );
-    // Replication from site b (the seeding runs from resurgo, streaming from b's server; on
-    // loopback either may come from any 127/8 address).
-    append(
-        "pg_hba.conf",
         &format!(
             "host all all 127.0.0.0/8 trust\nhost replication all {addr_b}/32 trust\nhost replication all 127.0.0.0/8 trust\n"
         ),

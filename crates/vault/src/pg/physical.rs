@@ -212,27 +212,8 @@ impl RecoveryTime {
     /// names, even `Z`, are refused there (the abbreviation tables are not loaded yet when
     /// the server checks its configuration).
     pub fn to_postgres(&self) -> String {
-        let (secs, micros) = (
-            self.unix_micros.div_euclid(1_000_000),
-            self.unix_micros.rem_euclid(1_000_000),
-        );
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // Civil date from days (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        format!(
-            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{micros:06}+00",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
+        let t = rustic_core::jiff::Timestamp::from_microsecond(self.unix_micros).expect("parsed times are in range");
+        format!("{}+00", t.strftime("%Y-%m-%d %H:%M:%S.%6f"))
     }
 }
 

@@ -535,23 +535,6 @@ pub fn secs(t: SystemTime) -> f64 {
 
 /// A moment as RFC 3339 UTC with microseconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap();
-    let (days, rem) = ((d.as_secs() / 86_400) as i64, d.as_secs() % 86_400);
-    // Civil date from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    let t = rustic_core::jiff::Timestamp::try_from(t).expect("a representable time");
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
