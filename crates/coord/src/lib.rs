@@ -15,5 +15,6 @@ pub mod store;
 
 pub use embedded::EmbeddedStore;
 pub use etcd::EtcdStore;
-pub use model::{check_successor, validate_timing, Assignment, Lease, Timing, TimingError};
+pub use model::{check_successor, Assignment, Lease};
+pub use resurgo_spec::timing::{validate_timing, Timing, TimingError};
 pub use store::{CasOutcome, CoordStore, LeaseId, StoreError};

@@ -8,6 +8,7 @@
 mod diag;
 mod load;
 pub mod model;
+pub mod timing;
 pub mod units;
 mod validate;
 mod yaml;

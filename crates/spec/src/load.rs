@@ -33,7 +33,11 @@ impl Sources {
         let Some(&file) = self.origins.get(&(section.to_string(), name.to_string())) else {
             return Diagnostic::bare(message);
         };
-        let mut path = vec![Seg::Key(section.into()), Seg::Key(name.into())];
+        // A section that is one item (`failover`) has no name.
+        let mut path = vec![Seg::Key(section.into())];
+        if !name.is_empty() {
+            path.push(Seg::Key(name.into()));
+        }
         path.extend_from_slice(rest);
         Diagnostic::at(&self.files[file], self.nodes[file].locate(&path, key), message)
     }
@@ -404,6 +408,7 @@ fn merge(
     };
     let mut name_file: Option<usize> = None;
     let mut objectives_file: Option<usize> = None;
+    let mut failover_file: Option<usize> = None;
     for (i, doc) in documents.into_iter().enumerate() {
         if let Some(name) = doc.system {
             if let Some(first) = name_file {
@@ -427,6 +432,19 @@ fn merge(
             } else {
                 objectives_file = Some(i);
                 system.objectives = obj;
+            }
+        }
+        if let Some(failover) = doc.failover {
+            if let Some(first) = failover_file {
+                diags.push(Diagnostic::at(
+                    &sources.files[i],
+                    sources.nodes[i].locate(&[Seg::Key("failover".into())], true),
+                    format!("failover is declared twice (also in {})", sources.files[first].name),
+                ));
+            } else {
+                failover_file = Some(i);
+                sources.origins.insert(("failover".into(), String::new()), i);
+                system.failover = failover;
             }
         }
         merge_section("sites", "site", doc.sites, &mut system.sites, i, sources, diags);

@@ -40,6 +40,9 @@ pub struct Document {
     /// Recovery objectives for the whole system; datasets may set a stricter RPO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objectives: Option<Objectives>,
+    /// When and how a site is declared lost and the system fails over; given once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
 }
 
 /// An input: a default value, optionally described.
@@ -380,6 +383,122 @@ pub struct Route {
     /// `proxy`: the address:port the built-in proxy listens on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<std::net::SocketAddr>,
+    /// `dns`: the A record pointed at the active site's address (RFC 2136 UPDATE with TSIG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsRecord>,
+    /// `hook`: the command that points clients at the active site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<RouteHook>,
+}
+
+/// An A record at an authoritative server that accepts dynamic updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRecord {
+    /// The authoritative server's address:port (it must accept RFC 2136 UPDATE).
+    pub server: std::net::SocketAddr,
+    /// The zone the record lives in, e.g. `example.com`.
+    pub zone: String,
+    /// The record's name, e.g. `www.example.com`; inside `zone`.
+    pub name: String,
+    /// TTL of the record, in seconds (default 30: keep it low before any event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    /// The TSIG key (hmac-sha256) the server knows.
+    pub key: TsigKey,
+}
+
+/// A TSIG key: its name and its secret (base64, as in the server's configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TsigKey {
+    pub name: String,
+    pub secret: SecretRef,
+}
+
+/// A command run to switch a route. It gets `RESURGO_ROUTE`, `RESURGO_OLD_ADDRESS`,
+/// `RESURGO_NEW_ADDRESS` (address:port) and `RESURGO_EPOCH`; exit 0 means switched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteHook {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// How long it may run before it is killed (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+/// Failure detection and automatic failover. Timing is checked when the spec loads: the old
+/// primary fences itself (heartbeat interval + fencing deadline) before its lease expires and
+/// before another site can be promoted (interval × suspect-after + promotion delay).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    /// Fail over without a person when a site is declared dead (default false: the agents
+    /// detect and report, a person runs `resurgo failover`).
+    #[serde(default)]
+    pub automatic: bool,
+    /// No automatic failover within this long after any failover (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Duration>,
+    /// How often agents renew the primary lease and send heartbeats (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<Duration>,
+    /// Missed heartbeats before a site is suspect (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect_after: Option<u32>,
+    /// The primary lease's time to live (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<Duration>,
+    /// How long the primary tolerates failed renewals before it fences itself (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_deadline: Option<Duration>,
+    /// How long after suspecting the primary before another site is promoted (default 4s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_delay: Option<Duration>,
+    /// The port each site's agent listens on for heartbeats, at the site's address
+    /// (default 7411).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_port: Option<u16>,
+    /// The witness agent's address:port: a second, independent view of every site; without
+    /// one, no site is ever declared dead automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<std::net::SocketAddr>,
+    /// Where roles, epochs and leases live (default: embedded, in the state folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<Coordination>,
+}
+
+/// The coordination store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Coordination {
+    /// etcd v3 endpoints (`http://host:2379`), one per failure domain; empty: embedded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd: Vec<String>,
+}
+
+impl Failover {
+    /// The timing in force, defaults filled in.
+    pub fn timing(&self) -> crate::timing::Timing {
+        let d = |v: Option<Duration>, default: u64| v.map_or(std::time::Duration::from_millis(default), |d| d.0);
+        crate::timing::Timing {
+            heartbeat_interval: d(self.heartbeat_interval, 1000),
+            suspect_after: self.suspect_after.unwrap_or(3),
+            lease_ttl: d(self.lease_ttl, 10_000),
+            fencing_deadline: d(self.fencing_deadline, 5000),
+            promotion_delay: d(self.promotion_delay, 4000),
+        }
+    }
+
+    pub fn cooldown(&self) -> std::time::Duration {
+        self.cooldown.map_or(std::time::Duration::from_secs(600), |d| d.0)
+    }
+
+    pub fn agent_port(&self) -> u16 {
+        self.agent_port.unwrap_or(7411)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -412,4 +531,5 @@ pub struct System {
     pub datasets: IndexMap<String, Dataset>,
     pub routes: IndexMap<String, Route>,
     pub objectives: Objectives,
+    pub failover: Failover,
 }

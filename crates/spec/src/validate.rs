@@ -56,6 +56,7 @@ pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
     check_ports(&mut c);
     check_datasets(&mut c);
     check_routes(&mut c);
+    check_failover(&mut c);
     c.diags
 }
 
@@ -617,6 +618,66 @@ fn check_routes(c: &mut Checker) {
             }
             _ => {}
         }
+        for (field, present, wanted) in [
+            ("listen", route.listen.is_some(), RouteKind::Proxy),
+            ("dns", route.dns.is_some(), RouteKind::Dns),
+            ("hook", route.hook.is_some(), RouteKind::Hook),
+        ] {
+            if present && route.kind != wanted {
+                c.err_key(
+                    "routes",
+                    name,
+                    &[key(field)],
+                    format!(
+                        "route `{name}` is of type `{}`: `{field}` belongs to a `{}` route",
+                        route_kind(route.kind),
+                        route_kind(wanted)
+                    ),
+                );
+            }
+        }
+        match (route.kind, &route.dns, &route.hook) {
+            (RouteKind::Dns, None, _) => c.err_key(
+                "routes",
+                name,
+                &[],
+                format!("dns route `{name}` needs `dns` (server, zone, name, key)"),
+            ),
+            (RouteKind::Dns, Some(dns), _) => {
+                let (zone, record) = (dns.zone.trim_end_matches('.'), dns.name.trim_end_matches('.'));
+                if record != zone && !record.ends_with(&format!(".{zone}")) {
+                    c.err(
+                        "routes",
+                        name,
+                        &[key("dns"), key("name")],
+                        format!(
+                            "route `{name}`: record `{}` is not inside zone `{}`",
+                            dns.name, dns.zone
+                        ),
+                    );
+                }
+                for site in std::iter::once(&svc.site).chain(&svc.standby) {
+                    if let Some(s) = system.sites.get(site).filter(|s| !s.address.is_ipv4()) {
+                        c.err(
+                            "routes",
+                            name,
+                            &[key("dns")],
+                            format!(
+                                "route `{name}` is an A record, but site `{site}` has the IPv6 address {}",
+                                s.address
+                            ),
+                        );
+                    }
+                }
+            }
+            (RouteKind::Hook, _, None) => c.err_key(
+                "routes",
+                name,
+                &[],
+                format!("hook route `{name}` needs `hook` (command, args)"),
+            ),
+            _ => {}
+        }
         if route.kind == RouteKind::Proxy {
             match route.listen {
                 None => c.err_key(
@@ -635,6 +696,43 @@ fn check_routes(c: &mut Checker) {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+fn route_kind(kind: RouteKind) -> &'static str {
+    match kind {
+        RouteKind::Proxy => "proxy",
+        RouteKind::Dns => "dns",
+        RouteKind::Hook => "hook",
+    }
+}
+
+/// The timing rules (the old primary fences before it can be replaced), a witness for
+/// automatic failover, and etcd endpoints that are URLs.
+fn check_failover(c: &mut Checker) {
+    let failover = &c.system.failover;
+    for error in crate::timing::validate_timing(&failover.timing()) {
+        c.err_key("failover", "", &[], format!("failover timing: {error}"));
+    }
+    if failover.automatic && failover.witness.is_none() {
+        c.err(
+            "failover",
+            "",
+            &[key("automatic")],
+            "automatic failover needs a `witness` (address:port): without a second view, a cut link would look like a lost site".into(),
+        );
+    }
+    if let Some(coordination) = &failover.coordination {
+        for (i, endpoint) in coordination.etcd.iter().enumerate() {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                c.err(
+                    "failover",
+                    "",
+                    &[key("coordination"), key("etcd"), Seg::Index(i)],
+                    format!("etcd endpoint `{endpoint}` is not a URL: write it as http://host:2379"),
+                );
             }
         }
     }

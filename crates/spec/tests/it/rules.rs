@@ -274,3 +274,20 @@ fn standby_dataset_without_a_standby_site() {
     );
     assert_snapshot!(err(&text));
 }
+
+#[test]
+fn failover_timing_that_could_leave_two_primaries() {
+    // Fenced only after 1 s + 9 s = 10 s, but the lease expires after 5 s and another site
+    // may be promoted after 3 × 1 s + 1 s = 4 s; and automatic failover without a witness.
+    let text = format!(
+        "{BASE}failover:\n  automatic: true\n  heartbeat_interval: 1s\n  lease_ttl: 5s\n  fencing_deadline: 9s\n  promotion_delay: 1s\n  coordination: {{ etcd: [\"10.0.0.1:2379\"] }}\n"
+    );
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn failover_defaults_are_safe() {
+    let l = ok(&format!("{BASE}failover:\n  automatic: false\n"));
+    assert!(resurgo_spec::timing::validate_timing(&l.system.failover.timing()).is_empty());
+    assert!(!l.system.failover.automatic);
+}
