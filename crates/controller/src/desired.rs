@@ -27,29 +27,27 @@ pub enum LoadError {
     Assignments { path: String, reason: String },
 }
 
-/// The coordination store of the one-machine default, in the state folder.
-pub fn coord_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("coord")
-}
-
-/// The assignment group of the services a spec places at `site`.
-pub fn group_of(site: &str) -> String {
-    format!("site/{site}")
-}
+pub use crate::roles::{coord_dir, group_of};
 
 /// Applies the primary assignments (failovers done and not undone) to the desired state: the
 /// services of a site whose group is assigned elsewhere are active there.
 pub fn with_assignments(mut desired: Desired, state_dir: &Path) -> Result<Desired, LoadError> {
+    let system = &desired.loaded.system;
     let dir = coord_dir(state_dir);
-    if !dir.exists() {
+    let embedded = crate::roles::is_embedded(system);
+    if embedded && !dir.exists() {
         return Ok(desired);
     }
+    let location = if embedded {
+        dir.display().to_string()
+    } else {
+        "etcd".to_string()
+    };
     let fail = |e: &dyn std::fmt::Display| LoadError::Assignments {
-        path: dir.display().to_string(),
+        path: location.clone(),
         reason: e.to_string(),
     };
-    let store = resurgo_coord::EmbeddedStore::open(&dir).map_err(|e| fail(&e))?;
-    use resurgo_coord::CoordStore;
+    let store = crate::roles::open_store(system, state_dir).map_err(|e| fail(&e))?;
     let sites: Vec<String> = desired.loaded.system.sites.keys().cloned().collect();
     for site in sites {
         if let Some(a) = store.get_assignment(&group_of(&site)).map_err(|e| fail(&e))? {

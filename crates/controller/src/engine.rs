@@ -371,6 +371,10 @@ mod tests {
     }
 
     impl Provider for Recorder {
+        fn relabel(&self, _: &SiteHandle, _: &RunConfig) -> Result<(), ProviderError> {
+            Ok(())
+        }
+
         fn observe(&self, _: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError> {
             Ok(Vec::new())
         }

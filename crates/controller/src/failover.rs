@@ -12,17 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use resurgo_coord::{Assignment, CasOutcome, CoordStore, EmbeddedStore};
+use resurgo_coord::{Assignment, CasOutcome, CoordStore, StoreError};
 use resurgo_plan::recovery::{failover_steps, StepAction};
 use resurgo_plan::ProcessState;
 use resurgo_runbook::plan::{PlanKind, RecoveryPlan, StepSpec};
 use resurgo_runbook::run::{RunReport, Runner, Steps};
 use resurgo_runbook::step::{Check, Step, StepContext, StepError};
-use resurgo_spec::{DatasetKind, System};
+use resurgo_spec::{DatasetKind, PgMethod, System};
 
-use crate::desired::{coord_dir, group_of};
 use crate::engine::Engine;
 use crate::protect::Protector;
+use crate::roles::{group_of, primary_lease};
 
 /// What the steps share.
 struct Ctx {
@@ -34,6 +34,40 @@ struct Ctx {
     state_dir: PathBuf,
     /// The assignment group: the site the spec places these services at.
     group: String,
+    store: Arc<dyn CoordStore>,
+    options: RunOptions,
+    /// The site the run moves to.
+    to: String,
+}
+
+/// How a run may act.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RunOptions {
+    /// A failover (the default) or a failback: only the run's name and history differ.
+    #[serde(default)]
+    pub failback: bool,
+    /// The site this process runs at (an agent): only its services are touched; other sites
+    /// are reached through the coordination store only. None: every site is reachable from
+    /// here (the one-machine default, or an operator's machine).
+    #[serde(default)]
+    pub local: Option<String>,
+    /// Promote a standby even if its lag exceeds the RPO objective (recorded with the run).
+    #[serde(default)]
+    pub accept_data_loss: bool,
+    /// How the loss was detected, when an agent decided (recorded with the run).
+    #[serde(default)]
+    pub detection: Option<Detection>,
+}
+
+/// What the agent that decided a failover measured.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Detection {
+    /// Unix ms of the last heartbeat received from the lost site.
+    pub last_heartbeat_ms: u64,
+    /// Unix ms when the site was declared dead (suspect here, lost by the witness).
+    pub declared_dead_ms: u64,
+    /// Unix ms when the failover was decided (after the promotion delay and the policy).
+    pub decided_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +89,13 @@ pub fn execute(
     state_dir: &Path,
     from: &str,
     to: &str,
-    kind: PlanKind,
+    options: RunOptions,
 ) -> Result<RunReport, FailoverError> {
+    let kind = if options.failback {
+        PlanKind::Failback
+    } else {
+        PlanKind::Failover
+    };
     let refused = |reason: String| FailoverError::Refused { to: to.into(), reason };
     let steps = failover_steps(system, from, to).map_err(|e| refused(e.to_string()))?;
     // The group: where the spec places the services that now run at `from`.
@@ -67,7 +106,7 @@ pub fn execute(
         .and_then(|(n, _)| spec_system.services.get(n))
         .map(|s| s.site.clone())
         .ok_or_else(|| refused(format!("no service is active at `{from}`")))?;
-    let store = EmbeddedStore::open(coord_dir(state_dir)).map_err(|e| FailoverError::Coord(e.to_string()))?;
+    let store = crate::roles::open_store(system, state_dir).map_err(|e| FailoverError::Coord(e.to_string()))?;
     let current = store
         .get_assignment(&group_of(&group_site))
         .map_err(|e| FailoverError::Coord(e.to_string()))?;
@@ -80,6 +119,9 @@ pub fn execute(
         engine: engine.clone(),
         state_dir: state_dir.to_path_buf(),
         group: group_of(&group_site),
+        store,
+        options: options.clone(),
+        to: to.to_string(),
     });
     let plan = RecoveryPlan {
         id: format!(
@@ -102,6 +144,7 @@ pub fn execute(
         group: ctx.group.clone(),
         epoch,
         steps: steps.clone(),
+        options,
     };
     let runs = state_dir.join("runs");
     std::fs::create_dir_all(&runs).map_err(|e| FailoverError::Run(e.to_string()))?;
@@ -109,6 +152,7 @@ pub fn execute(
         .map_err(|e| FailoverError::Run(e.to_string()))?;
     // While the run moves services, the controller must not "correct" them under its feet.
     let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
+    let _keeper = LeaseKeeper::start(&ctx, to);
     Runner::new(runs)
         .start_as(&run_id, &plan, &impls(&steps, &ctx))
         .map_err(|e| FailoverError::Run(e.to_string()))
@@ -122,7 +166,8 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
     let moves: Moves = serde_json::from_slice(&text).map_err(|e| FailoverError::Run(format!("run `{run_id}`: {e}")))?;
     // `system` has the assignments in force: if this run already assigned the target, the
     // services are there; otherwise they are still at `from`.
-    let (before, after) = if assigned(state_dir, &moves)? {
+    let store = crate::roles::open_store(system, state_dir).map_err(|e| FailoverError::Coord(e.to_string()))?;
+    let (before, after) = if assigned(store.as_ref(), &moves)? {
         let mut before = system.clone();
         resurgo_plan::recovery::apply_move(&mut before, &moves.to, &moves.from);
         (before, system.clone())
@@ -137,16 +182,19 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
         engine: engine.clone(),
         state_dir: state_dir.to_path_buf(),
         group: moves.group.clone(),
+        store,
+        options: moves.options.clone(),
+        to: moves.to.clone(),
     });
     let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
+    let _keeper = LeaseKeeper::start(&ctx, &moves.to);
     Runner::new(state_dir.join("runs"))
         .resume(run_id, moves.epoch, &impls(&moves.steps, &ctx))
         .map_err(|e| FailoverError::Run(e.to_string()))
 }
 
 /// Whether the run's assignment (its epoch, its target) is in force.
-fn assigned(state_dir: &Path, moves: &Moves) -> Result<bool, FailoverError> {
-    let store = EmbeddedStore::open(coord_dir(state_dir)).map_err(|e| FailoverError::Coord(e.to_string()))?;
+fn assigned(store: &dyn CoordStore, moves: &Moves) -> Result<bool, FailoverError> {
     let current = store
         .get_assignment(&moves.group)
         .map_err(|e| FailoverError::Coord(e.to_string()))?;
@@ -160,6 +208,42 @@ struct Moves {
     group: String,
     epoch: u64,
     steps: Vec<resurgo_plan::recovery::RecoveryStep>,
+    #[serde(default)]
+    options: RunOptions,
+}
+
+/// Keeps the primary lease the run took for its target alive while the run lasts (the agent
+/// at the target adopts it afterwards), so the old primary cannot take it back mid-run.
+struct LeaseKeeper(Option<std::sync::mpsc::Sender<()>>);
+
+impl LeaseKeeper {
+    fn start(ctx: &Arc<Ctx>, to: &str) -> LeaseKeeper {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let ctx = ctx.clone();
+        let to = to.to_string();
+        let every = ctx.before.failover.timing().lease_ttl / 4;
+        std::thread::spawn(move || {
+            let name = primary_lease(&ctx.group);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                if let Ok(Some((holder, _))) = ctx.store.lease_holder(&name) {
+                    if holder == to {
+                        if let Ok(Some(id)) = ctx.store.lease_of(&name) {
+                            let _ = ctx.store.keep_alive(id);
+                        }
+                    }
+                }
+            }
+        });
+        LeaseKeeper(Some(stop))
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 fn moves_path(state_dir: &Path, run_id: &str) -> PathBuf {
@@ -280,6 +364,108 @@ impl ActionStep {
             .ok_or_else(|| permanent(format!("no site `{site}`")))
     }
 
+    fn target(&self) -> String {
+        self.ctx.to.clone()
+    }
+
+    fn protector(&self) -> Protector<'_> {
+        Protector::new(
+            &self.ctx.after,
+            self.ctx.engine.sites(&self.ctx.after),
+            &self.ctx.state_dir,
+        )
+    }
+
+    /// Refuses to promote a standby whose lag exceeds the dataset's RPO objective — measured
+    /// now when the old primary answers, else the last measurement recorded — unless the run
+    /// accepts data loss (recorded with the run).
+    fn lag_gate(&self, dataset: &str, site: &str) -> Result<(), StepError> {
+        let ds = &self.ctx.after.datasets[dataset];
+        let Some(rpo) = ds.rpo.or(self.ctx.after.objectives.rpo).map(|d| d.0) else {
+            return Ok(());
+        };
+        if self.ctx.options.accept_data_loss {
+            return Ok(());
+        }
+        let before = Protector::new(
+            &self.ctx.before,
+            self.ctx.engine.sites(&self.ctx.before),
+            &self.ctx.state_dir,
+        );
+        let measured = before
+            .standby_lag(dataset, site)
+            .ok()
+            .map(|l| (l.seconds, "now".to_string()));
+        let (seconds, when) = match measured {
+            Some(m) => m,
+            None => match crate::protect::read_lag(&self.ctx.state_dir, dataset, site) {
+                Some(r) => (
+                    r.seconds,
+                    format!(
+                        "{:.1}s before the run",
+                        (now_millis() as u64).saturating_sub(r.at_ms) as f64 / 1000.0
+                    ),
+                ),
+                None => (None, String::new()),
+            },
+        };
+        match seconds {
+            Some(s) if s <= rpo.as_secs_f64() => Ok(()),
+            Some(s) => Err(StepError::Permanent(format!(
+                "promoting the standby of `{dataset}` at {site} would lose up to {s:.1}s of writes (lag measured {when}),                  more than its RPO objective of {rpo:?}; rerun with --accept-data-loss to promote anyway"
+            ))),
+            None => Err(StepError::Permanent(format!(
+                "the lag of the standby of `{dataset}` at {site} is unknown (never measured while the primary                  answered): promoting it could lose more than its RPO objective of {rpo:?}; rerun with                  --accept-data-loss to promote anyway"
+            ))),
+        }
+    }
+
+    /// Whether this process may act on `site` directly (an agent acts on its own site only).
+    fn local(&self, site: &str) -> bool {
+        self.ctx.options.local.as_deref().is_none_or(|l| l == site)
+    }
+
+    /// The services of `site` that run now, if it can be reached from here (None: it cannot).
+    fn observe_site(&self, site: &str) -> Option<Vec<resurgo_plan::ObservedService>> {
+        if !self.local(site) {
+            return None;
+        }
+        let handle = self.handle(site).ok()?;
+        self.ctx.engine.provider.observe(&handle).ok()
+    }
+
+    fn store_error(e: StoreError) -> StepError {
+        StepError::Transient(format!("coordination store: {e}"))
+    }
+
+    /// Holds the group's primary lease for `to`, taking it when it is free. The old primary
+    /// `from` holds it while its agent renews it: if this run stopped `from`'s services
+    /// (`fenced`), the lease is revoked; otherwise the run waits for it to expire — the agent
+    /// that cannot renew fences itself before then (the timing rules checked at load).
+    /// Returns whether the lease is now held for `to`.
+    fn take_lease(&self, from: &str, to: &str, fenced: bool) -> Result<bool, StepError> {
+        let store = &self.ctx.store;
+        let name = primary_lease(&self.ctx.group);
+        match store.lease_holder(&name).map_err(Self::store_error)? {
+            Some((holder, _)) if holder == to => Ok(true),
+            Some((holder, _)) if holder == from && fenced => {
+                if let Some(id) = store.lease_of(&name).map_err(Self::store_error)? {
+                    store.revoke(id).map_err(Self::store_error)?;
+                }
+                Ok(false)
+            }
+            Some(_) => Ok(false),
+            None => {
+                let ttl = self.ctx.before.failover.timing().lease_ttl;
+                match store.grant_lease(&name, to, ttl) {
+                    Ok(_) => Ok(true),
+                    Err(StoreError::LeaseHeld { .. }) => Ok(false),
+                    Err(e) => Err(Self::store_error(e)),
+                }
+            }
+        }
+    }
+
     /// The services of `site` in the system before the move (the ones to fence).
     fn moving(&self, site: &str) -> Vec<String> {
         self.ctx
@@ -300,9 +486,16 @@ impl ActionStep {
         );
         let path = protector.data_path(dataset, site).map_err(permanent)?;
         let kind = self.ctx.after.datasets.get(dataset).map(|d| d.kind);
+        let physical_pg = self
+            .ctx
+            .after
+            .datasets
+            .get(dataset)
+            .is_some_and(|d| d.method != Some(PgMethod::Logical));
         let dir = match kind {
             Some(DatasetKind::Sqlite) => path.parent().map(Path::to_path_buf).unwrap_or(path),
             Some(DatasetKind::Directory) => path,
+            Some(DatasetKind::Postgres) if physical_pg => path,
             _ => {
                 return Err(permanent(format!(
                     "dataset `{dataset}`: restoring this kind during a failover is not supported yet"
@@ -315,6 +508,39 @@ impl ActionStep {
                 .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned())
         ));
         Ok((dir, marker))
+    }
+
+    /// A restored PostgreSQL data directory belongs to the user the server runs as: the owner
+    /// of the data directory at the old site when it can be read, else of the folder that holds
+    /// the new one (PostgreSQL refuses a directory that is not its own, and refuses root).
+    fn give_pgdata(&self, dataset: &str, dir: &Path) -> Result<(), StepError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let from_dir = Protector::new(
+            &self.ctx.before,
+            self.ctx.engine.sites(&self.ctx.before),
+            &self.ctx.state_dir,
+        )
+        .data_path(
+            dataset,
+            &self.ctx.before.services[&self.ctx.before.datasets[dataset].service].site,
+        )
+        .ok();
+        let owner = from_dir
+            .and_then(|p| std::fs::metadata(p).ok())
+            .or_else(|| dir.parent().and_then(|p| std::fs::metadata(p).ok()))
+            .map(|m| (m.uid(), m.gid()));
+        let Some((uid, gid)) = owner else { return Ok(()) };
+        fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+            if std::fs::symlink_metadata(path)?.is_dir() {
+                for entry in std::fs::read_dir(path)? {
+                    walk(&entry?.path(), uid, gid)?;
+                }
+            }
+            Ok(())
+        }
+        walk(dir, uid, gid).map_err(permanent)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(permanent)
     }
 
     fn running(&self, site: &str, service: &str) -> Result<bool, StepError> {
@@ -353,30 +579,14 @@ impl ActionStep {
 impl Step for ActionStep {
     fn check(&self, ctx: &StepContext) -> Result<Check, StepError> {
         match &self.action {
-            StepAction::Fence { site } => {
-                let handle = self.handle(site)?;
-                match self.ctx.engine.provider.observe(&handle) {
-                    // An unreachable site cannot be stopped from here; its agent fences it when
-                    // it cannot renew its lease. In the one-machine default, a lost site's
-                    // processes are gone with it.
-                    Err(_) => Ok(Check::AlreadyDone),
-                    Ok(seen) => {
-                        let moving = self.moving(site);
-                        let any = seen
-                            .iter()
-                            .any(|s| moving.contains(&s.service) && matches!(s.process, ProcessState::Running { .. }));
-                        Ok(if any { Check::Ready } else { Check::AlreadyDone })
-                    }
-                }
-            }
+            StepAction::Fence { .. } => Ok(Check::Ready),
             StepAction::Restore { dataset, site } => {
                 let (_, marker) = self.restore_target(dataset, site)?;
                 let done = std::fs::read_to_string(&marker).is_ok_and(|t| t.trim() == ctx.epoch().to_string());
                 Ok(if done { Check::AlreadyDone } else { Check::Ready })
             }
             StepAction::Assign { to, .. } => {
-                let store = EmbeddedStore::open(coord_dir(&self.ctx.state_dir))
-                    .map_err(|e| StepError::Transient(e.to_string()))?;
+                let store = &self.ctx.store;
                 match store
                     .get_assignment(&self.ctx.group)
                     .map_err(|e| StepError::Transient(e.to_string()))?
@@ -394,9 +604,16 @@ impl Step for ActionStep {
             } else {
                 Check::Ready
             }),
-            StepAction::Promote { dataset, .. } => Err(permanent(format!(
-                "dataset `{dataset}`: promoting a standby during a failover is not supported by this version yet"
-            ))),
+            StepAction::Promote { dataset, site } => {
+                let target = self.protector().standby_target(dataset, site).map_err(permanent)?;
+                match resurgo_vault::pg::is_in_recovery(&target) {
+                    Ok(false) => Ok(Check::AlreadyDone),
+                    Ok(true) => Ok(Check::Ready),
+                    Err(e) => Err(StepError::Transient(format!(
+                        "the standby of `{dataset}` at {site} does not answer: {e}"
+                    ))),
+                }
+            }
             StepAction::SwitchRoute { .. } | StepAction::Verify | StepAction::Notify => Ok(Check::Ready),
         }
     }
@@ -404,15 +621,45 @@ impl Step for ActionStep {
     fn act(&self, ctx: &StepContext) -> Result<(), StepError> {
         match &self.action {
             StepAction::Fence { site } => {
-                let handle = self.handle(site)?;
-                for service in self.moving(site) {
-                    self.ctx
-                        .engine
-                        .provider
-                        .stop(&handle, &service)
-                        .map_err(|e| StepError::Transient(e.to_string()))?;
+                let to = self.target();
+                let deadline = Instant::now() + ctx.remaining();
+                loop {
+                    // A site reachable from here is fenced here: its writers are stopped. One
+                    // that is not (lost, or another machine) fences itself when it cannot renew
+                    // its lease, and the lease tells when that must have happened.
+                    let fenced = match self.observe_site(site) {
+                        Some(seen) => {
+                            let handle = self.handle(site)?;
+                            let moving = self.moving(site);
+                            for s in seen.iter().filter(|s| {
+                                moving.contains(&s.service) && matches!(s.process, ProcessState::Running { .. })
+                            }) {
+                                self.ctx
+                                    .engine
+                                    .provider
+                                    .stop(&handle, &s.service)
+                                    .map_err(|e| StepError::Transient(e.to_string()))?;
+                            }
+                            true
+                        }
+                        None => false,
+                    };
+                    match self.take_lease(site, &to, fenced) {
+                        Ok(true) => return Ok(()),
+                        Err(e) if Instant::now() >= deadline => return Err(e),
+                        Ok(false) if Instant::now() >= deadline => {
+                            return Err(StepError::Transient(format!(
+                                "the primary lease of {} is still held: {site} has not fenced itself (is it alive?)",
+                                self.ctx.group
+                            )))
+                        }
+                        _ => {
+                            if !ctx.pause(Duration::from_millis(100)) {
+                                return Err(StepError::Cancelled(format!("fence {site}")));
+                            }
+                        }
+                    }
                 }
-                Ok(())
             }
             StepAction::Restore { dataset, site } => {
                 let (dir, marker) = self.restore_target(dataset, site)?;
@@ -433,11 +680,27 @@ impl Step for ActionStep {
                     &self.ctx.state_dir,
                 );
                 protector.restore(dataset, site, None, &dir).map_err(permanent)?;
+                if self.ctx.after.datasets[dataset].kind == DatasetKind::Postgres {
+                    self.give_pgdata(dataset, &dir)?;
+                }
                 resurgo_provider::write_json_atomic(&marker, &ctx.epoch()).map_err(permanent)
             }
             StepAction::Assign { to, .. } => {
-                let store = EmbeddedStore::open(coord_dir(&self.ctx.state_dir))
-                    .map_err(|e| StepError::Transient(e.to_string()))?;
+                let store = &self.ctx.store;
+                // Only the holder of the primary lease may be made primary.
+                match store
+                    .lease_holder(&primary_lease(&self.ctx.group))
+                    .map_err(Self::store_error)?
+                {
+                    Some((holder, _)) if holder == *to => {}
+                    other => {
+                        return Err(StepError::Permanent(format!(
+                            "the primary lease of {} is held by {}, not {to}: refusing to assign",
+                            self.ctx.group,
+                            other.map_or_else(|| "nobody".to_string(), |(h, _)| h)
+                        )))
+                    }
+                }
                 let current = store
                     .get_assignment(&self.ctx.group)
                     .map_err(|e| StepError::Transient(e.to_string()))?;
@@ -468,7 +731,20 @@ impl Step for ActionStep {
                     .and_then(|c| c.get(service))
                     .ok_or_else(|| permanent(format!("service `{service}` is not wanted at `{site}`")))?;
                 let handle = self.handle(site)?;
-                self.ctx.engine.start_healthy(&handle, config).map_err(permanent)
+                self.ctx.engine.start_healthy(&handle, config).map_err(permanent)?;
+                // A restored PostgreSQL accepts connections while it replays the archive:
+                // what depends on it starts once it accepts writes.
+                for (name, ds) in &self.ctx.after.datasets {
+                    if ds.service == *service
+                        && ds.kind == DatasetKind::Postgres
+                        && ds.method != Some(PgMethod::Logical)
+                    {
+                        let target = self.protector().standby_target(name, site).map_err(permanent)?;
+                        resurgo_vault::pg::wait_until_primary(&target, ctx.remaining())
+                            .map_err(|e| StepError::Transient(e.to_string()))?;
+                    }
+                }
+                Ok(())
             }
             StepAction::SwitchRoute { route, .. } => {
                 let deadline = Instant::now() + ctx.remaining();
@@ -496,7 +772,25 @@ impl Step for ActionStep {
                 Ok(())
             }
             StepAction::Notify => Ok(()),
-            StepAction::Promote { .. } => Err(permanent("not supported")),
+            StepAction::Promote { dataset, site } => {
+                self.lag_gate(dataset, site)?;
+                let target = self.protector().standby_target(dataset, site).map_err(permanent)?;
+                resurgo_vault::pg::promote(&target, ctx.remaining())
+                    .map_err(|e| StepError::Transient(e.to_string()))?;
+                // The same process now serves as the active instance: record it so, or it
+                // would be restarted to match the desired state.
+                let service = &self.ctx.after.datasets[dataset].service;
+                let configs = resurgo_plan::desired_state(&self.ctx.after);
+                if let Some(config) = configs.get(site).and_then(|c| c.get(service)) {
+                    let handle = self.handle(site)?;
+                    self.ctx
+                        .engine
+                        .provider
+                        .relabel(&handle, config)
+                        .map_err(|e| StepError::Transient(e.to_string()))?;
+                }
+                Ok(())
+            }
         }
     }
 

@@ -8,6 +8,7 @@ pub mod events;
 pub mod failover;
 pub mod protect;
 pub mod reconcile;
+pub mod roles;
 pub mod schedule;
 mod scratch_pg;
 pub mod source;

@@ -281,7 +281,19 @@ impl<'a> Protector<'a> {
             .connection
             .as_deref()
             .ok_or_else(|| unsupported("no `connection` declared".into()))?;
-        let target = PgTarget::parse(text).map_err(|e| unsupported(e.to_string()))?;
+        let mut target = PgTarget::parse(text).map_err(|e| unsupported(e.to_string()))?;
+        // A connection to a site's address follows the service: after a failover the active
+        // server is at its new site.
+        if self.system.sites.values().any(|s| s.address.to_string() == target.host) {
+            if let Some(site) = self
+                .system
+                .services
+                .get(&ds.service)
+                .and_then(|s| self.system.sites.get(&s.site))
+            {
+                target.host = site.address.to_string();
+            }
+        }
         let password = match &ds.password {
             Some(r) => Some(read_secret(r).map_err(|e| unsupported(format!("cannot read the password: {e}")))?),
             None => None,
@@ -638,7 +650,22 @@ impl<'a> Protector<'a> {
         let ds = self.dataset(dataset)?;
         let primary = self.pg_target(dataset, ds)?;
         let standby = self.standby_target(dataset, site)?;
-        Ok(resurgo_vault::pg::standby_lag(&primary, &standby)?)
+        let lag = resurgo_vault::pg::standby_lag(&primary, &standby)?;
+        // The last lag seen is what a promotion after losing the primary would lose: kept
+        // for the lag gate, which cannot ask a dead primary.
+        let _ = std::fs::create_dir_all(self.state_dir.join("lag"));
+        let _ = resurgo_provider::write_json_atomic(
+            &lag_record_path(&self.state_dir, dataset, site),
+            &LagRecord {
+                bytes: lag.bytes,
+                seconds: lag.seconds,
+                streaming: lag.streaming,
+                at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            },
+        );
+        Ok(lag)
     }
 
     /// Makes sure the standby of `dataset` at `site` has a data directory: when
@@ -720,6 +747,25 @@ impl<'a> Protector<'a> {
         };
         Ok(self.open(site)?.forget(&keep, Some(dataset), prune)?)
     }
+}
+
+/// The last measured lag of a standby, as recorded at `<state>/lag/<dataset>@<site>.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LagRecord {
+    pub bytes: u64,
+    pub seconds: Option<f64>,
+    pub streaming: bool,
+    /// Unix ms of the measurement.
+    pub at_ms: u64,
+}
+
+pub fn lag_record_path(state_dir: &Path, dataset: &str, site: &str) -> PathBuf {
+    state_dir.join("lag").join(format!("{dataset}@{site}.json"))
+}
+
+pub fn read_lag(state_dir: &Path, dataset: &str, site: &str) -> Option<LagRecord> {
+    let text = std::fs::read(lag_record_path(state_dir, dataset, site)).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
 /// The physical replication slot the standby of `dataset` at `site` streams from:

@@ -181,6 +181,10 @@ impl CoordStore for EmbeddedStore {
         })
     }
 
+    fn lease_of(&self, name: &str) -> Result<Option<LeaseId>> {
+        self.with_state(|state, _| Ok((state.leases.get(name).map(|l| LeaseId(l.id)), false)))
+    }
+
     fn revoke(&self, lease: LeaseId) -> Result<()> {
         self.with_state(|state, _| {
             let before = state.leases.len();

@@ -310,6 +310,11 @@ impl CoordStore for EtcdStore {
         }
     }
 
+    fn lease_of(&self, name: &str) -> Result<Option<LeaseId>> {
+        let key = self.lease_key(name)?;
+        Ok(self.range(&key)?.map(|kv| LeaseId(kv.lease)))
+    }
+
     fn revoke(&self, lease: LeaseId) -> Result<()> {
         match self.call("/v3/lease/revoke", &json!({ "ID": lease.0.to_string() })) {
             Err(StoreError::Refused(message)) if message.contains("lease not found") => Ok(()),

@@ -72,6 +72,11 @@ pub trait CoordStore: Send + Sync {
     /// Who holds the lease `name` and for how much longer (None: nobody).
     fn lease_holder(&self, name: &str) -> Result<Option<(String, Duration)>>;
 
+    /// The id of the lease `name` while it is valid (None: nobody holds it), so that a process
+    /// other than the one that was granted it can renew it (an agent adopting the lease a run
+    /// took for its site) or revoke it (a planned switch, once the holder is fenced).
+    fn lease_of(&self, name: &str) -> Result<Option<LeaseId>>;
+
     /// Gives the lease up; revoking an unknown or expired lease is not an error.
     fn revoke(&self, lease: LeaseId) -> Result<()>;
 }

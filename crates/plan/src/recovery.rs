@@ -141,9 +141,13 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
         depends_on: vec![],
         action: StepAction::Fence { site: from.into() },
         estimate: secs(1),
-        timeout: stop_max + secs(5),
+        // An unreachable old primary is fenced once its lease has expired.
+        timeout: stop_max + system.failover.timing().lease_ttl + secs(5),
         owner: "resurgo".into(),
-        description: format!("stop writes at {from}: stop its services, demote its databases"),
+        description: format!(
+            "stop writes at {from}: stop its services if it can be reached, and take the primary lease \
+             for {to} (once {from}'s has expired: it fences itself before then)"
+        ),
     });
     // Data first: each dataset of a moving service.
     let mut data_steps: Vec<(String, String)> = Vec::new(); // (service, step)

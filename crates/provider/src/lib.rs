@@ -92,4 +92,8 @@ pub trait Provider: Send + Sync {
 
     /// Runs the service's health check once.
     fn probe(&self, site: &SiteHandle, config: &RunConfig) -> ProbeResult;
+
+    /// Records that the running instance now serves as `config` (a standby promoted in place:
+    /// same process, new role), so it is not restarted to match. Errors if it is not running.
+    fn relabel(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError>;
 }

@@ -408,6 +408,26 @@ impl Provider for LocalProvider {
         self.launch(site, config)
     }
 
+    fn relabel(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
+        let service = &config.service;
+        check_name(site, service)?;
+        let dir = Self::service_dir(site, service);
+        let _lock = self.lock(site, service)?;
+        let run_path = dir.join(RUN_FILE);
+        let mut run = read_json::<RunRecord>(&run_path)
+            .map_err(io_error(site, "cannot read", &run_path))?
+            .ok_or_else(|| ProviderError::Start {
+                service: service.clone(),
+                site: site.name.clone(),
+                command: config.command.clone(),
+                reason: "it is not running, so there is nothing to relabel".into(),
+            })?;
+        let config_path = dir.join(CONFIG_FILE);
+        write_json_atomic(&config_path, config).map_err(io_error(site, "cannot write", &config_path))?;
+        run.config_hash = config.hash();
+        write_json_atomic(&run_path, &run).map_err(io_error(site, "cannot write", &run_path))
+    }
+
     fn stop(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
         check_name(site, service)?;
         let dir = Self::service_dir(site, service);

@@ -288,7 +288,6 @@ fn lose_site_and_fail_over(
     engine: &resurgo_controller::Engine,
     events: &EventLog,
 ) -> anyhow::Result<()> {
-    use resurgo_runbook::plan::PlanKind;
     let raw = resurgo_controller::desired::load(&spec.source(), &spec.state.join("git"), &spec.set)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // The last write the service acknowledged before the disaster.
@@ -339,7 +338,7 @@ fn lose_site_and_fail_over(
         &spec.state,
         "a",
         "b",
-        PlanKind::Failover,
+        Default::default(),
     )?;
     for st in &report.steps {
         println!(
@@ -405,7 +404,10 @@ fn lose_site_and_fail_over(
         &spec.state,
         "b",
         "a",
-        PlanKind::Failback,
+        resurgo_controller::failover::RunOptions {
+            failback: true,
+            ..Default::default()
+        },
     )?;
     if !matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded) {
         bail!("failback did not succeed: {:?}", report.outcome);

@@ -24,6 +24,10 @@ pub struct Args {
     /// Print the plan with estimated durations; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Promote a standby even when its lag exceeds the dataset's RPO objective (or is
+    /// unknown). The choice is recorded with the run.
+    #[arg(long)]
+    pub accept_data_loss: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
     /// Print the plan as JSON.
@@ -105,7 +109,10 @@ fn execute(args: &Args, desired: &resurgo_controller::Desired, from: &str) -> an
         &args.spec.state,
         from,
         &args.to,
-        resurgo_runbook::plan::PlanKind::Failover,
+        resurgo_controller::failover::RunOptions {
+            accept_data_loss: args.accept_data_loss,
+            ..Default::default()
+        },
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
