@@ -51,6 +51,20 @@ pub enum EventKind {
     StandbyLagging,
     /// A warm standby is streaming and within the RPO objective (again, or at first sight).
     StandbyCaughtUp,
+    /// A site's agent started.
+    AgentStarted,
+    /// A site missed heartbeats (and whether the witness vetoed its death).
+    SiteSuspect,
+    /// Suspect here and lost by the witness.
+    SiteDead,
+    /// The agent stopped its site's writers: it could not renew the primary lease in time.
+    Fenced,
+    /// The agent holds the primary lease and serves.
+    Unfenced,
+    /// A former primary came back as a standby.
+    Rejoined,
+    /// A failover was due but the policy held it back (off, maintenance, cool-down).
+    FailoverSuppressed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

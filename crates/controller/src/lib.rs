@@ -2,6 +2,7 @@
 //! last-known-good copy), observing sites through providers, applying plans, the event log,
 //! and the controller's reconcile loop.
 
+pub mod agent;
 pub mod desired;
 pub mod engine;
 pub mod events;

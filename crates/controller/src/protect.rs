@@ -696,7 +696,26 @@ impl<'a> Protector<'a> {
         }
         let pgdata = self.data_path(dataset, site)?;
         if pgdata.join("PG_VERSION").exists() {
-            return Ok(false);
+            if pgdata.join("standby.signal").exists() {
+                return Ok(false);
+            }
+            // The data of a server that was primary here (before a failover): started as is,
+            // it would serve as a second primary. It is set aside — never deleted — and the
+            // standby is built afresh from the active server.
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = pgdata
+                .file_name()
+                .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+            let aside = pgdata.with_file_name(format!("{name}.old-primary-{stamp}"));
+            std::fs::rename(&pgdata, &aside).map_err(|source| {
+                ProtectError::Vault(VaultError::Io {
+                    what: "cannot set aside",
+                    path: pgdata.clone(),
+                    source,
+                })
+            })?;
         }
         let home = self.home_site(dataset)?;
         let primary = self.pg_target(dataset, ds)?;

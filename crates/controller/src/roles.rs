@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use resurgo_coord::{CoordStore, EmbeddedStore, EtcdStore, StoreError};
+pub use resurgo_coord::StoreError;
+use resurgo_coord::{CoordStore, EmbeddedStore, EtcdStore};
 use resurgo_spec::System;
 
 pub const MAINTENANCE: &str = "maintenance";

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod agent;
 pub mod apply;
 pub mod backup;
 pub mod controller;
@@ -12,6 +13,7 @@ pub mod demo;
 pub mod example_app;
 pub mod failover;
 pub mod forget;
+pub mod maintenance;
 pub mod plan;
 pub mod replicate;
 pub mod repo;
@@ -72,6 +74,10 @@ pub enum Command {
     Forget(forget::Args),
     /// Plan moving every service to another site (with --dry-run: a checklist with estimates).
     Failover(failover::Args),
+    /// Run a site's agent (or the witness): leases, fencing, heartbeats, automatic failover.
+    Agent(agent::Args),
+    /// Suppress automatic failover for a while (planned work), or allow it again.
+    Maintenance(maintenance::Args),
     /// The history of failovers and failbacks, with timelines.
     Runs(runs::Args),
     /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
@@ -101,6 +107,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a),
         Command::Forget(a) => forget::run(a),
         Command::Failover(a) => failover::run(a),
+        Command::Agent(a) => agent::run(a),
+        Command::Maintenance(a) => maintenance::run(a),
         Command::Runs(a) => runs::run(a),
         Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),

@@ -1,0 +1,62 @@
+//! `resurgo maintenance on [--for 2h] | off | status`: while maintenance is on, agents still
+//! detect and report a lost site but never fail over on their own. It is a lease in the
+//! coordination store, so it ends by itself when its time is up.
+
+use std::process::ExitCode;
+
+use resurgo_controller::roles::{open_store, MAINTENANCE};
+
+use crate::common::{load_or_report, SpecArgs};
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Suppress automatic failover.
+    On {
+        /// For how long (it ends by itself), e.g. 30m, 2h.
+        #[arg(long = "for", default_value = "1h", value_parser = resurgo_spec::Duration::parse)]
+        duration: resurgo_spec::Duration,
+        /// Who or why, shown by `status`.
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+    /// Allow automatic failover again.
+    Off,
+    /// Whether maintenance is on, by whom, for how much longer.
+    Status,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(desired) = load_or_report(&args.spec, false)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    let store = open_store(&desired.loaded.system, &args.spec.state)?;
+    match args.action {
+        Action::On { duration, by } => match store.grant_lease(MAINTENANCE, &by, duration.0) {
+            Ok(_) => println!("maintenance on for {duration} (by {by}): agents will not fail over"),
+            Err(resurgo_controller::roles::StoreError::LeaseHeld { holder, .. }) => {
+                anyhow::bail!("maintenance is already on (by {holder}); turn it off first to change it")
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Action::Off => {
+            if let Some(id) = store.lease_of(MAINTENANCE)? {
+                store.revoke(id)?;
+            }
+            println!("maintenance off: agents fail over by the spec's policy");
+        }
+        Action::Status => match store.lease_holder(MAINTENANCE)? {
+            Some((by, left)) => println!("maintenance on (by {by}), {}s left", left.as_secs()),
+            None => println!("maintenance off"),
+        },
+    }
+    Ok(exit::code(exit::OK))
+}

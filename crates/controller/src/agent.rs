@@ -1,0 +1,509 @@
+//! `resurgo agent`: the process at each site (and at the witness) that makes roles real.
+//!
+//! Every heartbeat interval, a site's agent
+//! - answers heartbeats on `<site address>:<agent_port>` (a listener thread);
+//! - for each group it is primary of, renews the primary lease; when it cannot for longer than
+//!   the fencing deadline (or the lease is gone), it fences: stops the group's services here.
+//!   After a restart it serves nothing until the store confirms it is still primary at an epoch
+//!   not below the last one it saw;
+//! - for each group whose primary is elsewhere and which keeps a standby here, probes the
+//!   primary's agent, measures the standby's lag, asks the store whether the witness still sees
+//!   the primary, and — when the primary is dead (suspect here and lost by the witness), the
+//!   policy is automatic, no maintenance is on and the cool-down has passed — runs the failover
+//!   to this site, acting on this site only;
+//! - when the group moved away while it was fenced, rejoins as a standby: the standby instance
+//!   is started on a fresh copy of the new primary (the old data is set aside, never deleted).
+//!
+//! The witness (`--witness`) probes every site's agent and holds the lease `witness-sees-<s>`
+//! while it receives `s`'s heartbeats.
+//!
+//! The decisions are `resurgo_coord::fence`'s pure functions; this file does the I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use resurgo_coord::fence::{
+    decide_tick, EpochFile, EpochMemory, FailureDetector, SiteStatus, TickDecision, WitnessView,
+};
+use resurgo_coord::{CoordStore, LeaseId};
+use resurgo_plan::{make_plan, Action, PlanOptions, ProcessState};
+use resurgo_spec::System;
+
+use crate::engine::Engine;
+use crate::events::{Event, EventKind, EventLog};
+use crate::failover::{Detection, RunOptions};
+use crate::protect::Protector;
+use crate::roles::{group_of, primary_lease, witness_lease, MAINTENANCE};
+
+/// Who this agent is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Site(String),
+    Witness,
+}
+
+pub struct Agent {
+    /// The spec as written (assignments not applied), and where it came from.
+    spec: System,
+    source: resurgo_plan::SourceId,
+    engine: Engine,
+    state_dir: PathBuf,
+    role: Role,
+    store: Arc<dyn CoordStore>,
+    events: EventLog,
+    started: Instant,
+    /// Primary groups: the lease held and when it was last renewed (since `started`).
+    leases: BTreeMap<String, (Option<LeaseId>, Duration)>,
+    /// Groups fenced here, and when (since `started`).
+    fenced: BTreeMap<String, Duration>,
+    detector: FailureDetector,
+    last_heartbeat: BTreeMap<String, SystemTime>,
+    dead_since: BTreeMap<String, SystemTime>,
+    reported: BTreeSet<String>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Agent {
+    pub fn new(
+        spec: System,
+        source: resurgo_plan::SourceId,
+        engine: Engine,
+        state_dir: &Path,
+        role: Role,
+    ) -> Result<Agent, String> {
+        if let Role::Site(site) = &role {
+            if !spec.sites.contains_key(site) {
+                return Err(format!("no site `{site}` in the spec"));
+            }
+        }
+        let store = crate::roles::open_store(&spec, state_dir).map_err(|e| e.to_string())?;
+        let detector = FailureDetector::new(spec.failover.timing().suspect_after);
+        Ok(Agent {
+            events: EventLog::new(state_dir.join("events.jsonl")),
+            spec,
+            source,
+            engine,
+            state_dir: state_dir.to_path_buf(),
+            role,
+            store,
+            started: Instant::now(),
+            leases: BTreeMap::new(),
+            fenced: BTreeMap::new(),
+            detector,
+            last_heartbeat: BTreeMap::new(),
+            dead_since: BTreeMap::new(),
+            reported: BTreeSet::new(),
+        })
+    }
+
+    fn name(&self) -> String {
+        match &self.role {
+            Role::Site(s) => s.clone(),
+            Role::Witness => "witness".into(),
+        }
+    }
+
+    /// Where this agent answers heartbeats.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        match &self.role {
+            Role::Site(s) => Ok(SocketAddr::new(
+                self.spec.sites[s].address,
+                self.spec.failover.agent_port(),
+            )),
+            Role::Witness => self
+                .spec
+                .failover
+                .witness
+                .ok_or_else(|| "the spec names no `failover.witness` address".to_string()),
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        eprintln!("{} {:?} {}", self.name(), event.kind, event.message);
+        let _ = self.events.append(&event);
+    }
+
+    /// Runs until `stop` is set: the heartbeat listener, and one tick per interval.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), String> {
+        let addr = self.listen_addr()?;
+        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let hello = format!("resurgo-agent {}\n", self.name());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.write_all(hello.as_bytes());
+            }
+        });
+        self.emit(Event::new(EventKind::AgentStarted, format!("listening on {addr}")));
+        let interval = self.spec.failover.timing().heartbeat_interval;
+        while !stop.load(Ordering::Relaxed) {
+            let begin = Instant::now();
+            match self.role.clone() {
+                Role::Witness => self.witness_tick(),
+                Role::Site(site) => self.site_tick(&site),
+            }
+            std::thread::sleep(interval.saturating_sub(begin.elapsed()));
+        }
+        Ok(())
+    }
+
+    /// Whether `site`'s agent answers a heartbeat within half an interval.
+    fn heartbeat(&self, site: &str) -> bool {
+        let addr = SocketAddr::new(self.spec.sites[site].address, self.spec.failover.agent_port());
+        let wait = (self.spec.failover.timing().heartbeat_interval / 2).max(Duration::from_millis(100));
+        let Ok(mut conn) = TcpStream::connect_timeout(&addr, wait) else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(wait));
+        let mut buf = [0u8; 64];
+        matches!(conn.read(&mut buf), Ok(n) if n > 0 && buf[..n].starts_with(b"resurgo-agent"))
+    }
+
+    fn witness_tick(&mut self) {
+        let ttl = self.spec.failover.timing().lease_ttl;
+        for site in self.spec.sites.keys().cloned().collect::<Vec<_>>() {
+            let seen = self.heartbeat(&site);
+            self.detector.heartbeat(&site, seen);
+            let alive = self.detector.status(&site, WitnessView::Unknown) == SiteStatus::Alive;
+            let name = witness_lease(&site);
+            let held = self.store.lease_of(&name);
+            match (alive, held) {
+                (true, Ok(Some(id))) => {
+                    let _ = self.store.keep_alive(id);
+                }
+                (true, Ok(None)) => {
+                    let _ = self.store.grant_lease(&name, "witness", ttl);
+                }
+                (false, Ok(Some(id))) => {
+                    let _ = self.store.revoke(id);
+                    self.emit(Event::new(EventKind::SiteSuspect, "the witness lost it").site(&site));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Groups: (group, the site the spec places it at, the site primary now, its epoch).
+    fn groups(&self) -> Result<Vec<(String, String, String, u64)>, String> {
+        let mut homes: Vec<&String> = self.spec.services.values().map(|s| &s.site).collect();
+        homes.sort();
+        homes.dedup();
+        homes
+            .into_iter()
+            .map(|home| {
+                let group = group_of(home);
+                let a = self.store.get_assignment(&group).map_err(|e| e.to_string())?;
+                let (primary, epoch) = a.map_or((home.clone(), 0), |a| (a.primary_site, a.epoch));
+                Ok((group, home.clone(), primary, epoch))
+            })
+            .collect()
+    }
+
+    /// The spec with the assignments in force.
+    fn current(&self, groups: &[(String, String, String, u64)]) -> System {
+        let mut system = self.spec.clone();
+        for (_, home, primary, _) in groups {
+            if home != primary {
+                resurgo_plan::recovery::apply_move(&mut system, home, primary);
+            }
+        }
+        system
+    }
+
+    fn site_tick(&mut self, site: &str) {
+        let now = self.started.elapsed();
+        let timing = self.spec.failover.timing();
+        let groups = match self.groups() {
+            Ok(g) => g,
+            Err(e) => {
+                // The store cannot be read: primary groups count toward their fencing deadline.
+                for group in self.leases.keys().cloned().collect::<Vec<_>>() {
+                    self.renewal_failed(site, &group, now, &e);
+                }
+                return;
+            }
+        };
+        let epochs = EpochFile::new(self.state_dir.join("agent-epoch"));
+        let seen = epochs.load().ok().flatten().unwrap_or(0);
+        let system = self.current(&groups);
+        for (group, home, primary, epoch) in &groups {
+            if *epoch < seen {
+                // The store went back in time: nothing it says about roles can be trusted.
+                self.renewal_failed(
+                    site,
+                    group,
+                    now,
+                    &format!("the store holds epoch {epoch}, below {seen} seen here"),
+                );
+                continue;
+            }
+            let _ = epochs.record(*epoch);
+            if primary == site {
+                self.keep_primary(site, group, &system, now, timing.lease_ttl, timing.fencing_deadline);
+            } else {
+                self.leases.remove(group);
+                let standby_here = self
+                    .spec
+                    .services
+                    .values()
+                    .any(|s| &s.site == home && (s.standby.iter().any(|x| x == site) || home == site));
+                if standby_here {
+                    self.watch_primary(site, group, primary, &system);
+                    self.rejoin(site, group, &system);
+                }
+            }
+        }
+    }
+
+    /// Renews (or takes, or adopts) the primary lease; fences on failure past the deadline.
+    fn keep_primary(
+        &mut self,
+        site: &str,
+        group: &str,
+        system: &System,
+        now: Duration,
+        ttl: Duration,
+        deadline: Duration,
+    ) {
+        let name = primary_lease(group);
+        // A fresh agent starts as if its last renewal were a deadline ago: it serves nothing
+        // until the store confirms it.
+        let (lease, _) = *self
+            .leases
+            .entry(group.to_string())
+            .or_insert((None, now.saturating_sub(deadline)));
+        let renewed = match lease {
+            Some(id) => self.store.keep_alive(id).unwrap_or(false),
+            None => match self.store.lease_holder(&name) {
+                Ok(Some((holder, _))) if holder == site => match self.store.lease_of(&name) {
+                    Ok(Some(id)) => {
+                        self.leases.insert(group.to_string(), (Some(id), now));
+                        true
+                    }
+                    _ => false,
+                },
+                Ok(None) => match self.store.grant_lease(&name, site, ttl) {
+                    Ok(id) => {
+                        self.leases.insert(group.to_string(), (Some(id), now));
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            },
+        };
+        if renewed {
+            if let Some(entry) = self.leases.get_mut(group) {
+                entry.1 = now;
+            }
+            if self.fenced.remove(group).is_some() || self.reported.insert(format!("serving {group}")) {
+                self.serve(site, system);
+                self.emit(Event::new(EventKind::Unfenced, format!("primary of {group}: serving")).site(site));
+            }
+        } else {
+            // A lease that is gone is not renewed again: it is taken anew next tick.
+            if let Some(entry) = self.leases.get_mut(group) {
+                entry.0 = None;
+            }
+            self.renewal_failed(site, group, now, "the primary lease was not renewed");
+        }
+    }
+
+    fn renewal_failed(&mut self, site: &str, group: &str, now: Duration, why: &str) {
+        let deadline = self.spec.failover.timing().fencing_deadline;
+        let last = self.leases.get(group).map_or(Duration::ZERO, |l| l.1);
+        if decide_tick(false, last, now, deadline) == TickDecision::Fence && !self.fenced.contains_key(group) {
+            self.fence(site, group);
+            self.fenced.insert(group.to_string(), now);
+            self.reported.remove(&format!("serving {group}"));
+            self.emit(
+                Event::new(
+                    EventKind::Fenced,
+                    format!("{group}: {why} for {deadline:?}; writes stopped here"),
+                )
+                .site(site),
+            );
+        }
+    }
+
+    /// Stops every service of `group` running here (the writers).
+    fn fence(&self, site: &str, group: &str) {
+        let home = group.trim_start_matches("site-");
+        let Some(handle) = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site) else {
+            return;
+        };
+        for (name, svc) in &self.spec.services {
+            if svc.site == home {
+                let _ = self.engine.provider.stop(&handle, name);
+            }
+        }
+    }
+
+    /// Brings this site to the desired state (creates, updates and starts; never deletes).
+    fn serve(&self, site: &str, system: &System) {
+        let Some(handle) = self.engine.sites(system).into_iter().find(|h| h.name == site) else {
+            return;
+        };
+        let mut desired = resurgo_plan::desired_state(system);
+        desired.retain(|s, _| s == site);
+        let observed = self.engine.observe(std::slice::from_ref(&handle));
+        let Ok(mut plan) = make_plan(
+            &system.name,
+            self.source.clone(),
+            &desired,
+            &observed,
+            PlanOptions::default(),
+        ) else {
+            return;
+        };
+        for s in &mut plan.sites {
+            s.changes
+                .retain(|c| matches!(c.action, Action::Create | Action::Update | Action::Start));
+        }
+        let engine = self
+            .engine
+            .clone()
+            .with_preparer(crate::protect::standby_preparer(&self.engine, system));
+        if let Err(e) = engine.apply(&plan, &[handle], &|_| {}) {
+            self.emit(Event::new(EventKind::ApplyFailed, e.to_string()).site(site));
+        }
+    }
+
+    /// After the group moved away from this site: come back as its standby, once.
+    fn rejoin(&mut self, site: &str, group: &str, system: &System) {
+        let key = format!("standby {group}");
+        if self.reported.contains(&key) {
+            return;
+        }
+        let Some(handle) = self.engine.sites(system).into_iter().find(|h| h.name == site) else {
+            return;
+        };
+        let running_active = self.engine.provider.observe(&handle).is_ok_and(|seen| {
+            seen.iter().any(|s| {
+                matches!(s.process, ProcessState::Running { .. })
+                    && s.config.role == resurgo_plan::Role::Active
+                    && system.services.get(&s.service).is_some_and(|svc| svc.site != site)
+            })
+        });
+        if running_active {
+            // Still serving as the old primary: fence first (the lease says it is not primary).
+            self.fence(site, group);
+        }
+        self.serve(site, system);
+        self.reported.insert(key);
+        self.emit(Event::new(EventKind::Rejoined, format!("{group}: a standby here")).site(site));
+    }
+
+    /// Probes the primary; with a standby here, records its lag; fails over when the primary
+    /// is dead and the policy allows.
+    fn watch_primary(&mut self, site: &str, group: &str, primary: &str, system: &System) {
+        let alive = self.heartbeat(primary);
+        self.detector.heartbeat(primary, alive);
+        let now = SystemTime::now();
+        if alive {
+            self.last_heartbeat.insert(primary.to_string(), now);
+            self.dead_since.remove(primary);
+            let protector = Protector::new(system, self.engine.sites(system), &self.state_dir);
+            for name in system.datasets.keys() {
+                if protector.standby_site(name).ok().flatten().as_deref() == Some(site) {
+                    let _ = protector.standby_lag(name, site);
+                }
+            }
+            return;
+        }
+        let witness = match self.store.lease_holder(&witness_lease(primary)) {
+            Ok(Some(_)) => WitnessView::Sees,
+            Ok(None) => WitnessView::Lost,
+            Err(_) => WitnessView::Unknown,
+        };
+        match self.detector.status(primary, witness) {
+            SiteStatus::Alive => {}
+            SiteStatus::Suspect { misses, vetoed } => {
+                if self.reported.insert(format!("suspect {primary} {vetoed}")) {
+                    let why = if vetoed {
+                        "the witness still sees it: no failover"
+                    } else {
+                        "the witness cannot be asked"
+                    };
+                    self.emit(
+                        Event::new(EventKind::SiteSuspect, format!("{misses} heartbeats missed; {why}")).site(primary),
+                    );
+                }
+            }
+            SiteStatus::Dead => {
+                let since = *self.dead_since.entry(primary.to_string()).or_insert(now);
+                if since == now {
+                    self.emit(Event::new(EventKind::SiteDead, "missed here and lost by the witness").site(primary));
+                }
+                self.maybe_fail_over(site, group, primary, system, since);
+            }
+        }
+    }
+
+    fn maybe_fail_over(&mut self, site: &str, group: &str, primary: &str, system: &System, dead_since: SystemTime) {
+        let failover = &self.spec.failover;
+        let now = SystemTime::now();
+        let suppressed = if !failover.automatic {
+            Some("automatic failover is off: run `resurgo failover` to move".to_string())
+        } else if matches!(self.store.lease_holder(MAINTENANCE), Ok(Some(_))) {
+            Some("maintenance is on".to_string())
+        } else if let Ok(Some(a)) = self.store.get_assignment(group) {
+            now.duration_since(a.since)
+                .ok()
+                .filter(|d| *d < failover.cooldown())
+                .map(|d| format!("cool-down: the last failover was {d:?} ago"))
+        } else {
+            None
+        };
+        if now.duration_since(dead_since).unwrap_or_default() < failover.timing().promotion_delay {
+            return;
+        }
+        if let Some(why) = suppressed {
+            if self.reported.insert(format!("suppressed {primary} {why}")) {
+                self.emit(Event::new(EventKind::FailoverSuppressed, why).site(primary));
+            }
+            return;
+        }
+        let detection = Detection {
+            last_heartbeat_ms: self.last_heartbeat.get(primary).map_or(0, |t| unix_ms(*t)),
+            declared_dead_ms: unix_ms(dead_since),
+            decided_ms: unix_ms(now),
+        };
+        self.emit(
+            Event::new(
+                EventKind::FailoverStarted,
+                format!("{primary} is dead: moving {group} here"),
+            )
+            .site(site),
+        );
+        let options = RunOptions {
+            local: Some(site.to_string()),
+            detection: Some(detection),
+            ..Default::default()
+        };
+        let engine = self
+            .engine
+            .clone()
+            .with_preparer(crate::protect::standby_preparer(&self.engine, system));
+        match crate::failover::execute(&self.spec, system, &engine, &self.state_dir, primary, site, options) {
+            Ok(report) => self.emit(
+                Event::new(
+                    EventKind::FailoverFinished,
+                    format!("run {}: {:?}", report.run, report.outcome),
+                )
+                .site(site),
+            ),
+            Err(e) => self.emit(Event::new(EventKind::FailoverFailed, e.to_string()).site(site)),
+        }
+        self.dead_since.remove(primary);
+        self.detector.heartbeat(primary, true);
+    }
+}
