@@ -304,8 +304,10 @@ impl Agent {
             if let Some(entry) = self.leases.get_mut(group) {
                 entry.1 = now;
             }
-            if self.fenced.remove(group).is_some() || self.reported.insert(format!("serving {group}")) {
-                self.serve(site, system);
+            let serving = format!("serving {group}");
+            if (self.fenced.contains_key(group) || !self.reported.contains(&serving)) && self.serve(site, system) {
+                self.fenced.remove(group);
+                self.reported.insert(serving);
                 self.emit(Event::new(EventKind::Unfenced, format!("primary of {group}: serving")).site(site));
             }
         } else {
@@ -348,9 +350,10 @@ impl Agent {
     }
 
     /// Brings this site to the desired state (creates, updates and starts; never deletes).
-    fn serve(&self, site: &str, system: &System) {
+    /// Returns whether it got there.
+    fn serve(&self, site: &str, system: &System) -> bool {
         let Some(handle) = self.engine.sites(system).into_iter().find(|h| h.name == site) else {
-            return;
+            return false;
         };
         let mut desired = resurgo_plan::desired_state(system);
         desired.retain(|s, _| s == site);
@@ -362,7 +365,7 @@ impl Agent {
             &observed,
             PlanOptions::default(),
         ) else {
-            return;
+            return false;
         };
         for s in &mut plan.sites {
             s.changes
@@ -372,8 +375,12 @@ impl Agent {
             .engine
             .clone()
             .with_preparer(crate::protect::standby_preparer(&self.engine, system));
-        if let Err(e) = engine.apply(&plan, &[handle], &|_| {}) {
-            self.emit(Event::new(EventKind::ApplyFailed, e.to_string()).site(site));
+        match engine.apply(&plan, &[handle], &|_| {}) {
+            Ok(_) => true,
+            Err(e) => {
+                self.emit(Event::new(EventKind::ApplyFailed, e.to_string()).site(site));
+                false
+            }
         }
     }
 
@@ -397,9 +404,10 @@ impl Agent {
             // Still serving as the old primary: fence first (the lease says it is not primary).
             self.fence(site, group);
         }
-        self.serve(site, system);
-        self.reported.insert(key);
-        self.emit(Event::new(EventKind::Rejoined, format!("{group}: a standby here")).site(site));
+        if self.serve(site, system) {
+            self.reported.insert(key);
+            self.emit(Event::new(EventKind::Rejoined, format!("{group}: a standby here")).site(site));
+        }
     }
 
     /// Probes the primary; with a standby here, records its lag; fails over when the primary
@@ -438,6 +446,8 @@ impl Agent {
                     );
                 }
             }
+            // A site never seen alive from here is not declared dead: it may not have started.
+            SiteStatus::Dead if !self.last_heartbeat.contains_key(primary) => {}
             SiteStatus::Dead => {
                 let since = *self.dead_since.entry(primary.to_string()).or_insert(now);
                 if since == now {
