@@ -6,6 +6,8 @@ mod apply;
 mod cli;
 mod controller;
 mod demo;
+mod netns;
+mod dns_route;
 mod pg;
 mod pg_standby;
 mod protect;
