@@ -746,7 +746,21 @@ impl Step for ActionStep {
                 }
                 Ok(())
             }
-            StepAction::SwitchRoute { route, .. } => {
+            StepAction::SwitchRoute { route, site } => {
+                // DNS and hook routes are switched here; a refusal (wrong key, a record someone
+                // else moved) is permanent and stops the run, anything that may heal is
+                // transient and retried until the step's timeout (`routes::SwitchError`).
+                if let Some(r) = self
+                    .ctx
+                    .after
+                    .routes
+                    .get(route)
+                    .filter(|r| matches!(r.kind, resurgo_spec::RouteKind::Dns | resurgo_spec::RouteKind::Hook))
+                {
+                    let from = self.ctx.before.services.get(&r.service).map(|s| s.site.as_str());
+                    return Ok(crate::routes::switch(&self.ctx.after, route, from, site, ctx.epoch())?);
+                }
+                // Proxy routes: the controller runs them; wait until the route answers.
                 let deadline = Instant::now() + ctx.remaining();
                 loop {
                     match self.proxy_answers(route) {
@@ -767,6 +781,11 @@ impl Step for ActionStep {
                         != self.ctx.before.services.get(&route.service).map(|s| &s.site);
                     if route.listen.is_some() && moved {
                         self.proxy_answers(name)?;
+                    }
+                    // Every dns route of a service that moved serves the new site's address.
+                    let svc = self.ctx.after.services.get(&route.service);
+                    if let Some(svc) = svc.filter(|_| route.kind == resurgo_spec::RouteKind::Dns && moved) {
+                        crate::routes::confirm(&self.ctx.after, name, &svc.site)?;
                     }
                 }
                 Ok(())

@@ -10,6 +10,7 @@ pub mod failover;
 pub mod protect;
 pub mod reconcile;
 pub mod roles;
+pub mod routes;
 pub mod schedule;
 mod scratch_pg;
 pub mod source;

@@ -237,6 +237,34 @@ fn route_rules() {
     assert_snapshot!(err(&text));
 }
 
+/// A valid dns route's `dns` block, for the rules that break one part of a route.
+const DNS: &str = "    dns:\n      server: 127.0.0.1:53\n      zone: example.com\n      name: www.example.com\n      key: { name: resurgo., secret: { env: TSIG_SECRET } }\n";
+
+#[test]
+fn dns_route_without_dns() {
+    let text = format!("{BASE}routes:\n  www:\n    service: web\n    type: dns\n");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn listen_on_a_dns_route() {
+    let text = format!("{BASE}routes:\n  www:\n    service: web\n    type: dns\n    listen: 127.0.0.1:8443\n{DNS}");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn dns_record_outside_its_zone() {
+    let text = format!("{BASE}routes:\n  www:\n    service: web\n    type: dns\n{DNS}")
+        .replace("name: www.example.com", "name: www.example.org");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn hook_route_without_hook() {
+    let text = format!("{BASE}routes:\n  lb:\n    service: web\n    type: hook\n");
+    assert_snapshot!(err(&text));
+}
+
 #[test]
 fn all_problems_are_reported_at_once() {
     let text = base_with("depends_on: [db]", "depends_on: [nope]").replacen(
