@@ -153,9 +153,63 @@ pub fn execute(
     // While the run moves services, the controller must not "correct" them under its feet.
     let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
     let _keeper = LeaseKeeper::start(&ctx, to);
-    Runner::new(runs)
+    let report = Runner::new(runs)
         .start_as(&run_id, &plan, &impls(&steps, &ctx))
-        .map_err(|e| FailoverError::Run(e.to_string()))
+        .map_err(|e| FailoverError::Run(e.to_string()))?;
+    record_measures(&ctx, &run_id, &sidecar.options);
+    Ok(report)
+}
+
+/// What a run measured, stored beside its journal (`<run>.measures.json`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Measures {
+    /// Last heartbeat from the lost site → declared dead (agent runs only).
+    pub detection_s: Option<f64>,
+    /// Declared dead → failover decided (promotion delay and policy).
+    pub decision_s: Option<f64>,
+    /// Last heartbeat (the latest the fault can have happened) → run finished: the services
+    /// answer at the target. For a run started by a person, from the run's start.
+    pub rto_s: Option<f64>,
+    /// Data that may be lost, as time: for a promoted standby its last measured lag; None
+    /// when the run measured nothing (a canary writer measures it end to end).
+    pub rpo_s: Option<f64>,
+    /// Whether the run was allowed to promote beyond the RPO objective.
+    pub accept_data_loss: bool,
+}
+
+fn record_measures(ctx: &Ctx, run_id: &str, options: &RunOptions) {
+    let now = now_millis() as u64;
+    let started = run_id
+        .rsplit('-')
+        .next()
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(now);
+    let d = options.detection.as_ref();
+    let secs = |a: u64, b: u64| Some(b.saturating_sub(a) as f64 / 1000.0);
+    let promoted: Vec<f64> = ctx
+        .after
+        .datasets
+        .iter()
+        .filter(|(_, ds)| ds.strategy == resurgo_spec::Strategy::Standby && ds.kind == DatasetKind::Postgres)
+        .filter_map(|(name, _)| crate::protect::read_lag(&ctx.state_dir, name, &ctx.to).and_then(|l| l.seconds))
+        .collect();
+    let measures = Measures {
+        detection_s: d.and_then(|d| secs(d.last_heartbeat_ms, d.declared_dead_ms)),
+        decision_s: d.and_then(|d| secs(d.declared_dead_ms, d.decided_ms)),
+        rto_s: secs(d.map_or(started, |d| d.last_heartbeat_ms), now),
+        rpo_s: promoted.into_iter().reduce(f64::max),
+        accept_data_loss: options.accept_data_loss,
+    };
+    let _ = resurgo_provider::write_json_atomic(&measures_path(&ctx.state_dir, run_id), &measures);
+}
+
+fn measures_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(format!("{run_id}.measures.json"))
+}
+
+/// The measures stored with a run, if it finished.
+pub fn measures(state_dir: &Path, run_id: &str) -> Option<Measures> {
+    serde_json::from_slice(&std::fs::read(measures_path(state_dir, run_id)).ok()?).ok()
 }
 
 /// Resumes a failover or failback run that was interrupted (its process killed): finished
@@ -188,9 +242,11 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
     });
     let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
     let _keeper = LeaseKeeper::start(&ctx, &moves.to);
-    Runner::new(state_dir.join("runs"))
+    let report = Runner::new(state_dir.join("runs"))
         .resume(run_id, moves.epoch, &impls(&moves.steps, &ctx))
-        .map_err(|e| FailoverError::Run(e.to_string()))
+        .map_err(|e| FailoverError::Run(e.to_string()))?;
+    record_measures(&ctx, run_id, &moves.options);
+    Ok(report)
 }
 
 /// Whether the run's assignment (its epoch, its target) is in force.

@@ -28,8 +28,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The spec as written: the agent reads the assignments from the store every interval.
-    let loaded = resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded =
+        match resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set) {
+            Ok(loaded) => loaded,
+            Err(resurgo_controller::LoadError::Spec(e)) => {
+                eprintln!("{e}");
+                return Ok(exit::code(exit::ERROR));
+            }
+            Err(e) => anyhow::bail!("{e}"),
+        };
     let role = match &args.site {
         Some(site) => Role::Site(site.clone()),
         None => Role::Witness,

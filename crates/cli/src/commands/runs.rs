@@ -44,8 +44,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for id in &ids {
         reports.push(runner.report(id).map_err(|e| anyhow::anyhow!("run `{id}`: {e}"))?);
     }
+    let measured = |id: &str| resurgo_controller::failover::measures(&args.spec.state, id);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        let mut runs = Vec::new();
+        for r in &reports {
+            let mut value = serde_json::to_value(r)?;
+            value["measures"] = serde_json::to_value(measured(&r.run))?;
+            runs.push(value);
+        }
+        println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(exit::code(exit::OK));
     }
     if reports.is_empty() {
@@ -53,6 +60,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     for r in &reports {
         println!("run {} — {:?}, epoch {}: {:?}", r.run, r.kind, r.epoch, r.outcome);
+        if let Some(m) = measured(&r.run) {
+            let show = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.2}s"));
+            println!(
+                "  detection {}, decision {}, RTO {}, RPO {}{}",
+                show(m.detection_s),
+                show(m.decision_s),
+                show(m.rto_s),
+                show(m.rpo_s),
+                if m.accept_data_loss {
+                    " (data loss accepted)"
+                } else {
+                    ""
+                }
+            );
+        }
         if args.run.is_some() {
             for s in &r.steps {
                 let took = s

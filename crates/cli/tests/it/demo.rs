@@ -49,6 +49,10 @@ fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
         .map(|r| (r["kind"].as_str().unwrap(), r["outcome"]["status"].as_str().unwrap()))
         .collect();
     assert_eq!(kinds, [("failover", "succeeded"), ("failback", "succeeded")]);
+    // Each run stores what it measured.
+    for run in runs.as_array().unwrap() {
+        assert!(run["measures"]["rto_s"].as_f64().is_some_and(|s| s > 0.0), "{run}");
+    }
     // The demo cleans up after itself: no process left under its state.
     let run = dir.path().join("state/sites/a/services/web");
     assert!(!run.exists(), "demo removed its services");

@@ -8,6 +8,7 @@ mod controller;
 mod demo;
 mod dns_route;
 mod netns;
+mod partition;
 mod pg;
 mod pg_standby;
 mod protect;
