@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use resurgo_coord::fence::{
@@ -61,10 +61,31 @@ pub struct Agent {
     leases: BTreeMap<String, (Option<LeaseId>, Duration)>,
     /// Groups fenced here, and when (since `started`).
     fenced: BTreeMap<String, Duration>,
-    detector: FailureDetector,
-    last_heartbeat: BTreeMap<String, SystemTime>,
+    /// Heartbeats, probed on their own thread so that a slow store or database never delays
+    /// detection.
+    probes: Arc<Mutex<Probes>>,
     dead_since: BTreeMap<String, SystemTime>,
     reported: BTreeSet<String>,
+}
+
+/// What the heartbeat thread has seen of the other nodes.
+struct Probes {
+    detector: FailureDetector,
+    /// When each node last answered.
+    last_ok: BTreeMap<String, SystemTime>,
+    /// Whether each node answered the latest probe.
+    alive: BTreeMap<String, bool>,
+}
+
+/// Whether the agent at `addr` answers a heartbeat within half an interval.
+fn heartbeat(addr: SocketAddr, interval: Duration) -> bool {
+    let wait = (interval / 2).max(Duration::from_millis(100));
+    let Ok(mut conn) = TcpStream::connect_timeout(&addr, wait) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(wait));
+    let mut buf = [0u8; 64];
+    matches!(conn.read(&mut buf), Ok(n) if n > 0 && buf[..n].starts_with(b"resurgo-agent"))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -86,7 +107,11 @@ impl Agent {
             }
         }
         let store = crate::roles::open_store(&spec, state_dir).map_err(|e| e.to_string())?;
-        let detector = FailureDetector::new(spec.failover.timing().suspect_after);
+        let probes = Arc::new(Mutex::new(Probes {
+            detector: FailureDetector::new(spec.failover.timing().suspect_after),
+            last_ok: BTreeMap::new(),
+            alive: BTreeMap::new(),
+        }));
         Ok(Agent {
             events: EventLog::new(state_dir.join("events.jsonl")),
             spec,
@@ -98,8 +123,7 @@ impl Agent {
             started: Instant::now(),
             leases: BTreeMap::new(),
             fenced: BTreeMap::new(),
-            detector,
-            last_heartbeat: BTreeMap::new(),
+            probes,
             dead_since: BTreeMap::new(),
             reported: BTreeSet::new(),
         })
@@ -144,6 +168,33 @@ impl Agent {
         });
         self.emit(Event::new(EventKind::AgentStarted, format!("listening on {addr}")));
         let interval = self.spec.failover.timing().heartbeat_interval;
+        let me = self.name();
+        let peers: Vec<(String, SocketAddr)> = self
+            .spec
+            .sites
+            .iter()
+            .filter(|(name, _)| **name != me)
+            .map(|(name, site)| {
+                (
+                    name.clone(),
+                    SocketAddr::new(site.address, self.spec.failover.agent_port()),
+                )
+            })
+            .collect();
+        let probes = self.probes.clone();
+        std::thread::spawn(move || loop {
+            let begin = Instant::now();
+            for (name, addr) in &peers {
+                let ok = heartbeat(*addr, interval);
+                let mut p = probes.lock().unwrap_or_else(|e| e.into_inner());
+                p.detector.heartbeat(name, ok);
+                p.alive.insert(name.clone(), ok);
+                if ok {
+                    p.last_ok.insert(name.clone(), SystemTime::now());
+                }
+            }
+            std::thread::sleep(interval.saturating_sub(begin.elapsed()));
+        });
         while !stop.load(Ordering::Relaxed) {
             let begin = Instant::now();
             match self.role.clone() {
@@ -155,24 +206,14 @@ impl Agent {
         Ok(())
     }
 
-    /// Whether `site`'s agent answers a heartbeat within half an interval.
-    fn heartbeat(&self, site: &str) -> bool {
-        let addr = SocketAddr::new(self.spec.sites[site].address, self.spec.failover.agent_port());
-        let wait = (self.spec.failover.timing().heartbeat_interval / 2).max(Duration::from_millis(100));
-        let Ok(mut conn) = TcpStream::connect_timeout(&addr, wait) else {
-            return false;
-        };
-        let _ = conn.set_read_timeout(Some(wait));
-        let mut buf = [0u8; 64];
-        matches!(conn.read(&mut buf), Ok(n) if n > 0 && buf[..n].starts_with(b"resurgo-agent"))
+    fn probes(&self) -> std::sync::MutexGuard<'_, Probes> {
+        self.probes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn witness_tick(&mut self) {
         let ttl = self.spec.failover.timing().lease_ttl;
         for site in self.spec.sites.keys().cloned().collect::<Vec<_>>() {
-            let seen = self.heartbeat(&site);
-            self.detector.heartbeat(&site, seen);
-            let alive = self.detector.status(&site, WitnessView::Unknown) == SiteStatus::Alive;
+            let alive = self.probes().detector.status(&site, WitnessView::Unknown) == SiteStatus::Alive;
             let name = witness_lease(&site);
             let held = self.store.lease_of(&name);
             match (alive, held) {
@@ -413,16 +454,27 @@ impl Agent {
     /// Probes the primary; with a standby here, records its lag; fails over when the primary
     /// is dead and the policy allows.
     fn watch_primary(&mut self, site: &str, group: &str, primary: &str, system: &System) {
-        let alive = self.heartbeat(primary);
-        self.detector.heartbeat(primary, alive);
+        let alive = self.probes().alive.get(primary).copied().unwrap_or(false);
         let now = SystemTime::now();
         if alive {
-            self.last_heartbeat.insert(primary.to_string(), now);
+            if self
+                .reported
+                .iter()
+                .any(|r| r.starts_with(&format!("suspect {primary} ")))
+            {
+                self.reported.retain(|r| !r.starts_with(&format!("suspect {primary} ")));
+                self.emit(Event::new(EventKind::SiteReachable, "answers heartbeats again").site(primary));
+            }
             self.dead_since.remove(primary);
             let protector = Protector::new(system, self.engine.sites(system), &self.state_dir);
             for name in system.datasets.keys() {
                 if protector.standby_site(name).ok().flatten().as_deref() == Some(site) {
-                    let _ = protector.standby_lag(name, site);
+                    if let Err(e) = protector.standby_lag(name, site) {
+                        let e = e.to_string();
+                        if self.reported.insert(format!("lag {name} {e}")) {
+                            self.emit(Event::new(EventKind::StandbyLagging, format!("{name}: {e}")).site(site));
+                        }
+                    }
                 }
             }
             return;
@@ -432,7 +484,8 @@ impl Agent {
             Ok(None) => WitnessView::Lost,
             Err(_) => WitnessView::Unknown,
         };
-        match self.detector.status(primary, witness) {
+        let status = self.probes().detector.status(primary, witness);
+        match status {
             SiteStatus::Alive => {}
             SiteStatus::Suspect { misses, vetoed } => {
                 if self.reported.insert(format!("suspect {primary} {vetoed}")) {
@@ -447,7 +500,7 @@ impl Agent {
                 }
             }
             // A site never seen alive from here is not declared dead: it may not have started.
-            SiteStatus::Dead if !self.last_heartbeat.contains_key(primary) => {}
+            SiteStatus::Dead if !self.probes().last_ok.contains_key(primary) => {}
             SiteStatus::Dead => {
                 let since = *self.dead_since.entry(primary.to_string()).or_insert(now);
                 if since == now {
@@ -483,7 +536,7 @@ impl Agent {
             return;
         }
         let detection = Detection {
-            last_heartbeat_ms: self.last_heartbeat.get(primary).map_or(0, |t| unix_ms(*t)),
+            last_heartbeat_ms: self.probes().last_ok.get(primary).map_or(0, |t| unix_ms(*t)),
             declared_dead_ms: unix_ms(dead_since),
             decided_ms: unix_ms(now),
         };
@@ -514,6 +567,5 @@ impl Agent {
             Err(e) => self.emit(Event::new(EventKind::FailoverFailed, e.to_string()).site(site)),
         }
         self.dead_since.remove(primary);
-        self.detector.heartbeat(primary, true);
     }
 }

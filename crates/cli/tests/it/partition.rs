@@ -20,15 +20,189 @@ use crate::util::{poll, BIN};
 
 const PORT: u16 = 5432;
 
-/// The agents, killed (with everything they started) when dropped.
-struct Agents(Vec<Child>);
+/// The reference stack of the partition tests, in a lab of three namespaces (a, b and the
+/// witness w): an etcd member in each, PostgreSQL at a (`strategy: standby`, a streaming
+/// standby at b), an agent at every node. Everything is killed and removed when dropped.
+pub struct Stack {
+    pub lab: Lab,
+    pub root: PathBuf,
+    agents: std::collections::BTreeMap<String, Child>,
+    spec_dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
 
-impl Drop for Agents {
+impl Drop for Stack {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for child in self.agents.values_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Stack {
+    /// Builds the lab, etcd, a's cluster and the spec (`failover:` gets `failover_extra`
+    /// appended, e.g. timing), and starts the witness and both agents.
+    pub fn start(tag: &str, failover_extra: &str) -> Stack {
+        let lab = Lab::new(tag, &["a", "b", "w"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        open_up(&root, &root);
+        let (a, b, w) = (lab.addr("a"), lab.addr("b"), lab.addr("w"));
+        let etcd = lab.etcd(&["a", "b", "w"], &root);
+
+        // a's cluster in its service folder (the dataset's `path` is relative to it).
+        let pgdata = root.join("a/services/db/data");
+        open_up(&root, pgdata.parent().unwrap());
+        std::fs::create_dir(&pgdata).unwrap();
+        give(&pgdata);
+        initdb_as_nobody(
+            &root,
+            &pgdata,
+            "\nunix_socket_directories = ''\nwal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\n\
+             hot_standby = on\nshared_buffers = 32MB\nmax_connections = 30\nlog_line_prefix = '%m [%p] '\n",
+            "host all all 10.0.0.0/8 trust\nhost replication all 10.0.0.0/8 trust\n",
+        );
+        let mut postgres = as_pg_user();
+        postgres.extend([
+            pg_bin("postgres").display().to_string(),
+            "-D".into(),
+            "data".into(),
+            "-p".into(),
+            PORT.to_string(),
+        ]);
+        let script = format!("exec {} -c listen_addresses=$RESURGO_ADDRESS", postgres.join(" "));
+        let password = root.join("password");
+        std::fs::write(&password, "partition").unwrap();
+        let repo = |site: &str| {
+            format!(
+                "repository: {{ url: {}, password: {{ file: {} }} }}",
+                root.join(format!("backups-{site}")).display(),
+                password.display()
+            )
+        };
+        let spec_dir = root.join("spec");
+        std::fs::create_dir_all(&spec_dir).unwrap();
+        let endpoints = etcd.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+        std::fs::write(
+            spec_dir.join("resurgo.yaml"),
+            format!(
+                "apiVersion: resurgo.dev/v1alpha1\nsystem: partition\nsites:\n\
+                 \x20 a: {{ provider: local, address: {a}, capacity: {{ cpu: 4, memory: 4Gi }}, root: {ra}, {repo_a} }}\n\
+                 \x20 b: {{ provider: local, address: {b}, capacity: {{ cpu: 4, memory: 4Gi }}, root: {rb}, {repo_b} }}\n\
+                 services:\n  db:\n    command: sh\n    args: [\"-c\", \"{script}\"]\n    ports: [{PORT}]\n\
+                 \x20   health: {{ tcp: {{ port: {PORT} }}, interval: 200ms, start_timeout: 120s }}\n\
+                 \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n\
+                 datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n\
+                 \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: standby\n    rpo: 2s\n\
+                 failover:\n  automatic: true\n  witness: \"{w}:7411\"\n  coordination: {{ etcd: [{endpoints}] }}\n{failover_extra}",
+                ra = root.join("a").display(),
+                rb = root.join("b").display(),
+                repo_a = repo("a"),
+                repo_b = repo("b"),
+            ),
+        )
+        .unwrap();
+        let mut stack = Stack {
+            lab,
+            root,
+            agents: Default::default(),
+            spec_dir,
+            _tmp: tmp,
+        };
+        for node in ["w", "a", "b"] {
+            stack.start_agent(node);
+        }
+        stack
+    }
+
+    /// Timing for the tests: detection in 1.5 s, fenced by 2.5 s, lease 4 s.
+    pub const FAST: &'static str = "  cooldown: 1s\n  heartbeat_interval: 500ms\n  suspect_after: 3\n  lease_ttl: 4s\n\
+                                    \x20 fencing_deadline: 2s\n  promotion_delay: 2s\n";
+
+    pub fn state(&self, node: &str) -> PathBuf {
+        self.root.join(format!("state-{node}"))
+    }
+
+    /// Starts (or restarts) the agent of `node` (`w`: the witness), appending to its log.
+    pub fn start_agent(&mut self, node: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("agent-{node}.log")))
+            .unwrap();
+        let who: Vec<String> = if node == "w" {
+            vec!["--witness".into()]
+        } else {
+            vec!["--site".into(), node.into()]
+        };
+        // umask 0: the folders the agents create (b's service folder) must be usable by
+        // PostgreSQL's user.
+        let child = self
+            .lab
+            .command(node, "sh")
+            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN, "agent"])
+            .args(&who)
+            .arg("--spec")
+            .arg(&self.spec_dir)
+            .arg("--state")
+            .arg(self.state(node))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start agent");
+        self.agents.insert(node.to_string(), child);
+    }
+
+    /// SIGKILLs the agent of `node` (the services it started keep running, as after a crash
+    /// of the agent alone).
+    pub fn kill_agent(&mut self, node: &str) {
+        if let Some(mut child) = self.agents.remove(node) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Panics if an agent exited on its own.
+    pub fn check_agents(&mut self) {
+        for (node, child) in &mut self.agents {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the agent of {node} exited ({status}):\n{}", logs(&self.root));
+            }
+        }
+    }
+
+    /// One statement through `psql` run in `from`'s namespace against `to`'s server.
+    pub fn sql(&self, from: &str, to: &str, q: &str) -> Result<String, String> {
+        sql(&self.lab, from, &self.lab.addr(to).to_string(), q)
+    }
+
+    /// Whether `node`'s server answers as a primary (Some(true)) or a standby (Some(false)),
+    /// asked from the witness's node.
+    pub fn is_primary(&self, node: &str) -> Option<bool> {
+        match self.sql("w", node, "SELECT pg_is_in_recovery()").ok()?.as_str() {
+            "f" => Some(true),
+            "t" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Waits until a serves as the primary and b follows it.
+    pub fn wait_ready(&mut self) {
+        let ready = poll(Duration::from_secs(120), || {
+            self.check_agents();
+            (self.is_primary("a")? && !self.is_primary("b")?).then_some(())
+        });
+        assert!(ready.is_some(), "a never served with b following:\n{}", self.logs());
+    }
+
+    pub fn events(&self, node: &str) -> Vec<(String, String, f64)> {
+        events(&self.state(node))
+    }
+
+    pub fn logs(&self) -> String {
+        logs(&self.root)
     }
 }
 
@@ -93,7 +267,7 @@ fn logs(root: &Path) -> String {
         let lines: Vec<&str> = text.lines().collect();
         out.push_str(&format!(
             "--- {name} ---\n{}\n",
-            lines[lines.len().saturating_sub(25)..].join("\n")
+            lines[lines.len().saturating_sub(60)..].join("\n")
         ));
     }
     out
@@ -113,134 +287,38 @@ fn open_up(root: &Path, dir: &Path) {
 
 #[test]
 fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_as_standby() {
-    let lab = Lab::new("part", &["a", "b", "w"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    open_up(&root, &root);
-    let (a, b, w) = (lab.addr("a"), lab.addr("b"), lab.addr("w"));
-    let etcd = lab.etcd(&["a", "b", "w"], &root);
-
-    // a's cluster in its service folder (the dataset's `path` is relative to it).
-    let pgdata = root.join("a/services/db/data");
-    open_up(&root, pgdata.parent().unwrap());
-    std::fs::create_dir(&pgdata).unwrap();
-    give(&pgdata);
-    initdb_as_nobody(
-        &root,
-        &pgdata,
-        "\nunix_socket_directories = ''\nwal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\n\
-         hot_standby = on\nshared_buffers = 32MB\nmax_connections = 30\nlog_line_prefix = '%m [%p] '\n",
-        "host all all 10.0.0.0/8 trust\nhost replication all 10.0.0.0/8 trust\n",
-    );
-    let mut postgres = as_pg_user();
-    postgres.extend([
-        pg_bin("postgres").display().to_string(),
-        "-D".into(),
-        "data".into(),
-        "-p".into(),
-        PORT.to_string(),
-    ]);
-    let script = format!("exec {} -c listen_addresses=$RESURGO_ADDRESS", postgres.join(" "));
-    let password = root.join("password");
-    std::fs::write(&password, "partition").unwrap();
-    let repo = |site: &str| {
-        format!(
-            "repository: {{ url: {}, password: {{ file: {} }} }}",
-            root.join(format!("backups-{site}")).display(),
-            password.display()
-        )
-    };
-    let spec_dir = root.join("spec");
-    std::fs::create_dir_all(&spec_dir).unwrap();
-    let endpoints = etcd.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
-    std::fs::write(
-        spec_dir.join("resurgo.yaml"),
-        format!(
-            "apiVersion: resurgo.dev/v1alpha1\nsystem: partition\nsites:\n\
-             \x20 a: {{ provider: local, address: {a}, capacity: {{ cpu: 4, memory: 4Gi }}, root: {ra}, {repo_a} }}\n\
-             \x20 b: {{ provider: local, address: {b}, capacity: {{ cpu: 4, memory: 4Gi }}, root: {rb}, {repo_b} }}\n\
-             services:\n  db:\n    command: sh\n    args: [\"-c\", \"{script}\"]\n    ports: [{PORT}]\n\
-             \x20   health: {{ tcp: {{ port: {PORT} }}, interval: 200ms, start_timeout: 120s }}\n\
-             \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n\
-             datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n\
-             \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: standby\n    rpo: 2s\n\
-             failover:\n  automatic: true\n  cooldown: 1s\n  heartbeat_interval: 500ms\n  suspect_after: 3\n\
-             \x20 lease_ttl: 4s\n  fencing_deadline: 2s\n  promotion_delay: 2s\n  witness: \"{w}:7411\"\n\
-             \x20 coordination: {{ etcd: [{endpoints}] }}\n",
-            ra = root.join("a").display(),
-            repo_a = repo("a"),
-            repo_b = repo("b"),
-            rb = root.join("b").display(),
-        ),
-    )
-    .unwrap();
-
-    let state = |node: &str| root.join(format!("state-{node}"));
-    let mut agents = Agents(Vec::new());
-    for node in ["w", "a", "b"] {
-        let log = std::fs::File::create(root.join(format!("agent-{node}.log"))).unwrap();
-        let who: Vec<String> = if node == "w" {
-            vec!["--witness".into()]
-        } else {
-            vec!["--site".into(), node.into()]
-        };
-        // umask 0: the folders the agents create (b's service folder) must be usable by
-        // PostgreSQL's user.
-        let child = lab
-            .command(node, "sh")
-            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN, "agent"])
-            .args(&who)
-            .arg("--spec")
-            .arg(&spec_dir)
-            .arg("--state")
-            .arg(state(node))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start agent");
-        agents.0.push(child);
-    }
-
-    // a serves as primary, b follows as a standby; the client is at the witness's node.
-    let (ha, hb) = (a.to_string(), b.to_string());
-    let primary_a = poll(Duration::from_secs(90), || {
-        for child in &mut agents.0 {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("an agent exited ({status}):\n{}", logs(&root));
-            }
-        }
-        (sql(&lab, "w", &ha, "SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
-    });
-    assert!(primary_a.is_some(), "a never served as primary:\n{}", logs(&root));
-    let standby_b = poll(Duration::from_secs(90), || {
-        (sql(&lab, "w", &hb, "SELECT pg_is_in_recovery()").ok()? == "t").then_some(())
-    });
-    assert!(standby_b.is_some(), "b never followed as a standby:\n{}", logs(&root));
-    sql(&lab, "w", &ha, "CREATE TABLE orders (id bigint PRIMARY KEY)").unwrap();
+    let mut stack = Stack::start("part", Stack::FAST);
+    stack.wait_ready();
+    let logs = |stack: &Stack| stack.logs();
+    stack
+        .sql("w", "a", "CREATE TABLE orders (id bigint PRIMARY KEY)")
+        .unwrap();
     let mut written = 0;
-    let mut write_at = |host: &str, n: u32| {
+    let mut write_at = |stack: &Stack, node: &str, n: u32| {
         for _ in 0..n {
             written += 1;
-            sql(&lab, "w", host, &format!("INSERT INTO orders VALUES ({written})"))
-                .unwrap_or_else(|e| panic!("insert {written} at {host}: {e}\n{}", logs(&root)));
+            stack
+                .sql("w", node, &format!("INSERT INTO orders VALUES ({written})"))
+                .unwrap_or_else(|e| panic!("insert {written} at {node}: {e}\n{}", stack.logs()));
         }
         written
     };
-    let count = |host: &str| sql(&lab, "w", host, "SELECT count(*) FROM orders").ok();
-    let before_cut = write_at(&ha, 20);
+    let count = |stack: &Stack, node: &str| stack.sql("w", node, "SELECT count(*) FROM orders").ok();
+    let before_cut = write_at(&stack, "a", 20);
     assert!(
-        poll(Duration::from_secs(30), || (count(&hb)? == before_cut.to_string())
-            .then_some(()))
+        poll(Duration::from_secs(30), || (count(&stack, "b")?
+            == before_cut.to_string())
+        .then_some(()))
         .is_some(),
         "rows did not reach b:\n{}",
-        logs(&root)
+        logs(&stack)
     );
 
     // 1. a↔b cut: b suspects a, the witness vetoes, nothing moves.
-    lab.cut("a", "b");
+    stack.lab.cut("a", "b");
     let vetoed = poll(Duration::from_secs(20), || {
-        events(&state("b"))
+        stack
+            .events("b")
             .iter()
             .any(|e| e.0 == "site_suspect" && e.1.contains("witness still sees it"))
             .then_some(())
@@ -248,101 +326,146 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
     assert!(
         vetoed.is_some(),
         "b never suspected a with the witness's veto:\n{}",
-        logs(&root)
+        logs(&stack)
     );
     // Longer than promotion delay + lease ttl: a failover would have happened by now.
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(8) {
         assert_eq!(
-            sql(&lab, "w", &ha, "SELECT pg_is_in_recovery()").as_deref(),
-            Ok("f"),
+            stack.is_primary("a"),
+            Some(true),
             "a must stay primary while only a↔b is cut:\n{}",
-            logs(&root)
+            logs(&stack)
         );
-        let b_events = events(&state("b"));
         assert!(
-            first(&b_events, "failover_started").is_none(),
+            first(&stack.events("b"), "failover_started").is_none(),
             "b failed over although the witness saw a:\n{}",
-            logs(&root)
+            logs(&stack)
         );
         std::thread::sleep(Duration::from_millis(500)); // observation interval, not synchronisation
     }
     assert!(
-        events(&state("a")).iter().all(|e| e.0 != "fenced"),
+        stack.events("a").iter().all(|e| e.0 != "fenced"),
         "a fenced although it held its lease"
     );
-    lab.heal();
-    let before_isolation = write_at(&ha, 20);
+    stack.lab.heal();
+    let healed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let before_isolation = write_at(&stack, "a", 20);
     assert!(
-        poll(Duration::from_secs(30), || (count(&hb)?
+        poll(Duration::from_secs(30), || (count(&stack, "b")?
             == before_isolation.to_string())
         .then_some(()))
         .is_some(),
         "b did not catch up after the heal:\n{}",
-        logs(&root)
+        logs(&stack)
+    );
+
+    // b's agent has measured b streaming and caught up since (the lag gate reads it).
+    let measured = poll(Duration::from_secs(30), || {
+        let text = std::fs::read(stack.state("b").join("lag/orders@b.json")).ok()?;
+        let lag: Value = serde_json::from_slice(&text).ok()?;
+        let fresh = lag["at_ms"].as_u64().is_some_and(|t| t > healed_ms);
+        (fresh && lag["streaming"] == true && lag["seconds"].as_f64() == Some(0.0)).then_some(())
+    });
+    assert!(
+        measured.is_some(),
+        "b's agent never measured b caught up:\n{}",
+        logs(&stack)
     );
 
     // 2. a cut from everyone: a fences itself, then b is promoted.
     let cut_at = Instant::now();
-    lab.isolate("a");
-    let promoted = poll(Duration::from_secs(60), || {
-        (sql(&lab, "w", &hb, "SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
-    });
+    stack.lab.isolate("a");
+    let promoted = poll(Duration::from_secs(60), || stack.is_primary("b")?.then_some(()));
     assert!(
         promoted.is_some(),
         "b was not promoted after a was isolated:\n{}",
-        logs(&root)
+        logs(&stack)
     );
     eprintln!("isolation → b promoted: {:.2} s", cut_at.elapsed().as_secs_f64());
-    let fenced = first(&events(&state("a")), "fenced");
-    let started = first(&events(&state("b")), "failover_started");
+    let fenced = first(&stack.events("a"), "fenced");
+    let started = first(&stack.events("b"), "failover_started");
     let (Some(fenced), Some(started)) = (fenced, started) else {
         panic!(
             "a's fence ({fenced:?}) or b's failover ({started:?}) not logged:\n{}",
-            logs(&root)
+            logs(&stack)
         );
     };
     assert!(
         fenced < started,
         "a must fence ({fenced}) before b starts taking over ({started}):\n{}",
-        logs(&root)
+        logs(&stack)
     );
     assert_eq!(
-        count(&hb).as_deref(),
+        count(&stack, "b").as_deref(),
         Some(before_isolation.to_string().as_str()),
         "every row acknowledged before the isolation is at b"
     );
-    let after_failover = write_at(&hb, 10);
+    let after_failover = write_at(&stack, "b", 10);
     // a's PostgreSQL is stopped: nothing answers inside a's namespace either.
     assert!(
-        sql(&lab, "a", &ha, "SELECT 1").is_err(),
+        stack.sql("a", "a", "SELECT 1").is_err(),
         "a's PostgreSQL still answers after its fence"
     );
 
     // 3. Heal: a comes back as b's standby and receives b's rows.
-    lab.heal();
-    let rejoined = poll(Duration::from_secs(90), || {
-        (sql(&lab, "w", &ha, "SELECT pg_is_in_recovery()").ok()? == "t").then_some(())
-    });
-    assert!(rejoined.is_some(), "a did not come back as a standby:\n{}", logs(&root));
+    stack.lab.heal();
+    let rejoined = poll(Duration::from_secs(90), || (!stack.is_primary("a")?).then_some(()));
     assert!(
-        poll(Duration::from_secs(30), || (count(&ha)? == after_failover.to_string())
-            .then_some(()))
+        rejoined.is_some(),
+        "a did not come back as a standby:\n{}",
+        logs(&stack)
+    );
+    assert!(
+        poll(Duration::from_secs(30), || (count(&stack, "a")?
+            == after_failover.to_string())
+        .then_some(()))
         .is_some(),
         "a did not receive b's rows as a standby:\n{}",
-        logs(&root)
+        logs(&stack)
     );
-    assert_eq!(
-        sql(&lab, "w", &hb, "SELECT pg_is_in_recovery()").as_deref(),
-        Ok("f"),
-        "b is still the primary"
-    );
-    let set_aside: Vec<PathBuf> = std::fs::read_dir(root.join("a/services/db"))
+    assert_eq!(stack.is_primary("b"), Some(true), "b is still the primary");
+    let set_aside: Vec<PathBuf> = std::fs::read_dir(stack.root.join("a/services/db"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.to_string_lossy().contains("data.old-primary-"))
         .collect();
     assert_eq!(set_aside.len(), 1, "a's old data is kept aside, not deleted");
-    drop(agents);
+    // A restarted agent at a checks the epoch before serving: a stays a standby.
+    stack.kill_agent("a");
+    stack.start_agent("a");
+    let restarted = poll(Duration::from_secs(20), || {
+        (stack.events("a").iter().filter(|e| e.0 == "agent_started").count() == 2).then_some(())
+    });
+    assert!(restarted.is_some(), "a's agent did not restart:\n{}", logs(&stack));
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            stack.is_primary("a"),
+            Some(false),
+            "a restarted as primary:\n{}",
+            logs(&stack)
+        );
+        std::thread::sleep(Duration::from_millis(500)); // observation interval, not synchronisation
+    }
+    assert_eq!(stack.is_primary("b"), Some(true));
+    // The run at b stored what it measured.
+    let runs = std::fs::read_dir(stack.state("b").join("runs")).unwrap();
+    let measures: Vec<PathBuf> = runs
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".measures.json"))
+        .collect();
+    assert_eq!(measures.len(), 1, "one run at b, with its measures");
+    let m: Value = serde_json::from_slice(&std::fs::read(&measures[0]).unwrap()).unwrap();
+    eprintln!("measures: {m}");
+    assert!(
+        m["detection_s"].as_f64().is_some_and(|d| d > 0.0 && d < 5.0),
+        "{m}\n{}",
+        logs(&stack)
+    );
 }

@@ -97,7 +97,14 @@ pub fn standby_lag(primary: &PgTarget, standby: &PgTarget) -> Result<Lag, VaultE
     let bytes = current.0.saturating_sub(replayed.map_or(0, |l| l.0));
     let seconds = if bytes == 0 {
         Some(0.0)
+    } else if s[3] == "streaming" {
+        // Streaming: the primary's own measure. None there means the standby has caught up
+        // and the primary is idle (the few bytes behind are WAL without commits, such as
+        // PostgreSQL's periodic running-transactions record).
+        Some(p[1].parse::<f64>().map_or(0.0, |x| x.max(0.0)))
     } else {
+        // Not streaming: how old the newest transaction replayed here is — a bound on what
+        // the standby may be missing, as long as the primary was writing.
         p[1].parse::<f64>()
             .ok()
             .or_else(|| s[2].parse::<f64>().ok())
