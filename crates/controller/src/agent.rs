@@ -68,6 +68,39 @@ pub struct Agent {
     reported: BTreeSet<String>,
 }
 
+/// Brings `site` to the desired state of `system`: creates, updates and starts (a standby
+/// instance is seeded first); never deletes. What an agent does for its own site, and what a
+/// failback does first at the site it returns to (reverse replication).
+pub fn serve_site(engine: &Engine, system: &System, source: &resurgo_plan::SourceId, site: &str) -> Result<(), String> {
+    let handle = engine
+        .sites(system)
+        .into_iter()
+        .find(|h| h.name == site)
+        .ok_or_else(|| format!("no site `{site}`"))?;
+    let mut desired = resurgo_plan::desired_state(system);
+    desired.retain(|s, _| s == site);
+    let observed = engine.observe(std::slice::from_ref(&handle));
+    let mut plan = make_plan(
+        &system.name,
+        source.clone(),
+        &desired,
+        &observed,
+        PlanOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    for s in &mut plan.sites {
+        s.changes
+            .retain(|c| matches!(c.action, Action::Create | Action::Update | Action::Start));
+    }
+    let engine = engine
+        .clone()
+        .with_preparer(crate::protect::standby_preparer(engine, system));
+    engine
+        .apply(&plan, &[handle], &|_| {})
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// What the heartbeat thread has seen of the other nodes.
 struct Probes {
     detector: FailureDetector,
@@ -290,7 +323,12 @@ impl Agent {
             if primary == site {
                 self.keep_primary(site, group, &system, now, timing.lease_ttl, timing.fencing_deadline);
             } else {
-                self.leases.remove(group);
+                // Was primary here until now: it must come back as a standby (again).
+                let was_primary = self.leases.remove(group).is_some();
+                if self.reported.remove(&format!("serving {group}")) || was_primary {
+                    self.reported.remove(&format!("standby {group}"));
+                    self.fenced.remove(group);
+                }
                 let standby_here = self
                     .spec
                     .services
@@ -393,33 +431,10 @@ impl Agent {
     /// Brings this site to the desired state (creates, updates and starts; never deletes).
     /// Returns whether it got there.
     fn serve(&self, site: &str, system: &System) -> bool {
-        let Some(handle) = self.engine.sites(system).into_iter().find(|h| h.name == site) else {
-            return false;
-        };
-        let mut desired = resurgo_plan::desired_state(system);
-        desired.retain(|s, _| s == site);
-        let observed = self.engine.observe(std::slice::from_ref(&handle));
-        let Ok(mut plan) = make_plan(
-            &system.name,
-            self.source.clone(),
-            &desired,
-            &observed,
-            PlanOptions::default(),
-        ) else {
-            return false;
-        };
-        for s in &mut plan.sites {
-            s.changes
-                .retain(|c| matches!(c.action, Action::Create | Action::Update | Action::Start));
-        }
-        let engine = self
-            .engine
-            .clone()
-            .with_preparer(crate::protect::standby_preparer(&self.engine, system));
-        match engine.apply(&plan, &[handle], &|_| {}) {
-            Ok(_) => true,
+        match serve_site(&self.engine, system, &self.source, site) {
+            Ok(()) => true,
             Err(e) => {
-                self.emit(Event::new(EventKind::ApplyFailed, e.to_string()).site(site));
+                self.emit(Event::new(EventKind::ApplyFailed, e).site(site));
                 false
             }
         }

@@ -476,6 +476,77 @@ impl ActionStep {
         }
     }
 
+    /// Stops the services of `site` that move: the ones that write to databases first, then
+    /// the databases (a clean shutdown, during which PostgreSQL sends its last WAL to a
+    /// connected standby).
+    fn stop_writers(&self, site: &str, seen: &[resurgo_plan::ObservedService]) -> Result<(), StepError> {
+        let handle = self.handle(site)?;
+        let moving = self.moving(site);
+        let owns_database = |service: &str| {
+            self.ctx
+                .before
+                .datasets
+                .values()
+                .any(|d| d.service == service && d.kind == DatasetKind::Postgres)
+        };
+        let running: Vec<&str> = seen
+            .iter()
+            .filter(|s| moving.contains(&s.service) && matches!(s.process, ProcessState::Running { .. }))
+            .map(|s| s.service.as_str())
+            .collect();
+        let (databases, writers): (Vec<&str>, Vec<&str>) = running.into_iter().partition(|s| owns_database(s));
+        for service in writers.into_iter().chain(databases) {
+            self.ctx
+                .engine
+                .provider
+                .stop(&handle, service)
+                .map_err(|e| StepError::Transient(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A planned switch's final sync: each standby at `to` has replayed everything its old
+    /// primary at `from` wrote before its clean shutdown; recorded as a lag of zero, which the
+    /// promotion's lag gate reads. A primary that did not shut down cleanly says nothing.
+    fn final_sync(&self, from: &str, to: &str, deadline: Instant, ctx: &StepContext) -> Result<(), StepError> {
+        let before = Protector::new(
+            &self.ctx.before,
+            self.ctx.engine.sites(&self.ctx.before),
+            &self.ctx.state_dir,
+        );
+        for (name, ds) in &self.ctx.before.datasets {
+            if ds.strategy != resurgo_spec::Strategy::Standby
+                || before.standby_site(name).ok().flatten().as_deref() != Some(to)
+            {
+                continue;
+            }
+            let (Ok(pgdata), Ok(standby)) = (before.data_path(name, from), before.standby_target(name, to)) else {
+                continue;
+            };
+            loop {
+                match resurgo_vault::pg::caught_up_with_shutdown(&standby, &pgdata) {
+                    Ok(Some(true)) => {
+                        crate::protect::record_lag(&self.ctx.state_dir, name, to, 0, Some(0.0), true);
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(false)) | Err(_) if Instant::now() < deadline => {
+                        if !ctx.pause(Duration::from_millis(100)) {
+                            return Err(StepError::Cancelled(format!("final sync of {name}")));
+                        }
+                    }
+                    Ok(Some(false)) => {
+                        return Err(StepError::Transient(format!(
+                            "the standby of `{name}` at {to} has not replayed {from}'s last WAL"
+                        )))
+                    }
+                    Err(e) => return Err(StepError::Transient(e.to_string())),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether this process may act on `site` directly (an agent acts on its own site only).
     fn local(&self, site: &str) -> bool {
         self.ctx.options.local.as_deref().is_none_or(|l| l == site)
@@ -685,17 +756,8 @@ impl Step for ActionStep {
                     // its lease, and the lease tells when that must have happened.
                     let fenced = match self.observe_site(site) {
                         Some(seen) => {
-                            let handle = self.handle(site)?;
-                            let moving = self.moving(site);
-                            for s in seen.iter().filter(|s| {
-                                moving.contains(&s.service) && matches!(s.process, ProcessState::Running { .. })
-                            }) {
-                                self.ctx
-                                    .engine
-                                    .provider
-                                    .stop(&handle, &s.service)
-                                    .map_err(|e| StepError::Transient(e.to_string()))?;
-                            }
+                            self.stop_writers(site, &seen)?;
+                            self.final_sync(site, &to, deadline, ctx)?;
                             true
                         }
                         None => false,

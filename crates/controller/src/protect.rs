@@ -653,18 +653,7 @@ impl<'a> Protector<'a> {
         let lag = resurgo_vault::pg::standby_lag(&primary, &standby)?;
         // The last lag seen is what a promotion after losing the primary would lose: kept
         // for the lag gate, which cannot ask a dead primary.
-        let _ = std::fs::create_dir_all(self.state_dir.join("lag"));
-        let _ = resurgo_provider::write_json_atomic(
-            &lag_record_path(&self.state_dir, dataset, site),
-            &LagRecord {
-                bytes: lag.bytes,
-                seconds: lag.seconds,
-                streaming: lag.streaming,
-                at_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
-            },
-        );
+        record_lag(&self.state_dir, dataset, site, lag.bytes, lag.seconds, lag.streaming);
         Ok(lag)
     }
 
@@ -780,6 +769,23 @@ pub struct LagRecord {
 
 pub fn lag_record_path(state_dir: &Path, dataset: &str, site: &str) -> PathBuf {
     state_dir.join("lag").join(format!("{dataset}@{site}.json"))
+}
+
+/// Records a standby's lag, measured now (best effort: the gate treats a missing record as
+/// an unknown lag).
+pub fn record_lag(state_dir: &Path, dataset: &str, site: &str, bytes: u64, seconds: Option<f64>, streaming: bool) {
+    let _ = std::fs::create_dir_all(state_dir.join("lag"));
+    let _ = resurgo_provider::write_json_atomic(
+        &lag_record_path(state_dir, dataset, site),
+        &LagRecord {
+            bytes,
+            seconds,
+            streaming,
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        },
+    );
 }
 
 pub fn read_lag(state_dir: &Path, dataset: &str, site: &str) -> Option<LagRecord> {

@@ -61,25 +61,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let steps = failover_steps(system, &from, &args.to)
-        .map_err(|e| anyhow::anyhow!("refusing `{}` as a target: {e}", args.to))?;
+    let options = resurgo_controller::failover::RunOptions {
+        accept_data_loss: args.accept_data_loss,
+        ..Default::default()
+    };
+    run_move(&args.spec, &desired, &from, &args.to, options, args.dry_run, args.json)
+}
+
+/// Plans the move of every service active at `from` to `to`; prints it (`dry_run`) or runs it
+/// under the journaled runbook and prints each step. Shared by failover and failback.
+pub fn run_move(
+    spec_args: &SpecArgs,
+    desired: &resurgo_controller::Desired,
+    from: &str,
+    to: &str,
+    options: resurgo_controller::failover::RunOptions,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let system = &desired.loaded.system;
+    let what = if options.failback { "failback" } else { "failover" };
+    let steps = failover_steps(system, from, to).map_err(|e| anyhow::anyhow!("refusing `{to}` as a target: {e}"))?;
     let plan = RecoveryPlan {
-        id: format!("failover-{from}-to-{}", args.to),
-        kind: PlanKind::Failover,
+        id: format!("{what}-{from}-to-{to}"),
+        kind: if options.failback {
+            PlanKind::Failback
+        } else {
+            PlanKind::Failover
+        },
         epoch: 0,
         steps: resurgo_controller::failover::step_specs(&steps),
     };
     plan.validate()?;
-    if !args.dry_run {
-        return execute(&args, &desired, &from);
+    if !dry_run {
+        return execute(spec_args, desired, from, to, options, json);
     }
-    if args.json {
+    if json {
         let (total, path) = plan.critical_path()?;
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "from": from,
-                "to": args.to,
+                "to": to,
                 "source": desired.source,
                 "steps": steps,
                 "estimate_seconds": total.as_secs_f64(),
@@ -87,34 +110,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }))?
         );
     } else {
+        let title = if options.failback { "Failback" } else { "Failover" };
         println!(
-            "Failover of system `{}` from {from} to {} (dry run: nothing changed)\n",
-            system.name, args.to
+            "{title} of system `{}` from {from} to {to} (dry run: nothing changed)\n",
+            system.name
         );
         print!("{}", plan.render_checklist()?);
     }
     Ok(exit::code(exit::OK))
 }
 
-fn execute(args: &Args, desired: &resurgo_controller::Desired, from: &str) -> anyhow::Result<ExitCode> {
-    let engine = args.spec.engine_for(desired)?;
+fn execute(
+    spec_args: &SpecArgs,
+    desired: &resurgo_controller::Desired,
+    from: &str,
+    to: &str,
+    options: resurgo_controller::failover::RunOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let engine = spec_args.engine_for(desired)?;
     // The spec as written names the assignment group; `desired` has assignments applied.
-    let spec = resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set)
+    let spec = resurgo_controller::desired::load(&spec_args.source(), &spec_args.state.join("git"), &spec_args.set)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = std::time::Instant::now();
     let report = resurgo_controller::failover::execute(
         &spec.loaded.system,
         &desired.loaded.system,
         &engine,
-        &args.spec.state,
+        &spec_args.state,
         from,
-        &args.to,
-        resurgo_controller::failover::RunOptions {
-            accept_data_loss: args.accept_data_loss,
-            ..Default::default()
-        },
+        to,
+        options,
     )?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for s in &report.steps {

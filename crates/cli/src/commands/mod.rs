@@ -11,6 +11,7 @@ pub mod backup;
 pub mod controller;
 pub mod demo;
 pub mod example_app;
+pub mod failback;
 pub mod failover;
 pub mod forget;
 pub mod maintenance;
@@ -78,6 +79,9 @@ pub enum Command {
     Agent(agent::Args),
     /// Suppress automatic failover for a while (planned work), or allow it again.
     Maintenance(maintenance::Args),
+    /// Move the services back where the spec places them: reverse replication, then a planned
+    /// switch with no data loss.
+    Failback(failback::Args),
     /// The history of failovers and failbacks, with timelines.
     Runs(runs::Args),
     /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
@@ -109,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Failover(a) => failover::run(a),
         Command::Agent(a) => agent::run(a),
         Command::Maintenance(a) => maintenance::run(a),
+        Command::Failback(a) => failback::run(a),
         Command::Runs(a) => runs::run(a),
         Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),

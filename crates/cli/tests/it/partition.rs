@@ -468,4 +468,40 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
         "{m}\n{}",
         logs(&stack)
     );
+
+    // 4. Failback: a planned switch back to a, run by a person from the witness's node while
+    //    the agents run: b stops cleanly, a has replayed b's last WAL, a is promoted; b comes
+    //    back as a's standby. Nothing is lost.
+    let failback = stack
+        .lab
+        .command("w", "sh")
+        .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN, "failback", "--spec"])
+        .arg(stack.root.join("spec"))
+        .arg("--state")
+        .arg(stack.state("operator"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        failback.status.success(),
+        "failback:\n{}{}\n{}",
+        String::from_utf8_lossy(&failback.stdout),
+        String::from_utf8_lossy(&failback.stderr),
+        logs(&stack)
+    );
+    assert_eq!(stack.is_primary("a"), Some(true), "a is primary after the failback");
+    assert_eq!(
+        count(&stack, "a").as_deref(),
+        Some(after_failover.to_string().as_str()),
+        "every row written at b is at a after the failback"
+    );
+    let after_failback = write_at(&stack, "a", 5);
+    let b_follows = poll(Duration::from_secs(90), || {
+        (!stack.is_primary("b")? && count(&stack, "b")? == after_failback.to_string()).then_some(())
+    });
+    assert!(
+        b_follows.is_some(),
+        "b did not come back as a's standby:\n{}",
+        logs(&stack)
+    );
 }

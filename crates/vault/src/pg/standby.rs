@@ -134,3 +134,27 @@ pub fn promote(standby: &PgTarget, timeout: Duration) -> Result<(), VaultError> 
         stderr: format!("{standby} did not leave recovery within {seconds} s"),
     })
 }
+
+/// Whether `standby` has replayed everything the server whose data directory is `old_pgdata`
+/// wrote before it was shut down cleanly (a planned switch's final sync): its replay position
+/// has reached the shutdown checkpoint `pg_controldata` reads there. `Ok(None)` when that
+/// server was not shut down cleanly (killed, or still running): nothing can be said.
+pub fn caught_up_with_shutdown(standby: &PgTarget, old_pgdata: &Path) -> Result<Option<bool>, VaultError> {
+    let mut cmd = std::process::Command::new(super::program("pg_controldata")?);
+    cmd.arg(old_pgdata).env("LC_ALL", "C");
+    let out = super::run(cmd, Some(&old_pgdata.display().to_string()))?;
+    let text = out;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    if field("Database cluster state:").as_deref() != Some("shut down") {
+        return Ok(None);
+    }
+    let Some(checkpoint) = field("Latest checkpoint location:").and_then(|v| v.parse::<Lsn>().ok()) else {
+        return Ok(None);
+    };
+    let replayed = query_row(standby, "SELECT COALESCE(pg_last_wal_replay_lsn()::text, '')", 1)?;
+    Ok(Some(replayed[0].parse::<Lsn>().is_ok_and(|r| r.0 >= checkpoint.0)))
+}
