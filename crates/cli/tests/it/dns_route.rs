@@ -11,19 +11,20 @@ use std::time::Duration;
 
 use resurgo_route::dns::query_a;
 
+use crate::netns::Lab;
 use crate::util::{poll, Env};
 
-const ZONE: &str = "example.test";
-const RECORD: &str = "www.example.test";
-const KEY_NAME: &str = "resurgo-cli-test.";
+pub(crate) const ZONE: &str = "example.test";
+pub(crate) const RECORD: &str = "www.example.test";
+pub(crate) const KEY_NAME: &str = "resurgo-cli-test.";
 /// The key the server knows, base64 as in knot.conf and in the spec.
-const KEY: &str = "cmVzdXJnby1jbGktZG5zLXJvdXRlLXRlc3Qta2V5ISE=";
+pub(crate) const KEY: &str = "cmVzdXJnby1jbGktZG5zLXJvdXRlLXRlc3Qta2V5ISE=";
 /// A well-formed key of the same length that the server does not know.
 const WRONG_KEY: &str = "bm90LXRoZS1rZXktdGhlLXNlcnZlci1rbm93cy0zMmI=";
-const DNS_PORT: u16 = 5300;
+pub(crate) const DNS_PORT: u16 = 5300;
 
 /// A running `knotd`, killed on drop (also when the test panics).
-struct Knot {
+pub(crate) struct Knot {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
@@ -40,6 +41,11 @@ impl Knot {
     /// Serves `example.test` on `listen`, with `www` pointing at `www`, accepting updates
     /// signed with [`KEY`]; its files live in `dir`.
     fn start(dir: PathBuf, listen: SocketAddr, www: Ipv4Addr) -> Knot {
+        Knot::start_in(None, dir, listen, www)
+    }
+
+    /// [`Knot::start`] inside a node of a network-namespace lab (None: here).
+    pub(crate) fn start_in(lab: Option<(&Lab, &str)>, dir: PathBuf, listen: SocketAddr, www: Ipv4Addr) -> Knot {
         let knotd = find_program("knotd", "knot");
         for sub in ["run", "db"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -94,7 +100,11 @@ zone:
         std::fs::write(&conf_path, conf).unwrap();
         let log = dir.join("knotd.log");
         let out = File::create(&log).unwrap();
-        let child = Command::new(knotd)
+        let mut command = match lab {
+            Some((lab, node)) => lab.command(node, knotd),
+            None => Command::new(knotd),
+        };
+        let child = command
             .arg("-c")
             .arg(&conf_path)
             .stdin(Stdio::null())
@@ -111,13 +121,17 @@ zone:
             if let Some(status) = knot.child.try_wait().unwrap() {
                 panic!("knotd exited ({status}):\n{}", knot.log());
             }
-            query_a(knot.addr, RECORD).ok().filter(|a| a == &[www])
+            let answer = match lab {
+                Some((lab, node)) => lab.within(node, || query_a(knot.addr, RECORD)),
+                None => query_a(knot.addr, RECORD),
+            };
+            answer.ok().filter(|a| a == &[www])
         });
         assert!(up.is_some(), "knotd did not answer within 15s:\n{}", knot.log());
         knot
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 

@@ -95,6 +95,23 @@ impl Lab {
         Ipv4Addr::new(10, self.subnet, 0, i as u8 + 1)
     }
 
+    /// Runs `f` on a thread that has entered `node`'s network namespace (setns applies to the
+    /// calling thread alone), so a test can talk to a node's network with library calls.
+    pub fn within<T: Send>(&self, node: &str, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.ns(node));
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .unwrap_or_else(|e| panic!("cannot enter {path}: {e}"));
+                    f()
+                })
+                .join()
+                .expect("the thread inside the namespace panicked")
+        })
+    }
+
     /// `ip netns exec <ns> program`: add arguments, environment, stdio as usual.
     pub fn command(&self, node: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("ip");

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::dns_route::{Knot, DNS_PORT, KEY, KEY_NAME, RECORD, ZONE};
 use crate::netns::Lab;
 use crate::pg::{as_pg_user, give, initdb_as_nobody, pg_bin};
 use crate::util::{poll, BIN};
@@ -28,6 +29,8 @@ pub struct Stack {
     pub root: PathBuf,
     agents: std::collections::BTreeMap<String, Child>,
     spec_dir: PathBuf,
+    /// The authoritative DNS server of the `www` route, at the witness's node.
+    pub knot: Knot,
     _tmp: tempfile::TempDir,
 }
 
@@ -81,6 +84,10 @@ impl Stack {
                 password.display()
             )
         };
+        let dns = std::net::SocketAddr::from((w, DNS_PORT));
+        let knot = Knot::start_in(Some((&lab, "w")), root.join("knot"), dns, a);
+        let tsig = root.join("tsig.secret");
+        std::fs::write(&tsig, KEY).unwrap();
         let spec_dir = root.join("spec");
         std::fs::create_dir_all(&spec_dir).unwrap();
         let endpoints = etcd.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
@@ -95,11 +102,14 @@ impl Stack {
                  \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n\
                  datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n\
                  \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: standby\n    rpo: 2s\n\
+                 routes:\n  www:\n    service: db\n    type: dns\n\
+                 \x20   dns: {{ server: \"{dns}\", zone: {ZONE}, name: {RECORD}, ttl: 5, key: {{ name: {KEY_NAME}, secret: {{ file: {tsig} }} }} }}\n\
                  failover:\n  automatic: true\n  witness: \"{w}:7411\"\n  coordination: {{ etcd: [{endpoints}] }}\n{failover_extra}",
                 ra = root.join("a").display(),
                 rb = root.join("b").display(),
                 repo_a = repo("a"),
                 repo_b = repo("b"),
+                tsig = tsig.display(),
             ),
         )
         .unwrap();
@@ -108,6 +118,7 @@ impl Stack {
             root,
             agents: Default::default(),
             spec_dir,
+            knot,
             _tmp: tmp,
         };
         for node in ["w", "a", "b"] {
@@ -195,6 +206,14 @@ impl Stack {
             (self.is_primary("a")? && !self.is_primary("b")?).then_some(())
         });
         assert!(ready.is_some(), "a never served with b following:\n{}", self.logs());
+    }
+
+    /// What the DNS server answers for the route's record, asked from the witness's node.
+    pub fn www(&self) -> Vec<std::net::Ipv4Addr> {
+        let server = std::net::SocketAddr::from((self.lab.addr("w"), DNS_PORT));
+        self.lab
+            .within("w", || resurgo_route::dns::query_a(server, RECORD))
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.knot.log()))
     }
 
     pub fn events(&self, node: &str) -> Vec<(String, String, f64)> {
@@ -289,7 +308,9 @@ fn open_up(root: &Path, dir: &Path) {
 fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_as_standby() {
     let mut stack = Stack::start("part", Stack::FAST);
     stack.wait_ready();
+    assert_eq!(stack.www(), [stack.lab.addr("a")], "the DNS record leads to a");
     let logs = |stack: &Stack| stack.logs();
+    let b_addr = |stack: &Stack| stack.lab.addr("b");
     stack
         .sql("w", "a", "CREATE TABLE orders (id bigint PRIMARY KEY)")
         .unwrap();
@@ -404,6 +425,7 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
         Some(before_isolation.to_string().as_str()),
         "every row acknowledged before the isolation is at b"
     );
+    assert_eq!(stack.www(), [b_addr(&stack)], "the DNS record leads to b");
     let after_failover = write_at(&stack, "b", 10);
     // a's PostgreSQL is stopped: nothing answers inside a's namespace either.
     assert!(
@@ -490,6 +512,7 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
         logs(&stack)
     );
     assert_eq!(stack.is_primary("a"), Some(true), "a is primary after the failback");
+    assert_eq!(stack.www(), [stack.lab.addr("a")], "the DNS record leads back to a");
     assert_eq!(
         count(&stack, "a").as_deref(),
         Some(after_failover.to_string().as_str()),
