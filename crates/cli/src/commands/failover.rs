@@ -1,8 +1,9 @@
 //! `resurgo failover --to SITE --dry-run`: the recovery plan that would move every service
 //! from its site to SITE — fence, data, services in dependency order, routes, verify — as a
 //! checklist with owners and estimated durations, after checking that SITE can take over.
-//! Without --dry-run the plan is executed by the journaled runbook (`<state>/runs/`); the
-//! controller, which runs the proxy routes, must be running for the route steps to pass.
+//! Without --dry-run the plan is executed by the journaled runbook (`<state>/runs/`). DNS and
+//! hook routes are switched by the run; proxy routes are run by the controller, which must be
+//! running for their steps to pass.
 
 use std::process::ExitCode;
 
