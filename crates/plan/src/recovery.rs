@@ -262,7 +262,11 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
                 site: to.into(),
             },
             estimate: Duration::from_millis(100),
-            timeout: secs(30),
+            // A hook may take its own timeout (default 60 s); the step outlasts it.
+            timeout: route
+                .hook
+                .as_ref()
+                .map_or(secs(30), |h| h.timeout.map_or(secs(60), |t| t.0) + secs(10)),
             owner: "resurgo".into(),
             description: format!("point {route_name} ({:?}) at {to}", route.kind).to_lowercase(),
         });
