@@ -454,10 +454,25 @@ impl<'a> Protector<'a> {
                 }
             })?;
         self.write_wal_config(site)?;
+        // The folders above the data directory are made here, with the usual modes: the vault
+        // makes missing ones 0700 like the data directory itself, and the server's user (not
+        // root) must pass through them.
+        if let Some(parent) = pgdata.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| VaultError::Io {
+                what: "cannot create",
+                path: parent.to_path_buf(),
+                source: e,
+            })?;
+        }
+        // Restored as the dataset's own data at its active site (a failover's target), the
+        // server is the new primary: it archives into that site's repository, as the old one
+        // did into its own. Anywhere else (a copy to inspect) it archives nothing.
+        let serves = self.home_site(dataset).is_ok_and(|home| home == site)
+            && self.data_path(dataset, site).is_ok_and(|own| own == pgdata);
         let options = PhysicalRestore {
             target,
             restore_command: self.wal_command("fetch", site, dataset, "%f %p"),
-            archive_command: None,
+            archive_command: serves.then(|| self.wal_command("push", site, dataset, "%p")),
         };
         resurgo_vault::pg::restore_physical(repo, &base.id, pgdata, &options)?;
         Ok(base)
