@@ -10,6 +10,7 @@ mod dns_route;
 mod netns;
 mod partition;
 mod pg;
+mod pg_failover;
 mod pg_standby;
 mod protect;
 mod tidy;
