@@ -860,6 +860,11 @@ impl Step for ActionStep {
                         let target = self.protector().standby_target(name, site).map_err(permanent)?;
                         resurgo_vault::pg::wait_until_primary(&target, ctx.remaining())
                             .map_err(|e| StepError::Transient(e.to_string()))?;
+                        // The archive a restore prefetched has been replayed: it would only
+                        // weigh on the next base backup.
+                        if let Ok(pgdata) = self.protector().data_path(name, site) {
+                            let _ = std::fs::remove_dir_all(pgdata.join(resurgo_vault::pg::physical::PREFETCH_DIR));
+                        }
                     }
                 }
                 Ok(())

@@ -473,6 +473,9 @@ impl<'a> Protector<'a> {
             target,
             restore_command: self.wal_command("fetch", site, dataset, "%f %p"),
             archive_command: serves.then(|| self.wal_command("push", site, dataset, "%p")),
+            // A failover's restore: the archive no longer grows (its source is lost), so it is
+            // fetched whole now rather than one repository open per segment.
+            prefetch: serves.then(|| dataset.to_string()),
         };
         resurgo_vault::pg::restore_physical(repo, &base.id, pgdata, &options)?;
         Ok(base)

@@ -199,6 +199,7 @@ fn point_in_time_restore_at_the_other_site_under_write_load() {
             target: RecoveryTarget::Latest,
             restore_command: at_b.restore_command.clone(),
             archive_command: None,
+            prefetch: None,
         },
     );
     let rows = canary_rows(&restored);
@@ -249,6 +250,7 @@ fn point_in_time_restore_at_the_other_site_under_write_load() {
             target: t_target,
             restore_command: at_b.restore_command.clone(),
             archive_command: None,
+            prefetch: None,
         },
     );
     let ids: BTreeSet<i64> = canary_rows(&at_t).into_iter().map(|r| r.0).collect();

@@ -342,7 +342,16 @@ pub struct PhysicalRestore {
     /// `None` turns archiving off. The primary's setting, copied in the backup, never
     /// survives: it would push into the lost site's repository.
     pub archive_command: Option<String>,
+    /// Fetch the whole archive the restore needs (every segment of the stream from the base
+    /// backup's start on, and the timeline histories) into `<pgdata>/resurgo-wal` now, with
+    /// the repository already open, and recover from that folder alone: one repository open
+    /// instead of one per segment (each costs a key derivation). For a failover, whose
+    /// archive (the lost site's, replicated) no longer grows. The stream is the dataset.
+    pub prefetch: Option<String>,
 }
+
+/// The folder inside the data directory that a prefetched restore recovers from.
+pub const PREFETCH_DIR: &str = "resurgo-wal";
 
 /// Restores a base backup into `pgdata` (absent or empty) and sets it up so that starting
 /// PostgreSQL on it replays the archive to `options.target` and promotes.
@@ -376,7 +385,15 @@ pub fn restore_physical(
     let signal = pgdata.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(io("cannot write", &signal))?;
 
-    let mut settings = vec![("restore_command", options.restore_command.clone())];
+    let restore_command = match &options.prefetch {
+        Some(stream) => {
+            prefetch(repo, snapshot, stream, &pgdata.join(PREFETCH_DIR))?;
+            // Relative to the data directory, where PostgreSQL runs it; exit 1 when absent.
+            format!("cp {PREFETCH_DIR}/%f %p")
+        }
+        None => options.restore_command.clone(),
+    };
+    let mut settings = vec![("restore_command", restore_command)];
     match &options.target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Immediate => {
@@ -411,6 +428,33 @@ pub fn restore_physical(
         .map_err(io("cannot write", &auto))?;
 
     super::finish_pgdata(pgdata, owner)
+}
+
+/// Copies the segments of `stream` from the start of base backup `snapshot` on (and every
+/// timeline history) from `repo`'s log archive into `dir`, decompressed and checked.
+fn prefetch(repo: &Repository, snapshot: &str, stream: &str, dir: &Path) -> Result<usize, VaultError> {
+    let io = super::io_error;
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    let start = repo
+        .snapshots(Some(stream))?
+        .into_iter()
+        .find(|s| s.id == snapshot)
+        .and_then(|s| s.meta.labels.get("wal_start").cloned())
+        .unwrap_or_default();
+    let archive = repo.archive();
+    let mut fetched = 0;
+    for segment in archive.list(stream)? {
+        let name = &segment.name;
+        let wal = name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let history = name.ends_with(".history");
+        // Within a timeline, segment names sort in WAL order; later timelines sort after.
+        if ((wal && name.as_str() >= start.as_str()) || history)
+            && super::wal_fetch(&archive, stream, name, &dir.join(name))?
+        {
+            fetched += 1;
+        }
+    }
+    Ok(fetched)
 }
 
 /// What PostgreSQL's archiver reports (`pg_stat_archiver`): the WAL archiving status of a
