@@ -3,6 +3,7 @@
 //! (127.B.x.1) so tests can run in parallel.
 
 mod apply;
+mod chaos;
 mod cli;
 mod controller;
 mod demo;
