@@ -853,7 +853,7 @@ pub fn standby_preparer(engine: &Engine, system: &System) -> Preparer {
 
 /// How often PostgreSQL must archive a segment while there are writes: half the RPO
 /// objective, between 1 s and 60 s.
-fn archive_timeout(ds: &Dataset, system: &System) -> std::time::Duration {
+pub fn archive_timeout(ds: &Dataset, system: &System) -> std::time::Duration {
     let rpo = ds
         .rpo
         .or(system.objectives.rpo)

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use resurgo_spec::System;
+use resurgo_spec::{DatasetKind, PgMethod, Strategy, System};
 
 use crate::engine::Engine;
 use crate::events::{Event, EventKind};
@@ -64,6 +64,8 @@ enum Outcome {
     Lags(Vec<Measured>),
     /// `(dataset, archiving status)` of each physical PostgreSQL dataset's primary.
     Archiving(Vec<(String, Result<resurgo_vault::pg::Archiver, String>)>),
+    /// A log-shipping round ended: `(dataset, to, error)` of each copy that failed.
+    Shipped(Vec<(String, String, String)>),
 }
 
 /// `(dataset, site, RPO objective, lag)` of one warm standby.
@@ -90,6 +92,10 @@ pub struct Protection {
     archiving_failing: HashMap<String, bool>,
     /// Site → the repository error reported last.
     repo_errors: HashMap<String, String>,
+    /// Log shipping: the archives opened once (site → archive) and the last round.
+    archives: std::sync::Arc<std::sync::Mutex<HashMap<String, resurgo_vault::archive::LogArchive>>>,
+    shipped: Option<Instant>,
+    shipping: bool,
     tx: mpsc::Sender<Outcome>,
     rx: mpsc::Receiver<Outcome>,
 }
@@ -106,6 +112,9 @@ impl Default for Protection {
             measuring: false,
             archiving_failing: HashMap::new(),
             repo_errors: HashMap::new(),
+            archives: Default::default(),
+            shipped: None,
+            shipping: false,
             tx,
             rx,
         }
@@ -155,6 +164,7 @@ impl Protection {
         }
         self.forget_standbys(system);
         self.measure_standbys(system, engine, state_dir);
+        self.ship_logs(system, engine, state_dir);
         // Until the first refresh is in, nothing is known: do not schedule blind.
         if self.refreshed.is_none() {
             return;
@@ -225,6 +235,66 @@ impl Protection {
                 result,
                 replicas,
             });
+        });
+    }
+
+    /// Log shipping: the WAL archived at a physical PostgreSQL dataset's home site is copied
+    /// to its replica sites every archive timeout (half the RPO objective), not only after
+    /// each base backup — what bounds the backup strategy's RPO to seconds. The archives are
+    /// opened once (a repository open costs a key derivation) and reused.
+    fn ship_logs(&mut self, system: &System, engine: &Engine, state_dir: &std::path::Path) {
+        let shipped: Vec<(String, std::time::Duration)> = system
+            .datasets
+            .iter()
+            .filter(|(_, d)| {
+                d.kind == DatasetKind::Postgres
+                    && d.strategy == Strategy::Backup
+                    && d.method.unwrap_or(PgMethod::Physical) == PgMethod::Physical
+            })
+            .map(|(n, d)| (n.clone(), crate::protect::archive_timeout(d, system)))
+            .collect();
+        let Some(every) = shipped.iter().map(|(_, t)| *t).min() else {
+            return;
+        };
+        if self.shipping || self.shipped.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.shipping = true;
+        self.shipped = Some(Instant::now());
+        let (system, engine, state_dir, tx, archives) = (
+            system.clone(),
+            engine.clone(),
+            state_dir.to_path_buf(),
+            self.tx.clone(),
+            self.archives.clone(),
+        );
+        std::thread::spawn(move || {
+            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let archive = |site: &str| -> Result<resurgo_vault::archive::LogArchive, String> {
+                let mut cache = archives.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(a) = cache.get(site) {
+                    return Ok(a.clone());
+                }
+                let a = protector.open(site).map_err(|e| e.to_string())?.archive();
+                cache.insert(site.to_string(), a.clone());
+                Ok(a)
+            };
+            let mut failed = Vec::new();
+            for (dataset, _) in shipped {
+                let Ok(home) = protector.home_site(&dataset) else {
+                    continue;
+                };
+                for to in protector.replica_sites(&dataset).unwrap_or_default() {
+                    let copied = archive(&home)
+                        .and_then(|from| from.copy_to(&archive(&to)?, &dataset).map_err(|e| e.to_string()));
+                    if let Err(e) = copied {
+                        // Opened anew next round: the repository may have moved or healed.
+                        archives.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        failed.push((dataset.clone(), to, e));
+                    }
+                }
+            }
+            let _ = tx.send(Outcome::Shipped(failed));
         });
     }
 
@@ -320,6 +390,20 @@ impl Protection {
 
     fn absorb(&mut self, outcome: Outcome, emit: &mut dyn FnMut(Event)) {
         match outcome {
+            Outcome::Shipped(failed) => {
+                self.shipping = false;
+                for (dataset, to, e) in failed {
+                    let key = format!("ship {dataset} {to}");
+                    if self.repo_errors.get(&key) != Some(&e) {
+                        self.repo_errors.insert(key, e.clone());
+                        emit(
+                            Event::new(EventKind::ReplicationFailed, format!("shipping WAL: {e}"))
+                                .site(&to)
+                                .dataset(&dataset),
+                        );
+                    }
+                }
+            }
             Outcome::Points { points, errors } => {
                 self.refreshing = false;
                 self.refreshed = Some(Instant::now());

@@ -31,7 +31,7 @@ pub(crate) struct PgPair {
     pub addr_a: String,
     pub addr_b: String,
     pub port: u16,
-    backups: PathBuf,
+    pub backups: PathBuf,
     /// Site a's postmaster.
     pub pid_a: u32,
 }
@@ -526,4 +526,41 @@ fn pg_backup_strategy_site_lost_failover_restores_newest_point_at_b() {
     assert_eq!(run["outcome"]["status"], "succeeded", "{run}");
     let rto = run["measures"]["rto_s"].as_f64();
     assert!(rto.is_some_and(|s| s > 0.0 && s <= took.as_secs_f64() + 1.0), "{run}");
+}
+
+/// The controller ships the WAL archived at a to b's repository every archive timeout (half
+/// the RPO objective), without a backup or a `resurgo replicate`: what bounds the backup
+/// strategy's RPO to seconds.
+#[test]
+fn controller_ships_archived_wal_to_the_replica_site() {
+    let mut pair = PgPair::start(135, "2s");
+    pair.env.start_controller(&[]);
+    for id in 1..=20 {
+        pair.sql("a", &format!("INSERT INTO orders (id) VALUES ({id})"))
+            .unwrap();
+    }
+    let segment = pair.sql("a", "SELECT pg_walfile_name(pg_current_wal_lsn())").unwrap();
+    pair.wait_archived(Duration::from_secs(30));
+    let archived_at = Instant::now();
+    let at_b = pair.backups.join("b");
+    let find = |dir: &std::path::Path| -> bool {
+        fn walk(dir: &std::path::Path, name: &str) -> bool {
+            std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+                let p = e.path();
+                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(name)) || (p.is_dir() && walk(&p, name))
+            })
+        }
+        walk(dir, &segment)
+    };
+    let shipped = poll(Duration::from_secs(30), || find(&at_b).then_some(()));
+    assert!(
+        shipped.is_some(),
+        "segment {segment} never reached b's repository; events:\n{}",
+        pair.env.dump_events()
+    );
+    eprintln!(
+        "segment {segment} at b {:.2} s after a archived it",
+        archived_at.elapsed().as_secs_f64()
+    );
+    pair.env.stop_controller();
 }
