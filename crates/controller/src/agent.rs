@@ -66,6 +66,10 @@ pub struct Agent {
     probes: Arc<Mutex<Probes>>,
     dead_since: BTreeMap<String, SystemTime>,
     reported: BTreeSet<String>,
+    /// In-process (the one-machine default): the agent stands for its site, so it stops
+    /// answering heartbeats and renewing the lease when its site cannot be observed.
+    in_process: bool,
+    answering: Arc<AtomicBool>,
 }
 
 /// Brings `site` to the desired state of `system`: creates, updates and starts (a standby
@@ -159,7 +163,16 @@ impl Agent {
             probes,
             dead_since: BTreeMap::new(),
             reported: BTreeSet::new(),
+            in_process: false,
+            answering: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The agent runs inside the controller, on the machine of every site (the one-machine
+    /// default): a site is alive only while its state can be observed.
+    pub fn in_process(mut self) -> Agent {
+        self.in_process = true;
+        self
     }
 
     fn name(&self) -> String {
@@ -194,9 +207,12 @@ impl Agent {
         let addr = self.listen_addr()?;
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let hello = format!("resurgo-agent {}\n", self.name());
+        let answering = self.answering.clone();
         std::thread::spawn(move || {
             for mut conn in listener.incoming().flatten() {
-                let _ = conn.write_all(hello.as_bytes());
+                if answering.load(Ordering::Relaxed) {
+                    let _ = conn.write_all(hello.as_bytes());
+                }
             }
         });
         self.emit(Event::new(EventKind::AgentStarted, format!("listening on {addr}")));
@@ -294,6 +310,18 @@ impl Agent {
 
     fn site_tick(&mut self, site: &str) {
         let now = self.started.elapsed();
+        if self.in_process {
+            let handle = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site);
+            let alive = handle.is_some_and(|h| self.engine.provider.observe(&h).is_ok());
+            self.answering.store(alive, Ordering::Relaxed);
+            if !alive {
+                // The site is lost, and its agent with it: no renewal, no heartbeat.
+                for group in self.leases.keys().cloned().collect::<Vec<_>>() {
+                    self.renewal_failed(site, &group, now, "the site cannot be observed");
+                }
+                return;
+            }
+        }
         let timing = self.spec.failover.timing();
         let groups = match self.groups() {
             Ok(g) => g,

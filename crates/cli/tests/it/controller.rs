@@ -424,3 +424,58 @@ fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
         env.stop_controller();
     }
 }
+
+/// The one-machine default of the agents: `resurgo controller --agents` runs an agent per
+/// site and the witness in-process. Site a is lost (its process killed, its state
+/// unreachable): a's agent stops answering and renewing, the witness loses a, b's agent
+/// declares it dead and fails over by policy; web runs at b, the run stored its measures.
+#[test]
+fn controller_agents_fail_over_automatically_when_a_site_is_lost() {
+    let mut env = Env::new(136);
+    let web = Env::web("web", "a", 8080, "manual", &[]).replace("    site: a\n", "    site: a\n    standby: [b]\n");
+    let spec = env.spec(&web)
+        + &format!(
+            "failover:\n  automatic: true\n  witness: \"{}:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n",
+            env.addr(9)
+        );
+    env.write_spec(&spec);
+    let applied = env.run(&["apply"]);
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    let pid = wait_healthy(&env, "a", "web", Duration::from_secs(10));
+    env.start_controller(&["--agents"]);
+    // The agents are up and a holds its lease before the loss.
+    env.wait_event("agent started at a", Duration::from_secs(10), |e| {
+        e["kind"] == "unfenced" && e["site"] == "a"
+    });
+
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let site_a = env.state().join("sites/a");
+    std::fs::rename(&site_a, env.state().join("sites/a.lost")).unwrap();
+    std::fs::write(&site_a, "site a is gone").unwrap();
+    let lost = Instant::now();
+
+    let finished = env.wait_event("failover finished", Duration::from_secs(30), |e| {
+        e["kind"] == "failover_finished"
+    });
+    assert!(
+        finished["message"].as_str().unwrap_or_default().contains("Succeeded"),
+        "{finished}\n{}",
+        env.dump_events()
+    );
+    eprintln!("site lost → failover finished: {:.2} s", lost.elapsed().as_secs_f64());
+    for kind in ["site_dead", "failover_started"] {
+        assert!(
+            env.events().iter().any(|e| e["kind"] == kind),
+            "no {kind} event:\n{}",
+            env.dump_events()
+        );
+    }
+    wait_healthy(&env, "b", "web", Duration::from_secs(10));
+    let runs = env.run(&["runs", "--json"]).json();
+    let run = &runs.as_array().unwrap()[0];
+    assert!(
+        run["measures"]["detection_s"].as_f64().is_some_and(|d| d < 3.0),
+        "detection within 3 s: {run}"
+    );
+    env.stop_controller();
+}
