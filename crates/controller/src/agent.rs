@@ -390,7 +390,10 @@ impl Agent {
         let renewed = match lease {
             Some(id) => self.store.keep_alive(id).unwrap_or(false),
             None => match self.store.lease_holder(&name) {
-                Ok(Some((holder, _))) if holder == site => match self.store.lease_of(&name) {
+                // Adopted only by an agent that has been up for a whole ttl: a lease this site
+                // held before a restart is waited out, not taken over (it may be expiring
+                // while another site takes it).
+                Ok(Some((holder, _))) if holder == site && now >= ttl => match self.store.lease_of(&name) {
                     Ok(Some(id)) => {
                         self.leases.insert(group.to_string(), (Some(id), now));
                         true
@@ -411,8 +414,12 @@ impl Agent {
             if let Some(entry) = self.leases.get_mut(group) {
                 entry.1 = now;
             }
+            self.extend_fence(site, deadline);
             let serving = format!("serving {group}");
-            if (self.fenced.contains_key(group) || !self.reported.contains(&serving)) && self.serve(site, system) {
+            let crashed = self.crashed(site);
+            if (self.fenced.contains_key(group) || !self.reported.contains(&serving) || crashed)
+                && self.serve(site, system)
+            {
                 self.fenced.remove(group);
                 self.reported.insert(serving);
                 self.emit(Event::new(EventKind::Unfenced, format!("primary of {group}: serving")).site(site));
@@ -423,6 +430,33 @@ impl Agent {
                 entry.0 = None;
             }
             self.renewal_failed(site, group, now, "the primary lease was not renewed");
+        }
+    }
+
+    /// Whether a service of this site ended without resurgo stopping it (a crashed database):
+    /// the primary brings it back.
+    fn crashed(&self, site: &str) -> bool {
+        let Some(handle) = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site) else {
+            return false;
+        };
+        self.engine.provider.observe(&handle).is_ok_and(|seen| {
+            seen.iter().any(|s| {
+                s.config.role == resurgo_plan::Role::Active && matches!(s.process, ProcessState::Exited { .. })
+            })
+        })
+    }
+
+    /// Writes the time until which this site may serve (now + the fencing deadline) into its
+    /// fence file: each writable service's supervisor stops it once that time passes, so the
+    /// site fences itself even if this agent dies.
+    fn extend_fence(&self, site: &str, deadline: Duration) {
+        let Some(handle) = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site) else {
+            return;
+        };
+        let until = unix_ms(SystemTime::now()) + deadline.as_millis() as u64;
+        let path = handle.root.join(resurgo_provider::shim::FENCE_FILE);
+        if let Err(e) = resurgo_provider::write_json_atomic(&path, &until) {
+            self.emit(Event::new(EventKind::ApplyFailed, format!("cannot write {}: {e}", path.display())).site(site));
         }
     }
 

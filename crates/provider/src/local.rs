@@ -186,6 +186,8 @@ impl LocalProvider {
             config_hash: config_hash.clone(),
             restarts,
             logs: self.log_limits,
+            fence_file: (config.role == resurgo_plan::Role::Active).then(|| site.root.join(crate::shim::FENCE_FILE)),
+            stop_timeout_ms: config.stop_timeout_ms,
         };
         let launch_path = dir.join(LAUNCH_FILE);
         write_launch(&launch_path, &launch).map_err(|e| {

@@ -66,6 +66,29 @@ pub struct Launch {
     pub config_hash: String,
     pub restarts: u32,
     pub logs: LogLimits,
+    /// A writable instance under a site agent: the file where the agent keeps the time (Unix
+    /// ms) until which the site may serve — its last lease renewal plus the fencing deadline.
+    /// When that time passes while the service runs (the agent died, or cannot renew), the
+    /// shim stops the service itself: the fence does not depend on the agent being alive.
+    #[serde(default)]
+    pub fence_file: Option<PathBuf>,
+    /// How long a fenced service gets between SIGTERM and SIGKILL.
+    #[serde(default)]
+    pub stop_timeout_ms: u64,
+}
+
+/// The name of a site's fence file (`<site root>/fence-until`), see [`Launch::fence_file`].
+pub const FENCE_FILE: &str = "fence-until";
+
+/// The time (Unix ms) a fence file holds, if it holds one.
+fn fence_deadline(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Size-based rotation of a service's log files.
@@ -227,6 +250,34 @@ fn supervise(dir: &Path) -> Result<(), String> {
                     }
                 }
             }
+        });
+    }
+
+    if let Some(fence) = launch.fence_file.clone() {
+        let reaped = Arc::clone(&reaped);
+        let grace = Duration::from_millis(launch.stop_timeout_ms.max(1000));
+        let started = unix_ms_now();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            // Only a deadline that passes while the service runs fences it: a stale file left
+            // by an agent that stopped long ago does not stop a service started since.
+            let Some(until) = fence_deadline(&fence) else { continue };
+            if until < started || until > unix_ms_now() {
+                continue;
+            }
+            eprintln!("resurgo shim: fenced: the site's agent has not renewed its lease (deadline {until})");
+            for (signal, wait) in [(Signal::SIGTERM, grace), (Signal::SIGKILL, Duration::ZERO)] {
+                {
+                    // Held while signalling: once reaped, the group id may name another process.
+                    let reaped = reaped.lock().unwrap_or_else(|e| e.into_inner());
+                    if *reaped {
+                        return;
+                    }
+                    let _ = killpg(pgid, signal);
+                }
+                std::thread::sleep(wait);
+            }
+            return;
         });
     }
 
