@@ -186,7 +186,9 @@ impl LocalProvider {
             config_hash: config_hash.clone(),
             restarts,
             logs: self.log_limits,
-            fence_file: (config.role == resurgo_plan::Role::Active).then(|| site.root.join(crate::shim::FENCE_FILE)),
+            // Every instance, standbys too: a standby promoted in place keeps its supervisor,
+            // which must then fence it like any primary.
+            fence_file: Some(site.root.join(crate::shim::FENCE_FILE)),
             stop_timeout_ms: config.stop_timeout_ms,
         };
         let launch_path = dir.join(LAUNCH_FILE);

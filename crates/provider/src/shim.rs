@@ -66,8 +66,8 @@ pub struct Launch {
     pub config_hash: String,
     pub restarts: u32,
     pub logs: LogLimits,
-    /// A writable instance under a site agent: the file where the agent keeps the time (Unix
-    /// ms) until which the site may serve — its last lease renewal plus the fencing deadline.
+    /// The file where the site's agent keeps the time (Unix ms) until which the site may
+    /// serve — its last lease renewal plus the fencing deadline.
     /// When that time passes while the service runs (the agent died, or cannot renew), the
     /// shim stops the service itself: the fence does not depend on the agent being alive.
     #[serde(default)]
