@@ -287,8 +287,8 @@ fn main() {
         println!(
             "  fault: a's PostgreSQL SIGKILLed and its repository lost; `resurgo failover --to b` started at once:\n  \
              detection is not part of this figure (an agent would add its detection and decision, as above).\n  \
-             Replication runs every 1 s, standing for the controller's cadence: RPO ≈ archive_timeout (1 s)\n  \
-             + replication interval (1 s) + one replication's duration, so it grows with that cadence."
+             `resurgo replicate` runs every 1 s, as the controller's log shipping does (every archive timeout,\n  \
+             half the RPO objective): RPO ≈ archive_timeout (1 s) + shipping interval (1 s) + one copy."
         );
         stats(
             "RTO (fault → first write at b)",
