@@ -47,6 +47,12 @@ impl Stack {
     /// Builds the lab, etcd, a's cluster and the spec (`failover:` gets `failover_extra`
     /// appended, e.g. timing), and starts the witness and both agents.
     pub fn start(tag: &str, failover_extra: &str) -> Stack {
+        Stack::start_with(tag, "standby", failover_extra)
+    }
+
+    /// [`Stack::start`] with the dataset's `strategy` (`standby`, or `backup`: archived at a
+    /// into a's repository, replicated to b's, no server at b until a failover restores one).
+    pub fn start_with(tag: &str, strategy: &str, failover_extra: &str) -> Stack {
         let lab = Lab::new(tag, &["a", "b", "w"]);
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
@@ -62,8 +68,11 @@ impl Stack {
         initdb_as_nobody(
             &root,
             &pgdata,
-            "\nunix_socket_directories = ''\nwal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\n\
-             hot_standby = on\nshared_buffers = 32MB\nmax_connections = 30\nlog_line_prefix = '%m [%p] '\n",
+            &format!(
+                "\nunix_socket_directories = ''\nwal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\n\
+             hot_standby = on\nshared_buffers = 32MB\nmax_connections = 30\nlog_line_prefix = '%m [%p] '\n{}",
+                if strategy == "backup" { "archive_mode = on\n" } else { "" }
+            ),
             "host all all 10.0.0.0/8 trust\nhost replication all 10.0.0.0/8 trust\n",
         );
         let mut postgres = as_pg_user();
@@ -101,7 +110,7 @@ impl Stack {
                  \x20   health: {{ tcp: {{ port: {PORT} }}, interval: 200ms, start_timeout: 120s }}\n\
                  \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n\
                  datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n\
-                 \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: standby\n    rpo: 2s\n\
+                 \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: {strategy}\n    rpo: {rpo}\n    replicate_to: [b]\n\
                  routes:\n  www:\n    service: db\n    type: dns\n\
                  \x20   dns: {{ server: \"{dns}\", zone: {ZONE}, name: {RECORD}, ttl: 5, key: {{ name: {KEY_NAME}, secret: {{ file: {tsig} }} }} }}\n\
                  failover:\n  automatic: true\n  witness: \"{w}:7411\"\n  coordination: {{ etcd: [{endpoints}] }}\n{failover_extra}",
@@ -110,6 +119,7 @@ impl Stack {
                 repo_a = repo("a"),
                 repo_b = repo("b"),
                 tsig = tsig.display(),
+                rpo = if strategy == "backup" { "4s" } else { "2s" },
             ),
         )
         .unwrap();
@@ -137,23 +147,29 @@ impl Stack {
 
     /// Starts (or restarts) the agent of `node` (`w`: the witness), appending to its log.
     pub fn start_agent(&mut self, node: &str) {
+        let who: Vec<&str> = if node == "w" {
+            vec!["agent", "--witness"]
+        } else {
+            vec!["agent", "--site", node]
+        };
+        self.start_process(node, node, &who);
+    }
+
+    /// Starts `resurgo ARGS --spec … --state <node's state>` in `node`'s namespace as the
+    /// process `key` (killed with the stack), its output appended to `agent-<key>.log`.
+    pub fn start_process(&mut self, node: &str, key: &str, args: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.root.join(format!("agent-{node}.log")))
+            .open(self.root.join(format!("agent-{key}.log")))
             .unwrap();
-        let who: Vec<String> = if node == "w" {
-            vec!["--witness".into()]
-        } else {
-            vec!["--site".into(), node.into()]
-        };
         // umask 0: the folders the agents create (b's service folder) must be usable by
         // PostgreSQL's user.
         let child = self
             .lab
             .command(node, "sh")
-            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN, "agent"])
-            .args(&who)
+            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
+            .args(args)
             .arg("--spec")
             .arg(&self.spec_dir)
             .arg("--state")
@@ -162,8 +178,24 @@ impl Stack {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start agent");
-        self.agents.insert(node.to_string(), child);
+            .expect("start resurgo");
+        self.agents.insert(key.to_string(), child);
+    }
+
+    /// Runs `resurgo ARGS --spec … --state <state>` to its end in `node`'s namespace (umask 0:
+    /// what it creates may be used by PostgreSQL's user).
+    pub fn resurgo(&self, node: &str, state: &str, args: &[&str]) -> std::process::Output {
+        self.lab
+            .command(node, "sh")
+            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
+            .args(args)
+            .arg("--spec")
+            .arg(&self.spec_dir)
+            .arg("--state")
+            .arg(self.state(state))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run resurgo")
     }
 
     /// SIGKILLs the agent of `node` (the services it started keep running, as after a crash
@@ -476,16 +508,7 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
     // 4. Failback: a planned switch back to a, run by a person from the witness's node while
     //    the agents run: b stops cleanly, a has replayed b's last WAL, a is promoted; b comes
     //    back as a's standby. Nothing is lost.
-    let failback = stack
-        .lab
-        .command("w", "sh")
-        .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN, "failback", "--spec"])
-        .arg(stack.root.join("spec"))
-        .arg("--state")
-        .arg(stack.state("operator"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let failback = stack.resurgo("w", "operator", &["failback"]);
     assert!(
         failback.status.success(),
         "failback:\n{}{}\n{}",
@@ -508,5 +531,86 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
         b_follows.is_some(),
         "b did not come back as a's standby:\n{}",
         logs(&stack)
+    );
+}
+
+/// DESIGN §6.2 with the backup strategy, in the namespaces: a's base backup and WAL archive in
+/// a's repository, shipped to b's by the controller at a; a is cut from everyone; b's agent
+/// declares it dead and fails over, restoring the newest point from b's own repository. Every
+/// row whose WAL reached b is there, b accepts writes, and the DNS record leads to b.
+#[test]
+fn partition_backup_strategy_isolated_primary_restored_at_b() {
+    let mut stack = Stack::start_with("bkp", "backup", Stack::FAST);
+    let primary = poll(Duration::from_secs(120), || {
+        stack.check_agents();
+        stack.is_primary("a")?.then_some(())
+    });
+    assert!(primary.is_some(), "a never served:\n{}", stack.logs());
+    stack
+        .sql("w", "a", "CREATE TABLE orders (id bigint PRIMARY KEY)")
+        .unwrap();
+    // The repositories, then the first backup (base backup + archiving), from a's node.
+    for args in [&["repo", "init"][..], &["backup", "orders", "--replicate"]] {
+        let out = stack.resurgo("a", "a", args);
+        assert!(
+            out.status.success(),
+            "{args:?}:\n{}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            stack.logs()
+        );
+    }
+    // The controller at a ships the archive to b's repository.
+    stack.start_process("a", "controller-a", &["controller", "--tick", "200ms"]);
+    for id in 1..=30 {
+        stack
+            .sql("w", "a", &format!("INSERT INTO orders VALUES ({id})"))
+            .unwrap_or_else(|e| panic!("insert {id}: {e}\n{}", stack.logs()));
+    }
+    let segment = stack
+        .sql("w", "a", "SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .unwrap();
+    stack.sql("w", "a", "SELECT pg_switch_wal()").unwrap();
+    fn holds(dir: &Path, name: &str) -> bool {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+            let p = e.path();
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(name)) || (p.is_dir() && holds(&p, name))
+        })
+    }
+    let shipped = poll(Duration::from_secs(30), || {
+        holds(&stack.root.join("backups-b"), &segment).then_some(())
+    });
+    assert!(
+        shipped.is_some(),
+        "segment {segment} never reached b's repository:\n{}",
+        stack.logs()
+    );
+
+    let cut_at = Instant::now();
+    stack.lab.isolate("a");
+    let restored = poll(Duration::from_secs(90), || stack.is_primary("b")?.then_some(()));
+    assert!(restored.is_some(), "b was not restored and promoted:\n{}", stack.logs());
+    eprintln!(
+        "isolation → b restored and serving: {:.2} s",
+        cut_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        stack
+            .sql("w", "b", "SELECT count(*), min(id), max(id) FROM orders")
+            .as_deref(),
+        Ok("30|1|30"),
+        "every row whose WAL reached b is there"
+    );
+    stack.sql("w", "b", "INSERT INTO orders VALUES (31)").unwrap();
+    let switched = poll(Duration::from_secs(30), || {
+        (stack.www() == [stack.lab.addr("b")]).then_some(())
+    });
+    assert!(switched.is_some(), "the DNS record never led to b:\n{}", stack.logs());
+    let fenced = first(&stack.events("a"), "fenced");
+    let started = first(&stack.events("b"), "failover_started");
+    assert!(
+        matches!((fenced, started), (Some(f), Some(s)) if f < s),
+        "a must fence ({fenced:?}) before b takes over ({started:?}):\n{}",
+        stack.logs()
     );
 }
