@@ -163,18 +163,8 @@ impl Stack {
             .append(true)
             .open(self.root.join(format!("agent-{key}.log")))
             .unwrap();
-        // umask 0: the folders the agents create (b's service folder) must be usable by
-        // PostgreSQL's user.
         let child = self
-            .lab
-            .command(node, "sh")
-            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
-            .args(args)
-            .arg("--spec")
-            .arg(&self.spec_dir)
-            .arg("--state")
-            .arg(self.state(node))
-            .stdin(Stdio::null())
+            .command(node, node, args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -182,20 +172,23 @@ impl Stack {
         self.agents.insert(key.to_string(), child);
     }
 
-    /// Runs `resurgo ARGS --spec … --state <state>` to its end in `node`'s namespace (umask 0:
-    /// what it creates may be used by PostgreSQL's user).
+    /// Runs `resurgo ARGS` to its end in `node`'s namespace with `state`'s state folder.
     pub fn resurgo(&self, node: &str, state: &str, args: &[&str]) -> std::process::Output {
-        self.lab
-            .command(node, "sh")
-            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
+        self.command(node, state, args).output().expect("run resurgo")
+    }
+
+    /// `resurgo ARGS --spec … --state <state>` in `node`'s namespace, umask 0: the folders it
+    /// creates (b's service folder) must be usable by PostgreSQL's user.
+    fn command(&self, node: &str, state: &str, args: &[&str]) -> std::process::Command {
+        let mut cmd = self.lab.command(node, "sh");
+        cmd.args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
             .args(args)
             .arg("--spec")
             .arg(&self.spec_dir)
             .arg("--state")
             .arg(self.state(state))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run resurgo")
+            .stdin(Stdio::null());
+        cmd
     }
 
     /// SIGKILLs the agent of `node` (the services it started keep running, as after a crash
