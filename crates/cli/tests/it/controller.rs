@@ -353,8 +353,10 @@ fn failover_env(block: u8, route_port: u16) -> Env {
 
 #[test]
 fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
-    // Journal records at which the failover's process is killed (5 or so per step).
-    for kill_after in [2usize, 9, 16, 23, 30] {
+    // The failover's process SIGKILLs itself right after journal record N is durable
+    // (RESURGO_CRASH_AFTER_RECORD): every step boundary in turn, until a run completes.
+    let mut boundaries = 0;
+    for kill_after in 1usize.. {
         let mut env = failover_env(117, 18117);
         assert_eq!(env.run(&["apply"]).code, 0);
         assert_eq!(env.run(&["repo", "init"]).code, 0);
@@ -369,34 +371,37 @@ fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
         };
         assert!(at("a").is_some(), "route to a: {}", env.dump_events());
 
-        let mut child = std::process::Command::new(crate::util::BIN)
+        let failover = std::process::Command::new(crate::util::BIN)
             .args(["failover", "--to", "b", "--spec"])
             .arg(env.spec_dir())
             .arg("--state")
             .arg(env.state())
+            .env("RESURGO_CRASH_AFTER_RECORD", kill_after.to_string())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .spawn()
+            .status()
             .unwrap();
+        if failover.success() {
+            // Past the last record: every boundary has been tried.
+            assert!(boundaries >= 20, "only {boundaries} boundaries: {}", env.dump_events());
+            eprintln!("the failover was killed at each of its {boundaries} journal records and resumed");
+            env.stop_controller();
+            break;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            failover.signal(),
+            Some(9),
+            "killed after record {kill_after}: {failover:?}"
+        );
+        boundaries += 1;
         let runs = env.state().join("runs");
-        let journal = || {
-            let dir = std::fs::read_dir(&runs).ok()?.flatten().find(|e| e.path().is_dir())?;
-            Some((
-                dir.file_name().to_string_lossy().into_owned(),
-                dir.path().join("journal.jsonl"),
-            ))
-        };
-        let reached = poll(Duration::from_secs(20), || {
-            let (id, path) = journal()?;
-            let lines = std::fs::read_to_string(path).ok()?.lines().count();
-            // Kill once the journal reaches the point — or resume a run that finished first
-            // (then resuming must change nothing).
-            let finished = child.try_wait().ok().flatten().is_some();
-            (lines >= kill_after || finished).then_some(id)
-        });
-        let id = reached.unwrap_or_else(|| panic!("the failover's journal never reached {kill_after} records"));
-        let _ = child.kill();
-        let _ = child.wait();
+        let id = std::fs::read_dir(&runs)
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .expect("the killed run's journal");
 
         let resumed = env.run(&["runs", &id, "--resume", "--json"]);
         assert_eq!(
