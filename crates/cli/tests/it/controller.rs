@@ -355,7 +355,6 @@ fn failover_env(block: u8, route_port: u16) -> Env {
 fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
     // The failover's process SIGKILLs itself right after journal record N is durable
     // (RESURGO_CRASH_AFTER_RECORD): every step boundary in turn, until a run completes.
-    let mut boundaries = 0;
     for kill_after in 1usize.. {
         let mut env = failover_env(117, 18117);
         assert_eq!(env.run(&["apply"]).code, 0);
@@ -383,6 +382,7 @@ fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
             .unwrap();
         if failover.success() {
             // Past the last record: every boundary has been tried.
+            let boundaries = kill_after - 1;
             assert!(boundaries >= 20, "only {boundaries} boundaries: {}", env.dump_events());
             eprintln!("the failover was killed at each of its {boundaries} journal records and resumed");
             env.stop_controller();
@@ -394,7 +394,6 @@ fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
             Some(9),
             "killed after record {kill_after}: {failover:?}"
         );
-        boundaries += 1;
         let runs = env.state().join("runs");
         let id = std::fs::read_dir(&runs)
             .unwrap()
