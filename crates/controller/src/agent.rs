@@ -70,6 +70,10 @@ pub struct Agent {
     /// answering heartbeats and renewing the lease when its site cannot be observed.
     in_process: bool,
     answering: Arc<AtomicBool>,
+    /// Back-offs: restarting a crashed service here, and retrying a failover that did not
+    /// succeed (per lost site): when the next attempt may be, and the wait after it.
+    crash_backoff: Option<(Instant, Duration)>,
+    failover_backoff: BTreeMap<String, (Instant, Duration)>,
 }
 
 /// Brings `site` to the desired state of `system`: creates, updates and starts (a standby
@@ -165,6 +169,8 @@ impl Agent {
             reported: BTreeSet::new(),
             in_process: false,
             answering: Arc::new(AtomicBool::new(true)),
+            crash_backoff: None,
+            failover_backoff: BTreeMap::new(),
         })
     }
 
@@ -416,7 +422,7 @@ impl Agent {
             }
             self.extend_fence(site, deadline);
             let serving = format!("serving {group}");
-            let crashed = self.crashed(site);
+            let crashed = self.crashed(site) && self.may_restart();
             if (self.fenced.contains_key(group) || !self.reported.contains(&serving) || crashed)
                 && self.serve(site, system)
             {
@@ -430,6 +436,25 @@ impl Agent {
                 entry.0 = None;
             }
             self.renewal_failed(site, group, now, "the primary lease was not renewed");
+        }
+    }
+
+    /// Whether a crashed service may be restarted now: at once the first time, then after 1, 2,
+    /// 4 … 30 s while it keeps crashing.
+    fn may_restart(&mut self) -> bool {
+        let now = Instant::now();
+        match self.crash_backoff {
+            Some((next, _)) if now < next => false,
+            Some((next, wait)) if now < next + Duration::from_secs(30) => {
+                let wait = (wait * 2).min(Duration::from_secs(30));
+                self.crash_backoff = Some((now + wait, wait));
+                true
+            }
+            // First crash, or the last one was long enough ago to forgive.
+            _ => {
+                self.crash_backoff = Some((now + Duration::from_secs(1), Duration::from_secs(1)));
+                true
+            }
         }
     }
 
@@ -606,6 +631,13 @@ impl Agent {
         if now.duration_since(dead_since).unwrap_or_default() < failover.timing().promotion_delay {
             return;
         }
+        if self
+            .failover_backoff
+            .get(primary)
+            .is_some_and(|(next, _)| Instant::now() < *next)
+        {
+            return;
+        }
         if let Some(why) = suppressed {
             if self.reported.insert(format!("suppressed {primary} {why}")) {
                 self.emit(Event::new(EventKind::FailoverSuppressed, why).site(primary));
@@ -633,15 +665,33 @@ impl Agent {
             .engine
             .clone()
             .with_preparer(crate::protect::standby_preparer(&self.engine, system));
-        match crate::failover::execute(&self.spec, system, &engine, &self.state_dir, primary, site, options) {
-            Ok(report) => self.emit(
-                Event::new(
-                    EventKind::FailoverFinished,
-                    format!("run {}: {:?}", report.run, report.outcome),
-                )
-                .site(site),
-            ),
-            Err(e) => self.emit(Event::new(EventKind::FailoverFailed, e.to_string()).site(site)),
+        let succeeded =
+            match crate::failover::execute(&self.spec, system, &engine, &self.state_dir, primary, site, options) {
+                Ok(report) => {
+                    self.emit(
+                        Event::new(
+                            EventKind::FailoverFinished,
+                            format!("run {}: {:?}", report.run, report.outcome),
+                        )
+                        .site(site),
+                    );
+                    matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded)
+                }
+                Err(e) => {
+                    self.emit(Event::new(EventKind::FailoverFailed, e.to_string()).site(site));
+                    false
+                }
+            };
+        // A run that did not succeed is tried again after 2, 4, 8 … 60 s, not every tick.
+        if succeeded {
+            self.failover_backoff.remove(primary);
+        } else {
+            let wait = self
+                .failover_backoff
+                .get(primary)
+                .map_or(Duration::from_secs(2), |(_, w)| (*w * 2).min(Duration::from_secs(60)));
+            self.failover_backoff
+                .insert(primary.to_string(), (Instant::now() + wait, wait));
         }
         self.dead_since.remove(primary);
     }
