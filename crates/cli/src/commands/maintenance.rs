@@ -11,26 +11,23 @@ use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(subcommand)]
+    /// `on`: suppress automatic failover; `off`: allow it again; `status`: whether it is on,
+    /// by whom, for how much longer.
     pub action: Action,
+    /// With `on`: for how long (it ends by itself), e.g. 30m, 2h.
+    #[arg(long = "for", default_value = "1h", value_parser = resurgo_spec::Duration::parse)]
+    pub duration: resurgo_spec::Duration,
+    /// With `on`: who or why, shown by `status`.
+    #[arg(long, default_value = "operator")]
+    pub by: String,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Action {
-    /// Suppress automatic failover.
-    On {
-        /// For how long (it ends by itself), e.g. 30m, 2h.
-        #[arg(long = "for", default_value = "1h", value_parser = resurgo_spec::Duration::parse)]
-        duration: resurgo_spec::Duration,
-        /// Who or why, shown by `status`.
-        #[arg(long, default_value = "operator")]
-        by: String,
-    },
-    /// Allow automatic failover again.
+    On,
     Off,
-    /// Whether maintenance is on, by whom, for how much longer.
     Status,
 }
 
@@ -40,8 +37,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let store = open_store(&desired.loaded.system, &args.spec.state)?;
     match args.action {
-        Action::On { duration, by } => match store.grant_lease(MAINTENANCE, &by, duration.0) {
-            Ok(_) => println!("maintenance on for {duration} (by {by}): agents will not fail over"),
+        Action::On => match store.grant_lease(MAINTENANCE, &args.by, args.duration.0) {
+            Ok(_) => println!(
+                "maintenance on for {} (by {}): agents will not fail over",
+                args.duration, args.by
+            ),
             Err(resurgo_controller::roles::StoreError::LeaseHeld { holder, .. }) => {
                 anyhow::bail!("maintenance is already on (by {holder}); turn it off first to change it")
             }

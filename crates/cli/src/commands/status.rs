@@ -29,6 +29,27 @@ pub struct Status {
     pub in_sync: bool,
     pub sites: Vec<SiteStatus>,
     pub datasets: Vec<DatasetStatus>,
+    /// Who is primary for each group that has moved or holds a lease, from the coordination
+    /// store; empty when nothing was ever assigned.
+    pub roles: Vec<RoleStatus>,
+    /// Who turned maintenance on, and for how many more seconds (None: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<(String, u64)>,
+    /// Why the roles could not be read (the store is unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles_error: Option<String>,
+}
+
+/// One failover group's primary, as the coordination store holds it.
+#[derive(Debug, Serialize)]
+pub struct RoleStatus {
+    pub group: String,
+    pub primary: String,
+    pub epoch: u64,
+    /// RFC 3339 time of the last change.
+    pub since: Option<String>,
+    /// The holder of the group's primary lease and its seconds left.
+    pub lease: Option<(String, u64)>,
 }
 
 /// A dataset's newest restorable point at each site that should hold it.
@@ -140,7 +161,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         in_sync: plan.summary.changes() == 0 && plan.summary.unknown_sites == 0 && plan.summary.orphan == 0,
         sites: Vec::new(),
         datasets: dataset_status(system, &sites, &args.spec.state),
+        roles: Vec::new(),
+        maintenance: None,
+        roles_error: None,
     };
+    if let Err(e) = read_roles(system, &args.spec.state, &mut status) {
+        status.roles_error = Some(e.to_string());
+    }
     for (handle, seen) in sites.iter().zip(&observed) {
         let (state, reason) = match &seen.state {
             SiteState::Reachable { .. } => ("reachable", None),
@@ -213,6 +240,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", render_status(&status, &Paint::stdout()));
     }
     Ok(exit::code(if status.in_sync { exit::OK } else { exit::CHANGES }))
+}
+
+/// The assignments, primary leases and maintenance switch from the coordination store.
+fn read_roles(
+    system: &resurgo_spec::System,
+    state: &std::path::Path,
+    status: &mut Status,
+) -> Result<(), resurgo_controller::roles::StoreError> {
+    use resurgo_controller::roles::{group_of, open_store, primary_lease, MAINTENANCE};
+    if resurgo_controller::roles::is_embedded(system) && !resurgo_controller::roles::coord_dir(state).exists() {
+        return Ok(());
+    }
+    let store = open_store(system, state)?;
+    for site in system.sites.keys() {
+        let group = group_of(site);
+        let assignment = store.get_assignment(&group)?;
+        let lease = store
+            .lease_holder(&primary_lease(&group))?
+            .map(|(holder, left)| (holder, left.as_secs()));
+        if assignment.is_none() && lease.is_none() {
+            continue;
+        }
+        status.roles.push(RoleStatus {
+            primary: assignment
+                .as_ref()
+                .map_or_else(|| site.clone(), |a| a.primary_site.clone()),
+            epoch: assignment.as_ref().map_or(0, |a| a.epoch),
+            since: assignment
+                .as_ref()
+                .map(|a| resurgo_spec::units::format_rfc3339(a.since, 3)),
+            lease,
+            group,
+        });
+    }
+    status.maintenance = store.lease_holder(MAINTENANCE)?.map(|(by, left)| (by, left.as_secs()));
+    Ok(())
 }
 
 fn dataset_status(
@@ -441,6 +504,30 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
             };
             let _ = writeln!(out, "  standby at {:<9} {line}", l.site);
         }
+    }
+    for r in &status.roles {
+        let lease = r.lease.as_ref().map_or_else(
+            || "no primary lease held".to_string(),
+            |(holder, left)| format!("lease held by {holder}, {left}s left"),
+        );
+        let since = r.since.as_deref().map(|t| format!(" since {t}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "role {}: primary {} (epoch {}{since}), {lease}",
+            r.group, r.primary, r.epoch
+        );
+    }
+    if let Some((by, left)) = &status.maintenance {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.yellow(&format!(
+                "maintenance on (by {by}, {left}s left): no automatic failover"
+            ))
+        );
+    }
+    if let Some(e) = &status.roles_error {
+        let _ = writeln!(out, "{}", paint.red(&format!("roles unknown: {e}")));
     }
     out
 }

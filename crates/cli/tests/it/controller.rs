@@ -429,13 +429,10 @@ fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
     }
 }
 
-/// The one-machine default of the agents: `resurgo controller --agents` runs an agent per
-/// site and the witness in-process. Site a is lost (its process killed, its state
-/// unreachable): a's agent stops answering and renewing, the witness loses a, b's agent
-/// declares it dead and fails over by policy; web runs at b, the run stored its measures.
-#[test]
-fn controller_agents_fail_over_automatically_when_a_site_is_lost() {
-    let mut env = Env::new(136);
+/// web at a (standby b), automatic failover with a witness, fast timing; applied, with
+/// `controller --agents` running and a serving. Returns the env and web's pid at a.
+fn agents_env(block: u8) -> (Env, u32) {
+    let mut env = Env::new(block);
     let web = Env::web("web", "a", 8080, "manual", &[]).replace("    site: a\n", "    site: a\n    standby: [b]\n");
     let spec = env.spec(&web)
         + &format!(
@@ -451,11 +448,25 @@ fn controller_agents_fail_over_automatically_when_a_site_is_lost() {
     env.wait_event("agent started at a", Duration::from_secs(10), |e| {
         e["kind"] == "unfenced" && e["site"] == "a"
     });
+    (env, pid)
+}
 
+/// Site a is lost: web's process killed, a's state unreachable.
+fn lose_site_a(env: &Env, pid: u32) {
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
     let site_a = env.state().join("sites/a");
     std::fs::rename(&site_a, env.state().join("sites/a.lost")).unwrap();
     std::fs::write(&site_a, "site a is gone").unwrap();
+}
+
+/// The one-machine default of the agents: `resurgo controller --agents` runs an agent per
+/// site and the witness in-process. Site a is lost (its process killed, its state
+/// unreachable): a's agent stops answering and renewing, the witness loses a, b's agent
+/// declares it dead and fails over by policy; web runs at b, the run stored its measures.
+#[test]
+fn controller_agents_fail_over_automatically_when_a_site_is_lost() {
+    let (mut env, pid) = agents_env(136);
+    lose_site_a(&env, pid);
     let lost = Instant::now();
 
     let finished = env.wait_event("failover finished", Duration::from_secs(30), |e| {
@@ -480,6 +491,48 @@ fn controller_agents_fail_over_automatically_when_a_site_is_lost() {
     assert!(
         run["measures"]["detection_s"].as_f64().is_some_and(|d| d < 3.0),
         "detection within 3 s: {run}"
+    );
+    // `status` shows who is primary, at which epoch, and who holds the lease.
+    let role = &env.status()["roles"][0];
+    assert_eq!(
+        (&role["group"], &role["primary"], &role["epoch"]),
+        (&"site-a".into(), &"b".into(), &1.into()),
+        "{role}"
+    );
+    // The maintenance switch, as people use it.
+    let on = env.run(&["maintenance", "on", "--for", "10m", "--by", "test"]);
+    assert_eq!(on.code, 0, "{}{}", on.stdout, on.stderr);
+    assert_eq!(env.status()["maintenance"][0], "test");
+    assert_ne!(env.run(&["maintenance", "on"]).code, 0, "already on");
+    assert_eq!(env.run(&["maintenance", "off"]).code, 0);
+    assert!(env.status()["maintenance"].is_null());
+    env.stop_controller();
+}
+
+/// Maintenance suppresses automatic failover: site a is lost while it is on, b's agent
+/// declares a dead and reports the failover held back, and nothing moves; once it is off,
+/// the failover runs.
+#[test]
+fn maintenance_holds_back_automatic_failover_until_it_is_off() {
+    let (mut env, pid) = agents_env(137);
+    let on = env.run(&["maintenance", "on", "--for", "10m", "--by", "change-42"]);
+    assert_eq!(on.code, 0, "{}{}", on.stdout, on.stderr);
+    lose_site_a(&env, pid);
+    env.wait_event("failover held back", Duration::from_secs(20), |e| {
+        e["kind"] == "failover_suppressed" && e["message"].as_str().is_some_and(|m| m.contains("maintenance"))
+    });
+    assert!(
+        env.events().iter().all(|e| e["kind"] != "failover_started"),
+        "no failover while maintenance is on:\n{}",
+        env.dump_events()
+    );
+    assert_eq!(env.run(&["maintenance", "off"]).code, 0);
+    let finished = env.wait_event("failover finished", Duration::from_secs(30), |e| {
+        e["kind"] == "failover_finished"
+    });
+    assert!(
+        finished["message"].as_str().unwrap_or_default().contains("Succeeded"),
+        "{finished}"
     );
     env.stop_controller();
 }
