@@ -5,7 +5,11 @@
 //!
 //! `cargo bench -p resurgo --bench failover` (RESURGO_BENCH_RUNS sets the count, default 5).
 
+mod common;
+
 use std::process::Command;
+
+use common::stats;
 
 fn number_after(line: &str, key: &str) -> Option<f64> {
     let rest = &line[line.find(key)? + key.len()..];
@@ -15,29 +19,11 @@ fn number_after(line: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-fn stats(name: &str, unit: &str, mut v: Vec<f64>, target: Option<f64>) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let verdict = match target {
-        Some(t) if v[v.len() / 2] <= t => format!("   (target ≤ {t}{unit}: met)"),
-        Some(t) => format!("   (target ≤ {t}{unit}: MISSED)"),
-        None => String::new(),
-    };
-    println!(
-        "  {name:<22} min {:>6.2}{unit}  median {:>6.2}{unit}  max {:>6.2}{unit}{verdict}",
-        v[0],
-        v[v.len() / 2],
-        v[v.len() - 1]
-    );
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`; only `cargo bench` runs it.
     }
-    let runs: usize = std::env::var("RESURGO_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let runs = common::runs(5);
     let (mut rto, mut detect, mut fo, mut rpo, mut lost, mut back, mut back_lost) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for i in 0..runs {

@@ -18,6 +18,7 @@
 //! RESURGO_BENCH_ONLY=standby|backup runs one strategy). Needs root, iproute2, etcd and
 //! PostgreSQL, like the tests it borrows from.
 
+mod common;
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/it/dns_route.rs"]
 mod dns_route;
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use common::stats;
 use partition::Stack;
 use pg_failover::{loss, newest_run, run_psql, Canary, PgPair};
 use util::poll;
@@ -205,40 +207,11 @@ fn backup_run(i: usize) -> Sample {
     }
 }
 
-/// min / median / max of `v`, and the verdict against `target` (on the median; the max is
-/// named when it misses).
-fn stats(name: &str, unit: &str, mut v: Vec<f64>, target: Option<f64>) {
-    if v.is_empty() {
-        println!("  {name:<34} n/a");
-        return;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let (min, median, max) = (v[0], v[v.len() / 2], v[v.len() - 1]);
-    let verdict = match target {
-        Some(t) if t == 0.0 => format!("   target {t}{unit}: {}", if median <= t { "met" } else { "MISSED" }),
-        Some(t) => format!(
-            "   target ≤ {t}{unit}: median {:.2}× → {}{}",
-            median / t,
-            if median <= t { "met" } else { "MISSED" },
-            if max > t && median <= t {
-                format!(" (max {:.2}× over)", max / t)
-            } else {
-                String::new()
-            }
-        ),
-        None => String::new(),
-    };
-    println!("  {name:<34} min {min:>6.2}{unit}  median {median:>6.2}{unit}  max {max:>6.2}{unit}{verdict}");
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`; only `cargo bench` runs it.
     }
-    let runs: usize = std::env::var("RESURGO_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs = common::runs(3);
     let only = std::env::var("RESURGO_BENCH_ONLY").unwrap_or_default();
     let collect = |f: &dyn Fn(usize) -> Sample| -> Vec<Sample> {
         (0..runs)

@@ -553,19 +553,19 @@ impl<'a> Protector<'a> {
             reason,
         };
         let check = effective_check(ds);
+        // A query's answer against the expected one, if the check names one.
+        let judge = |query: &str, answer: &str| match &check.expect {
+            Some(expect) if answer.trim() != expect.trim() => Err(failed(format!(
+                "`{query}` answered `{}`, expected `{expect}`",
+                answer.trim()
+            ))),
+            _ => Ok(format!("{query} → {}", answer.trim())),
+        };
         match (ds.kind, &check.query) {
             (DatasetKind::Sqlite, Some(query)) => {
                 let db = resurgo_vault::sqlite::restored_path(restored, snapshot);
                 let answer = resurgo_vault::sqlite::query(&db, query).map_err(|e| failed(e.to_string()))?;
-                if let Some(expect) = &check.expect {
-                    if answer.trim() != expect.trim() {
-                        return Err(failed(format!(
-                            "`{query}` answered `{}`, expected `{expect}`",
-                            answer.trim()
-                        )));
-                    }
-                }
-                Ok(format!("{query} → {}", answer.trim()))
+                judge(query, &answer)
             }
             (_, None) if !check.command.is_empty() => {
                 let out = Command::new(&check.command[0])
@@ -592,15 +592,7 @@ impl<'a> Protector<'a> {
                     .map_err(|e| failed(e.to_string()))?;
                 let answer = resurgo_vault::pg::query(&server.target, query).map_err(|e| failed(e.to_string()))?;
                 drop(server);
-                if let Some(expect) = &check.expect {
-                    if answer.trim() != expect.trim() {
-                        return Err(failed(format!(
-                            "`{query}` answered `{}`, expected `{expect}`",
-                            answer.trim()
-                        )));
-                    }
-                }
-                Ok(format!("{query} → {}", answer.trim()))
+                judge(query, &answer)
             }
             _ => Err(failed("the dataset declares no check this kind supports".into())),
         }
