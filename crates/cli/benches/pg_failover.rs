@@ -46,7 +46,8 @@ use serde_json::Value;
 
 use common::stats;
 use partition::Stack;
-use pg_failover::{loss, newest_run, run_psql, Canary, PgPair};
+use pg::run_psql;
+use pg_failover::{loss, newest_run, Canary, PgPair};
 use util::poll;
 
 /// What one run measured (seconds; None: not part of this strategy's figure).

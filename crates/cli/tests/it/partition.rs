@@ -253,7 +253,7 @@ impl Stack {
 /// One statement through `psql` run inside `from`'s namespace, against `host`.
 pub(crate) fn sql(lab: &Lab, from: &str, host: &str, q: &str) -> Result<String, String> {
     let conninfo = format!("host={host} port={PORT} user=nobody dbname=postgres connect_timeout=2");
-    crate::pg_failover::run_psql(lab.command(from, pg_bin("psql")), &conninfo, q)
+    crate::pg::run_psql(lab.command(from, pg_bin("psql")), &conninfo, q)
 }
 
 /// The events an agent logged: (kind, message, time in Unix seconds).
@@ -564,14 +564,8 @@ fn partition_backup_strategy_isolated_primary_restored_at_b() {
         .sql("w", "a", "SELECT pg_walfile_name(pg_current_wal_lsn())")
         .unwrap();
     stack.sql("w", "a", "SELECT pg_switch_wal()").unwrap();
-    fn holds(dir: &Path, name: &str) -> bool {
-        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
-            let p = e.path();
-            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(name)) || (p.is_dir() && holds(&p, name))
-        })
-    }
     let shipped = poll(Duration::from_secs(30), || {
-        holds(&stack.root.join("backups-b"), &segment).then_some(())
+        crate::util::holds_file(&stack.root.join("backups-b"), &segment).then_some(())
     });
     assert!(
         shipped.is_some(),

@@ -15,7 +15,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::util::{alive, poll, Env, Out, BIN};
+use crate::util::{alive, poll, Env, BIN};
 
 /// The user PostgreSQL runs as (it refuses root): `nobody` when the tests run as root.
 pub(crate) fn pg_user() -> Option<(u32, u32)> {
@@ -125,31 +125,9 @@ pub(crate) fn psql(addr: &str, port: u16, sql: &str) -> Result<String, String> {
     }
 }
 
-/// `resurgo ARGS --state … --spec …` in the test's folder (the spec's relative paths are
-/// relative to it), with umask 0: the repositories and the state folder it creates are then
-/// usable by PostgreSQL's user, which runs `resurgo wal push|fetch` in its data directory.
-fn resurgo(env: &Env, args: &[&str]) -> Out {
-    let out = Command::new("sh")
-        .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
-        .current_dir(env.path())
-        .args(args)
-        .arg("--state")
-        .arg(env.state())
-        .arg("--spec")
-        .arg(env.spec_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run resurgo");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Runs a `--json` command that must succeed; its `done` lines.
 fn done_steps(env: &Env, args: &[&str]) -> Vec<Value> {
-    let out = resurgo(env, args);
+    let out = env.run_shared(args);
     assert_eq!(
         out.code,
         0,
@@ -336,7 +314,7 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
         args.join(", ")
     ));
 
-    let apply = resurgo(&env, &["apply"]);
+    let apply = env.run_shared(&["apply"]);
     assert_eq!(
         apply.code,
         0,
@@ -346,7 +324,7 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
         service_log(&env)
     );
     let healthy = || {
-        let status: Value = serde_json::from_str(&resurgo(&env, &["status", "--json"]).stdout).ok()?;
+        let status: Value = serde_json::from_str(&env.run_shared(&["status", "--json"]).stdout).ok()?;
         let db = crate::util::find_service(&status, "a", "db")?;
         let pid = db["pid"].as_u64().map(|p| p as u32);
         pid.filter(|_| db["health"] == "healthy")
@@ -376,7 +354,7 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
     }
 
     // The backup sets up archiving (ALTER SYSTEM + reload) and takes a base backup.
-    let init = resurgo(&env, &["repo", "init", "--json"]);
+    let init = env.run_shared(&["repo", "init", "--json"]);
     assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
     let started = Instant::now();
     let done = done_steps(&env, &["backup", "orders", "--replicate", "--json"]);
@@ -442,7 +420,7 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
     );
 
     // `status` reports the archiver: working, with a last archived segment.
-    let status = resurgo(&env, &["status", "--json"]);
+    let status = env.run_shared(&["status", "--json"]);
     let status: Value = serde_json::from_str(&status.stdout).unwrap_or_else(|e| panic!("{e}: {}", status.stdout));
     let orders = status["datasets"]
         .as_array()
@@ -479,7 +457,7 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
     std::fs::rename(backups.join("a"), backups.join("a-lost")).unwrap();
 
     // Restores at b, from b's repository alone: the newest point has every acknowledged write…
-    let refused = resurgo(&env, &["restore", "orders", "--site", "b"]);
+    let refused = env.run_shared(&["restore", "orders", "--site", "b"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("give --to, an empty folder"),
@@ -554,5 +532,30 @@ pub(crate) fn initdb_as_nobody(root: &Path, pgdata: &Path, conf: &str, hba: &str
             .open(pgdata.join(file))
             .unwrap();
         f.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+/// A port free on both addresses (each site's server listens on its own address).
+pub(crate) fn free_port_on_both(a: &str, b: &str) -> u16 {
+    loop {
+        let port = free_port(a);
+        if std::net::TcpListener::bind((b, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `psql CONNINFO -c Q` (autocommit; several statements run as one transaction): the last
+/// statement's rows.
+pub(crate) fn run_psql(mut cmd: Command, conninfo: &str, q: &str) -> Result<String, String> {
+    let out = cmd
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", q])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }

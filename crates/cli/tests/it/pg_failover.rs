@@ -11,7 +11,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use crate::pg::{as_pg_user, give, initdb_as_nobody, pg_bin, psql, stop_immediately};
-use crate::util::{alive, find_service, poll, Env, Out, BIN};
+use crate::util::{alive, find_service, holds_file, poll, Env, Out};
 
 /// Two loopback sites, a and b, each with its own repository; PostgreSQL at a as the resurgo
 /// service `db` (data in its service folder, `path: data`), the dataset `orders` with the
@@ -54,7 +54,7 @@ impl PgPair {
         // PostgreSQL's user reaches the state folder, the repositories and its data through it.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (addr_a, addr_b) = (env.addr(1), env.addr(2));
-        let port = free_port_on_both(&addr_a, &addr_b);
+        let port = crate::pg::free_port_on_both(&addr_a, &addr_b);
 
         // a's cluster in its service folder (the dataset's `path` is relative to it); b gets
         // the same layout from the failover's restore.
@@ -172,25 +172,9 @@ impl PgPair {
         pair
     }
 
-    /// `resurgo ARGS --state … --spec …` in the test's folder, umask 0 (PostgreSQL's user runs
-    /// `resurgo wal push|fetch` with the state folder and repositories it creates).
+    /// `resurgo ARGS` with the shared umask (see [`Env::run_shared`]).
     pub fn resurgo(&self, args: &[&str]) -> Out {
-        let out = Command::new("sh")
-            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
-            .current_dir(self.env.path())
-            .args(args)
-            .arg("--state")
-            .arg(self.env.state())
-            .arg("--spec")
-            .arg(self.env.spec_dir())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run resurgo");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.env.run_shared(args)
     }
 
     pub fn addr(&self, site: &str) -> &str {
@@ -214,7 +198,7 @@ impl PgPair {
             b = self.addr_b,
             p = self.port
         );
-        move |q: &str| run_psql(Command::new(pg_bin("psql")), &conninfo, q)
+        move |q: &str| crate::pg::run_psql(Command::new(pg_bin("psql")), &conninfo, q)
     }
 
     /// Waits until a has archived the WAL segment being written now (archive_timeout closes it).
@@ -267,31 +251,6 @@ impl PgPair {
             "--- {site}'s PostgreSQL ---\n{}",
             lines[lines.len().saturating_sub(40)..].join("\n")
         )
-    }
-}
-
-/// A port free on both addresses (each site's server listens on its own address).
-fn free_port_on_both(a: &str, b: &str) -> u16 {
-    loop {
-        let port = crate::pg::free_port(a);
-        if std::net::TcpListener::bind((b, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// `psql CONNINFO -c Q` (autocommit; several statements run as one transaction): the last
-/// statement's rows.
-pub(crate) fn run_psql(mut cmd: Command, conninfo: &str, q: &str) -> Result<String, String> {
-    let out = cmd
-        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", q])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run psql: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
 
@@ -543,16 +502,7 @@ fn controller_ships_archived_wal_to_the_replica_site() {
     pair.wait_archived(Duration::from_secs(30));
     let archived_at = Instant::now();
     let at_b = pair.backups.join("b");
-    let find = |dir: &std::path::Path| -> bool {
-        fn walk(dir: &std::path::Path, name: &str) -> bool {
-            std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
-                let p = e.path();
-                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(name)) || (p.is_dir() && walk(&p, name))
-            })
-        }
-        walk(dir, &segment)
-    };
-    let shipped = poll(Duration::from_secs(30), || find(&at_b).then_some(()));
+    let shipped = poll(Duration::from_secs(30), || holds_file(&at_b, &segment).then_some(()));
     assert!(
         shipped.is_some(),
         "segment {segment} never reached b's repository; events:\n{}",

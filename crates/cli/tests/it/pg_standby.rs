@@ -7,34 +7,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::pg::{as_pg_user, free_port, give, initdb_as_nobody, pg_bin, psql, stop_immediately};
-use crate::util::{alive, find_service, poll, Env, Out, BIN};
-
-/// `resurgo ARGS --state … --spec …` in the test's folder with umask 0, so the folders it
-/// creates (the standby's service folder at b) are usable by PostgreSQL's user.
-fn resurgo(env: &Env, args: &[&str]) -> Out {
-    let out = Command::new("sh")
-        .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
-        .current_dir(env.path())
-        .args(args)
-        .arg("--state")
-        .arg(env.state())
-        .arg("--spec")
-        .arg(env.spec_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run resurgo");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::pg::{as_pg_user, give, initdb_as_nobody, pg_bin, psql, stop_immediately};
+use crate::util::{alive, find_service, poll, Env};
 
 /// The end of a site's PostgreSQL log (the service's stderr), for failure messages.
 fn service_log(env: &Env, site: &str) -> String {
@@ -86,7 +65,7 @@ fn pg_standby_is_seeded_streams_and_reports_its_lag() {
     let mut env = Env::new(132);
     let root = env.path().to_path_buf();
     let (addr_a, addr_b) = (env.addr(1), env.addr(2));
-    let port = free_port(&addr_a);
+    let port = crate::pg::free_port_on_both(&addr_a, &addr_b);
 
     // Site a's cluster, in the service's own folder (the dataset's `path` is relative to it).
     let pgdata = pgdata_at(&root, &env.state().join("sites/a/services/db/data"));
@@ -132,9 +111,9 @@ fn pg_standby_is_seeded_streams_and_reports_its_lag() {
         repo("b"),
     ));
 
-    let init = resurgo(&env, &["repo", "init"]);
+    let init = env.run_shared(&["repo", "init"]);
     assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
-    let plan = resurgo(&env, &["plan"]);
+    let plan = env.run_shared(&["plan"]);
     assert!(
         plan.stdout.contains("create   db (standby)"),
         "the plan names the standby instance:\n{}{}",
@@ -142,10 +121,10 @@ fn pg_standby_is_seeded_streams_and_reports_its_lag() {
         plan.stderr
     );
     let started = Instant::now();
-    let apply = resurgo(&env, &["apply"]);
+    let apply = env.run_shared(&["apply"]);
     let mut servers = Servers(Vec::new());
     let healthy_pid = |site: &str| {
-        let status: Value = serde_json::from_str(&resurgo(&env, &["status", "--json"]).stdout).ok()?;
+        let status: Value = serde_json::from_str(&env.run_shared(&["status", "--json"]).stdout).ok()?;
         let db = find_service(&status, site, "db")?;
         db["pid"]
             .as_u64()
@@ -220,7 +199,7 @@ fn pg_standby_is_seeded_streams_and_reports_its_lag() {
     );
 
     // Status reports the standby's lag at b.
-    let status = resurgo(&env, &["status", "--json"]);
+    let status = env.run_shared(&["status", "--json"]);
     assert_eq!(status.code, 0, "in sync:\n{}{}", status.stdout, status.stderr);
     let status = status.json();
     let b = find_service(&status, "b", "db").expect("db at b");
@@ -245,7 +224,7 @@ fn pg_standby_is_seeded_streams_and_reports_its_lag() {
         bytes.unwrap(),
         seconds.unwrap()
     );
-    let human = resurgo(&env, &["status"]);
+    let human = env.run_shared(&["status"]);
     for line in human
         .stdout
         .lines()

@@ -69,6 +69,24 @@ impl Env {
         )
     }
 
+    /// `resurgo ARGS --state … --spec …` in the test's folder (the spec's relative paths are
+    /// relative to it), with umask 0: the repositories, state and service folders it creates
+    /// are then usable by PostgreSQL's user (which runs `resurgo wal push|fetch` itself).
+    pub fn run_shared(&self, args: &[&str]) -> Out {
+        let out = Command::new("sh")
+            .args(["-c", "umask 0 && exec \"$0\" \"$@\"", BIN])
+            .current_dir(self.path())
+            .args(args)
+            .arg("--state")
+            .arg(self.state())
+            .arg("--spec")
+            .arg(self.spec_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run resurgo");
+        Out::of(out)
+    }
+
     /// Runs `resurgo ARGS --spec <spec> --state <state>`.
     pub fn run(&self, args: &[&str]) -> Out {
         let mut cmd = Command::new(BIN);
@@ -291,4 +309,12 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.contains(" 200 ").then(|| body.to_string())
+}
+
+/// Whether a file whose name starts with `prefix` is anywhere below `dir`.
+pub fn holds_file(dir: &Path, prefix: &str) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let p = e.path();
+        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)) || (p.is_dir() && holds_file(&p, prefix))
+    })
 }
