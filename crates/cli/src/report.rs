@@ -110,7 +110,7 @@ fn emit(v: Value) {
     let _ = writeln!(out, "{v}");
 }
 
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes as f64;
     let mut unit = 0;

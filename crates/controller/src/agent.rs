@@ -2,10 +2,14 @@
 //!
 //! Every heartbeat interval, a site's agent
 //! - answers heartbeats on `<site address>:<agent_port>` (a listener thread);
-//! - for each group it is primary of, renews the primary lease; when it cannot for longer than
-//!   the fencing deadline (or the lease is gone), it fences: stops the group's services here.
-//!   After a restart it serves nothing until the store confirms it is still primary at an epoch
-//!   not below the last one it saw;
+//! - for each group, decides its role by [`decide_startup`] against the last epoch this site
+//!   saw *of that group* (kept per group across restarts): primary only if the store names this
+//!   site at an epoch not below it; a store that went back in time fences the group here;
+//! - on a thread of its own ([`Renewer`]), renews the primary leases it holds; the fencing
+//!   clock counts from when the last successful renewal was *sent*, on the boot clock; when a
+//!   lease cannot be renewed for the fencing deadline (or is gone), it fences: stops the group's
+//!   services here. Long work on the main thread (starting a database, a whole failover) never
+//!   delays a renewal;
 //! - for each group whose primary is elsewhere and which keeps a standby here, probes the
 //!   primary's agent, measures the standby's lag, asks the store whether the witness still sees
 //!   the primary, and — when the primary is dead (suspect here and lost by the witness), the
@@ -28,9 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use resurgo_coord::fence::{
-    decide_tick, EpochFile, EpochMemory, FailureDetector, SiteStatus, TickDecision, WitnessView,
+    decide_startup, decide_tick, EpochFile, EpochMemory, FailureDetector, FenceReason, SiteStatus, StartupDecision,
+    StoreView, TickDecision, WitnessView,
 };
-use resurgo_coord::{CoordStore, LeaseId};
+use resurgo_coord::{Assignment, BootTime, CoordStore, LeaseId};
 use resurgo_plan::{make_plan, Action, PlanOptions, ProcessState};
 use resurgo_spec::System;
 
@@ -57,10 +62,8 @@ pub struct Agent {
     store: Arc<dyn CoordStore>,
     events: EventLog,
     started: Instant,
-    /// Primary groups: the lease held and when it was last renewed (since `started`).
-    leases: BTreeMap<String, (Option<LeaseId>, Duration)>,
-    /// Groups fenced here, and when (since `started`).
-    fenced: BTreeMap<String, Duration>,
+    /// The primary leases held here, shared with the [`Renewer`] thread.
+    held: Arc<Mutex<Held>>,
     /// Heartbeats, probed on their own thread so that a slow store or database never delays
     /// detection.
     probes: Arc<Mutex<Probes>>,
@@ -87,7 +90,11 @@ pub fn serve_site(engine: &Engine, system: &System, source: &resurgo_plan::Sourc
         .ok_or_else(|| format!("no site `{site}`"))?;
     let mut desired = resurgo_plan::desired_state(system);
     desired.retain(|s, _| s == site);
-    let observed = engine.observe(std::slice::from_ref(&handle));
+    // Its own site, never set up from this state folder: set up here (as `apply` would).
+    let (observed, new) = engine.observe_for_apply(std::slice::from_ref(&handle));
+    engine
+        .set_up(std::slice::from_ref(&handle), &new)
+        .map_err(|e| e.to_string())?;
     let mut plan = make_plan(
         &system.name,
         source.clone(),
@@ -107,6 +114,16 @@ pub fn serve_site(engine: &Engine, system: &System, source: &resurgo_plan::Sourc
         .apply(&plan, &[handle], &|_| {})
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// The primary leases a site's agent holds, and the groups fenced here. The main thread takes
+/// leases and serves; the [`Renewer`] renews and fences.
+#[derive(Default)]
+struct Held {
+    /// Group → its lease and when the last successful renewal (or the grant) was sent.
+    leases: BTreeMap<String, (LeaseId, BootTime)>,
+    /// Groups fenced here (services stopped), and why.
+    fenced: BTreeMap<String, String>,
 }
 
 /// What the heartbeat thread has seen of the other nodes.
@@ -162,8 +179,7 @@ impl Agent {
             role,
             store,
             started: Instant::now(),
-            leases: BTreeMap::new(),
-            fenced: BTreeMap::new(),
+            held: Arc::new(Mutex::new(Held::default())),
             probes,
             dead_since: BTreeMap::new(),
             reported: BTreeSet::new(),
@@ -250,6 +266,22 @@ impl Agent {
             }
             std::thread::sleep(interval.saturating_sub(begin.elapsed()));
         });
+        let stop_renewer = Arc::new(AtomicBool::new(false));
+        if let Role::Site(site) = &self.role {
+            let renewer = Renewer {
+                site: site.clone(),
+                spec: self.spec.clone(),
+                engine: self.engine.clone(),
+                store: self.store.clone(),
+                events: self.events.clone(),
+                held: self.held.clone(),
+                answering: self.answering.clone(),
+                in_process: self.in_process,
+            };
+            let stop = stop_renewer.clone();
+            std::thread::spawn(move || renewer.run(stop));
+        }
+        let _stop_renewer = StopOnDrop(stop_renewer);
         while !stop.load(Ordering::Relaxed) {
             let begin = Instant::now();
             match self.role.clone() {
@@ -287,8 +319,8 @@ impl Agent {
         }
     }
 
-    /// Groups: (group, the site the spec places it at, the site primary now, its epoch).
-    fn groups(&self) -> Result<Vec<(String, String, String, u64)>, String> {
+    /// Groups: (group, the site the spec places it at, its assignment in the store if any).
+    fn groups(&self) -> Result<Vec<(String, String, Option<Assignment>)>, String> {
         let mut homes: Vec<&String> = self.spec.services.values().map(|s| &s.site).collect();
         homes.sort();
         homes.dedup();
@@ -297,71 +329,86 @@ impl Agent {
             .map(|home| {
                 let group = group_of(home);
                 let a = self.store.get_assignment(&group).map_err(|e| e.to_string())?;
-                let (primary, epoch) = a.map_or((home.clone(), 0), |a| (a.primary_site, a.epoch));
-                Ok((group, home.clone(), primary, epoch))
+                Ok((group, home.clone(), a))
             })
             .collect()
     }
 
     /// The spec with the assignments in force.
-    fn current(&self, groups: &[(String, String, String, u64)]) -> System {
+    fn current(&self, groups: &[(String, String, Option<Assignment>)]) -> System {
         let mut system = self.spec.clone();
-        for (_, home, primary, _) in groups {
-            if home != primary {
-                resurgo_plan::recovery::apply_move(&mut system, home, primary);
+        for (_, home, a) in groups {
+            if let Some(a) = a.as_ref().filter(|a| a.primary_site != *home) {
+                resurgo_plan::recovery::apply_move(&mut system, home, &a.primary_site);
             }
         }
         system
     }
 
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last epoch this site saw of `group`, kept across restarts (one file per group).
+    fn epoch_memory(&self, site: &str, group: &str) -> EpochFile {
+        EpochFile::new(epoch_dir(&self.state_dir, site).join(group))
+    }
+
     fn site_tick(&mut self, site: &str) {
-        let now = self.started.elapsed();
         if self.in_process {
             let handle = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site);
             let alive = handle.is_some_and(|h| self.engine.provider.observe(&h).is_ok());
+            // The site is lost, and its agent with it: no heartbeat, and the renewer stops
+            // renewing (its groups fence at their deadline).
             self.answering.store(alive, Ordering::Relaxed);
             if !alive {
-                // The site is lost, and its agent with it: no renewal, no heartbeat.
-                for group in self.leases.keys().cloned().collect::<Vec<_>>() {
-                    self.renewal_failed(site, &group, now, "the site cannot be observed");
-                }
                 return;
             }
         }
-        let timing = self.spec.failover.timing();
-        let groups = match self.groups() {
-            Ok(g) => g,
-            Err(e) => {
-                // The store cannot be read: primary groups count toward their fencing deadline.
-                for group in self.leases.keys().cloned().collect::<Vec<_>>() {
-                    self.renewal_failed(site, &group, now, &e);
-                }
-                return;
-            }
-        };
-        let epochs = EpochFile::new(self.state_dir.join("agent-epoch"));
-        let seen = epochs.load().ok().flatten().unwrap_or(0);
+        // A store that cannot be read says nothing; the renewer counts the fencing deadline.
+        let Ok(groups) = self.groups() else { return };
         let system = self.current(&groups);
-        for (group, home, primary, epoch) in &groups {
-            if *epoch < seen {
-                // The store went back in time: nothing it says about roles can be trusted.
-                self.renewal_failed(
-                    site,
-                    group,
-                    now,
-                    &format!("the store holds epoch {epoch}, below {seen} seen here"),
-                );
+        for (group, home, assignment) in &groups {
+            let memory = self.epoch_memory(site, group);
+            // No assignment yet: the spec's placement, before any epoch.
+            let view = StoreView::Assignment(assignment.clone().unwrap_or_else(|| Assignment {
+                group: group.clone(),
+                primary_site: home.clone(),
+                epoch: 0,
+                since: SystemTime::UNIX_EPOCH,
+            }));
+            let decision = match memory.load() {
+                Ok(last_seen) => decide_startup(site, &view, last_seen),
+                Err(e) => {
+                    self.fence_now(site, group, &format!("the epoch memory cannot be read: {e}"));
+                    continue;
+                }
+            };
+            let epoch = match &decision {
+                StartupDecision::Fenced { reason } => {
+                    let why = match reason {
+                        FenceReason::StaleStore { stored, last_seen } => {
+                            format!("the store holds epoch {stored}, below {last_seen} seen here: it went back in time")
+                        }
+                        FenceReason::StoreUnreachable => "the store cannot be read".to_string(),
+                    };
+                    self.fence_now(site, group, &why);
+                    continue;
+                }
+                StartupDecision::Primary { epoch } => *epoch,
+                StartupDecision::Standby { epoch, .. } => epoch.unwrap_or(0),
+            };
+            if let Err(e) = memory.record(epoch) {
+                self.fence_now(site, group, &format!("the epoch memory cannot be written: {e}"));
                 continue;
             }
-            let _ = epochs.record(*epoch);
-            if primary == site {
-                self.keep_primary(site, group, &system, now, timing.lease_ttl, timing.fencing_deadline);
-            } else {
+            if let StartupDecision::Standby { primary, .. } = decision {
+                let primary = primary.unwrap_or_else(|| home.clone());
                 // Was primary here until now: it must come back as a standby (again).
-                let was_primary = self.leases.remove(group).is_some();
+                let was_primary = self.held().leases.remove(group).is_some();
                 if self.reported.remove(&format!("serving {group}")) || was_primary {
                     self.reported.remove(&format!("standby {group}"));
-                    self.fenced.remove(group);
+                    self.held().fenced.remove(group);
                 }
                 let standby_here = self
                     .spec
@@ -369,73 +416,69 @@ impl Agent {
                     .values()
                     .any(|s| &s.site == home && (s.standby.iter().any(|x| x == site) || home == site));
                 if standby_here {
-                    self.watch_primary(site, group, primary, &system);
+                    self.watch_primary(site, group, &primary, &system);
                     self.rejoin(site, group, &system);
                 }
+            } else {
+                self.keep_primary(site, group, &system);
             }
         }
     }
 
-    /// Renews (or takes, or adopts) the primary lease; fences on failure past the deadline.
-    fn keep_primary(
-        &mut self,
-        site: &str,
-        group: &str,
-        system: &System,
-        now: Duration,
-        ttl: Duration,
-        deadline: Duration,
-    ) {
-        let name = primary_lease(group);
-        // A fresh agent starts as if its last renewal were a deadline ago: it serves nothing
-        // until the store confirms it.
-        let (lease, _) = *self
-            .leases
-            .entry(group.to_string())
-            .or_insert((None, now.saturating_sub(deadline)));
-        let renewed = match lease {
-            Some(id) => self.store.keep_alive(id).unwrap_or(false),
-            None => match self.store.lease_holder(&name) {
+    /// Takes (or adopts) the primary lease when it is not held here yet, then serves. Renewal
+    /// and fencing are the [`Renewer`]'s.
+    fn keep_primary(&mut self, site: &str, group: &str, system: &System) {
+        let timing = self.spec.failover.timing();
+        if !self.held().leases.contains_key(group) {
+            let name = primary_lease(group);
+            let sent = BootTime::now();
+            let id = match self.store.lease_holder(&name) {
                 // Adopted only by an agent that has been up for a whole ttl: a lease this site
-                // held before a restart is waited out, not taken over (it may be expiring
-                // while another site takes it).
-                Ok(Some((holder, _))) if holder == site && now >= ttl => match self.store.lease_of(&name) {
-                    Ok(Some(id)) => {
-                        self.leases.insert(group.to_string(), (Some(id), now));
-                        true
-                    }
-                    _ => false,
-                },
-                Ok(None) => match self.store.grant_lease(&name, site, ttl) {
-                    Ok(id) => {
-                        self.leases.insert(group.to_string(), (Some(id), now));
-                        true
-                    }
-                    Err(_) => false,
-                },
-                _ => false,
-            },
-        };
-        if renewed {
-            if let Some(entry) = self.leases.get_mut(group) {
-                entry.1 = now;
+                // held before a restart is waited out, not taken over (it may be expiring while
+                // another site takes it).
+                Ok(Some((holder, _))) if holder == site && self.started.elapsed() >= timing.lease_ttl => {
+                    self.store.lease_of(&name).ok().flatten()
+                }
+                Ok(None) => self.store.grant_lease(&name, site, timing.lease_ttl).ok(),
+                _ => None,
+            };
+            let Some(id) = id else { return };
+            self.held().leases.insert(group.to_string(), (id, sent.clone()));
+            if let Some(handle) = self.handle(site) {
+                let _ = self
+                    .engine
+                    .provider
+                    .extend_fence(&handle, &sent.plus(timing.fencing_deadline));
             }
-            self.extend_fence(site, deadline);
-            let serving = format!("serving {group}");
-            let crashed = self.crashed(site) && self.may_restart();
-            if (self.fenced.contains_key(group) || !self.reported.contains(&serving) || crashed)
-                && self.serve(site, system)
-            {
-                self.fenced.remove(group);
+        }
+        let serving = format!("serving {group}");
+        let crashed = self.crashed(site) && self.may_restart();
+        let fenced = self.held().fenced.contains_key(group);
+        if (fenced || !self.reported.contains(&serving) || crashed) && self.serve(site, system) {
+            // The renewer may have fenced the group while its services started.
+            if self.held().leases.contains_key(group) {
+                self.held().fenced.remove(group);
                 self.reported.insert(serving);
                 self.emit(Event::new(EventKind::Unfenced, format!("primary of {group}: serving")).site(site));
+            } else {
+                fence_group(&self.engine, &self.spec, site, group);
             }
-        } else {
-            // A lease that is gone is not renewed again: it is taken anew next tick.
-            if let Some(entry) = self.leases.get_mut(group) {
-                entry.0 = None;
-            }
-            self.renewal_failed(site, group, now, "the primary lease was not renewed");
+        }
+    }
+
+    fn handle(&self, site: &str) -> Option<resurgo_provider::SiteHandle> {
+        self.engine.sites(&self.spec).into_iter().find(|h| h.name == site)
+    }
+
+    /// Fences `group` here at once (the store cannot be trusted): its lease is no longer
+    /// renewed and its services are stopped. Reported once.
+    fn fence_now(&mut self, site: &str, group: &str, why: &str) {
+        self.held().leases.remove(group);
+        let first = self.held().fenced.insert(group.to_string(), why.to_string()).is_none();
+        self.reported.remove(&format!("serving {group}"));
+        fence_group(&self.engine, &self.spec, site, group);
+        if first {
+            self.emit(Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(site));
         }
     }
 
@@ -471,50 +514,6 @@ impl Agent {
         })
     }
 
-    /// Writes the time until which this site may serve (now + the fencing deadline) into its
-    /// fence file: each writable service's supervisor stops it once that time passes, so the
-    /// site fences itself even if this agent dies.
-    fn extend_fence(&self, site: &str, deadline: Duration) {
-        let Some(handle) = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site) else {
-            return;
-        };
-        let until = unix_ms(SystemTime::now()) + deadline.as_millis() as u64;
-        let path = handle.root.join(resurgo_provider::shim::FENCE_FILE);
-        if let Err(e) = resurgo_provider::write_json_atomic(&path, &until) {
-            self.emit(Event::new(EventKind::ApplyFailed, format!("cannot write {}: {e}", path.display())).site(site));
-        }
-    }
-
-    fn renewal_failed(&mut self, site: &str, group: &str, now: Duration, why: &str) {
-        let deadline = self.spec.failover.timing().fencing_deadline;
-        let last = self.leases.get(group).map_or(Duration::ZERO, |l| l.1);
-        if decide_tick(false, last, now, deadline) == TickDecision::Fence && !self.fenced.contains_key(group) {
-            self.fence(site, group);
-            self.fenced.insert(group.to_string(), now);
-            self.reported.remove(&format!("serving {group}"));
-            self.emit(
-                Event::new(
-                    EventKind::Fenced,
-                    format!("{group}: {why} for {deadline:?}; writes stopped here"),
-                )
-                .site(site),
-            );
-        }
-    }
-
-    /// Stops every service of `group` running here (the writers).
-    fn fence(&self, site: &str, group: &str) {
-        let home = group.trim_start_matches("site-");
-        let Some(handle) = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site) else {
-            return;
-        };
-        for (name, svc) in &self.spec.services {
-            if svc.site == home {
-                let _ = self.engine.provider.stop(&handle, name);
-            }
-        }
-    }
-
     /// Brings this site to the desired state (creates, updates and starts; never deletes).
     /// Returns whether it got there.
     fn serve(&self, site: &str, system: &System) -> bool {
@@ -545,7 +544,7 @@ impl Agent {
         });
         if running_active {
             // Still serving as the old primary: fence first (the lease says it is not primary).
-            self.fence(site, group);
+            fence_group(&self.engine, &self.spec, site, group);
         }
         if self.serve(site, system) {
             self.reported.insert(key);
@@ -694,5 +693,131 @@ impl Agent {
                 .insert(primary.to_string(), (Instant::now() + wait, wait));
         }
         self.dead_since.remove(primary);
+    }
+}
+
+/// Where a site's agent keeps the last epoch it saw of each group (one file per group).
+fn epoch_dir(state_dir: &Path, site: &str) -> PathBuf {
+    state_dir.join("agents").join(site).join("epochs")
+}
+
+/// Stops every service of `group` running at `site` (the writers).
+fn fence_group(engine: &Engine, spec: &System, site: &str, group: &str) {
+    let home = group.trim_start_matches("site-");
+    let Some(handle) = engine.sites(spec).into_iter().find(|h| h.name == site) else {
+        return;
+    };
+    for (name, svc) in &spec.services {
+        if svc.site == home {
+            let _ = engine.provider.stop(&handle, name);
+        }
+    }
+}
+
+/// Renews a site's primary leases on a thread of its own, every heartbeat interval, and fences
+/// a group whose lease is gone or has not been renewed for the fencing deadline, counted from
+/// when the last successful renewal was sent (on the boot clock). After each round it moves
+/// the site's fence deadline forward ([`resurgo_provider::Provider::extend_fence`]) to the
+/// earliest of the held leases' last renewal plus the fencing deadline.
+struct Renewer {
+    site: String,
+    spec: System,
+    engine: Engine,
+    store: Arc<dyn CoordStore>,
+    events: EventLog,
+    held: Arc<Mutex<Held>>,
+    /// In-process: whether the site can be observed (a lost site's agent renews nothing).
+    answering: Arc<AtomicBool>,
+    in_process: bool,
+}
+
+impl Renewer {
+    fn run(self, stop: Arc<AtomicBool>) {
+        let interval = self.spec.failover.timing().heartbeat_interval;
+        while !stop.load(Ordering::Relaxed) {
+            let begin = Instant::now();
+            self.round();
+            std::thread::sleep(interval.saturating_sub(begin.elapsed()));
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One round: renew each held lease, fence what must be fenced, move the fence deadline.
+    fn round(&self) {
+        let deadline = self.spec.failover.timing().fencing_deadline;
+        let leases: Vec<(String, LeaseId, BootTime)> = self
+            .held()
+            .leases
+            .iter()
+            .map(|(g, (id, sent))| (g.clone(), *id, sent.clone()))
+            .collect();
+        for (group, id, last) in leases {
+            let sent = BootTime::now();
+            let renewed = if self.in_process && !self.answering.load(Ordering::Relaxed) {
+                Err("the site cannot be observed".to_string())
+            } else {
+                self.store.keep_alive(id).map_err(|e| e.to_string())
+            };
+            let why = match renewed {
+                Ok(true) => {
+                    if let Some(entry) = self.held().leases.get_mut(&group).filter(|(held, _)| *held == id) {
+                        entry.1 = sent;
+                    }
+                    continue;
+                }
+                Ok(false) => "the primary lease is gone (expired or revoked)".to_string(),
+                Err(e) => {
+                    let now = BootTime::now();
+                    let ms = |t: &BootTime| Duration::from_millis(t.ms);
+                    if decide_tick(false, ms(&last), ms(&now), deadline) != TickDecision::Fence {
+                        continue;
+                    }
+                    format!("the primary lease could not be renewed for {deadline:?} ({e})")
+                }
+            };
+            let fenced_now = {
+                let mut held = self.held();
+                let ours = held.leases.get(&group).is_some_and(|(held, _)| *held == id);
+                if ours {
+                    held.leases.remove(&group);
+                    held.fenced.insert(group.clone(), why.clone());
+                }
+                ours
+            };
+            if fenced_now {
+                fence_group(&self.engine, &self.spec, &self.site, &group);
+                let event =
+                    Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(&self.site);
+                eprintln!("{} {:?} {}", self.site, event.kind, event.message);
+                let _ = self.events.append(&event);
+            }
+        }
+        let until = self
+            .held()
+            .leases
+            .values()
+            .map(|(_, sent)| sent.plus(deadline))
+            .min_by_key(|t| t.ms);
+        let handle = self.engine.sites(&self.spec).into_iter().find(|h| h.name == self.site);
+        if let (Some(until), Some(handle)) = (until, handle) {
+            if let Err(e) = self.engine.provider.extend_fence(&handle, &until) {
+                let _ = self.events.append(
+                    &Event::new(EventKind::ApplyFailed, format!("cannot extend the fence deadline: {e}"))
+                        .site(&self.site),
+                );
+            }
+        }
+    }
+}
+
+/// Sets its flag when dropped: the renewer stops with the agent, however the agent ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }

@@ -104,6 +104,74 @@ impl Engine {
     /// Observes all sites at once. Each site gets its own thread and `observe_timeout`; one
     /// that fails or does not answer is `unknown` with the reason.
     pub fn observe(&self, sites: &[SiteHandle]) -> Vec<ObservedSite> {
+        self.observe_results(sites)
+            .into_iter()
+            .zip(sites)
+            .map(|(result, site)| ObservedSite {
+                site: site.name.clone(),
+                state: match result {
+                    Ok(services) => SiteState::Reachable { services },
+                    Err(reason) => SiteState::Unknown {
+                        reason: reason.to_string(),
+                    },
+                },
+            })
+            .collect()
+    }
+
+    /// What a person's `plan` and `apply` see: [`Engine::observe`], except that a site this
+    /// state folder has never set up, and whose folder does not exist, is new — empty, to be
+    /// set up by `apply` ([`Engine::set_up_new`]). A site once set up from here whose folder is
+    /// gone is lost or not mounted: `unknown`, and nothing is made in its place. Returns the
+    /// observation and the new sites.
+    pub fn observe_for_apply(&self, sites: &[SiteHandle]) -> (Vec<ObservedSite>, Vec<String>) {
+        let known = SetUpRecord::load(&self.state_dir);
+        let mut new = Vec::new();
+        let observed = self
+            .observe_results(sites)
+            .into_iter()
+            .zip(sites)
+            .map(|(result, site)| {
+                let state = match result {
+                    Ok(services) => SiteState::Reachable { services },
+                    Err(ObserveError::Provider(ProviderError::NotSetUp { .. })) if !known.contains(&site.name) => {
+                        new.push(site.name.clone());
+                        SiteState::Reachable { services: Vec::new() }
+                    }
+                    Err(ObserveError::Provider(e @ ProviderError::NotSetUp { .. })) => SiteState::Unknown {
+                        reason: format!(
+                            "{e}; it was set up from here before, so it is lost or not mounted: \
+                             `resurgo set-up {}` makes it anew, empty",
+                            site.name
+                        ),
+                    },
+                    Err(e) => SiteState::Unknown { reason: e.to_string() },
+                };
+                ObservedSite {
+                    site: site.name.clone(),
+                    state,
+                }
+            })
+            .collect();
+        (observed, new)
+    }
+
+    /// Sets up `names` (sites of `sites`) and records them as set up from this state folder.
+    pub fn set_up(&self, sites: &[SiteHandle], names: &[String]) -> Result<(), ProviderError> {
+        let mut record = SetUpRecord::load(&self.state_dir);
+        for site in sites.iter().filter(|s| names.contains(&s.name)) {
+            self.provider.set_up(site)?;
+            record.insert(site.name.clone());
+        }
+        record.save(&self.state_dir).map_err(|source| ProviderError::Io {
+            site: names.join(", "),
+            what: "cannot record as set up in",
+            path: SetUpRecord::path(&self.state_dir),
+            source,
+        })
+    }
+
+    fn observe_results(&self, sites: &[SiteHandle]) -> Vec<Result<Vec<resurgo_plan::ObservedService>, ObserveError>> {
         let (tx, rx) = mpsc::channel();
         for (i, site) in sites.iter().enumerate() {
             let tx = tx.clone();
@@ -116,25 +184,18 @@ impl Engine {
             });
         }
         drop(tx);
-        let mut results: Vec<Option<SiteState>> = vec![None; sites.len()];
+        let mut results: Vec<Option<Result<_, ObserveError>>> = (0..sites.len()).map(|_| None).collect();
         let deadline = Instant::now() + self.observe_timeout;
         while results.iter().any(Option::is_none) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok((i, Ok(services))) => results[i] = Some(SiteState::Reachable { services }),
-                Ok((i, Err(e))) => results[i] = Some(SiteState::Unknown { reason: e.to_string() }),
+                Ok((i, result)) => results[i] = Some(result.map_err(ObserveError::Provider)),
                 Err(_) => break,
             }
         }
-        sites
-            .iter()
-            .zip(results)
-            .map(|(site, state)| ObservedSite {
-                site: site.name.clone(),
-                state: state.unwrap_or_else(|| SiteState::Unknown {
-                    reason: format!("no answer within {}s", self.observe_timeout.as_secs_f32()),
-                }),
-            })
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(ObserveError::Timeout(self.observe_timeout))))
             .collect()
     }
 
@@ -300,6 +361,45 @@ impl Engine {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum ObserveError {
+    #[error(transparent)]
+    Provider(ProviderError),
+    #[error("no answer within {}s", .0.as_secs_f32())]
+    Timeout(Duration),
+}
+
+/// The sites set up from this state folder (`<state>/sites-set-up.json`): what tells a new
+/// site (no folder yet: `apply` sets it up) from a lost one (no folder any more: unknown).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct SetUpRecord(std::collections::BTreeSet<String>);
+
+impl SetUpRecord {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("sites-set-up.json")
+    }
+
+    fn load(state_dir: &Path) -> SetUpRecord {
+        std::fs::read(Self::path(state_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(state_dir)?;
+        resurgo_provider::write_json_atomic(&Self::path(state_dir), self)
+    }
+
+    fn contains(&self, site: &str) -> bool {
+        self.0.contains(site)
+    }
+
+    fn insert(&mut self, site: String) {
+        self.0.insert(site);
+    }
+}
+
 /// The default state folder of a site.
 pub fn site_root(state_dir: &Path, site: &str) -> PathBuf {
     state_dir.join("sites").join(site)
@@ -371,6 +471,14 @@ mod tests {
     }
 
     impl Provider for Recorder {
+        fn set_up(&self, _: &SiteHandle) -> Result<(), ProviderError> {
+            Ok(())
+        }
+
+        fn extend_fence(&self, _: &SiteHandle, _: &resurgo_coord::BootTime) -> Result<(), ProviderError> {
+            Ok(())
+        }
+
         fn relabel(&self, _: &SiteHandle, _: &RunConfig) -> Result<(), ProviderError> {
             Ok(())
         }

@@ -505,6 +505,14 @@ impl ActionStep {
         Ok(())
     }
 
+    /// Whether none of the services of `site` that move runs, in `seen`.
+    fn none_running(&self, site: &str, seen: &[resurgo_plan::ObservedService]) -> bool {
+        let moving = self.moving(site);
+        !seen
+            .iter()
+            .any(|s| moving.contains(&s.service) && matches!(s.process, ProcessState::Running { .. }))
+    }
+
     /// A planned switch's final sync: each standby at `to` has replayed everything its old
     /// primary at `from` wrote before its clean shutdown; recorded as a lag of zero, which the
     /// promotion's lag gate reads. A primary that did not shut down cleanly says nothing.
@@ -754,11 +762,14 @@ impl Step for ActionStep {
                     // A site reachable from here is fenced here: its writers are stopped. One
                     // that is not (lost, or another machine) fences itself when it cannot renew
                     // its lease, and the lease tells when that must have happened.
+                    // Fenced only once its services are *seen* stopped: a site that cannot be
+                    // observed is unknown, never counted as fenced.
                     let fenced = match self.observe_site(site) {
                         Some(seen) => {
                             self.stop_writers(site, &seen)?;
                             self.final_sync(site, &to, deadline, ctx)?;
-                            true
+                            self.observe_site(site)
+                                .is_some_and(|seen| self.none_running(site, &seen))
                         }
                         None => false,
                     };
@@ -781,26 +792,43 @@ impl Step for ActionStep {
             }
             StepAction::Restore { dataset, site } => {
                 let (dir, marker) = self.restore_target(dataset, site)?;
-                // What is there already is kept aside, never deleted.
-                if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-                    let aside = dir.with_file_name(format!(
-                        "{}.before-epoch-{}",
-                        dir.file_name()
-                            .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned()),
+                // What is there already is set aside under a name of its own, never deleted —
+                // a resumed run finds it set aside and leaves it be.
+                if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+                    let why = format!(
+                        "found at {} where run {} (epoch {}) restored `{dataset}`",
+                        dir.display(),
+                        ctx.run_id(),
                         ctx.epoch()
-                    ));
-                    let _ = std::fs::remove_dir_all(&aside);
-                    std::fs::rename(&dir, &aside).map_err(permanent)?;
+                    );
+                    self.ctx
+                        .engine
+                        .provider
+                        .set_aside(&self.handle(site)?, &dir, &why)
+                        .map_err(permanent)?;
                 }
-                let protector = Protector::new(
-                    &self.ctx.after,
-                    self.ctx.engine.sites(&self.ctx.after),
-                    &self.ctx.state_dir,
-                );
-                protector.restore(dataset, site, None, &dir).map_err(permanent)?;
+                // Restored into this run's scratch folder and moved into place once whole, so a
+                // restore cut short leaves nothing at `dir`; a resumed run starts its scratch
+                // folder afresh (it holds only the run's own partial output).
+                let name = dir
+                    .file_name()
+                    .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+                let scratch = dir.with_file_name(format!(".{name}.restoring-e{}", ctx.epoch()));
+                if scratch.exists() {
+                    std::fs::remove_dir_all(&scratch).map_err(permanent)?;
+                }
+                self.protector()
+                    .restore(dataset, site, None, &scratch, true)
+                    .map_err(permanent)?;
                 if self.ctx.after.datasets[dataset].kind == DatasetKind::Postgres {
-                    self.give_pgdata(dataset, &dir)?;
+                    self.give_pgdata(dataset, &scratch)?;
                 }
+                resurgo_runbook::crash_point("restore-before-rename");
+                if dir.exists() {
+                    // Empty (anything in it was set aside above).
+                    std::fs::remove_dir(&dir).map_err(permanent)?;
+                }
+                std::fs::rename(&scratch, &dir).map_err(permanent)?;
                 resurgo_provider::write_json_atomic(&marker, &ctx.epoch()).map_err(permanent)
             }
             StepAction::Assign { to, .. } => {

@@ -401,13 +401,16 @@ impl<'a> Protector<'a> {
     }
 
     /// Restores a dataset from `site`'s repository into `to` (a folder for directories, the
-    /// folder that receives the database file for SQLite).
+    /// folder that receives the database file for SQLite). `serve`: the restored data becomes
+    /// the dataset's own at `site` once moved into place (a failover's restore into its scratch
+    /// folder), so a PostgreSQL server restored there archives into `site`'s repository.
     pub fn restore(
         &self,
         dataset: &str,
         site: &str,
         at: Option<&str>,
         to: &Path,
+        serve: bool,
     ) -> Result<SnapshotInfo, ProtectError> {
         let ds = self.dataset(dataset)?;
         let repo = self.open(site)?;
@@ -419,7 +422,7 @@ impl<'a> Protector<'a> {
                 let target = self.pg_target(dataset, ds)?;
                 resurgo_vault::pg::logical_restore(&repo, &snapshot.id, &target)?;
             }
-            DatasetKind::Postgres => return self.restore_physical(dataset, site, &repo, at, to),
+            DatasetKind::Postgres => return self.restore_physical(dataset, site, &repo, at, to, serve),
         }
         Ok(snapshot)
     }
@@ -433,6 +436,7 @@ impl<'a> Protector<'a> {
         repo: &Repository,
         at: Option<&str>,
         pgdata: &Path,
+        serve: bool,
     ) -> Result<SnapshotInfo, ProtectError> {
         let unsupported = |reason: String| ProtectError::Unsupported {
             dataset: dataset.to_string(),
@@ -467,8 +471,9 @@ impl<'a> Protector<'a> {
         // Restored as the dataset's own data at its active site (a failover's target), the
         // server is the new primary: it archives into that site's repository, as the old one
         // did into its own. Anywhere else (a copy to inspect) it archives nothing.
-        let serves = self.home_site(dataset).is_ok_and(|home| home == site)
-            && self.data_path(dataset, site).is_ok_and(|own| own == pgdata);
+        let serves = serve
+            || (self.home_site(dataset).is_ok_and(|home| home == site)
+                && self.data_path(dataset, site).is_ok_and(|own| own == pgdata));
         let options = PhysicalRestore {
             target,
             restore_command: self.wal_command("fetch", site, dataset, "%f %p"),
@@ -494,7 +499,7 @@ impl<'a> Protector<'a> {
             if ds.kind == DatasetKind::Postgres {
                 self.prepare_scratch_pgdata(dataset, &scratch)?;
             }
-            let snapshot = self.restore(dataset, site, None, &scratch)?;
+            let snapshot = self.restore(dataset, site, None, &scratch, false)?;
             let check = self.run_check(dataset, site, ds, &scratch, &snapshot)?;
             Ok(VerifyReport {
                 dataset: dataset.to_string(),
@@ -701,19 +706,13 @@ impl<'a> Protector<'a> {
             // The data of a server that was primary here (before a failover): started as is,
             // it would serve as a second primary. It is set aside — never deleted — and the
             // standby is built afresh from the active server.
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let name = pgdata
-                .file_name()
-                .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
-            let aside = pgdata.with_file_name(format!("{name}.old-primary-{stamp}"));
-            std::fs::rename(&pgdata, &aside).map_err(|source| {
-                ProtectError::Vault(VaultError::Io {
-                    what: "cannot set aside",
-                    path: pgdata.clone(),
-                    source,
-                })
+            let into = pgdata.parent().unwrap_or(Path::new("/"));
+            let why = format!("`{dataset}` was primary here before a failover; rejoining as a standby");
+            resurgo_provider::aside::set_aside(self.handle(site)?, &pgdata, into, &why).map_err(|e| {
+                ProtectError::Unsupported {
+                    dataset: dataset.to_string(),
+                    reason: format!("cannot set aside the old primary's data: {e}"),
+                }
             })?;
         }
         let home = self.home_site(dataset)?;

@@ -201,7 +201,25 @@ impl Controller {
         self.protect(system);
         self.route(system);
         let sites = self.engine.sites(system);
-        let observed = self.engine.observe(&sites);
+        // A site never set up from this state folder is set up, as `apply` does; one set up
+        // before whose folder is gone is lost or not mounted: unknown, nothing made in its place.
+        let (observed, new_sites) = self.engine.observe_for_apply(&sites);
+        if !new_sites.is_empty() {
+            match self.engine.set_up(&sites, &new_sites) {
+                Ok(()) => {
+                    for site in &new_sites {
+                        self.emit(Event::new(EventKind::SiteReachable, "new site: set up").site(site));
+                    }
+                }
+                Err(e) => {
+                    self.emit(Event::new(
+                        EventKind::ApplyFailed,
+                        format!("cannot set up the new sites: {e}"),
+                    ));
+                    return;
+                }
+            }
+        }
 
         for site in &observed {
             match &site.state {

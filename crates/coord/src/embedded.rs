@@ -6,20 +6,20 @@
 //! leaves either the old or the new state, never a torn one (a torn temporary file is simply
 //! overwritten by the next write; it is never read).
 //!
-//! Lease deadlines are stored as wall-clock times: a monotonic clock is per process and means
-//! nothing to another process reading the file. This assumes one machine clock shared by every
-//! process using the folder — the store is for one machine, and a clock stepped backwards makes
-//! leases last longer (never shorter), which delays failover but does not allow two primaries.
+//! Lease deadlines are on the machine's boot clock ([`crate::clock::BootTime`]): NTP cannot
+//! step it, every process on the machine reads the same one, and a restart of the machine
+//! ends every lease (all their holders ended with it). The store is for one machine.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::BootTime;
 use crate::model::{check_successor, Assignment, Lease};
 use crate::store::{CasOutcome, CoordStore, LeaseId, Result, StoreError};
 
@@ -71,7 +71,7 @@ impl EmbeddedStore {
     }
 
     /// Runs `f` on the state under the lock; writes the state back if `f` says it changed it.
-    fn with_state<T>(&self, f: impl FnOnce(&mut State, SystemTime) -> Result<(T, bool)>) -> Result<T> {
+    fn with_state<T>(&self, f: impl FnOnce(&mut State, &BootTime) -> Result<(T, bool)>) -> Result<T> {
         let lock_file = File::options()
             .create(true)
             .truncate(false)
@@ -81,11 +81,11 @@ impl EmbeddedStore {
         let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| self.io_error(io::Error::from(errno)))?;
         let mut state = self.read()?;
-        let now = SystemTime::now();
+        let now = BootTime::now();
         let before = state.leases.len();
-        state.leases.retain(|_, l| !l.lease.is_expired(now));
+        state.leases.retain(|_, l| !l.lease.is_expired(&now));
         let expired = state.leases.len() != before;
-        let (value, changed) = f(&mut state, now)?;
+        let (value, changed) = f(&mut state, &now)?;
         if changed || expired {
             self.write(&state).map_err(|e| self.io_error(e))?;
         }

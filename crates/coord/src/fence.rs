@@ -157,6 +157,9 @@ impl EpochMemory for EpochFile {
         if self.load()?.is_some_and(|seen| seen >= epoch) {
             return Ok(());
         }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
         let temp = self.path.with_extension("tmp");
         let mut file = File::create(&temp)?;
         writeln!(file, "{epoch}")?;

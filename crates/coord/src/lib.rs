@@ -6,6 +6,7 @@
 //! `model` and `fence` are pure; `store` is the small trait the rest of resurgo uses;
 //! `embedded` (one machine, a state file) and `etcd` (etcd v3 over its JSON gateway) implement it.
 
+pub mod clock;
 pub mod embedded;
 pub mod etcd;
 pub mod fence;
@@ -13,6 +14,7 @@ mod http;
 pub mod model;
 pub mod store;
 
+pub use clock::BootTime;
 pub use embedded::EmbeddedStore;
 pub use etcd::EtcdStore;
 pub use model::{check_successor, Assignment, Lease};

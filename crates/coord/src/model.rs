@@ -5,6 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::clock::BootTime;
+
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreError;
@@ -65,44 +67,44 @@ pub fn check_successor(group: &str, expected_epoch: Option<u64>, new: &Assignmen
     Ok(())
 }
 
-/// A lease held by a site: valid until its deadline unless renewed. Deadlines are wall-clock
-/// times so that they mean the same thing to every process reading them on one machine.
+/// A lease held by a site: valid until its deadline unless renewed. Deadlines are on the boot
+/// clock ([`BootTime`]): never stepped by NTP, meaningful to every process on one machine, and
+/// passed once the machine restarts (every holder on it is gone then).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lease {
     pub holder: String,
     #[serde(with = "millis")]
     pub ttl: Duration,
-    #[serde(with = "unix_ms")]
-    pub deadline: SystemTime,
+    pub deadline: BootTime,
 }
 
 impl Lease {
-    pub fn grant(holder: &str, ttl: Duration, now: SystemTime) -> Self {
+    pub fn grant(holder: &str, ttl: Duration, now: &BootTime) -> Self {
         Lease {
             holder: holder.to_owned(),
             ttl,
-            deadline: now + ttl,
+            deadline: now.plus(ttl),
         }
     }
 
     /// Extends the lease by its ttl from `now`; false (and no change) if it has already expired:
     /// an expired lease is gone, and must be granted anew.
-    pub fn renew(&mut self, now: SystemTime) -> bool {
+    pub fn renew(&mut self, now: &BootTime) -> bool {
         if self.is_expired(now) {
             return false;
         }
-        self.deadline = now + self.ttl;
+        self.deadline = now.plus(self.ttl);
         true
     }
 
-    pub fn is_expired(&self, now: SystemTime) -> bool {
-        now >= self.deadline
+    pub fn is_expired(&self, now: &BootTime) -> bool {
+        self.deadline.passed(now)
     }
 
     /// Time left before expiry (zero once expired).
-    pub fn remaining(&self, now: SystemTime) -> Duration {
-        self.deadline.duration_since(now).unwrap_or(Duration::ZERO)
+    pub fn remaining(&self, now: &BootTime) -> Duration {
+        self.deadline.left(now)
     }
 }
 
@@ -187,16 +189,27 @@ mod tests {
 
     #[test]
     fn lease_grant_renew_expire() {
-        let t0 = SystemTime::UNIX_EPOCH + secs(1000);
-        let mut lease = Lease::grant("a", secs(10), t0);
-        assert_eq!(lease.remaining(t0 + secs(4)), secs(6));
-        assert!(lease.renew(t0 + secs(9)));
-        assert_eq!(lease.deadline, t0 + secs(19));
-        assert!(!lease.is_expired(t0 + secs(18)));
-        assert!(lease.is_expired(t0 + secs(19)));
-        assert!(!lease.renew(t0 + secs(20)), "an expired lease cannot be renewed");
-        assert_eq!(lease.deadline, t0 + secs(19));
-        assert_eq!(lease.remaining(t0 + secs(30)), Duration::ZERO);
+        let t = |s: u64| BootTime {
+            boot: "b".into(),
+            ms: 1_000_000 + s * 1000,
+        };
+        let mut lease = Lease::grant("a", secs(10), &t(0));
+        assert_eq!(lease.remaining(&t(4)), secs(6));
+        assert!(lease.renew(&t(9)));
+        assert_eq!(lease.deadline, t(19));
+        assert!(!lease.is_expired(&t(18)));
+        assert!(lease.is_expired(&t(19)));
+        assert!(!lease.renew(&t(20)), "an expired lease cannot be renewed");
+        assert_eq!(lease.deadline, t(19));
+        assert_eq!(lease.remaining(&t(30)), Duration::ZERO);
+        let rebooted = BootTime {
+            boot: "c".into(),
+            ms: 5,
+        };
+        assert!(
+            lease.is_expired(&rebooted),
+            "a lease does not outlive a restart of the machine"
+        );
     }
 
     #[test]

@@ -9,8 +9,11 @@ use std::path::PathBuf;
 
 use resurgo_plan::{ObservedService, RunConfig};
 
+pub mod aside;
 pub mod local;
 pub mod probe;
+
+pub use aside::SetAside;
 
 /// Writes JSON to a file atomically (temporary file, fsync, rename); shared with the engine.
 pub use shim::write_json_atomic;
@@ -38,6 +41,10 @@ pub struct ProbeResult {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
+    /// The site's folder is not there: the site is lost, its volume is not mounted, or it was
+    /// never set up on this machine. It is `unknown`, never empty.
+    #[error("site `{site}` is not set up here: {root} does not exist (the site is lost, not mounted, or never set up on this machine)")]
+    NotSetUp { site: String, root: PathBuf },
     /// The site cannot be observed or acted on at all. Retrying later may help.
     #[error("site `{site}` is unreachable: {reason}")]
     SiteUnreachable { site: String, reason: String },
@@ -69,14 +76,22 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether trying again later can help.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ProviderError::SiteUnreachable { .. } | ProviderError::Io { .. })
+        matches!(
+            self,
+            ProviderError::SiteUnreachable { .. } | ProviderError::NotSetUp { .. } | ProviderError::Io { .. }
+        )
     }
 }
 
 /// Runs services at sites. Object-safe; shared as `Arc<dyn Provider>`.
 pub trait Provider: Send + Sync {
+    /// Makes the site ready to run services (its folder, its record). Only an explicit request
+    /// does this: a site that is not set up is `unknown` to everything else.
+    fn set_up(&self, site: &SiteHandle) -> Result<(), ProviderError>;
+
     /// Every service resurgo owns at the site, with process state and (for running
-    /// services with a health check) one fresh probe.
+    /// services with a health check) one fresh probe. A site that is not there is an error
+    /// ([`ProviderError::NotSetUp`]), never an empty list.
     fn observe(&self, site: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError>;
 
     /// Starts the service with `config`, first stopping an instance that runs already.
@@ -87,7 +102,8 @@ pub trait Provider: Send + Sync {
     /// known, as `stopped`.
     fn stop(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError>;
 
-    /// Stops the service and forgets it (prune).
+    /// Stops the service and forgets it (prune). What its folder holds (its data) is set aside,
+    /// never deleted.
     fn remove(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError>;
 
     /// Runs the service's health check once.
@@ -96,4 +112,26 @@ pub trait Provider: Send + Sync {
     /// Records that the running instance now serves as `config` (a standby promoted in place:
     /// same process, new role), so it is not restarted to match. Errors if it is not running.
     fn relabel(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError>;
+
+    /// Sets the time until which the site's writable services may run: each one's supervisor
+    /// stops it once that time passes while it runs, so the site fences itself even when its
+    /// agent is dead. The agent moves it forward after each lease renewal.
+    fn extend_fence(&self, site: &SiteHandle, until: &resurgo_coord::BootTime) -> Result<(), ProviderError>;
+
+    /// Moves `path` at the site out of the way, under a name of its own beside it, recorded
+    /// with `why` ([`aside`]). Nothing set aside is deleted except by [`Provider::drop_set_aside`].
+    fn set_aside(&self, site: &SiteHandle, path: &std::path::Path, why: &str) -> Result<SetAside, ProviderError> {
+        let into = path.parent().unwrap_or(std::path::Path::new("/"));
+        aside::set_aside(site, path, into, why)
+    }
+
+    /// The set-aside copies at the site, with their sizes.
+    fn set_aside_copies(&self, site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
+        aside::list(site)
+    }
+
+    /// Deletes the set-aside copy `id` at the site (a person asked for it by name).
+    fn drop_set_aside(&self, site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError> {
+        aside::remove(site, id)
+    }
 }

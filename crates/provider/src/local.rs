@@ -2,11 +2,16 @@
 //! own supervisor process (see [`crate::shim`]), so services keep running when the `resurgo`
 //! command or the controller that started them ends.
 //!
+//! A site whose root does not exist is not set up here ([`ProviderError::NotSetUp`]): it is
+//! reported as such and nothing is created in its place except by [`Provider::set_up`].
+//!
 //! All state is on disk under the site's root, so any `LocalProvider` (a new CLI run, a
 //! restarted controller) sees the same services and adopts the running ones:
 //!
 //! ```text
-//! <root>/site.json                     {site, address}, written by the first start
+//! <root>/site.json                     {site, address}, written when the site is set up
+//! <root>/set-aside.json                the register of set-aside copies (see [`crate::aside`])
+//! <root>/set-aside/<service>.aside-…   a pruned service's folder, data and all
 //! <root>/locks/<service>.lock          serialises start/stop/remove of one service
 //! <root>/services/<service>/
 //!     config.json                      the RunConfig it was started with (secret references only)
@@ -50,6 +55,8 @@ const SERVICES_DIR: &str = "services";
 const LOCKS_DIR: &str = "locks";
 const CONFIG_FILE: &str = "config.json";
 const STOPPED_FILE: &str = "stopped";
+/// Where pruned services' folders are set aside.
+const SET_ASIDE_DIR: &str = "set-aside";
 
 /// How long a start waits for the shim to report the process launched.
 const START_DEADLINE: Duration = Duration::from_secs(5);
@@ -297,6 +304,7 @@ impl LocalProvider {
     /// (a controller and a CLI may act on the same site).
     fn lock(&self, site: &SiteHandle, service: &str) -> Result<Flock<File>, ProviderError> {
         check_name(site, service)?;
+        require_set_up(site)?;
         let dir = site.root.join(LOCKS_DIR);
         fs::create_dir_all(&dir).map_err(io_error(site, "cannot create", &dir))?;
         let path = dir.join(format!("{service}.lock"));
@@ -311,17 +319,17 @@ impl LocalProvider {
 }
 
 impl Provider for LocalProvider {
+    fn set_up(&self, site: &SiteHandle) -> Result<(), ProviderError> {
+        fs::create_dir_all(&site.root).map_err(io_error(site, "cannot create", &site.root))?;
+        write_site_record(site)
+    }
+
     fn observe(&self, site: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError> {
         let unreachable = |reason: String| ProviderError::SiteUnreachable {
             site: site.name.clone(),
             reason,
         };
-        match fs::metadata(&site.root) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(unreachable(format!("cannot read {}: {e}", site.root.display()))),
-            Ok(m) if !m.is_dir() => return Err(unreachable(format!("{} is not a directory", site.root.display()))),
-            Ok(_) => {}
-        }
+        require_set_up(site)?;
         let services_dir = site.root.join(SERVICES_DIR);
         let entries = match fs::read_dir(&services_dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -412,6 +420,12 @@ impl Provider for LocalProvider {
         self.launch(site, config)
     }
 
+    fn extend_fence(&self, site: &SiteHandle, until: &resurgo_coord::BootTime) -> Result<(), ProviderError> {
+        require_set_up(site)?;
+        let path = site.root.join(crate::shim::FENCE_FILE);
+        write_json_atomic(&path, until).map_err(io_error(site, "cannot write", &path))
+    }
+
     fn relabel(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
         let service = &config.service;
         check_name(site, service)?;
@@ -434,6 +448,7 @@ impl Provider for LocalProvider {
 
     fn stop(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
         check_name(site, service)?;
+        require_set_up(site)?;
         let dir = Self::service_dir(site, service);
         if !dir.is_dir() {
             return Ok(());
@@ -450,10 +465,14 @@ impl Provider for LocalProvider {
         }
         let _lock = self.lock(site, service)?;
         self.stop_locked(site, &dir)?;
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(site, "cannot remove", &dir)(e)),
-            _ => Ok(()),
-        }
+        // Its folder holds its data: kept, out of the services' way.
+        crate::aside::set_aside(
+            site,
+            &dir,
+            &site.root.join(SET_ASIDE_DIR),
+            "pruned: the service left the spec",
+        )
+        .map(drop)
     }
 
     fn probe(&self, site: &SiteHandle, config: &RunConfig) -> ProbeResult {
@@ -682,6 +701,26 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
+/// The site's folder must be there: an absent one is a site that is lost, not mounted or
+/// never set up here — `unknown`, never empty, and nothing is created in its place.
+fn require_set_up(site: &SiteHandle) -> Result<(), ProviderError> {
+    match fs::metadata(&site.root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProviderError::NotSetUp {
+            site: site.name.clone(),
+            root: site.root.clone(),
+        }),
+        Err(e) => Err(ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: format!("cannot read {}: {e}", site.root.display()),
+        }),
+        Ok(m) if !m.is_dir() => Err(ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: format!("{} is not a directory", site.root.display()),
+        }),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Service names become folder names: refuse anything that would leave `services/`.
 fn check_name(site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
     if service.is_empty() || service == "." || service == ".." || service.contains(['/', '\0']) {
@@ -745,10 +784,12 @@ mod tests {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             root: dir.path().join("sites/a"),
         };
+        let provider = LocalProvider::new(std::env::current_exe().unwrap());
+        provider.set_up(&site).unwrap();
         Fixture {
             _dir: dir,
             site,
-            provider: LocalProvider::new(std::env::current_exe().unwrap()),
+            provider,
         }
     }
 
@@ -1169,10 +1210,22 @@ mod tests {
     }
 
     #[test]
-    fn an_absent_root_is_an_empty_site_and_an_unreadable_one_is_unreachable() {
+    fn an_absent_root_is_not_set_up_and_an_unreadable_one_is_unreachable() {
         let f = fixture();
-        assert_eq!(f.provider.observe(&f.site).unwrap(), Vec::new());
-        fs::create_dir_all(f.site.root.parent().unwrap()).unwrap();
+        assert_eq!(f.provider.observe(&f.site).unwrap(), Vec::new(), "set up and empty");
+        fs::remove_dir_all(&f.site.root).unwrap();
+        // Lost, not mounted, or never set up: not an empty site, and nothing is made there.
+        let err = f.provider.observe(&f.site).unwrap_err();
+        assert!(matches!(err, ProviderError::NotSetUp { .. }), "{err:?}");
+        assert!(err.to_string().contains("is not set up here"), "{err}");
+        let stop = f.provider.stop(&f.site, "web").unwrap_err();
+        assert!(
+            matches!(stop, ProviderError::NotSetUp { .. }),
+            "a stop fences nothing: {stop:?}"
+        );
+        assert!(f.provider.start(&f.site, &sh("web", "sleep 60")).is_err());
+        assert!(!f.site.root.exists(), "nothing created in the lost site's place");
+
         fs::write(&f.site.root, "not a folder").unwrap();
         let err = f.provider.observe(&f.site).unwrap_err();
         assert!(matches!(err, ProviderError::SiteUnreachable { .. }), "{err:?}");
@@ -1181,11 +1234,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pruned_service_is_stopped_and_its_folder_set_aside_with_its_data() {
+        let f = fixture();
+        f.provider
+            .start(&f.site, &sh("db", "echo kept > data; exec sleep 60"))
+            .unwrap();
+        await_file(&f.dir("db").join("data"), "kept");
+        f.provider.remove(&f.site, "db").unwrap();
+        assert!(f.provider.observe(&f.site).unwrap().is_empty(), "forgotten");
+        let copies = f.provider.set_aside_copies(&f.site).unwrap();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert_eq!(fs::read_to_string(copies[0].path.join("data")).unwrap(), "kept\n");
+        assert!(copies[0].why.contains("pruned"), "{copies:?}");
+    }
+
+    #[test]
     fn stopping_or_removing_an_unknown_service_is_a_no_op_and_bad_names_are_refused() {
         let f = fixture();
         f.provider.stop(&f.site, "nothing").unwrap();
         f.provider.remove(&f.site, "nothing").unwrap();
-        assert!(!f.site.root.exists());
+        assert!(!f.site.root.join("services").exists());
         let err = f.provider.stop(&f.site, "../escape").unwrap_err();
         assert!(
             err.to_string().contains("`../escape` is not a valid service name"),

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{killpg, SigSet, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use resurgo_coord::BootTime;
 use serde::{Deserialize, Serialize};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -66,8 +67,9 @@ pub struct Launch {
     pub config_hash: String,
     pub restarts: u32,
     pub logs: LogLimits,
-    /// The file where the site's agent keeps the time (Unix ms) until which the site may
-    /// serve — its last lease renewal plus the fencing deadline.
+    /// The file where the site's agent keeps the time (on the boot clock,
+    /// [`resurgo_coord::BootTime`]) until which the site may serve — when it sent its last
+    /// successful lease renewal, plus the fencing deadline.
     /// When that time passes while the service runs (the agent died, or cannot renew), the
     /// shim stops the service itself: the fence does not depend on the agent being alive.
     #[serde(default)]
@@ -80,15 +82,9 @@ pub struct Launch {
 /// The name of a site's fence file (`<site root>/fence-until`), see [`Launch::fence_file`].
 pub const FENCE_FILE: &str = "fence-until";
 
-/// The time (Unix ms) a fence file holds, if it holds one.
-fn fence_deadline(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// The deadline a fence file holds, if it holds one.
+fn fence_deadline(path: &Path) -> Option<BootTime> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
 }
 
 /// Size-based rotation of a service's log files.
@@ -256,16 +252,20 @@ fn supervise(dir: &Path) -> Result<(), String> {
     if let Some(fence) = launch.fence_file.clone() {
         let reaped = Arc::clone(&reaped);
         let grace = Duration::from_millis(launch.stop_timeout_ms.max(1000));
-        let started = unix_ms_now();
+        let started = BootTime::now();
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_millis(100));
             // Only a deadline that passes while the service runs fences it: a stale file left
-            // by an agent that stopped long ago does not stop a service started since.
+            // by an agent that stopped long ago (or before a restart) does not stop a service
+            // started since.
             let Some(until) = fence_deadline(&fence) else { continue };
-            if until < started || until > unix_ms_now() {
+            if until.before(&started) || until.boot != started.boot || !until.passed(&BootTime::now()) {
                 continue;
             }
-            eprintln!("resurgo shim: fenced: the site's agent has not renewed its lease (deadline {until})");
+            eprintln!(
+                "resurgo shim: fenced: the site's agent has not renewed its lease (deadline {} ms after boot)",
+                until.ms
+            );
             for (signal, wait) in [(Signal::SIGTERM, grace), (Signal::SIGKILL, Duration::ZERO)] {
                 {
                     // Held while signalling: once reaped, the group id may name another process.

@@ -285,23 +285,8 @@ impl Journal {
         self.file.write_all(&line).map_err(io("append to", &self.path))?;
         self.file.sync_data().map_err(io("fsync", &self.path))?;
         self.next_seq += 1;
-        crash_point(record.seq);
+        crate::crash::after_record(record.seq);
         Ok(record)
-    }
-}
-
-/// Fault injection for tests: with `RESURGO_CRASH_AFTER_RECORD=N` in its environment, the
-/// process SIGKILLs itself right after journal record `N` is durable — a kill -9 at exactly
-/// that step boundary, which a test then resumes.
-fn crash_point(seq: u64) {
-    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    let at = AT.get_or_init(|| {
-        std::env::var("RESURGO_CRASH_AFTER_RECORD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    });
-    if *at == Some(seq) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
 }
 

@@ -10,11 +10,13 @@
 //! Knows nothing of what a step does inside: fencing, promotion and route switching are `Step`s
 //! supplied by the caller.
 
+pub mod crash;
 pub mod journal;
 pub mod plan;
 pub mod run;
 pub mod step;
 
+pub use crash::crash_point;
 pub use journal::{Journal, JournalContents, JournalError, Phase, Record, TornTail};
 pub use plan::{PlanError, PlanKind, RecoveryPlan, StepSpec};
 pub use run::{Observer, RunError, RunOutcome, RunReport, Runner, StepOutcome, StepReport, Steps};

@@ -28,9 +28,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (plan, desired) = match &args.plan {
+    let (plan, desired, new_sites) = match &args.plan {
         None => match compute(&args.spec, args.flags.options(), args.json)? {
-            Some(pair) => pair,
+            Some(c) => (c.plan, c.desired, c.new_sites),
             None => return Ok(exit::code(exit::ERROR)),
         },
         Some(path) => {
@@ -51,19 +51,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     desired.source.label()
                 );
             }
-            (plan, desired)
+            (plan, desired, Vec::new())
         }
     };
     let engine = args.spec.engine_for(&desired)?;
     let sites = engine.sites(&desired.loaded.system);
-    if let Some(path) = &args.plan {
-        if observed_hash(&engine.observe(&sites)) != plan.observed_hash {
-            bail!(
-                "plan {} is stale: what runs at the sites changed since it was made; run `resurgo plan` again",
-                path.display()
-            );
+    let new_sites = match &args.plan {
+        Some(path) => {
+            let (observed, new_sites) = engine.observe_for_apply(&sites);
+            if observed_hash(&observed) != plan.observed_hash {
+                bail!(
+                    "plan {} is stale: what runs at the sites changed since it was made; run `resurgo plan` again",
+                    path.display()
+                );
+            }
+            new_sites
         }
-    }
+        None => new_sites,
+    };
+    engine
+        .set_up(&sites, &new_sites)
+        .context("cannot set up the new sites")?;
     let paint = render::Paint::stdout();
     if !args.json {
         print!("{}", render::plan(&plan, &paint));

@@ -21,6 +21,8 @@ pub mod repo;
 pub mod restore;
 pub mod runs;
 pub mod schema;
+pub mod set_aside;
+pub mod set_up;
 pub mod shim;
 pub mod snapshots;
 pub mod status;
@@ -59,6 +61,12 @@ pub enum Command {
     Status(status::Args),
     /// Run the reconcile loop: watch the spec and the sites, report and correct drift.
     Controller(controller::Args),
+    /// Set up a site anew after it was lost (apply sets up only sites never set up).
+    #[command(name = "set-up")]
+    SetUp(set_up::Args),
+    /// List the data resurgo set aside instead of deleting it, or remove one copy.
+    #[command(name = "set-aside")]
+    SetAside(set_aside::Args),
     /// Create or check a site's backup repository.
     Repo(repo::Args),
     /// Back up datasets at their home site.
@@ -103,6 +111,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(a) => apply::run(a),
         Command::Status(a) => status::run(a),
         Command::Controller(a) => controller::run(a),
+        Command::SetUp(a) => set_up::run(a),
+        Command::SetAside(a) => set_aside::run(a),
         Command::Repo(a) => repo::run(a),
         Command::Backup(a) => backup::run(a),
         Command::Snapshots(a) => snapshots::run(a),

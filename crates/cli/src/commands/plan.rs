@@ -46,18 +46,22 @@ pub struct Args {
     pub json: bool,
 }
 
+/// What `plan` computed: the plan, the spec it came from, and the sites that are new (never
+/// set up from this state folder, no folder yet), which `apply` sets up first.
+pub struct Computed {
+    pub plan: Plan,
+    pub desired: resurgo_controller::Desired,
+    pub new_sites: Vec<String>,
+}
+
 /// Loads the spec, observes the sites and plans. `Ok(None)`: the spec was invalid (reported).
-pub fn compute(
-    spec: &SpecArgs,
-    options: PlanOptions,
-    json: bool,
-) -> anyhow::Result<Option<(Plan, resurgo_controller::Desired)>> {
+pub fn compute(spec: &SpecArgs, options: PlanOptions, json: bool) -> anyhow::Result<Option<Computed>> {
     let Some(desired) = load_or_report(spec, json)? else {
         return Ok(None);
     };
     let engine = spec.engine()?;
     let system = &desired.loaded.system;
-    let observed = engine.observe(&engine.sites(system));
+    let (observed, new_sites) = engine.observe_for_apply(&engine.sites(system));
     let plan = make_plan(
         &system.name,
         desired.source.clone(),
@@ -65,13 +69,20 @@ pub fn compute(
         &observed,
         options,
     )?;
-    Ok(Some((plan, desired)))
+    Ok(Some(Computed {
+        plan,
+        desired,
+        new_sites,
+    }))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some((plan, _)) = compute(&args.spec, args.flags.options(), args.json)? else {
+    let Some(Computed { plan, new_sites, .. }) = compute(&args.spec, args.flags.options(), args.json)? else {
         return Ok(exit::code(exit::ERROR));
     };
+    if !new_sites.is_empty() && !args.json {
+        eprintln!("New sites, set up by `resurgo apply`: {}", new_sites.join(", "));
+    }
     if let Some(path) = &args.out {
         let file = std::fs::File::create(path).with_context(|| format!("cannot write plan to {}", path.display()))?;
         let mut w = std::io::BufWriter::new(file);

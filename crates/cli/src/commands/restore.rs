@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.site,
         to.display()
     ));
-    match protector.restore(&args.dataset, &args.site, args.at.as_deref(), &to) {
+    match protector.restore(&args.dataset, &args.site, args.at.as_deref(), &to, false) {
         Ok(snap) => {
             step.done(
                 &format!("snapshot {} of {}", &snap.id[..8.min(snap.id.len())], snap.time),

@@ -115,6 +115,17 @@ pub struct SiteStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub services: Vec<ServiceStatus>,
+    /// Data resurgo set aside at this site instead of deleting it (`resurgo set-aside`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<SetAsideStatus>,
+}
+
+/// One set-aside copy: what, where, how big, how old, and why.
+#[derive(Debug, Serialize)]
+pub struct SetAsideStatus {
+    #[serde(flatten)]
+    pub copy: resurgo_provider::SetAside,
+    pub age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -226,12 +237,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let set_aside = match &seen.state {
+            SiteState::Reachable { .. } => engine.provider.set_aside_copies(handle).unwrap_or_default(),
+            SiteState::Unknown { .. } => Vec::new(),
+        };
         status.sites.push(SiteStatus {
             site: handle.name.clone(),
             address: handle.address.to_string(),
             state: state.into(),
             reason,
             services,
+            set_aside: set_aside
+                .into_iter()
+                .map(|copy| SetAsideStatus {
+                    age_seconds: resurgo_spec::units::parse_rfc3339(&copy.at)
+                        .ok()
+                        .map(|t| (now - t).max(0.0) as u64),
+                    copy,
+                })
+                .collect(),
         });
     }
     if args.json {
@@ -435,6 +462,17 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
                 out,
                 "  {:<20} {}{pid}, {health}{probe}, {drift}{restarts}",
                 name, s.process
+            );
+        }
+        for a in &site.set_aside {
+            let age = a.age_seconds.map(|s| format!(", {s}s old")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} {} ({}{age}): {}",
+                paint.yellow("set aside"),
+                a.copy.id,
+                crate::report::size(a.copy.bytes),
+                a.copy.why
             );
         }
     }

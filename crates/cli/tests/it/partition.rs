@@ -456,12 +456,17 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
         "a did not receive b's rows as a standby:\n{}",
         logs(&stack)
     );
-    assert_eq!(stack.is_primary("b"), Some(true), "b is still the primary");
+    assert_eq!(
+        stack.is_primary("b"),
+        Some(true),
+        "b is still the primary:\n{}",
+        logs(&stack)
+    );
     let set_aside: Vec<PathBuf> = std::fs::read_dir(stack.root.join("a/services/db"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().contains("data.old-primary-"))
+        .filter(|p| p.to_string_lossy().contains("data.aside-"))
         .collect();
     assert_eq!(set_aside.len(), 1, "a's old data is kept aside, not deleted");
     // A restarted agent at a checks the epoch before serving: a stays a standby.

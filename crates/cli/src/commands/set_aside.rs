@@ -1,0 +1,85 @@
+//! `resurgo set-aside [list] | remove ID --site S`: the data resurgo moved out of the way
+//! instead of deleting it — what a restore found in its destination, an old primary's data
+//! before it rejoined as a standby, a pruned service's folder. Nothing else ever deletes it.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use resurgo_provider::SetAside;
+
+use crate::common::{load_or_report, SpecArgs};
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print the copies as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// List the set-aside copies at every site (the default).
+    List,
+    /// Delete one set-aside copy for good.
+    Remove {
+        /// Its id, as `resurgo set-aside list` shows it.
+        id: String,
+        /// The site that holds it.
+        #[arg(long)]
+        site: String,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(desired) = load_or_report(&args.spec, args.json)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    let engine = args.spec.engine()?;
+    let sites = engine.sites(&desired.loaded.system);
+    match args.action.unwrap_or(Action::List) {
+        Action::List => {
+            let mut all: Vec<(String, SetAside)> = Vec::new();
+            for site in &sites {
+                match engine.provider.set_aside_copies(site) {
+                    Ok(copies) => all.extend(copies.into_iter().map(|c| (site.name.clone(), c))),
+                    Err(e) => eprintln!("site {}: cannot list its set-aside copies: {e}", site.name),
+                }
+            }
+            if args.json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|(site, c)| serde_json::json!({"site": site, "copy": c}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if all.is_empty() {
+                println!("No set-aside copies.");
+            } else {
+                for (site, c) in &all {
+                    println!(
+                        "{site}  {}  {}  set aside {}: {}",
+                        c.id,
+                        crate::report::size(c.bytes),
+                        c.at,
+                        c.why
+                    );
+                    println!("    {} (was {})", c.path.display(), c.original.display());
+                }
+                println!("Remove one with `resurgo set-aside remove ID --site SITE` once nothing in it is needed.");
+            }
+        }
+        Action::Remove { id, site } => {
+            let handle = sites
+                .iter()
+                .find(|s| s.name == site)
+                .with_context(|| format!("no site `{site}` in the spec"))?;
+            let gone = engine.provider.drop_set_aside(handle, &id)?;
+            println!("removed {} ({}) at {site}", gone.id, gone.path.display());
+        }
+    }
+    Ok(exit::code(exit::OK))
+}
