@@ -69,38 +69,63 @@ impl<'de> Deserialize<'de> for RawScalar {
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// The longest duration accepted: 100 years of 365 days. Longer than any schedule or
+    /// timeout means, and short enough that adding it to any `Instant` or `SystemTime` cannot
+    /// overflow (which panics).
+    pub const MAX: Duration = Duration(std::time::Duration::from_secs(876_000 * 3600));
+
+    /// Reads `500ms`, `10s`, `1.5m`, `1h30m`… exactly, in integer nanoseconds (digits beyond a
+    /// nanosecond are dropped), with checked arithmetic: a value above [`Duration::MAX`] is
+    /// an error, never a panic or a wrap.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || {
             format!(
                 "malformed duration `{text}`: write a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`"
             )
         };
+        let too_large = || format!("duration `{text}` is too large: at most {} (100 years)", Duration::MAX);
+        let max_nanos = Duration::MAX.0.as_nanos();
         let mut rest = text.trim();
         if rest.is_empty() {
             return Err(bad());
         }
-        let mut total = std::time::Duration::ZERO;
+        let mut total: u128 = 0;
         while !rest.is_empty() {
-            let digits = rest
+            let end = rest
                 .find(|c: char| !c.is_ascii_digit() && c != '.')
                 .unwrap_or(rest.len());
-            if digits == 0 {
-                return Err(bad());
-            }
-            let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-            let scale = match &rest[..unit_len] {
-                "ms" => 0.001,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
+            let (number, tail) = rest.split_at(end);
+            let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+            let (unit, tail) = tail.split_at(unit_end);
+            rest = tail;
+            let unit_nanos: u128 = match unit {
+                "ms" => 1_000_000,
+                "s" => 1_000_000_000,
+                "m" => 60_000_000_000,
+                "h" => 3_600_000_000_000,
                 _ => return Err(bad()),
             };
-            rest = &rest[unit_len..];
-            total += std::time::Duration::from_secs_f64(number * scale);
+            let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+            if whole.len() + fraction.len() == 0 || fraction.contains('.') {
+                return Err(bad());
+            }
+            let digits = |s: &str| {
+                s.bytes()
+                    .try_fold(0u128, |n, d| n.checked_mul(10)?.checked_add(u128::from(d - b'0')))
+            };
+            // 18 fractional digits are finer than a nanosecond of an hour and keep the
+            // product below u128::MAX.
+            let fraction = &fraction[..fraction.len().min(18)];
+            let fraction_nanos = digits(fraction).ok_or_else(bad)? * unit_nanos / 10u128.pow(fraction.len() as u32);
+            total = digits(whole)
+                .and_then(|w| w.checked_mul(unit_nanos))
+                .and_then(|n| n.checked_add(fraction_nanos))
+                .and_then(|n| n.checked_add(total))
+                .filter(|n| *n <= max_nanos)
+                .ok_or_else(too_large)?;
         }
-        Ok(Duration(total))
+        let nanos = u64::try_from(total).map_err(|_| too_large())?;
+        Ok(Duration(std::time::Duration::from_nanos(nanos)))
     }
 
     pub fn from_millis(ms: u64) -> Duration {
@@ -154,7 +179,12 @@ impl ByteSize {
             "Ti" => 1 << 40,
             _ => return Err(bad()),
         };
-        Ok(ByteSize((number * scale as f64).round() as u64))
+        let bytes = (number * scale as f64).round();
+        // `as u64` would saturate: a size that large is refused, not read as 16 EiB.
+        if bytes >= u64::MAX as f64 {
+            return Err(format!("size `{text}` is too large"));
+        }
+        Ok(ByteSize(bytes as u64))
     }
 }
 
@@ -190,6 +220,9 @@ impl Cpu {
         let cores: f64 = t.parse().map_err(|_| bad())?;
         if !cores.is_finite() || cores < 0.0 {
             return Err(bad());
+        }
+        if cores * 1000.0 >= u64::MAX as f64 {
+            return Err(format!("CPU amount `{text}` is too large"));
         }
         Ok(Cpu((cores * 1000.0).round() as u64))
     }
@@ -282,6 +315,39 @@ mod tests {
         assert!(Duration::parse("5x").is_err());
         assert!(Duration::parse("").is_err());
         assert_eq!(Duration::parse("90s").unwrap().to_string(), "90s");
+        assert_eq!(
+            Duration::parse("0.1s").unwrap().0.as_nanos(),
+            100_000_000,
+            "exact, no float"
+        );
+        assert_eq!(Duration::parse(".5s").unwrap().0.as_millis(), 500);
+        assert_eq!(Duration::parse("1.5m").unwrap().0.as_secs(), 90);
+        assert_eq!(Duration::parse("876000h").unwrap(), Duration::MAX);
+        assert!(Duration::parse("876000h1ms").unwrap_err().contains("too large"));
+    }
+
+    /// Regression: these panicked in `from_secs_f64` or `+=` (issue 8, item 7).
+    #[test]
+    fn durations_too_large_are_refused_not_panics() {
+        for text in [
+            "99999999999999999999h",
+            "18446744073709551615s1s",
+            "5124095576030431h5124095576030431h",
+            "9999999999999999999999999999999999999999ms",
+        ] {
+            let e = Duration::parse(text).expect_err(text);
+            assert!(e.contains("too large") && e.contains(text), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn malformed_durations_are_refused() {
+        for text in [
+            "", " ", "10", "5x", "s", "1.2.3s", ".s", "1s2", "-1s", "1e3s", "1e400s", "NaNs", "infs", "1 s", "1m 30s",
+        ] {
+            let e = Duration::parse(text).expect_err(text);
+            assert!(e.starts_with(&format!("malformed duration `{text}`")), "{text}: {e}");
+        }
     }
 
     #[test]
@@ -292,6 +358,10 @@ mod tests {
         assert_eq!(Cpu::parse("500m").unwrap().0, 500);
         assert_eq!(Cpu::parse("1.5").unwrap().0, 1500);
         assert!(Cpu::parse("lots").is_err());
+        assert!(ByteSize::parse("99999999999999999999Ti")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(Cpu::parse("99999999999999999999").unwrap_err().contains("too large"));
     }
 
     #[test]

@@ -164,6 +164,12 @@ fn malformed_duration() {
     assert_snapshot!(err(&base_with("interval: 1s", "interval: 1sec")));
 }
 
+/// Regression: this panicked in `Duration::from_secs_f64` (issue 8, item 7).
+#[test]
+fn duration_too_large() {
+    assert_snapshot!(err(&base_with("interval: 1s", "interval: 99999999999999999999h")));
+}
+
 #[test]
 fn malformed_size() {
     assert_snapshot!(err(&base_with("memory: 1Gi }", "memory: 1GB }")));
