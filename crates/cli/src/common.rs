@@ -39,6 +39,22 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
 }
 
+/// `--at TIME`: checked as the command line is read, so a malformed or impossible time
+/// (`2026-02-31T00:00:00Z`) is a usage error (exit 64) naming the text, before anything runs.
+pub fn parse_time(s: &str) -> Result<String, String> {
+    resurgo_spec::units::parse_rfc3339(s).map(|_| s.to_string())
+}
+
+/// A duration flag that paces or bounds work (`--tick`, `--poll`, `--for`…): zero would spin
+/// or end at once, so it is refused.
+pub fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = resurgo_spec::Duration::parse(s)?.0;
+    if d.is_zero() {
+        return Err(format!("`{s}` is zero: give a duration greater than zero"));
+    }
+    Ok(d)
+}
+
 impl SpecArgs {
     pub fn source(&self) -> Source {
         match &self.repo {

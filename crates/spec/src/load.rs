@@ -410,7 +410,9 @@ fn merge(
     let mut objectives_file: Option<usize> = None;
     let mut failover_file: Option<usize> = None;
     for (i, doc) in documents.into_iter().enumerate() {
-        if let Some(name) = doc.system {
+        // Present even when empty (`system:` reads as null): an empty name is refused by
+        // validation, not taken for an absent one.
+        if sources.nodes[i].get(&[Seg::Key("system".into())]).is_some() {
             if let Some(first) = name_file {
                 diags.push(Diagnostic::at(
                     &sources.files[i],
@@ -419,7 +421,8 @@ fn merge(
                 ));
             } else {
                 name_file = Some(i);
-                system.name = name;
+                sources.origins.insert(("system".into(), String::new()), i);
+                system.name = doc.system.unwrap_or_default();
             }
         }
         if let Some(obj) = doc.objectives {
@@ -468,7 +471,7 @@ fn merge(
         );
         merge_section("routes", "route", doc.routes, &mut system.routes, i, sources, diags);
     }
-    if system.name.is_empty() {
+    if name_file.is_none() {
         system.name = "system".into();
     }
     system

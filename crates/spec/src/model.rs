@@ -18,7 +18,8 @@ pub struct Document {
     /// Version of the format; must be `resurgo.dev/v1alpha1`.
     #[serde(rename = "apiVersion")]
     pub api_version: String,
-    /// Name of the system; given once across all files.
+    /// Name of the system (lowercase letters, digits, `-` and `_`); given once across all
+    /// files. Left out, the system is named `system`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     /// Parameters that differ between deployments (regions, ports, scale). Use them in any

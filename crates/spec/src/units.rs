@@ -69,38 +69,63 @@ impl<'de> Deserialize<'de> for RawScalar {
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// The longest duration accepted: 100 years of 365 days. Longer than any schedule or
+    /// timeout means, and short enough that adding it to any `Instant` or `SystemTime` cannot
+    /// overflow (which panics).
+    pub const MAX: Duration = Duration(std::time::Duration::from_secs(876_000 * 3600));
+
+    /// Reads `500ms`, `10s`, `1.5m`, `1h30m`… exactly, in integer nanoseconds (digits beyond a
+    /// nanosecond are dropped), with checked arithmetic: a value above [`Duration::MAX`] is
+    /// an error, never a panic or a wrap.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || {
             format!(
                 "malformed duration `{text}`: write a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`"
             )
         };
+        let too_large = || format!("duration `{text}` is too large: at most {} (100 years)", Duration::MAX);
+        let max_nanos = Duration::MAX.0.as_nanos();
         let mut rest = text.trim();
         if rest.is_empty() {
             return Err(bad());
         }
-        let mut total = std::time::Duration::ZERO;
+        let mut total: u128 = 0;
         while !rest.is_empty() {
-            let digits = rest
+            let end = rest
                 .find(|c: char| !c.is_ascii_digit() && c != '.')
                 .unwrap_or(rest.len());
-            if digits == 0 {
-                return Err(bad());
-            }
-            let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-            let scale = match &rest[..unit_len] {
-                "ms" => 0.001,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
+            let (number, tail) = rest.split_at(end);
+            let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+            let (unit, tail) = tail.split_at(unit_end);
+            rest = tail;
+            let unit_nanos: u128 = match unit {
+                "ms" => 1_000_000,
+                "s" => 1_000_000_000,
+                "m" => 60_000_000_000,
+                "h" => 3_600_000_000_000,
                 _ => return Err(bad()),
             };
-            rest = &rest[unit_len..];
-            total += std::time::Duration::from_secs_f64(number * scale);
+            let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+            if whole.len() + fraction.len() == 0 || fraction.contains('.') {
+                return Err(bad());
+            }
+            let digits = |s: &str| {
+                s.bytes()
+                    .try_fold(0u128, |n, d| n.checked_mul(10)?.checked_add(u128::from(d - b'0')))
+            };
+            // 18 fractional digits are finer than a nanosecond of an hour and keep the
+            // product below u128::MAX.
+            let fraction = &fraction[..fraction.len().min(18)];
+            let fraction_nanos = digits(fraction).ok_or_else(bad)? * unit_nanos / 10u128.pow(fraction.len() as u32);
+            total = digits(whole)
+                .and_then(|w| w.checked_mul(unit_nanos))
+                .and_then(|n| n.checked_add(fraction_nanos))
+                .and_then(|n| n.checked_add(total))
+                .filter(|n| *n <= max_nanos)
+                .ok_or_else(too_large)?;
         }
-        Ok(Duration(total))
+        let nanos = u64::try_from(total).map_err(|_| too_large())?;
+        Ok(Duration(std::time::Duration::from_nanos(nanos)))
     }
 
     pub fn from_millis(ms: u64) -> Duration {
@@ -154,7 +179,12 @@ impl ByteSize {
             "Ti" => 1 << 40,
             _ => return Err(bad()),
         };
-        Ok(ByteSize((number * scale as f64).round() as u64))
+        let bytes = (number * scale as f64).round();
+        // `as u64` would saturate: a size that large is refused, not read as 16 EiB.
+        if bytes >= u64::MAX as f64 {
+            return Err(format!("size `{text}` is too large"));
+        }
+        Ok(ByteSize(bytes as u64))
     }
 }
 
@@ -190,6 +220,9 @@ impl Cpu {
         let cores: f64 = t.parse().map_err(|_| bad())?;
         if !cores.is_finite() || cores < 0.0 {
             return Err(bad());
+        }
+        if cores * 1000.0 >= u64::MAX as f64 {
+            return Err(format!("CPU amount `{text}` is too large"));
         }
         Ok(Cpu((cores * 1000.0).round() as u64))
     }
@@ -282,6 +315,39 @@ mod tests {
         assert!(Duration::parse("5x").is_err());
         assert!(Duration::parse("").is_err());
         assert_eq!(Duration::parse("90s").unwrap().to_string(), "90s");
+        assert_eq!(
+            Duration::parse("0.1s").unwrap().0.as_nanos(),
+            100_000_000,
+            "exact, no float"
+        );
+        assert_eq!(Duration::parse(".5s").unwrap().0.as_millis(), 500);
+        assert_eq!(Duration::parse("1.5m").unwrap().0.as_secs(), 90);
+        assert_eq!(Duration::parse("876000h").unwrap(), Duration::MAX);
+        assert!(Duration::parse("876000h1ms").unwrap_err().contains("too large"));
+    }
+
+    /// Regression: these panicked in `from_secs_f64` or `+=` (issue 8, item 7).
+    #[test]
+    fn durations_too_large_are_refused_not_panics() {
+        for text in [
+            "99999999999999999999h",
+            "18446744073709551615s1s",
+            "5124095576030431h5124095576030431h",
+            "9999999999999999999999999999999999999999ms",
+        ] {
+            let e = Duration::parse(text).expect_err(text);
+            assert!(e.contains("too large") && e.contains(text), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn malformed_durations_are_refused() {
+        for text in [
+            "", " ", "10", "5x", "s", "1.2.3s", ".s", "1s2", "-1s", "1e3s", "1e400s", "NaNs", "infs", "1 s", "1m 30s",
+        ] {
+            let e = Duration::parse(text).expect_err(text);
+            assert!(e.starts_with(&format!("malformed duration `{text}`")), "{text}: {e}");
+        }
     }
 
     #[test]
@@ -292,6 +358,10 @@ mod tests {
         assert_eq!(Cpu::parse("500m").unwrap().0, 500);
         assert_eq!(Cpu::parse("1.5").unwrap().0, 1500);
         assert!(Cpu::parse("lots").is_err());
+        assert!(ByteSize::parse("99999999999999999999Ti")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(Cpu::parse("99999999999999999999").unwrap_err().contains("too large"));
     }
 
     #[test]
@@ -304,103 +374,26 @@ mod tests {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// `civil_from_days`, <https://howardhinnant.github.io/date_algorithms.html>).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// Formats a time as RFC 3339 in UTC with `digits` fractional digits (0, 3 or 6):
+/// Formats a time as RFC 3339 in UTC with `digits` fractional digits (0 to 9):
 /// `2026-11-21T10:15:00Z`, `…:00.123Z`, `…:00.123456Z`. Times before 1970 are supported.
 pub fn format_rfc3339(t: std::time::SystemTime, digits: u8) -> String {
-    let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(e) => {
-            let d = e.duration();
-            let whole = d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0);
-            (
-                -whole,
-                if d.subsec_nanos() > 0 {
-                    1_000_000_000 - d.subsec_nanos()
-                } else {
-                    0
-                },
-            )
-        }
-    };
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    let frac = match digits {
-        0 => String::new(),
-        3 => format!(".{:03}", nanos / 1_000_000),
-        _ => format!(".{:06}", nanos / 1_000),
-    };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // Beyond jiff's years -9999..=9999 only with a corrupt clock or record: shown at the edge.
+    let at = jiff::Timestamp::try_from(t).unwrap_or(if t < std::time::UNIX_EPOCH {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    format!("{at:.0$}", usize::from(digits.min(9)))
 }
 
-/// Parses an RFC 3339 time (`2026-11-21T10:15:00Z`, `2026-11-21T11:15:00.5+01:00`) into
-/// seconds since the Unix epoch.
+/// Parses an RFC 3339 time with an offset (`2026-11-21T10:15:00Z`,
+/// `2026-11-21T11:15:00.5+01:00`) into seconds since the Unix epoch, to the microsecond. An
+/// impossible date or time (`2026-02-31`, `24:00:01`) is refused, never carried over.
 pub fn parse_rfc3339(text: &str) -> Result<f64, String> {
-    let bad = || format!("malformed time `{text}`: write RFC 3339, e.g. `2026-11-21T10:15:00Z`");
-    let t = text.trim();
-    let b = t.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| t.get(r).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-    let mut rest = &t[19..];
-    let mut frac = 0.0;
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        frac = format!("0.{}", &r[..digits]).parse::<f64>().map_err(|_| bad())?;
-        rest = &r[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let h: i64 = rest[1..3].parse().map_err(|_| bad())?;
-            let m: i64 = rest[4..6].parse().map_err(|_| bad())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return Err(bad()),
-    };
-    // Days from civil (Howard Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok((days * 86_400 + hour * 3600 + minute * 60 + second - offset) as f64 + frac)
+    let at: jiff::Timestamp = text.trim().parse().map_err(|e| {
+        format!("invalid time `{text}`: {e} (write RFC 3339 with an offset, e.g. `2026-11-21T10:15:00Z`)")
+    })?;
+    Ok(at.as_microsecond() as f64 / 1e6)
 }
 
 #[cfg(test)]
@@ -438,8 +431,29 @@ mod time_tests {
         assert_eq!(parse_rfc3339("2026-11-18T11:06:40.123Z").unwrap(), 1_795_000_000.123);
         assert_eq!(parse_rfc3339("2026-11-18T12:06:40+01:00").unwrap(), 1_795_000_000.0);
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z").unwrap(), 951_782_400.0);
-        assert!(parse_rfc3339("2026-13-01T00:00:00Z").is_err());
-        assert!(parse_rfc3339("yesterday").is_err());
-        assert!(parse_rfc3339("2026-11-18 12:06:40").is_err());
+        assert_eq!(parse_rfc3339("2026-11-18 11:06:40.5z").unwrap(), 1_795_000_000.5);
+    }
+
+    /// Regression: `2026-02-31` was read as 2026-03-03, so `restore --at` restored another
+    /// point in time (issue 8, item 7).
+    #[test]
+    fn impossible_or_malformed_times_are_refused_naming_the_text() {
+        for (text, why) in [
+            ("2026-02-31T00:00:00Z", "day"),
+            ("2025-02-29T00:00:00Z", "day"),
+            ("2026-04-31T00:00:00Z", "day"),
+            ("2026-13-01T00:00:00Z", "month"),
+            ("2026-00-01T00:00:00Z", "month"),
+            ("2026-01-01T24:00:01Z", "hour"),
+            ("2026-01-01T23:60:00Z", "minute"),
+            ("2026-11-18T12:06:40", "offset"),
+            ("2026-11-18", "time"),
+            ("yesterday", "year"),
+            ("", "year"),
+        ] {
+            let e = parse_rfc3339(text).expect_err(text);
+            assert!(e.starts_with(&format!("invalid time `{text}`: ")), "{e}");
+            assert!(e.contains(why), "{text}: {e}");
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! The semantic rules of a spec: references resolve, dependencies form no cycle, every site a
-//! service may run on offers what it requires and has room for it, no two services share an
-//! address and port, and objectives are achievable. Each rule has its own message, pointed at
-//! the offending key or value.
+//! The semantic rules of a spec: names are names, references resolve, dependencies form no
+//! cycle, every site a service may run on offers what it requires and has room for it, no two
+//! services share an address and port, objectives are achievable, and durations that pace or
+//! bound work are not zero. Each rule has its own message, pointed at the offending key or
+//! value.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,6 +11,7 @@ use indexmap::IndexMap;
 use crate::diag::Diagnostic;
 use crate::load::{list_or_none, Sources};
 use crate::model::{DatasetKind, EnvValue, Resources, RouteKind, SecretRef, Strategy, System};
+use crate::units::Duration;
 use crate::yaml::Seg;
 
 fn key(k: &str) -> Seg {
@@ -48,6 +50,7 @@ pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
         sources,
         diags: Vec::new(),
     };
+    check_system_name(&mut c);
     check_names(&mut c);
     check_sites(&mut c);
     check_services(&mut c);
@@ -57,6 +60,7 @@ pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
     check_datasets(&mut c);
     check_routes(&mut c);
     check_failover(&mut c);
+    check_positive_durations(&mut c);
     c.diags
 }
 
@@ -68,6 +72,27 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+/// `system:`, when given, names the system: not empty, and a name like any other, since it
+/// keys the coordination store (`/resurgo/<name>` in etcd). Left out, the system is `system`.
+fn check_system_name(c: &mut Checker) {
+    let name = &c.system.name;
+    if name.trim().is_empty() {
+        c.err_key(
+            "system",
+            "",
+            &[],
+            "`system` is empty: name the system (`system: shop`), or leave the key out".into(),
+        );
+    } else if !valid_name(name) {
+        c.err(
+            "system",
+            "",
+            &[],
+            format!("invalid system name `{name}`: use lowercase letters, digits, `-` and `_`, at most 63, starting and ending with a letter or digit"),
+        );
+    }
 }
 
 fn check_names(c: &mut Checker) {
@@ -259,20 +284,6 @@ fn check_services(c: &mut Checker) {
                             "service `{name}`: malformed health check path `{}`: it must start with `/`",
                             http.path
                         ),
-                    );
-                }
-            }
-            for (field, value) in [
-                ("interval", h.interval),
-                ("timeout", h.timeout),
-                ("start_timeout", h.start_timeout),
-            ] {
-                if value.is_some_and(|d| d.0.is_zero()) {
-                    c.err(
-                        "services",
-                        name,
-                        &[key("health"), key(field)],
-                        format!("service `{name}`: health check {field} must be greater than zero"),
                     );
                 }
             }
@@ -734,6 +745,52 @@ fn check_failover(c: &mut Checker) {
                     format!("etcd endpoint `{endpoint}` is not a URL: write it as http://host:2379"),
                 );
             }
+        }
+    }
+}
+
+/// Durations that pace or bound work are greater than zero: a zero `schedule` would back up
+/// without pause, a zero probe interval would spin, a zero timeout would fail at once.
+fn check_positive_durations(c: &mut Checker) {
+    let system = c.system;
+    let zero = |d: Option<Duration>| d.is_some_and(|d| d.0.is_zero());
+    for (name, svc) in &system.services {
+        let Some(h) = &svc.health else { continue };
+        for (field, value) in [
+            ("interval", h.interval),
+            ("timeout", h.timeout),
+            ("start_timeout", h.start_timeout),
+        ] {
+            if zero(value) {
+                c.err(
+                    "services",
+                    name,
+                    &[key("health"), key(field)],
+                    format!("service `{name}`: health check {field} must be greater than zero"),
+                );
+            }
+        }
+    }
+    for (name, ds) in &system.datasets {
+        for (field, value) in [("schedule", ds.schedule), ("verify_every", ds.verify_every)] {
+            if zero(value) {
+                c.err(
+                    "datasets",
+                    name,
+                    &[key(field)],
+                    format!("dataset `{name}`: {field} must be greater than zero"),
+                );
+            }
+        }
+    }
+    for (name, route) in &system.routes {
+        if zero(route.hook.as_ref().and_then(|h| h.timeout)) {
+            c.err(
+                "routes",
+                name,
+                &[key("hook"), key("timeout")],
+                format!("route `{name}`: hook timeout must be greater than zero"),
+            );
         }
     }
 }

@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use resurgo_controller::{Controller, ControllerConfig};
-use resurgo_spec::Duration as SpecDuration;
 
 use crate::commands::plan::PlanFlags;
-use crate::common::SpecArgs;
+use crate::common::{positive_duration, SpecArgs};
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
@@ -18,20 +17,16 @@ pub struct Args {
     #[command(flatten)]
     pub flags: PlanFlags,
     /// Time between observations of the sites.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = positive_duration)]
     pub tick: Duration,
     /// Time between polls of the spec's source (Git fetch).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub poll: Duration,
     /// Also run every site's agent, and the witness's when the spec names one, in this
     /// process: the one-machine default of `resurgo agent` (leases, fencing, heartbeats,
     /// automatic failover by the spec's policy).
     #[arg(long)]
     pub agents: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    SpecDuration::parse(s).map(|d| d.0)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Time between canary writes.
-    #[arg(long, default_value = "100ms", value_parser = |s: &str| resurgo_spec::Duration::parse(s).map(|d| d.0))]
+    #[arg(long, default_value = "100ms", value_parser = crate::common::positive_duration)]
     pub write_every: Duration,
 }
 

@@ -15,7 +15,7 @@ pub struct Args {
     /// by whom, for how much longer.
     pub action: Action,
     /// With `on`: for how long (it ends by itself), e.g. 30m, 2h.
-    #[arg(long = "for", default_value = "1h", value_parser = resurgo_spec::Duration::parse)]
+    #[arg(long = "for", default_value = "1h", value_parser = |s: &str| crate::common::positive_duration(s).map(resurgo_spec::Duration))]
     pub duration: resurgo_spec::Duration,
     /// With `on`: who or why, shown by `status`.
     #[arg(long, default_value = "operator")]

@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     pub site: String,
     /// Restore the state as of this time (RFC 3339, e.g. 2026-11-21T10:15:00Z).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", value_parser = crate::common::parse_time)]
     pub at: Option<String>,
     /// Where to restore (default: the dataset's own location at that site, which must not exist yet).
     #[arg(long, value_name = "PATH")]

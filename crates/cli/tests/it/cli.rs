@@ -22,6 +22,41 @@ fn bad_command_line_exits_64() {
     assert_eq!(out.status.code(), Some(64));
 }
 
+/// Regression: `--at 2026-02-31…` was read as 3 March and restored another point in time;
+/// `--tick 0s` spun (issue 8, item 7). A bad value is a bad command line: exit 64, naming it.
+#[test]
+fn impossible_times_and_zero_intervals_exit_64_naming_the_value() {
+    for (args, says) in [
+        (
+            &["restore", "db", "--site", "a", "--at", "2026-02-31T10:00:00Z"][..],
+            "day",
+        ),
+        (
+            &["restore", "db", "--site", "a", "--at", "2026-13-01T10:00:00Z"],
+            "month",
+        ),
+        (
+            &["restore", "db", "--site", "a", "--at", "2026-01-01T24:00:01Z"],
+            "hour",
+        ),
+        (&["restore", "db", "--site", "a", "--at", "yesterday"], "RFC 3339"),
+        (&["controller", "--tick", "0s"], "greater than zero"),
+        (&["controller", "--poll", "0ms"], "greater than zero"),
+        (&["controller", "--tick", "99999999999999999999h"], "too large"),
+        (&["maintenance", "on", "--for", "0s"], "greater than zero"),
+    ] {
+        let out = std::process::Command::new(BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        let value = args.last().unwrap();
+        assert!(
+            stderr.contains(&format!("invalid value '{value}'")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn validate_reports_position_and_exits_1() {
     let env = Env::new(90);

@@ -164,6 +164,12 @@ fn malformed_duration() {
     assert_snapshot!(err(&base_with("interval: 1s", "interval: 1sec")));
 }
 
+/// Regression: this panicked in `Duration::from_secs_f64` (issue 8, item 7).
+#[test]
+fn duration_too_large() {
+    assert_snapshot!(err(&base_with("interval: 1s", "interval: 99999999999999999999h")));
+}
+
 #[test]
 fn malformed_size() {
     assert_snapshot!(err(&base_with("memory: 1Gi }", "memory: 1GB }")));
@@ -318,4 +324,31 @@ fn failover_defaults_are_safe() {
     let l = ok(&format!("{BASE}failover:\n  automatic: false\n"));
     assert!(resurgo_spec::timing::validate_timing(&l.system.failover.timing()).is_empty());
     assert!(!l.system.failover.automatic);
+}
+
+/// Regression: `system:` with no name was read as an absent one (issue 8, item 7).
+#[test]
+fn empty_system_name() {
+    assert_snapshot!(err(&base_with("system: shop\n", "system:\n")));
+    assert!(err(&base_with("system: shop\n", "system: \"\"\n")).contains("`system` is empty"));
+    assert_eq!(
+        ok(&base_with("system: shop\n", "")).system.name,
+        "system",
+        "left out: the default"
+    );
+}
+
+#[test]
+fn invalid_system_name() {
+    assert_snapshot!(err(&base_with("system: shop\n", "system: My Shop\n")));
+}
+
+/// Regression: `schedule: 0s` was accepted and backed up without pause (issue 8, item 7).
+#[test]
+fn zero_intervals() {
+    let text = format!(
+        "{}datasets:\n  files:\n    service: web\n    type: directory\n    path: data\n    schedule: 0s\n    verify_every: 0ms\nroutes:\n  www:\n    service: web\n    type: hook\n    hook: {{ command: switch, timeout: 0s }}\n",
+        base_with("      interval: 1s\n", "      interval: 0s\n")
+    );
+    assert_snapshot!(err(&text));
 }

@@ -197,12 +197,12 @@ pub enum RecoveryTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryTime {
     text: String,
-    unix_micros: i64,
+    at: jiff::Timestamp,
 }
 
 impl RecoveryTime {
     pub fn unix_micros(&self) -> i64 {
-        self.unix_micros
+        self.at.as_microsecond()
     }
     pub fn as_str(&self) -> &str {
         &self.text
@@ -212,23 +212,23 @@ impl RecoveryTime {
     /// names, even `Z`, are refused there (the abbreviation tables are not loaded yet when
     /// the server checks its configuration).
     pub fn to_postgres(&self) -> String {
-        let t = rustic_core::jiff::Timestamp::from_microsecond(self.unix_micros).expect("parsed times are in range");
-        format!("{}+00", t.strftime("%Y-%m-%d %H:%M:%S.%6f"))
+        format!("{}+00", self.at.strftime("%Y-%m-%d %H:%M:%S.%6f"))
     }
 }
 
 impl std::str::FromStr for RecoveryTime {
     type Err = String;
+    /// An impossible date or time (`2025-02-30`, `24:00:01`) is refused, never carried over.
     fn from_str(s: &str) -> Result<RecoveryTime, String> {
-        let unix_micros = parse_rfc3339(s).ok_or_else(|| {
+        let at = s.parse().map_err(|e| {
             format!(
-                "`{}` is not an RFC 3339 time with an offset, like 2025-01-31T12:00:00Z",
+                "`{}` is not an RFC 3339 time with an offset, like 2025-01-31T12:00:00Z: {e}",
                 s.escape_debug()
             )
         })?;
         Ok(RecoveryTime {
             text: s.to_string(),
-            unix_micros,
+            at,
         })
     }
 }
@@ -237,67 +237,6 @@ impl std::fmt::Display for RecoveryTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
     }
-}
-
-/// Microseconds since the epoch of `YYYY-MM-DD[T ]HH:MM:SS[.ffffff](Z|±HH:MM)`.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        part.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d, h, mi, sec) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut micros = 0;
-    if b[i] == b'.' {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = &s[start..i];
-        if digits.is_empty() || digits.len() > 9 {
-            return None;
-        }
-        micros = format!("{digits:0<6}")[..6].parse::<i64>().ok()?;
-    }
-    let offset = match &b[i..] {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
-            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
-            (oh * 60 + om) * 60 * if *sign == b'-' { -1 } else { 1 }
-        }
-        _ => return None,
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset) * 1_000_000 + micros)
 }
 
 /// The newest base backup of `dataset` that can reach `target`: for a time, the newest that
@@ -321,8 +260,8 @@ pub fn choose_base_backup(
         let Some(labels) = base_backup_labels(archive, dataset, base)? else {
             continue;
         };
-        let end = labels.get("end_time").and_then(|e| parse_rfc3339(e));
-        if end.is_some_and(|end| end <= t.unix_micros()) {
+        let end = labels.get("end_time").and_then(|e| e.parse::<RecoveryTime>().ok());
+        if end.is_some_and(|end| end.at <= t.at) {
             let mut chosen = base.clone();
             chosen.meta.labels = labels;
             return Ok(Some(chosen));
@@ -527,25 +466,32 @@ mod tests {
 
     #[test]
     fn rfc3339_times() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2000-03-01T00:00:00.5Z"), Some(951_868_800_500_000));
-        assert_eq!(parse_rfc3339("2000-03-01T01:30:00+01:30"), Some(951_868_800_000_000));
-        assert_eq!(
-            parse_rfc3339("2024-02-29 12:00:00.123456789z"),
-            Some(1_709_208_000_123_456)
-        );
+        let micros = |s: &str| s.parse::<RecoveryTime>().map(|t| t.unix_micros());
+        assert_eq!(micros("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(micros("2000-03-01T00:00:00.5Z"), Ok(951_868_800_500_000));
+        assert_eq!(micros("2000-03-01T01:30:00+01:30"), Ok(951_868_800_000_000));
+        assert_eq!(micros("2024-02-29 12:00:00.123456789z"), Ok(1_709_208_000_123_456));
         let t: RecoveryTime = "2000-03-01T01:30:00.25+01:30".parse().unwrap();
         assert_eq!(t.to_postgres(), "2000-03-01 00:00:00.250000+00");
         let t: RecoveryTime = "1969-12-31T23:59:59.5Z".parse().unwrap();
         assert_eq!(t.to_postgres(), "1969-12-31 23:59:59.500000+00");
+    }
+
+    /// Regression: the hand-written parser read `2025-02-30` as 2025-03-02, so a
+    /// point-in-time restore stopped at another moment (issue 8, item 7).
+    #[test]
+    fn impossible_or_malformed_times_are_refused_naming_the_text() {
         for bad in [
             "2024-02-29T12:00:00",
             "2024-02-29",
             "yesterday",
             "2024-13-01T00:00:00Z",
-            "2024-01-01T00:00:00+0100",
+            "2025-02-29T00:00:00Z",
+            "2026-02-31T00:00:00Z",
+            "2026-01-01T24:00:01Z",
         ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+            let e = bad.parse::<RecoveryTime>().expect_err(bad);
+            assert!(e.starts_with(&format!("`{bad}` is not an RFC 3339 time")), "{e}");
         }
     }
 }
