@@ -664,23 +664,27 @@ impl Agent {
             .engine
             .clone()
             .with_preparer(crate::protect::standby_preparer(&self.engine, system));
-        let succeeded =
-            match crate::failover::execute(&self.spec, system, &engine, &self.state_dir, primary, site, options) {
-                Ok(report) => {
-                    self.emit(
-                        Event::new(
-                            EventKind::FailoverFinished,
-                            format!("run {}: {:?}", report.run, report.outcome),
-                        )
-                        .site(site),
-                    );
-                    matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded)
-                }
-                Err(e) => {
-                    self.emit(Event::new(EventKind::FailoverFailed, e.to_string()).site(site));
-                    false
-                }
-            };
+        // A run of ours that stopped part-way is finished, not started again.
+        let run = match crate::failover::unfinished(&self.state_dir, primary, site) {
+            Some(run) => crate::failover::resume(system, &engine, &self.state_dir, &run),
+            None => crate::failover::execute(&self.spec, system, &engine, &self.state_dir, primary, site, options),
+        };
+        let succeeded = match run {
+            Ok(report) => {
+                self.emit(
+                    Event::new(
+                        EventKind::FailoverFinished,
+                        format!("run {}: {:?}", report.run, report.outcome),
+                    )
+                    .site(site),
+                );
+                matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded)
+            }
+            Err(e) => {
+                self.emit(Event::new(EventKind::FailoverFailed, e.to_string()).site(site));
+                false
+            }
+        };
         // A run that did not succeed is tried again after 2, 4, 8 … 60 s, not every tick.
         if succeeded {
             self.failover_backoff.remove(primary);

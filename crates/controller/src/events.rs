@@ -42,6 +42,8 @@ pub enum EventKind {
     AssignmentChanged,
     FailoverStarted,
     FailoverFinished,
+    /// A run's `notify` step: the services of a group now serve at another site.
+    ServicesMoved,
     FailoverFailed,
     /// A route now leads somewhere else (or started listening).
     RouteSwitched,

@@ -36,7 +36,8 @@ struct Ctx {
     group: String,
     store: Arc<dyn CoordStore>,
     options: RunOptions,
-    /// The site the run moves to.
+    /// The site the run moves from, and the one it moves to.
+    from: String,
     to: String,
 }
 
@@ -121,6 +122,7 @@ pub fn execute(
         group: group_of(&group_site),
         store,
         options: options.clone(),
+        from: from.to_string(),
         to: to.to_string(),
     });
     let plan = RecoveryPlan {
@@ -238,6 +240,7 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
         group: moves.group.clone(),
         store,
         options: moves.options.clone(),
+        from: moves.from.clone(),
         to: moves.to.clone(),
     });
     let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
@@ -247,6 +250,65 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
         .map_err(|e| FailoverError::Run(e.to_string()))?;
     record_measures(&ctx, run_id, &moves.options);
     Ok(report)
+}
+
+/// The newest run moving `from` → `to` that was interrupted or stopped part-way (to resume
+/// rather than start another, which would find nothing left to move).
+pub fn unfinished(state_dir: &Path, from: &str, to: &str) -> Option<String> {
+    use resurgo_runbook::run::RunOutcome;
+    let runs = state_dir.join("runs");
+    let runner = Runner::new(&runs);
+    let mut ids: Vec<(u64, String)> = std::fs::read_dir(&runs)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".moves.json")?.to_string();
+            let moves: Moves = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            let started = id.rsplit('-').next()?.parse().ok()?;
+            (moves.from == from && moves.to == to).then_some((started, id))
+        })
+        .collect();
+    ids.sort();
+    ids.into_iter().rev().map(|(_, id)| id).find(|id| {
+        runner
+            .report(id)
+            .is_ok_and(|r| matches!(r.outcome, RunOutcome::Stopped { .. } | RunOutcome::Incomplete))
+    })
+}
+
+/// For a run that did not succeed, a sentence for a person: where the system stands and how
+/// to finish the run. None for a run that succeeded.
+pub fn where_it_stands(system: &System, state_dir: &Path, report: &RunReport) -> Option<String> {
+    use resurgo_runbook::run::RunOutcome;
+    if report.outcome == RunOutcome::Succeeded {
+        return None;
+    }
+    let moves: Option<Moves> = std::fs::read(moves_path(state_dir, &report.run))
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok());
+    let Some(moves) = moves else {
+        return Some(format!(
+            "finish it with `resurgo runs {} --resume` once the cause is fixed",
+            report.run
+        ));
+    };
+    let primary = crate::roles::open_store(system, state_dir)
+        .ok()
+        .and_then(|store| store.get_assignment(&moves.group).ok())
+        .map(|a| match a {
+            Some(a) => format!(
+                "the primary of {} is {} (epoch {})",
+                moves.group, a.primary_site, a.epoch
+            ),
+            None => format!("{} has never moved", moves.group),
+        })
+        .unwrap_or_else(|| format!("the primary of {} cannot be read from the store", moves.group));
+    Some(format!(
+        "the run moving {} from {} to {} stopped part-way: {primary}; nothing was undone. \
+         Fix the cause, then finish it with `resurgo runs {} --resume`",
+        moves.group, moves.from, moves.to, report.run
+    ))
 }
 
 /// Whether the run's assignment (its epoch, its target) is in force.
@@ -338,6 +400,7 @@ pub fn step_specs(steps: &[resurgo_plan::recovery::RecoveryStep]) -> Vec<StepSpe
             description: s.description.clone(),
             owner: s.owner.clone(),
             estimate: s.estimate,
+            reversible: false,
         })
         .collect()
 }
@@ -703,11 +766,21 @@ impl ActionStep {
                 "route `{route}`: only proxy routes are switched by this version"
             )));
         };
-        http_ok(listen).map_err(|e| {
-            StepError::Transient(format!(
-                "route `{route}` on {listen}: {e} (the controller runs proxy routes: is it running?)"
-            ))
-        })
+        // The service's own health check, through the route.
+        let svc = self.ctx.after.services.get(&r.service);
+        let port = r
+            .port
+            .or_else(|| svc.and_then(|s| s.ports.first().copied()))
+            .unwrap_or(listen.port());
+        let probe = resurgo_provider::probe::through_route(listen, port, svc.and_then(|s| s.health.as_ref()));
+        if probe.healthy {
+            Ok(())
+        } else {
+            Err(StepError::Transient(format!(
+                "route `{route}` on {listen}: {} (the controller runs proxy routes: is it running?)",
+                probe.detail
+            )))
+        }
     }
 }
 
@@ -941,7 +1014,24 @@ impl Step for ActionStep {
                 }
                 Ok(())
             }
-            StepAction::Notify => Ok(()),
+            StepAction::Notify => {
+                // The event log is the record every receiver reads (and the dashboard shows).
+                let event = crate::events::Event::new(
+                    crate::events::EventKind::ServicesMoved,
+                    format!(
+                        "{}: run {} (epoch {}) moved its services from {} to {}",
+                        self.ctx.group,
+                        ctx.run_id(),
+                        ctx.epoch(),
+                        self.ctx.from,
+                        self.ctx.to
+                    ),
+                )
+                .site(&self.ctx.to);
+                crate::events::EventLog::new(self.ctx.state_dir.join("events.jsonl"))
+                    .append(&event)
+                    .map_err(|e| StepError::Transient(format!("cannot write the event log: {e}")))
+            }
             StepAction::Promote { dataset, site } => {
                 self.lag_gate(dataset, site)?;
                 let target = self.protector().standby_target(dataset, site).map_err(permanent)?;
@@ -974,26 +1064,9 @@ impl Step for ActionStep {
     }
 
     fn compensate(&self, _ctx: &StepContext) -> Result<(), StepError> {
-        // Nothing is undone automatically: fenced sites stay fenced and restored data stays
-        // (set aside data is kept); a person decides, with the journal in hand.
+        // Never called: every step of a failover is irreversible (`step_specs`) — a fenced
+        // site is not unfenced, a promoted standby not demoted. A run that fails stops where
+        // it is, and is finished by resuming it.
         Ok(())
-    }
-}
-
-/// `GET /` through `addr` answers 2xx.
-fn http_ok(addr: std::net::SocketAddr) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).map_err(|e| e.to_string())?;
-    let status = String::from_utf8_lossy(&head[9..12]).to_string();
-    if status.starts_with('2') {
-        Ok(())
-    } else {
-        Err(format!("HTTP {status}"))
     }
 }

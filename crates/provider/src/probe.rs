@@ -39,6 +39,45 @@ pub fn probe(address: IpAddr, check: &HealthCheck, workdir: &Path) -> ProbeResul
     }
 }
 
+/// Runs the service's own health check through a route that forwards `listen` to the
+/// service's `port`: an `http` check on that port is sent to `listen`; anything else (a `tcp`
+/// or `exec` check, a check on another port, no check) becomes a connection through the route
+/// that the route must hold open — a proxy whose backend does not answer closes it at once.
+pub fn through_route(listen: SocketAddr, port: u16, check: Option<&HealthCheck>) -> ProbeResult {
+    let timeout = check
+        .and_then(|c| c.timeout)
+        .map_or(DEFAULT_PROBE_TIMEOUT, |d| d.0)
+        .max(Duration::from_millis(1));
+    match check.and_then(|c| c.http.as_ref()).filter(|h| h.port == port) {
+        Some(http) => probe_http(listen, &http.path, timeout),
+        None => probe_held_open(listen, timeout),
+    }
+}
+
+/// Connects to `addr` and waits a moment: a connection closed or reset at once is not served
+/// (a proxy with no backend); one held open, or answered, is.
+fn probe_held_open(addr: SocketAddr, timeout: Duration) -> ProbeResult {
+    let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
+        Ok(s) => s,
+        Err(e) => return unhealthy(describe_io(&e, timeout)),
+    };
+    let _ = stream.set_read_timeout(Some(HELD_OPEN));
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => unhealthy(format!(
+            "{addr} closed the connection at once: nothing answers behind it"
+        )),
+        Ok(_) => healthy(format!("{addr} answered")),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            healthy(format!("{addr} held the connection open"))
+        }
+        Err(e) => unhealthy(format!("{addr}: {e}")),
+    }
+}
+
+/// How long a connection through a route must stay open to count as served.
+const HELD_OPEN: Duration = Duration::from_millis(300);
+
 fn healthy(detail: String) -> ProbeResult {
     ProbeResult { healthy: true, detail }
 }

@@ -38,6 +38,9 @@ pub enum Phase {
     Compensated,
     /// The run ended without completing (run record; detail: the error).
     Aborted,
+    /// A step failed after a step that cannot be undone had acted (run record; detail: the
+    /// error): nothing was compensated, and resuming the run retries from the failed step.
+    Stopped,
 }
 
 /// `detail` of a `checked` record when the runner is about to act.

@@ -55,6 +55,15 @@ pub struct StepSpec {
     /// Expected duration, for the checklist and the critical-path estimate.
     #[serde(with = "millis")]
     pub estimate: Duration,
+    /// Whether the step's effect can be undone (its `compensate` means something). Once a step
+    /// that cannot has acted, a later failure compensates nothing: the run stops where it is
+    /// and is finished by resuming it (see [`crate::run`]).
+    #[serde(default = "reversible_default")]
+    pub reversible: bool,
+}
+
+fn reversible_default() -> bool {
+    true
 }
 
 impl StepSpec {
@@ -67,7 +76,14 @@ impl StepSpec {
             description: String::new(),
             owner: String::new(),
             estimate: Duration::ZERO,
+            reversible: true,
         }
+    }
+
+    /// Marks the step as one whose effect cannot be undone (builder style).
+    pub fn irreversible(mut self) -> StepSpec {
+        self.reversible = false;
+        self
     }
 
     /// Adds dependencies (builder style, for code and tests).

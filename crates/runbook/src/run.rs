@@ -20,6 +20,10 @@
 //!   cancels it, gives it `cancel_grace` to return, and moves on.
 //! - Steps run one at a time, in wave order: recovery steps are few and mostly wait on remote
 //!   systems, and one-at-a-time keeps "the N-th boundary" of the journal well defined.
+//! - A step may be declared irreversible ([`crate::StepSpec::reversible`]): once one has
+//!   acted, a failure compensates nothing (an undo that means nothing is not run) and the run
+//!   ends `stopped` — past its point of no return, part-way — and a resume retries from the
+//!   failed step to finish it.
 //! - Resuming with a lower epoch than the journal holds is refused (invariant 4); a higher one
 //!   is accepted (the resumer holds the newer assignment) and stamped on what follows.
 
@@ -70,6 +74,12 @@ impl RunError {
 pub enum RunOutcome {
     Succeeded,
     Aborted {
+        step: String,
+        error: String,
+    },
+    /// A step failed after the point of no return (a step that cannot be undone had acted):
+    /// nothing was compensated; the system is part-way, and resuming the run finishes it.
+    Stopped {
         step: String,
         error: String,
     },
@@ -247,6 +257,20 @@ impl Runner {
         if failed {
             let records = writer.records()?;
             let state = RunState::from_records(&records);
+            let (step, error) = state.abort.clone().unwrap_or_default();
+            let past_no_return = state
+                .steps
+                .iter()
+                .any(|(name, s)| s.touched.is_some() && plan.step(name).is_some_and(|spec| !spec.reversible));
+            if past_no_return {
+                writer.write(
+                    None,
+                    Phase::Stopped,
+                    &format!("step `{step}` failed after the point of no return: {error}"),
+                    0,
+                )?;
+                return Ok(build_report(run, plan, &writer.records()?, notes));
+            }
             let mut pending: Vec<(&String, &StepState)> = state
                 .steps
                 .iter()
@@ -257,7 +281,6 @@ impl Runner {
                 let Some(spec) = plan.step(name) else { continue };
                 self.compensate(run, epoch, spec, &steps[name], writer)?;
             }
-            let (step, error) = state.abort.unwrap_or_default();
             writer.write(None, Phase::Aborted, &format!("step `{step}` failed: {error}"), 0)?;
         } else {
             writer.write(None, Phase::Finished, "", 0)?;
@@ -530,6 +553,8 @@ struct RunState {
     /// The first step failure: (step, error).
     abort: Option<(String, String)>,
     terminal: Option<Phase>,
+    /// The run stopped after the point of no return (step, error) and nothing ran since.
+    stopped: Option<(String, String)>,
 }
 
 impl RunState {
@@ -543,10 +568,13 @@ impl RunState {
             let Some(name) = &r.step else {
                 match r.phase {
                     Phase::Finished | Phase::Aborted => st.terminal = Some(r.phase),
+                    // Not an end: a resume retries from the failed step.
+                    Phase::Stopped => st.stopped = st.abort.take(),
                     _ => {}
                 }
                 continue;
             };
+            st.stopped = None;
             let s = st.steps.entry(name.clone()).or_insert(StepState {
                 status: Status::Pending,
                 touched: None,
@@ -639,7 +667,10 @@ fn build_report(run: &str, plan: &RecoveryPlan, records: &[Record], notes: Vec<S
             let (step, error) = state.abort.unwrap_or_default();
             RunOutcome::Aborted { step, error }
         }
-        None => RunOutcome::Incomplete,
+        None => match state.stopped {
+            Some((step, error)) => RunOutcome::Stopped { step, error },
+            None => RunOutcome::Incomplete,
+        },
     };
     RunReport {
         run: run.to_string(),

@@ -161,6 +161,10 @@ fn execute(
             started.elapsed().as_secs_f64()
         );
     }
+    if let Some(next) = resurgo_controller::failover::where_it_stands(&desired.loaded.system, &spec_args.state, &report)
+    {
+        eprintln!("{next}");
+    }
     let ok = matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded);
     Ok(exit::code(if ok { exit::OK } else { exit::ERROR }))
 }

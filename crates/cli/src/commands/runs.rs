@@ -105,6 +105,10 @@ fn resume(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
     } else {
         println!("run {} resumed: {:?}", report.run, report.outcome);
     }
+    if let Some(next) = resurgo_controller::failover::where_it_stands(&desired.loaded.system, &args.spec.state, &report)
+    {
+        eprintln!("{next}");
+    }
     let ok = matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded);
     Ok(exit::code(if ok { exit::OK } else { exit::ERROR }))
 }

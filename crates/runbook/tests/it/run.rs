@@ -400,3 +400,37 @@ fn not_ready_until_the_timeout_fails_with_the_last_reason() {
     // Either the step's back-off or the runner notices the deadline first; both say why.
     assert!(error.starts_with("timed out after 300ms"), "{error}");
 }
+
+#[test]
+fn a_failure_past_the_point_of_no_return_stops_without_compensating_and_a_resume_finishes_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = calls();
+    let mut plan = diamond();
+    // `b` cannot be undone (a promotion, say); `d` fails after it acted.
+    plan.steps[1] = plan.steps[1].clone().irreversible();
+    let failing = file_steps(tmp.path(), &ABCD, &log, None, |s| s.fail_verify = s.name == "d");
+    let runs = tmp.path().join("runs");
+    let report = Runner::new(&runs).start_as("r1", &plan, &failing).unwrap();
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Stopped {
+            step: "d".into(),
+            error: "verification failed: d is not serving".into()
+        }
+    );
+    assert!(
+        !taken(&log).iter().any(|c| c.starts_with("compensate")),
+        "nothing is compensated past the point of no return: {:?}",
+        taken(&log)
+    );
+    assert_eq!(
+        phases(&runs, "r1").last().unwrap(),
+        &("<run>".to_string(), Phase::Stopped)
+    );
+
+    // The cause fixed, the resume retries from the failed step and finishes.
+    let fixed = file_steps(tmp.path(), &ABCD, &log, None, |_| {});
+    let report = Runner::new(&runs).resume("r1", EPOCH, &fixed).unwrap();
+    assert_eq!(report.outcome, RunOutcome::Succeeded);
+    assert_eq!(ledger(tmp.path()), "a\nb\nc\nd\n");
+}
