@@ -1,6 +1,6 @@
 //! The coordination store on etcd v3, through its JSON gRPC gateway (`/v3/kv/range`,
-//! `/v3/kv/txn`, `/v3/lease/*`; keys and values base64) with the tiny client in `http`: no
-//! gRPC stack, no async runtime.
+//! `/v3/kv/txn`, `/v3/lease/*`; keys and values base64) with the client in `gateway` (HTTP or
+//! HTTPS with a client certificate, an etcd user): no gRPC stack, no async runtime of ours.
 //!
 //! Layout, under a prefix (default `/resurgo`):
 //! - `<prefix>/<group>/assignment`: the [`Assignment`] as JSON. A compare-and-swap reads the key,
@@ -13,8 +13,7 @@
 //!   it on expiry. Granting puts it only if absent (`create_revision = 0`).
 //!
 //! etcd lease ttls are whole seconds (rounded up here) and etcd raises very short ones to its
-//! minimum (about 2 s with default election settings). Plain HTTP only: TLS to etcd is not
-//! implemented yet.
+//! minimum (about 2 s with default election settings).
 
 use std::time::Duration;
 
@@ -22,15 +21,14 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::http;
+use crate::gateway::{EtcdSecurity, Gateway};
 use crate::model::{check_successor, Assignment};
 use crate::store::{CasOutcome, CoordStore, LeaseId, Result, StoreError};
 
 /// A coordination store on an etcd v3 cluster.
 #[derive(Clone, Debug)]
 pub struct EtcdStore {
-    /// `host:port` of each member, tried in order while they are unreachable.
-    endpoints: Vec<String>,
+    gateway: Gateway,
     prefix: String,
     timeout: Duration,
 }
@@ -46,27 +44,14 @@ impl EtcdStore {
     /// A store on the members at `endpoints` (`http://host:port` or `host:port`), with keys under
     /// `/resurgo` and a 5 s timeout per request.
     pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Self> {
-        let mut parsed = Vec::new();
-        for endpoint in endpoints {
-            let endpoint = endpoint.as_ref();
-            if endpoint.starts_with("https://") {
-                return Err(StoreError::Refused(format!(
-                    "{endpoint}: TLS to etcd is not supported yet"
-                )));
-            }
-            let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
-            if authority.is_empty() || authority.contains('/') {
-                return Err(StoreError::Refused(format!(
-                    "{endpoint}: not an etcd endpoint (http://host:port)"
-                )));
-            }
-            parsed.push(authority.to_owned());
-        }
-        if parsed.is_empty() {
-            return Err(StoreError::Refused("no etcd endpoint given".to_owned()));
-        }
+        Self::open(endpoints, &EtcdSecurity::default())
+    }
+
+    /// A store on the members at `endpoints`, all `http://` or all `https://`, reached with
+    /// `security` (TLS files, an etcd user); certificate files are read now.
+    pub fn open<S: AsRef<str>>(endpoints: &[S], security: &EtcdSecurity) -> Result<Self> {
         Ok(EtcdStore {
-            endpoints: parsed,
+            gateway: Gateway::new(endpoints, security)?,
             prefix: "/resurgo".to_owned(),
             timeout: Duration::from_secs(5),
         })
@@ -95,56 +80,7 @@ impl EtcdStore {
 
     /// One gateway call; the first member that answers decides.
     fn call(&self, path: &str, request: &Value) -> Result<Value> {
-        let body = serde_json::to_vec(request).expect("JSON values serialize");
-        let mut failure = None;
-        for authority in &self.endpoints {
-            let response = match http::post_json(authority, path, &body, self.timeout) {
-                Ok(r) => r,
-                Err(e) => {
-                    failure = Some(StoreError::Unreachable {
-                        endpoint: authority.clone(),
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            let value: Value = match serde_json::from_slice(&response.body) {
-                Ok(value) => value,
-                // Not the gateway (or not this version of it: etcd before 3.4 served `/v3beta`).
-                Err(_) if response.status != 200 => {
-                    let text = String::from_utf8_lossy(&response.body);
-                    let error = format!("{authority}{path}: HTTP {}: {}", response.status, text.trim());
-                    return Err(StoreError::Refused(error));
-                }
-                Err(e) => {
-                    let location = format!("{authority}{path}");
-                    return Err(StoreError::Corrupt {
-                        location,
-                        reason: format!("not JSON: {e}"),
-                    });
-                }
-            };
-            if response.status == 200 && value.get("error").is_none() {
-                return Ok(value);
-            }
-            let message = value
-                .get("message")
-                .or_else(|| value.get("error"))
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-                .to_owned();
-            let error = format!("{path}: HTTP {}: {message}", response.status);
-            // 503 (no leader, member stopping) and 504 (deadline) may pass: try the next member.
-            if matches!(response.status, 503 | 504) {
-                failure = Some(StoreError::Unreachable {
-                    endpoint: authority.clone(),
-                    reason: error,
-                });
-                continue;
-            }
-            return Err(StoreError::Refused(error));
-        }
-        Err(failure.expect("at least one endpoint"))
+        self.gateway.call(path, request, self.timeout)
     }
 
     fn range(&self, key: &str) -> Result<Option<Kv>> {

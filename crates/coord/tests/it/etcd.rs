@@ -1,68 +1,71 @@
 //! The etcd store against a real etcd (Debian package `etcd-server`), one server per test,
 //! started on free loopback ports and killed when the test ends, also on panic.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use resurgo_coord::{Assignment, CoordStore, EtcdStore, StoreError};
+use resurgo_coord::{Assignment, CoordStore, EtcdSecurity, EtcdStore, StoreError};
 use tempfile::TempDir;
 
 use crate::support;
 
 /// A running etcd; killed on drop.
-struct Etcd {
+pub struct Etcd {
     child: Child,
-    client_url: String,
+    pub client_url: String,
     dir: TempDir,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Etcd {
     fn start() -> Etcd {
+        Etcd::start_with("http", &[], &EtcdSecurity::default())
+    }
+
+    /// A one-member cluster with clients on `scheme://127.0.0.1:<free port>` and `extra` added
+    /// to its arguments; started once a store opened with `security` answers.
+    pub fn start_with(scheme: &str, extra: &[OsString], security: &EtcdSecurity) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                panic!("`etcd` not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
-            }
-            Err(e) => panic!("cannot start etcd: {e}"),
-        };
+        let mut args: Vec<OsString> = vec!["--data-dir".into(), dir.path().join("data").into()];
+        for arg in [
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("default={peer_url}"),
+        ] {
+            args.push(arg.into());
+        }
+        args.extend(extra.iter().cloned());
+        let child = spawn(&args, dir.path());
         let etcd = Etcd { child, client_url, dir };
-        let store = etcd.store("/ready");
+        etcd.wait_ready(security);
+        etcd
+    }
+
+    fn wait_ready(&self, security: &EtcdSecurity) {
+        let store = EtcdStore::open(&[&self.client_url], security)
+            .unwrap()
+            .with_prefix("/ready");
         support::poll("etcd to answer", Duration::from_secs(60), || {
             store.get_assignment("probe").ok()
         });
-        etcd
     }
 
     /// A store on this server, with keys under its own prefix.
@@ -71,6 +74,23 @@ impl Etcd {
             .unwrap()
             .with_prefix(prefix)
             .with_timeout(Duration::from_secs(5))
+    }
+}
+
+fn spawn(args: &[OsString], dir: &Path) -> Child {
+    let log = File::create(dir.join("etcd.log")).unwrap();
+    let child = Command::new("etcd")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn();
+    match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            panic!("`etcd` not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
+        }
+        Err(e) => panic!("cannot start etcd: {e}"),
     }
 }
 
