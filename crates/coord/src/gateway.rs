@@ -73,12 +73,26 @@ impl fmt::Debug for Gateway {
     }
 }
 
+/// An answer, and whether the request may also have been applied by a member that then gave
+/// none (a timeout or a lost connection after it was sent, a 503 or 504): a conditional write
+/// retried on the next member may then fail because of its own first attempt.
+pub(crate) struct Answer {
+    pub value: Value,
+    pub ambiguous: bool,
+}
+
 /// Why one member gave no answer.
 enum Failure {
-    /// Try the next member.
-    Next(StoreError),
+    /// Try the next member. `sent`: the request may have reached it (and been applied).
+    Next { error: StoreError, sent: bool },
     /// The member answered, and another would answer the same.
     Stop(StoreError),
+}
+
+impl Failure {
+    fn unsent(error: StoreError) -> Failure {
+        Failure::Next { error, sent: false }
+    }
 }
 
 impl Gateway {
@@ -134,14 +148,16 @@ impl Gateway {
 
     /// One gateway call; the first member that answers decides. `timeout` bounds each attempt
     /// (connecting, sending, and reading the answer).
-    pub fn call(&self, path: &str, request: &Value, timeout: Duration) -> Result<Value> {
+    pub fn call(&self, path: &str, request: &Value, timeout: Duration) -> Result<Answer> {
         let body = serde_json::to_vec(request).expect("JSON values serialize");
         let mut failure: Option<StoreError> = None;
+        let mut ambiguous = false;
         for member in 0..self.endpoints.len() {
             match self.call_member(member, path, &body, timeout) {
-                Ok(value) => return Ok(value),
+                Ok(value) => return Ok(Answer { value, ambiguous }),
                 Err(Failure::Stop(error)) => return Err(error),
-                Err(Failure::Next(error)) => {
+                Err(Failure::Next { error, sent }) => {
+                    ambiguous |= sent;
                     // A member that refuses our certificates says more than one that is down.
                     if !matches!(failure, Some(StoreError::Refused(_))) {
                         failure = Some(error);
@@ -157,7 +173,11 @@ impl Gateway {
         let mut authenticated_again = false;
         loop {
             let token = match &self.user {
-                Some(user) => self.token(member, user, timeout)?,
+                // Logging in changes nothing the request is about.
+                Some(user) => self.token(member, user, timeout).map_err(|f| match f {
+                    Failure::Next { error, .. } => Failure::unsent(error),
+                    stop => stop,
+                })?,
                 None => String::new(),
             };
             let (status, value) = self.post(member, path, body, &token, timeout)?;
@@ -176,11 +196,16 @@ impl Gateway {
             }
             let error = format!("{endpoint}{path}: HTTP {status}: {message}{}", answer_hint(&message));
             // 503 (no leader, member stopping) and 504 (deadline) may pass: try the next member.
+            // A 504 ("request timed out") may still be applied, and so may some 503s ("leader
+            // changed"): count them as sent.
             if matches!(status, 503 | 504) {
-                return Err(Failure::Next(StoreError::Unreachable {
-                    endpoint: endpoint.clone(),
-                    reason: error,
-                }));
+                return Err(Failure::Next {
+                    error: StoreError::Unreachable {
+                        endpoint: endpoint.clone(),
+                        reason: error,
+                    },
+                    sent: true,
+                });
             }
             return Err(Failure::Stop(StoreError::Refused(error)));
         }
@@ -209,7 +234,7 @@ impl Gateway {
             // The member does not ask for one (auth being enabled step by step): go without.
             Some(message) if message.contains("authentication is not enabled") => String::new(),
             Some(message) if matches!(status, 503 | 504) => {
-                return Err(Failure::Next(StoreError::Unreachable {
+                return Err(Failure::unsent(StoreError::Unreachable {
                     endpoint: endpoint.clone(),
                     reason: format!("authenticating: HTTP {status}: {message}"),
                 }))
@@ -277,18 +302,23 @@ impl Gateway {
 
 impl Gateway {
     /// A request that got no answer. A TLS failure is a refusal (certificates do not fix
-    /// themselves), anything else a member that cannot be reached now.
+    /// themselves), anything else a member that cannot be reached now. Only a failure to
+    /// connect proves that the request was not sent; TLS failures happen before the member
+    /// reads it.
     fn transport_failure(&self, endpoint: &str, error: &reqwest::Error) -> Failure {
         if let Some(tls) = tls_error(error) {
-            return Failure::Next(refused(format!(
+            return Failure::unsent(refused(format!(
                 "{endpoint}: TLS: {tls}{}",
                 tls_hint(tls, self.client_cert)
             )));
         }
-        Failure::Next(StoreError::Unreachable {
-            endpoint: endpoint.to_owned(),
-            reason: causes(error),
-        })
+        Failure::Next {
+            error: StoreError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                reason: causes(error),
+            },
+            sent: !error.is_connect(),
+        }
     }
 }
 
