@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -146,14 +146,14 @@ impl Gateway {
         })
     }
 
-    /// One gateway call; the first member that answers decides. `timeout` bounds each attempt
-    /// (connecting, sending, and reading the answer).
+    /// One gateway call; the first member that answers decides. `timeout` bounds the time
+    /// spent on each member (connecting, logging in, sending, reading the answer).
     pub fn call(&self, path: &str, request: &Value, timeout: Duration) -> Result<Answer> {
         let body = serde_json::to_vec(request).expect("JSON values serialize");
         let mut failure: Option<StoreError> = None;
         let mut ambiguous = false;
         for member in 0..self.endpoints.len() {
-            match self.call_member(member, path, &body, timeout) {
+            match self.call_member(member, path, &body, Instant::now() + timeout) {
                 Ok(value) => return Ok(Answer { value, ambiguous }),
                 Err(Failure::Stop(error)) => return Err(error),
                 Err(Failure::Next { error, sent }) => {
@@ -168,19 +168,19 @@ impl Gateway {
         Err(failure.expect("at least one endpoint"))
     }
 
-    fn call_member(&self, member: usize, path: &str, body: &[u8], timeout: Duration) -> Result<Value, Failure> {
+    fn call_member(&self, member: usize, path: &str, body: &[u8], deadline: Instant) -> Result<Value, Failure> {
         let endpoint = &self.endpoints[member];
         let mut authenticated_again = false;
         loop {
             let token = match &self.user {
                 // Logging in changes nothing the request is about.
-                Some(user) => self.token(member, user, timeout).map_err(|f| match f {
+                Some(user) => self.token(member, user, deadline).map_err(|f| match f {
                     Failure::Next { error, .. } => Failure::unsent(error),
                     stop => stop,
                 })?,
                 None => String::new(),
             };
-            let (status, value) = self.post(member, path, body, &token, timeout)?;
+            let (status, value) = self.post(member, path, body, &token, deadline)?;
             let Some(message) = gateway_error(status, &value) else {
                 return Ok(value);
             };
@@ -212,14 +212,14 @@ impl Gateway {
     }
 
     /// The user's token at `member`, logging in there if there is none yet.
-    fn token(&self, member: usize, user: &EtcdUser, timeout: Duration) -> Result<String, Failure> {
+    fn token(&self, member: usize, user: &EtcdUser, deadline: Instant) -> Result<String, Failure> {
         if let Some(token) = &self.tokens.lock().expect("token lock")[member] {
             return Ok(token.clone());
         }
         let endpoint = &self.endpoints[member];
         let body = serde_json::to_vec(&json!({ "name": user.name, "password": user.password }))
             .expect("JSON values serialize");
-        let (status, value) = self.post(member, "/v3/auth/authenticate", &body, "", timeout)?;
+        let (status, value) = self.post(member, "/v3/auth/authenticate", &body, "", deadline)?;
         let token = match gateway_error(status, &value) {
             None => value
                 .get("token")
@@ -258,9 +258,16 @@ impl Gateway {
         path: &str,
         body: &[u8],
         token: &str,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(u16, Value), Failure> {
         let endpoint = &self.endpoints[member];
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
+            return Err(Failure::unsent(StoreError::Unreachable {
+                endpoint: endpoint.clone(),
+                reason: format!("no time left for {path}"),
+            }));
+        }
         let mut request = self
             .client
             .post(format!("{endpoint}{path}"))
