@@ -1,6 +1,6 @@
 //! Where roles live and what they are called: the coordination store a spec asks for (etcd
-//! when `failover.coordination.etcd` lists endpoints, else the embedded store in the state
-//! folder), and the names of its assignment groups and leases.
+//! when `failover.coordination.etcd` names a cluster — with its TLS files and user —, else the
+//! embedded store in the state folder), and the names of its assignment groups and leases.
 //!
 //! - group `site-<s>`: the services the spec places at site `s`; its assignment names the site
 //!   where they are active now (absent: `s`, epoch 0).
@@ -10,12 +10,12 @@
 //! - lease `maintenance`: while valid, agents detect but never fail over.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 pub use resurgo_coord::StoreError;
-use resurgo_coord::{CoordStore, EmbeddedStore, EtcdStore};
-use resurgo_spec::System;
+use resurgo_coord::{CoordStore, EmbeddedStore, EtcdSecurity, EtcdStore, EtcdUser};
+use resurgo_spec::{EtcdCluster, System};
 
 pub const MAINTENANCE: &str = "maintenance";
 
@@ -40,17 +40,14 @@ pub fn witness_lease(site: &str) -> String {
 /// The store the spec names. Requests to etcd time out after one heartbeat interval (at least
 /// 500 ms), so an agent cut from its quorum notices within its fencing deadline.
 pub fn open_store(system: &System, state_dir: &Path) -> Result<Arc<dyn CoordStore>, StoreError> {
-    match system.failover.coordination.as_ref().filter(|c| !c.etcd.is_empty()) {
-        Some(c) => {
+    match system.failover.etcd() {
+        Some(etcd) => {
             let timeout = system
                 .failover
                 .timing()
                 .heartbeat_interval
                 .max(Duration::from_millis(500));
-            let prefix = format!("/resurgo/{}", system.name);
-            Ok(Arc::new(
-                EtcdStore::new(&c.etcd)?.with_prefix(&prefix).with_timeout(timeout),
-            ))
+            Ok(open_etcd(etcd, &format!("/resurgo/{}", system.name), timeout)?)
         }
         None => Ok(Arc::new(EmbeddedStore::open(coord_dir(state_dir))?)),
     }
@@ -58,5 +55,118 @@ pub fn open_store(system: &System, state_dir: &Path) -> Result<Arc<dyn CoordStor
 
 /// Whether the store uses the state folder (nothing to read when it was never created).
 pub fn is_embedded(system: &System) -> bool {
-    system.failover.coordination.as_ref().is_none_or(|c| c.etcd.is_empty())
+    system.failover.etcd().is_none()
+}
+
+/// What an etcd store was opened with; the same again means the same store.
+#[derive(PartialEq)]
+struct EtcdOpened {
+    cluster: EtcdCluster,
+    prefix: String,
+    timeout: Duration,
+    /// The password as read, and when each certificate file last changed: a rotated secret
+    /// or certificate opens a new store.
+    password: Option<String>,
+    modified: Vec<Option<SystemTime>>,
+}
+
+/// The etcd stores this process opened. The controller asks for its store every tick, and a
+/// new one would log in again (a bcrypt hash at the member) and make new TLS connections.
+static ETCD_STORES: Mutex<Vec<(EtcdOpened, Arc<EtcdStore>)>> = Mutex::new(Vec::new());
+
+/// The etcd store of `cluster`, as given by the spec: TLS files as named, the password read
+/// from its secret reference now (an error names the reference, never the value).
+fn open_etcd(cluster: &EtcdCluster, prefix: &str, timeout: Duration) -> Result<Arc<EtcdStore>, StoreError> {
+    let tls = cluster.tls.clone().unwrap_or_default();
+    let user = match &cluster.auth {
+        None => None,
+        Some(auth) => Some(EtcdUser {
+            name: auth.user.clone(),
+            password: resurgo_provider::read_secret(&auth.password).map_err(|reason| {
+                StoreError::Refused(format!("the password of etcd user `{}`: {reason}", auth.user))
+            })?,
+        }),
+    };
+    let files = [&tls.ca, &tls.cert, &tls.key];
+    let opened = EtcdOpened {
+        cluster: cluster.clone(),
+        prefix: prefix.to_owned(),
+        timeout,
+        password: user.as_ref().map(|u| u.password.clone()),
+        modified: files
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .and_then(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            })
+            .collect(),
+    };
+    let mut stores = ETCD_STORES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, store)) = stores.iter().find(|(o, _)| *o == opened) {
+        return Ok(store.clone());
+    }
+    let security = EtcdSecurity {
+        ca: tls.ca.map(PathBuf::from),
+        client_cert: tls.cert.zip(tls.key).map(|(cert, key)| (cert.into(), key.into())),
+        user,
+    };
+    let store = Arc::new(
+        EtcdStore::open(&cluster.endpoints, &security)?
+            .with_prefix(prefix)
+            .with_timeout(timeout),
+    );
+    // One store per system (prefix): the one it replaces was opened with an older spec.
+    stores.retain(|(o, _)| o.prefix != prefix);
+    stores.push((opened, store.clone()));
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use resurgo_spec::{EtcdAuth, EtcdTls, SecretRef};
+
+    use super::*;
+
+    #[test]
+    fn etcd_is_opened_once_with_the_password_read_from_its_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("etcd-password");
+        std::fs::write(&password, "first-secret\n").unwrap();
+        let mut cluster = EtcdCluster {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
+            tls: None,
+            auth: Some(EtcdAuth {
+                user: "resurgo".into(),
+                password: SecretRef::File(password.display().to_string()),
+            }),
+        };
+        let timeout = Duration::from_secs(1);
+        let first = open_etcd(&cluster, "/resurgo/roles-test", timeout).unwrap();
+        let again = open_etcd(&cluster, "/resurgo/roles-test", timeout).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one store per spec, not one per tick");
+        std::fs::write(&password, "rotated-secret\n").unwrap();
+        let rotated = open_etcd(&cluster, "/resurgo/roles-test", timeout).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rotated), "a rotated password opens a new store");
+        assert!(!format!("{rotated:?}").contains("rotated-secret"));
+
+        // A password that cannot be read names its reference and the user, never a value.
+        cluster.auth = Some(EtcdAuth {
+            user: "resurgo".into(),
+            password: SecretRef::File(dir.path().join("missing").display().to_string()),
+        });
+        let error = open_etcd(&cluster, "/resurgo/roles-test", timeout)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`resurgo`") && error.contains("missing"), "{error}");
+        // Certificate files are read when the store opens.
+        cluster.auth = None;
+        cluster.tls = Some(EtcdTls {
+            ca: Some(dir.path().join("no-ca.pem").display().to_string()),
+            ..EtcdTls::default()
+        });
+        let error = open_etcd(&cluster, "/resurgo/roles-test", timeout)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no-ca.pem"), "{error}");
+    }
 }

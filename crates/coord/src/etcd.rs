@@ -1,6 +1,6 @@
 //! The coordination store on etcd v3, through its JSON gRPC gateway (`/v3/kv/range`,
-//! `/v3/kv/txn`, `/v3/lease/*`; keys and values base64) with the tiny client in `http`: no
-//! gRPC stack, no async runtime.
+//! `/v3/kv/txn`, `/v3/lease/*`; keys and values base64) with the client in `gateway` (HTTP or
+//! HTTPS with a client certificate, an etcd user): no gRPC stack, no async runtime of ours.
 //!
 //! Layout, under a prefix (default `/resurgo`):
 //! - `<prefix>/<group>/assignment`: the [`Assignment`] as JSON. A compare-and-swap reads the key,
@@ -9,12 +9,15 @@
 //!   expected). Only this crate writes the key, and only through that txn, so its `mod_revision`
 //!   pins the exact value — and the epoch in it — that was checked; one key keeps the epoch and
 //!   the primary together, where a separate epoch key would need a two-key txn for nothing.
+//!   A txn retried on another member after the first gave no answer may fail because of its
+//!   own first attempt: when the value it finds is exactly the one being written, the swap is
+//!   ours (`cas_outcome`).
 //! - `<prefix>/leases/<name>`: the holder's name, attached to an etcd lease so that etcd deletes
-//!   it on expiry. Granting puts it only if absent (`create_revision = 0`).
+//!   it on expiry. Granting puts it only if absent (`create_revision = 0`); a key found attached
+//!   to the lease just granted was put by this very grant, retried.
 //!
 //! etcd lease ttls are whole seconds (rounded up here) and etcd raises very short ones to its
-//! minimum (about 2 s with default election settings). Plain HTTP only: TLS to etcd is not
-//! implemented yet.
+//! minimum (about 2 s with default election settings).
 
 use std::time::Duration;
 
@@ -22,15 +25,14 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::http;
+use crate::gateway::{Answer, EtcdSecurity, Gateway};
 use crate::model::{check_successor, Assignment};
 use crate::store::{CasOutcome, CoordStore, LeaseId, Result, StoreError};
 
 /// A coordination store on an etcd v3 cluster.
 #[derive(Clone, Debug)]
 pub struct EtcdStore {
-    /// `host:port` of each member, tried in order while they are unreachable.
-    endpoints: Vec<String>,
+    gateway: Gateway,
     prefix: String,
     timeout: Duration,
 }
@@ -46,27 +48,14 @@ impl EtcdStore {
     /// A store on the members at `endpoints` (`http://host:port` or `host:port`), with keys under
     /// `/resurgo` and a 5 s timeout per request.
     pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Self> {
-        let mut parsed = Vec::new();
-        for endpoint in endpoints {
-            let endpoint = endpoint.as_ref();
-            if endpoint.starts_with("https://") {
-                return Err(StoreError::Refused(format!(
-                    "{endpoint}: TLS to etcd is not supported yet"
-                )));
-            }
-            let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
-            if authority.is_empty() || authority.contains('/') {
-                return Err(StoreError::Refused(format!(
-                    "{endpoint}: not an etcd endpoint (http://host:port)"
-                )));
-            }
-            parsed.push(authority.to_owned());
-        }
-        if parsed.is_empty() {
-            return Err(StoreError::Refused("no etcd endpoint given".to_owned()));
-        }
+        Self::open(endpoints, &EtcdSecurity::default())
+    }
+
+    /// A store on the members at `endpoints`, all `http://` or all `https://`, reached with
+    /// `security` (TLS files, an etcd user); certificate files are read now.
+    pub fn open<S: AsRef<str>>(endpoints: &[S], security: &EtcdSecurity) -> Result<Self> {
         Ok(EtcdStore {
-            endpoints: parsed,
+            gateway: Gateway::new(endpoints, security)?,
             prefix: "/resurgo".to_owned(),
             timeout: Duration::from_secs(5),
         })
@@ -95,56 +84,12 @@ impl EtcdStore {
 
     /// One gateway call; the first member that answers decides.
     fn call(&self, path: &str, request: &Value) -> Result<Value> {
-        let body = serde_json::to_vec(request).expect("JSON values serialize");
-        let mut failure = None;
-        for authority in &self.endpoints {
-            let response = match http::post_json(authority, path, &body, self.timeout) {
-                Ok(r) => r,
-                Err(e) => {
-                    failure = Some(StoreError::Unreachable {
-                        endpoint: authority.clone(),
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            let value: Value = match serde_json::from_slice(&response.body) {
-                Ok(value) => value,
-                // Not the gateway (or not this version of it: etcd before 3.4 served `/v3beta`).
-                Err(_) if response.status != 200 => {
-                    let text = String::from_utf8_lossy(&response.body);
-                    let error = format!("{authority}{path}: HTTP {}: {}", response.status, text.trim());
-                    return Err(StoreError::Refused(error));
-                }
-                Err(e) => {
-                    let location = format!("{authority}{path}");
-                    return Err(StoreError::Corrupt {
-                        location,
-                        reason: format!("not JSON: {e}"),
-                    });
-                }
-            };
-            if response.status == 200 && value.get("error").is_none() {
-                return Ok(value);
-            }
-            let message = value
-                .get("message")
-                .or_else(|| value.get("error"))
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-                .to_owned();
-            let error = format!("{path}: HTTP {}: {message}", response.status);
-            // 503 (no leader, member stopping) and 504 (deadline) may pass: try the next member.
-            if matches!(response.status, 503 | 504) {
-                failure = Some(StoreError::Unreachable {
-                    endpoint: authority.clone(),
-                    reason: error,
-                });
-                continue;
-            }
-            return Err(StoreError::Refused(error));
-        }
-        Err(failure.expect("at least one endpoint"))
+        Ok(self.call_answer(path, request)?.value)
+    }
+
+    /// A gateway call, saying whether an earlier attempt may have been applied.
+    fn call_answer(&self, path: &str, request: &Value) -> Result<Answer> {
+        self.gateway.call(path, request, self.timeout)
     }
 
     fn range(&self, key: &str) -> Result<Option<Kv>> {
@@ -207,6 +152,26 @@ fn first_kv(range_response: &Value, key: &str) -> Result<Option<Kv>> {
     }))
 }
 
+/// What a compare-and-swap writing `new` did, from its txn: whether it `succeeded`, the
+/// assignment `stored` when it did not, and whether the txn was `ambiguous` (an attempt at a
+/// member that gave no answer may have been applied before the retry that answered).
+///
+/// Ambiguous and stored exactly as `new` (group, site, epoch and time to the millisecond): the
+/// first attempt was applied, and the retry failed on its own write. Calling that a conflict
+/// would tell the winner it lost. Without ambiguity, an equal value was written by someone else.
+pub(crate) fn cas_outcome(
+    succeeded: bool,
+    ambiguous: bool,
+    stored: Option<Assignment>,
+    new: &Assignment,
+) -> CasOutcome {
+    match stored {
+        _ if succeeded => CasOutcome::Swapped,
+        Some(stored) if ambiguous && stored == *new => CasOutcome::Swapped,
+        stored => CasOutcome::Conflict(stored),
+    }
+}
+
 fn parse_assignment(key: &str, bytes: &[u8]) -> Result<Assignment> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(key, format!("not an assignment: {e}")))
 }
@@ -240,17 +205,21 @@ impl CoordStore for EtcdStore {
             "success": [{ "request_put": { "key": B64.encode(&key), "value": B64.encode(value) } }],
             "failure": [{ "request_range": { "key": B64.encode(&key) } }],
         });
-        let response = self.call("/v3/kv/txn", &txn)?;
+        let Answer {
+            value: response,
+            ambiguous,
+        } = self.call_answer("/v3/kv/txn", &txn)?;
         if response.get("succeeded").and_then(Value::as_bool).unwrap_or(false) {
             return Ok(CasOutcome::Swapped);
         }
+        // The failure branch read the key in the same txn: the value that made it fail.
         let range = response
             .pointer("/responses/0/response_range")
             .ok_or_else(|| corrupt(&key, "failed txn without its range"))?;
-        let current = first_kv(range, &key)?
+        let stored = first_kv(range, &key)?
             .map(|kv| parse_assignment(&key, &kv.value))
             .transpose()?;
-        Ok(CasOutcome::Conflict(current))
+        Ok(cas_outcome(false, ambiguous, stored, new))
     }
 
     fn grant_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<LeaseId> {
@@ -275,12 +244,18 @@ impl CoordStore for EtcdStore {
                 return Err(e);
             }
         };
-        self.revoke(LeaseId(id as u64))?;
-        let held_by = response
+        let held = response
             .pointer("/responses/0/response_range")
             .map(|range| first_kv(range, &key))
             .transpose()?
-            .flatten()
+            .flatten();
+        // Attached to the lease granted just now: our put, applied by an attempt that gave no
+        // answer before the retry found the key (lease ids are never reused).
+        if held.as_ref().is_some_and(|kv| kv.lease == id as u64) {
+            return Ok(LeaseId(id as u64));
+        }
+        self.revoke(LeaseId(id as u64))?;
+        let held_by = held
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
             .unwrap_or_default();
         Err(StoreError::LeaseHeld {
@@ -320,5 +295,42 @@ impl CoordStore for EtcdStore {
             Err(StoreError::Refused(message)) if message.contains("lease not found") => Ok(()),
             other => other.map(drop),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn an_ambiguous_swap_that_finds_its_own_value_is_ours() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let first = Assignment::first("db", "a", now);
+        let ours = first.successor("b", now);
+        let theirs = first.successor("c", now);
+        let swapped = CasOutcome::Swapped;
+        // A txn that succeeded is a swap, whatever came before.
+        assert_eq!(cas_outcome(true, false, None, &ours), swapped);
+        assert_eq!(cas_outcome(true, true, None, &ours), swapped);
+        // A timeout, a retry on another member, and our own value in the way: our first attempt won.
+        assert_eq!(cas_outcome(false, true, Some(ours.clone()), &ours), swapped);
+        // Someone else's value, or none, is a conflict, ambiguous or not.
+        let conflict = CasOutcome::Conflict(Some(theirs.clone()));
+        assert_eq!(cas_outcome(false, true, Some(theirs.clone()), &ours), conflict);
+        assert_eq!(cas_outcome(false, false, Some(theirs), &ours), conflict);
+        assert_eq!(cas_outcome(false, true, None, &ours), CasOutcome::Conflict(None));
+        // The same site and epoch at another time is another writer's.
+        let later = first.successor("b", now + Duration::from_millis(1));
+        assert_eq!(
+            cas_outcome(false, true, Some(later.clone()), &ours),
+            CasOutcome::Conflict(Some(later))
+        );
+        // Without a lost attempt, an equal value is not ours to claim.
+        assert_eq!(
+            cas_outcome(false, false, Some(ours.clone()), &ours),
+            CasOutcome::Conflict(Some(ours))
+        );
     }
 }

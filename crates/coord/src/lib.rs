@@ -4,19 +4,21 @@
 //! detector that needs a witness to agree before a site is declared dead.
 //!
 //! `model` and `fence` are pure; `store` is the small trait the rest of resurgo uses;
-//! `embedded` (one machine, a state file) and `etcd` (etcd v3 over its JSON gateway) implement it.
+//! `embedded` (one machine, a state file) and `etcd` (etcd v3 over its JSON gateway) implement
+//! it; `gateway` is etcd's client: HTTP or HTTPS through reqwest, with an etcd user.
 
 pub mod clock;
 pub mod embedded;
 pub mod etcd;
 pub mod fence;
-mod http;
+mod gateway;
 pub mod model;
 pub mod store;
 
 pub use clock::BootTime;
 pub use embedded::EmbeddedStore;
 pub use etcd::EtcdStore;
+pub use gateway::{EtcdSecurity, EtcdUser};
 pub use model::{check_successor, Assignment, Lease};
 pub use resurgo_spec::timing::{validate_timing, Timing, TimingError};
 pub use store::{CasOutcome, CoordStore, LeaseId, StoreError};

@@ -475,9 +475,51 @@ pub struct Failover {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Coordination {
-    /// etcd v3 endpoints (`http://host:2379`), one per failure domain; empty: embedded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub etcd: Vec<String>,
+    /// An etcd v3 cluster (default: the embedded store, in the state folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdCluster>,
+}
+
+/// An etcd v3 cluster, reached through its JSON gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdCluster {
+    /// The members' client URLs, one per failure domain: all `http://host:2379` or all
+    /// `https://host:2379`.
+    pub endpoints: Vec<String>,
+    /// TLS for `https` endpoints. Without it (or without its `ca`) the members' certificates are
+    /// checked against the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTls>,
+    /// An etcd user (etcd's `auth enable`); only with `https` endpoints, so that the password
+    /// never crosses the network in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<EtcdAuth>,
+}
+
+/// Certificate files (PEM) for etcd, read when resurgo opens the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// The CA certificates that signed the members' certificates (default: the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// A client certificate, for members run with `--client-cert-auth`; with `key`. With `auth`
+    /// it must have no CommonName: etcd's JSON gateway refuses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The client certificate's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// An etcd user and where its password is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdAuth {
+    pub user: String,
+    /// The user's password (a secret reference: `{env: NAME}` or `{file: PATH}`).
+    pub password: SecretRef,
 }
 
 impl Failover {
@@ -499,6 +541,11 @@ impl Failover {
 
     pub fn agent_port(&self) -> u16 {
         self.agent_port.unwrap_or(7411)
+    }
+
+    /// The etcd cluster, if the spec names one (else the store is embedded).
+    pub fn etcd(&self) -> Option<&EtcdCluster> {
+        self.coordination.as_ref()?.etcd.as_ref()
     }
 }
 

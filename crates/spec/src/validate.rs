@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 
 use crate::diag::Diagnostic;
 use crate::load::{list_or_none, Sources};
-use crate::model::{DatasetKind, EnvValue, Resources, RouteKind, SecretRef, Strategy, System};
+use crate::model::{DatasetKind, EnvValue, EtcdCluster, Resources, RouteKind, SecretRef, Strategy, System};
 use crate::units::Duration;
 use crate::yaml::Seg;
 
@@ -721,7 +721,7 @@ fn route_kind(kind: RouteKind) -> &'static str {
 }
 
 /// The timing rules (the old primary fences before it can be replaced), a witness for
-/// automatic failover, and etcd endpoints that are URLs.
+/// automatic failover, and the etcd cluster.
 fn check_failover(c: &mut Checker) {
     let failover = &c.system.failover;
     for error in crate::timing::validate_timing(&failover.timing()) {
@@ -735,16 +735,92 @@ fn check_failover(c: &mut Checker) {
             "automatic failover needs a `witness` (address:port): without a second view, a cut link would look like a lost site".into(),
         );
     }
-    if let Some(coordination) = &failover.coordination {
-        for (i, endpoint) in coordination.etcd.iter().enumerate() {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                c.err(
-                    "failover",
-                    "",
-                    &[key("coordination"), key("etcd"), Seg::Index(i)],
-                    format!("etcd endpoint `{endpoint}` is not a URL: write it as http://host:2379"),
-                );
-            }
+    if let Some(etcd) = failover.etcd() {
+        check_etcd(c, etcd);
+    }
+}
+
+/// etcd: endpoints that are URLs of one scheme; TLS only for https, with a client certificate
+/// and its key together; a user only over https (its password would cross in clear).
+fn check_etcd(c: &mut Checker, etcd: &EtcdCluster) {
+    let at = |rest: &[Seg]| -> Vec<Seg> { [key("coordination"), key("etcd")].iter().chain(rest).cloned().collect() };
+    if etcd.endpoints.is_empty() {
+        c.err(
+            "failover",
+            "",
+            &at(&[key("endpoints")]),
+            "etcd needs at least one endpoint (http://host:2379 or https://host:2379)".into(),
+        );
+    }
+    let scheme = |e: &str| {
+        ["http", "https"]
+            .into_iter()
+            .find(|s| e.starts_with(&format!("{s}://")))
+    };
+    let mut first: Option<(&str, &str)> = None;
+    for (i, endpoint) in etcd.endpoints.iter().enumerate() {
+        let here = at(&[key("endpoints"), Seg::Index(i)]);
+        match (scheme(endpoint), first) {
+            (None, _) => c.err(
+                "failover",
+                "",
+                &here,
+                format!("etcd endpoint `{endpoint}` is not a URL: write it as http://host:2379 or https://host:2379"),
+            ),
+            (Some(s), None) => first = Some((s, endpoint)),
+            (Some(s), Some((f, other))) if s != f => c.err(
+                "failover",
+                "",
+                &here,
+                format!("etcd endpoint `{endpoint}` is {s} but `{other}` is {f}: use one scheme for all members"),
+            ),
+            _ => {}
+        }
+    }
+    let http = first.is_some_and(|(s, _)| s == "http");
+    if let Some(tls) = &etcd.tls {
+        if http {
+            c.err_key(
+                "failover",
+                "",
+                &at(&[key("tls")]),
+                "etcd `tls` with http endpoints: write the endpoints as https://host:2379".into(),
+            );
+        }
+        if tls.cert.is_some() != tls.key.is_some() {
+            c.err_key(
+                "failover",
+                "",
+                &at(&[key("tls")]),
+                "etcd `tls` needs `cert` and `key` together (a client certificate and its private key)".into(),
+            );
+        }
+    }
+    if let Some(auth) = &etcd.auth {
+        if http {
+            c.err_key(
+                "failover",
+                "",
+                &at(&[key("auth")]),
+                "etcd `auth` over http would send the password in clear: use https endpoints".into(),
+            );
+        }
+        if auth.user.is_empty() {
+            c.err(
+                "failover",
+                "",
+                &at(&[key("auth"), key("user")]),
+                "etcd `auth` names no user".into(),
+            );
+        }
+        let (SecretRef::Env(v) | SecretRef::File(v)) = &auth.password;
+        if v.is_empty() {
+            c.err(
+                "failover",
+                "",
+                &at(&[key("auth"), key("password")]),
+                "etcd password secret names nothing".into(),
+            );
         }
     }
 }

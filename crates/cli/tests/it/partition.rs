@@ -113,7 +113,7 @@ impl Stack {
                  \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: {strategy}\n    rpo: {rpo}\n    replicate_to: [b]\n\
                  routes:\n  www:\n    service: db\n    type: dns\n\
                  \x20   dns: {{ server: \"{dns}\", zone: {ZONE}, name: {RECORD}, ttl: 5, key: {{ name: {KEY_NAME}, secret: {{ file: {tsig} }} }} }}\n\
-                 failover:\n  automatic: true\n  witness: \"{w}:7411\"\n  coordination: {{ etcd: [{endpoints}] }}\n{failover_extra}",
+                 failover:\n  automatic: true\n  witness: \"{w}:7411\"\n  coordination: {{ etcd: {{ endpoints: [{endpoints}] }} }}\n{failover_extra}",
                 ra = root.join("a").display(),
                 rb = root.join("b").display(),
                 repo_a = repo("a"),

@@ -1,68 +1,72 @@
 //! The etcd store against a real etcd (Debian package `etcd-server`), one server per test,
 //! started on free loopback ports and killed when the test ends, also on panic.
 
+use std::ffi::OsString;
 use std::fs::File;
-use std::io;
-use std::net::TcpListener;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::thread;
 use std::time::{Duration, SystemTime};
 
-use resurgo_coord::{Assignment, CoordStore, EtcdStore, StoreError};
+use resurgo_coord::{Assignment, CasOutcome, CoordStore, EtcdSecurity, EtcdStore, StoreError};
 use tempfile::TempDir;
 
 use crate::support;
 
 /// A running etcd; killed on drop.
-struct Etcd {
+pub struct Etcd {
     child: Child,
-    client_url: String,
+    pub client_url: String,
     dir: TempDir,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Etcd {
     fn start() -> Etcd {
+        Etcd::start_with("http", &[], &EtcdSecurity::default())
+    }
+
+    /// A one-member cluster with clients on `scheme://127.0.0.1:<free port>` and `extra` added
+    /// to its arguments; started once a store opened with `security` answers.
+    pub fn start_with(scheme: &str, extra: &[OsString], security: &EtcdSecurity) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                panic!("`etcd` not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
-            }
-            Err(e) => panic!("cannot start etcd: {e}"),
-        };
+        let mut args: Vec<OsString> = vec!["--data-dir".into(), dir.path().join("data").into()];
+        for arg in [
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("default={peer_url}"),
+        ] {
+            args.push(arg.into());
+        }
+        args.extend(extra.iter().cloned());
+        let child = spawn(&args, dir.path());
         let etcd = Etcd { child, client_url, dir };
-        let store = etcd.store("/ready");
+        etcd.wait_ready(security);
+        etcd
+    }
+
+    fn wait_ready(&self, security: &EtcdSecurity) {
+        let store = EtcdStore::open(&[&self.client_url], security)
+            .unwrap()
+            .with_prefix("/ready");
         support::poll("etcd to answer", Duration::from_secs(60), || {
             store.get_assignment("probe").ok()
         });
-        etcd
     }
 
     /// A store on this server, with keys under its own prefix.
@@ -71,6 +75,23 @@ impl Etcd {
             .unwrap()
             .with_prefix(prefix)
             .with_timeout(Duration::from_secs(5))
+    }
+}
+
+fn spawn(args: &[OsString], dir: &Path) -> Child {
+    let log = File::create(dir.join("etcd.log")).unwrap();
+    let child = Command::new("etcd")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn();
+    match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            panic!("`etcd` not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
+        }
+        Err(e) => panic!("cannot start etcd: {e}"),
     }
 }
 
@@ -162,4 +183,65 @@ fn a_second_endpoint_is_tried_when_the_first_is_down() {
         .unwrap()
         .with_prefix("/t7");
     support::cas_increments_the_epoch(&store);
+}
+
+/// A member that applies every request and loses every answer: a TCP proxy to `upstream` that
+/// passes the request on and, as soon as the answer starts, closes the connection without
+/// passing any of it back. Its threads end with the test process.
+fn answer_losing_proxy(upstream: &str) -> String {
+    let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            thread::spawn(move || {
+                let Ok(mut server) = TcpStream::connect(upstream) else {
+                    return;
+                };
+                let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                thread::spawn(move || io::copy(&mut from_client, &mut to_server));
+                // The first byte of the answer: the request has been applied.
+                let _ = server.read(&mut [0u8; 1]);
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_swap_applied_by_a_member_that_lost_its_answer_is_not_a_conflict() {
+    let etcd = Etcd::start();
+    let lossy = answer_losing_proxy(&etcd.client_url);
+    let store = EtcdStore::new(&[lossy.as_str(), etcd.client_url.as_str()])
+        .unwrap()
+        .with_prefix("/t8");
+    let now = SystemTime::now();
+    let first = Assignment::first("db", "a", now);
+    // Each txn is applied through the proxy, its answer lost, and retried at the member itself,
+    // where it fails on the value it wrote.
+    assert_eq!(
+        store.compare_and_swap_assignment("db", None, &first).unwrap(),
+        CasOutcome::Swapped
+    );
+    let second = first.successor("b", now);
+    assert_eq!(
+        store.compare_and_swap_assignment("db", Some(1), &second).unwrap(),
+        CasOutcome::Swapped
+    );
+    assert_eq!(etcd.store("/t8").get_assignment("db").unwrap(), Some(second.clone()));
+    // A writer that is really behind still conflicts.
+    let stale = first.successor("c", now);
+    assert_eq!(
+        store.compare_and_swap_assignment("db", Some(1), &stale).unwrap(),
+        CasOutcome::Conflict(Some(second))
+    );
+    // So for a lease: the put found on retry is attached to the lease this grant took.
+    let lease = store.grant_lease("primary-db", "b", Duration::from_secs(30)).unwrap();
+    assert_eq!(etcd.store("/t8").lease_of("primary-db").unwrap(), Some(lease));
+    assert!(store.keep_alive(lease).unwrap());
+    store.revoke(lease).unwrap();
+    assert_eq!(etcd.store("/t8").lease_holder("primary-db").unwrap(), None);
 }

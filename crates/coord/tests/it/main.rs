@@ -3,4 +3,5 @@
 
 mod embedded;
 mod etcd;
+mod etcd_tls;
 mod support;

@@ -314,9 +314,41 @@ fn failover_timing_that_could_leave_two_primaries() {
     // Fenced only after 1 s + 9 s = 10 s, but the lease expires after 5 s and another site
     // may be promoted after 3 × 1 s + 1 s = 4 s; and automatic failover without a witness.
     let text = format!(
-        "{BASE}failover:\n  automatic: true\n  heartbeat_interval: 1s\n  lease_ttl: 5s\n  fencing_deadline: 9s\n  promotion_delay: 1s\n  coordination: {{ etcd: [\"10.0.0.1:2379\"] }}\n"
+        "{BASE}failover:\n  automatic: true\n  heartbeat_interval: 1s\n  lease_ttl: 5s\n  fencing_deadline: 9s\n  promotion_delay: 1s\n  coordination: {{ etcd: {{ endpoints: [\"10.0.0.1:2379\"] }} }}\n"
     );
     assert_snapshot!(err(&text));
+}
+
+#[test]
+fn etcd_over_https_with_a_client_certificate_and_a_user() {
+    let l = ok(&format!(
+        "{BASE}failover:\n  coordination:\n    etcd:\n      endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]\n      \
+         tls: {{ ca: /etc/resurgo/etcd-ca.pem, cert: /etc/resurgo/etcd.pem, key: /etc/resurgo/etcd.key }}\n      \
+         auth: {{ user: resurgo, password: {{ env: ETCD_PASSWORD }} }}\n"
+    ));
+    let etcd = l.system.failover.etcd().unwrap();
+    assert_eq!(etcd.endpoints.len(), 2);
+    assert_eq!(etcd.tls.as_ref().unwrap().key.as_deref(), Some("/etc/resurgo/etcd.key"));
+    let auth = etcd.auth.as_ref().unwrap();
+    assert_eq!(auth.password, resurgo_spec::SecretRef::Env("ETCD_PASSWORD".into()));
+    // https alone: the system's roots, no client certificate, no user.
+    let l = ok(&format!(
+        "{BASE}failover:\n  coordination: {{ etcd: {{ endpoints: [https://etcd.example.com:2379] }} }}\n"
+    ));
+    assert_eq!(l.system.failover.etcd().unwrap().tls, None);
+}
+
+#[test]
+fn etcd_rules() {
+    // Schemes mixed (the first decides: http), TLS and a user over http, a certificate without
+    // its key, a user without a name and a password that names nothing.
+    let text = format!(
+        "{BASE}failover:\n  coordination:\n    etcd:\n      endpoints: [http://10.0.0.1:2379, https://10.0.0.2:2379, 10.0.0.3:2379]\n      \
+         tls: {{ cert: /etc/resurgo/etcd.pem }}\n      auth: {{ user: \"\", password: {{ file: \"\" }} }}\n"
+    );
+    assert_snapshot!(err(&text));
+    let text = format!("{BASE}failover:\n  coordination: {{ etcd: {{ endpoints: [] }} }}\n");
+    assert_snapshot!("etcd_without_endpoints", err(&text));
 }
 
 #[test]
