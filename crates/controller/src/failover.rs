@@ -830,7 +830,8 @@ impl Step for ActionStep {
         match &self.action {
             StepAction::Fence { site } => {
                 let to = self.target();
-                let deadline = Instant::now() + ctx.remaining();
+                // Its own deadline a little before the step's, so the run says why it gave up.
+                let deadline = Instant::now() + ctx.remaining().saturating_sub(Duration::from_millis(500));
                 loop {
                     // A site reachable from here is fenced here: its writers are stopped. One
                     // that is not (lost, or another machine) fences itself when it cannot renew
@@ -984,8 +985,9 @@ impl Step for ActionStep {
                     let from = self.ctx.before.services.get(&r.service).map(|s| s.site.as_str());
                     return Ok(crate::routes::switch(&self.ctx.after, route, from, site, ctx.epoch())?);
                 }
-                // Proxy routes: the controller runs them; wait until the route answers.
-                let deadline = Instant::now() + ctx.remaining();
+                // Proxy routes: the controller runs them; wait until the route answers (giving
+                // up a little before the step's deadline, so the run says why).
+                let deadline = Instant::now() + ctx.remaining().saturating_sub(Duration::from_millis(500));
                 loop {
                     match self.proxy_answers(route) {
                         Ok(()) => return Ok(()),

@@ -1,7 +1,7 @@
 //! Set-aside copies: data that resurgo moved out of the way instead of deleting it — what a
 //! restore found in its destination, an old primary's data before it rejoins as a standby, a
 //! pruned service's folder. Nothing in a run deletes them; only a person does, by name
-//! (`resurgo set-aside remove ID`).
+//! (`resurgo set-aside --remove ID --site S`).
 //!
 //! A copy is renamed (never copied, never deleted) to a name of its own that no later copy can
 //! take, `<name>.aside-<UTC time>-<n>` in a folder the caller chooses, and recorded first in the

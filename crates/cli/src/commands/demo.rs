@@ -308,8 +308,8 @@ fn lose_site_and_fail_over(
         }
     }
     let lost = spec.state.join("sites/a.lost");
+    // Its folder is gone: a site that cannot be seen is unknown, never empty.
     std::fs::rename(&site_a, &lost)?;
-    std::fs::write(&site_a, "site a is gone")?;
     let fault = Instant::now();
     println!(
         "site a lost at t=0 (processes killed, its state unreachable); last acknowledged write #{}",
@@ -376,7 +376,6 @@ fn lose_site_and_fail_over(
     );
 
     step(paint, 8, "site a comes back as standby; fail back with no data lost");
-    std::fs::remove_file(&site_a)?;
     std::fs::rename(&lost, &site_a)?;
     // A planned switch: stop writes at b, final backup and replication, then move.
     let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;

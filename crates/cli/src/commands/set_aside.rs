@@ -1,4 +1,4 @@
-//! `resurgo set-aside [list] | remove ID --site S`: the data resurgo moved out of the way
+//! `resurgo set-aside [--remove ID --site S]`: the data resurgo moved out of the way
 //! instead of deleting it — what a restore found in its destination, an old primary's data
 //! before it rejoined as a standby, a pruned service's folder. Nothing else ever deletes it.
 
@@ -12,27 +12,17 @@ use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(subcommand)]
-    pub action: Option<Action>,
+    /// Delete the set-aside copy with this id (as the list shows it) for good.
+    #[arg(long, value_name = "ID", requires = "site")]
+    pub remove: Option<String>,
+    /// The site that holds the copy to remove.
+    #[arg(long)]
+    pub site: Option<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
     /// Print the copies as JSON.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum Action {
-    /// List the set-aside copies at every site (the default).
-    List,
-    /// Delete one set-aside copy for good.
-    Remove {
-        /// Its id, as `resurgo set-aside list` shows it.
-        id: String,
-        /// The site that holds it.
-        #[arg(long)]
-        site: String,
-    },
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -41,8 +31,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let engine = args.spec.engine()?;
     let sites = engine.sites(&desired.loaded.system);
-    match args.action.unwrap_or(Action::List) {
-        Action::List => {
+    match (args.remove, args.site) {
+        (None, _) => {
             let mut all: Vec<(String, SetAside)> = Vec::new();
             for site in &sites {
                 match engine.provider.set_aside_copies(site) {
@@ -69,10 +59,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     );
                     println!("    {} (was {})", c.path.display(), c.original.display());
                 }
-                println!("Remove one with `resurgo set-aside remove ID --site SITE` once nothing in it is needed.");
+                println!("Remove one with `resurgo set-aside --remove ID --site SITE` once nothing in it is needed.");
             }
         }
-        Action::Remove { id, site } => {
+        (Some(id), site) => {
+            let site = site.unwrap_or_default();
             let handle = sites
                 .iter()
                 .find(|s| s.name == site)

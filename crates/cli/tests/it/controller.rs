@@ -455,8 +455,8 @@ fn agents_env(block: u8) -> (Env, u32) {
 fn lose_site_a(env: &Env, pid: u32) {
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
     let site_a = env.state().join("sites/a");
+    // Gone, not replaced by anything: unknown, never an empty site.
     std::fs::rename(&site_a, env.state().join("sites/a.lost")).unwrap();
-    std::fs::write(&site_a, "site a is gone").unwrap();
 }
 
 /// The one-machine default of the agents: `resurgo controller --agents` runs an agent per

@@ -15,4 +15,5 @@ mod pg_failover;
 mod pg_standby;
 mod protect;
 mod tidy;
+mod trust;
 mod util;
