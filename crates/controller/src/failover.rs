@@ -1072,3 +1072,7 @@ impl Step for ActionStep {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "failover_tests.rs"]
+mod tests;

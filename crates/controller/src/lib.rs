@@ -14,6 +14,8 @@ pub mod routes;
 pub mod schedule;
 mod scratch_pg;
 pub mod source;
+#[cfg(test)]
+mod testing;
 
 pub use desired::{Desired, LastKnownGood, LoadError};
 pub use engine::{ApplyError, ApplyReport, Engine};

@@ -335,6 +335,9 @@ fn prune_is_opt_in_and_capped() {
     );
     assert!(alive(old_pid), "a capped prune deletes nothing");
 
+    // What the service kept in its folder is its data: pruning sets it aside, never deletes it.
+    let data = env.state().join("sites/a/services/old/orders.db");
+    std::fs::write(&data, "the only copy").unwrap();
     assert_eq!(env.run(&["apply", "--prune"]).code, 0);
     assert!(
         poll(Duration::from_secs(5), || (!alive(old_pid)).then_some(())).is_some(),
@@ -342,6 +345,11 @@ fn prune_is_opt_in_and_capped() {
     );
     assert!(env.healthy_pid("a", "keep").is_some());
     assert_eq!(env.run(&["plan"]).code, 0);
+    let copies = env.run(&["set-aside", "--json"]).json();
+    let copy = &copies.as_array().unwrap()[0]["copy"];
+    assert!(copy["why"].as_str().unwrap().contains("pruned"), "{copies}");
+    let kept = std::path::Path::new(copy["path"].as_str().unwrap()).join("orders.db");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "the only copy");
 }
 
 fn sha256(text: &str) -> String {

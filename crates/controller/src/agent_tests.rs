@@ -1,0 +1,236 @@
+//! The agent's decisions over an in-memory provider and the real embedded store: one epoch
+//! memory per group, the restart rule run every tick, and the renewer that fences.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use resurgo_coord::fence::{EpochFile, EpochMemory};
+use resurgo_coord::{Assignment, CasOutcome, CoordStore, LeaseId, StoreError};
+
+use super::{epoch_dir, Agent, Held, Renewer, Role};
+use crate::engine::Engine;
+use crate::events::EventLog;
+use crate::roles::{group_of, open_store, primary_lease};
+use crate::testing::{two_sites, Recording};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    provider: Arc<Recording>,
+    engine: Engine,
+    spec: resurgo_spec::System,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Arc::new(Recording::default());
+    provider.site("a", true);
+    provider.site("b", true);
+    Fixture {
+        engine: Engine::new(provider.clone(), dir.path()),
+        provider,
+        spec: two_sites(true),
+        dir,
+    }
+}
+
+impl Fixture {
+    fn agent(&self, site: &str) -> Agent {
+        let source = resurgo_plan::SourceId {
+            kind: "folder".into(),
+            location: "unit".into(),
+            commit: None,
+            digest: "unit".into(),
+        };
+        Agent::new(
+            self.spec.clone(),
+            source,
+            self.engine.clone(),
+            self.dir.path(),
+            Role::Site(site.into()),
+        )
+        .unwrap()
+    }
+
+    fn store(&self) -> Arc<dyn CoordStore> {
+        open_store(&self.spec, self.dir.path()).unwrap()
+    }
+
+    fn fenced(&self) -> Vec<String> {
+        EventLog::new(self.dir.path().join("events.jsonl"))
+            .read()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.kind == crate::events::EventKind::Fenced)
+            .map(|e| e.message)
+            .collect()
+    }
+}
+
+/// Group site-a moved to b at epoch 1; group site-b never moved (epoch 0, at b). b's agent
+/// serves both: the epoch it saw of one group says nothing about the other.
+#[test]
+fn each_group_has_its_own_epoch_memory() {
+    let f = fixture();
+    let store = f.store();
+    let moved = Assignment::first(&group_of("a"), "b", SystemTime::now());
+    assert_eq!(
+        store.compare_and_swap_assignment(&group_of("a"), None, &moved).unwrap(),
+        CasOutcome::Swapped
+    );
+    let mut b = f.agent("b");
+    b.site_tick("b");
+    assert!(f.fenced().is_empty(), "nothing fenced: {:?}", f.fenced());
+    for group in ["site-a", "site-b"] {
+        let holder = store.lease_holder(&primary_lease(group)).unwrap().map(|(h, _)| h);
+        assert_eq!(holder.as_deref(), Some("b"), "b holds {group}");
+    }
+    assert!(f.provider.running("b", "web") && f.provider.running("b", "api"));
+    let memory = |group: &str| EpochFile::new(epoch_dir(f.dir.path(), "b").join(group)).load().unwrap();
+    assert_eq!((memory("site-a"), memory("site-b")), (Some(1), Some(0)));
+}
+
+/// The store holds an epoch below one b saw of that group (it was restored from an old copy):
+/// that group is fenced at b, the other keeps serving.
+#[test]
+fn a_store_gone_back_in_time_fences_only_the_group_it_lies_about() {
+    let f = fixture();
+    let mut b = f.agent("b");
+    b.site_tick("b");
+    assert!(f.provider.running("b", "api"));
+    EpochFile::new(epoch_dir(f.dir.path(), "b").join("site-b"))
+        .record(5)
+        .unwrap();
+    b.site_tick("b");
+    assert!(!f.provider.running("b", "api"), "site-b fenced at b");
+    let fenced = f.fenced();
+    assert!(
+        fenced.len() == 1 && fenced[0].contains("site-b") && fenced[0].contains("below 5"),
+        "{fenced:?}"
+    );
+    // a's group, primary at a, is untouched by b's doubt about site-b.
+    let mut a = f.agent("a");
+    a.site_tick("a");
+    assert!(f.provider.running("a", "web"));
+}
+
+/// A store that can be cut off.
+struct Cuttable {
+    inner: Arc<dyn CoordStore>,
+    down: AtomicBool,
+}
+
+impl Cuttable {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(StoreError::Unreachable {
+                endpoint: "unit".into(),
+                reason: "cut off".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl CoordStore for Cuttable {
+    fn get_assignment(&self, group: &str) -> Result<Option<Assignment>, StoreError> {
+        self.check()?;
+        self.inner.get_assignment(group)
+    }
+    fn compare_and_swap_assignment(
+        &self,
+        group: &str,
+        expected: Option<u64>,
+        new: &Assignment,
+    ) -> Result<CasOutcome, StoreError> {
+        self.check()?;
+        self.inner.compare_and_swap_assignment(group, expected, new)
+    }
+    fn grant_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<LeaseId, StoreError> {
+        self.check()?;
+        self.inner.grant_lease(name, holder, ttl)
+    }
+    fn keep_alive(&self, lease: LeaseId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.keep_alive(lease)
+    }
+    fn lease_holder(&self, name: &str) -> Result<Option<(String, Duration)>, StoreError> {
+        self.check()?;
+        self.inner.lease_holder(name)
+    }
+    fn lease_of(&self, name: &str) -> Result<Option<LeaseId>, StoreError> {
+        self.check()?;
+        self.inner.lease_of(name)
+    }
+    fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.revoke(lease)
+    }
+}
+
+fn renewer(f: &Fixture, store: Arc<dyn CoordStore>, held: Arc<std::sync::Mutex<Held>>) -> Renewer {
+    Renewer {
+        site: "a".into(),
+        spec: f.spec.clone(),
+        engine: f.engine.clone(),
+        store,
+        events: EventLog::new(f.dir.path().join("events.jsonl")),
+        held,
+        answering: Arc::new(AtomicBool::new(true)),
+        in_process: false,
+    }
+}
+
+/// Renewals move the fence deadline forward, counted from when each was sent; once the store
+/// cannot be reached for the fencing deadline, the group is fenced — and not a moment before.
+#[test]
+fn the_renewer_fences_at_the_deadline_counted_from_the_last_renewal_sent() {
+    let f = fixture();
+    let mut a = f.agent("a");
+    a.site_tick("a");
+    assert!(f.provider.running("a", "web"));
+    let store = Arc::new(Cuttable {
+        inner: f.store(),
+        down: AtomicBool::new(false),
+    });
+    let renewer = renewer(&f, store.clone(), a.held.clone());
+    let deadline = f.spec.failover.timing().fencing_deadline;
+
+    let before = resurgo_coord::BootTime::now();
+    renewer.round();
+    let until = f.provider.fence("a").expect("a fence deadline");
+    assert!(
+        until.ms >= before.ms + deadline.as_millis() as u64,
+        "from the renewal sent: {until:?}"
+    );
+
+    store.down.store(true, Ordering::Relaxed);
+    renewer.round();
+    assert!(
+        f.provider.running("a", "web"),
+        "a failed renewal within the deadline fences nothing"
+    );
+    std::thread::sleep(deadline);
+    renewer.round();
+    assert!(!f.provider.running("a", "web"), "fenced once the deadline passed");
+    assert!(a.held.lock().unwrap().fenced.contains_key("site-a"));
+}
+
+/// A lease revoked in the store (a run that fenced this site took it) is gone: the renewer
+/// fences the group at once instead of waiting for the deadline.
+#[test]
+fn a_lease_that_is_gone_fences_its_group_at_once() {
+    let f = fixture();
+    let mut a = f.agent("a");
+    a.site_tick("a");
+    let store = f.store();
+    let id = store
+        .lease_of(&primary_lease("site-a"))
+        .unwrap()
+        .expect("a holds site-a");
+    store.revoke(id).unwrap();
+    renewer(&f, store, a.held.clone()).round();
+    assert!(!f.provider.running("a", "web"));
+    let fenced = f.fenced();
+    assert!(fenced.iter().any(|m| m.contains("gone")), "{fenced:?}");
+}

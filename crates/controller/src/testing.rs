@@ -1,0 +1,180 @@
+//! For unit tests of the controller's riskiest files (failover steps, the agent's decisions):
+//! a provider that keeps its sites in memory and records what it is asked, and a spec parser.
+//! The coordination store in these tests is the real embedded one, in a temporary folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use resurgo_coord::BootTime;
+use resurgo_plan::{Health, ObservedService, ProcessState, RunConfig};
+use resurgo_provider::{ProbeResult, Provider, ProviderError, SiteHandle};
+use resurgo_spec::System;
+
+/// Sites in memory. A site absent from `sites` is not set up (unknown); every call is logged
+/// as `verb site/service`.
+#[derive(Default)]
+pub struct Recording {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    sites: BTreeMap<String, BTreeMap<String, (RunConfig, ProcessState)>>,
+    /// Sites whose services ignore a stop (a supervisor that hangs, a stop that fails silently).
+    stubborn: BTreeSet<String>,
+    log: Vec<String>,
+    fence: BTreeMap<String, BootTime>,
+}
+
+impl Recording {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `site` as set up (empty) — or, with `false`, as gone.
+    pub fn site(&self, site: &str, present: bool) {
+        let mut st = self.state();
+        if present {
+            st.sites.entry(site.to_string()).or_default();
+        } else {
+            st.sites.remove(site);
+        }
+    }
+
+    /// From now on, stopping a service at `site` leaves it running.
+    pub fn stubborn(&self, site: &str) {
+        self.state().stubborn.insert(site.to_string());
+    }
+
+    /// Whether `service` runs at `site`.
+    pub fn running(&self, site: &str, service: &str) -> bool {
+        self.state()
+            .sites
+            .get(site)
+            .and_then(|s| s.get(service))
+            .is_some_and(|(_, p)| matches!(p, ProcessState::Running { .. }))
+    }
+
+    /// The calls so far, in order.
+    pub fn log(&self) -> Vec<String> {
+        self.state().log.clone()
+    }
+
+    /// The fence deadline last set at `site`.
+    pub fn fence(&self, site: &str) -> Option<BootTime> {
+        self.state().fence.get(site).cloned()
+    }
+
+    fn not_set_up(site: &SiteHandle) -> ProviderError {
+        ProviderError::NotSetUp {
+            site: site.name.clone(),
+            root: site.root.clone(),
+        }
+    }
+}
+
+impl Provider for Recording {
+    fn set_up(&self, site: &SiteHandle) -> Result<(), ProviderError> {
+        let mut st = self.state();
+        st.log.push(format!("set-up {}", site.name));
+        st.sites.entry(site.name.clone()).or_default();
+        Ok(())
+    }
+
+    fn observe(&self, site: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError> {
+        let st = self.state();
+        let services = st.sites.get(&site.name).ok_or_else(|| Self::not_set_up(site))?;
+        Ok(services
+            .iter()
+            .map(|(name, (config, process))| ObservedService {
+                service: name.clone(),
+                config: config.clone(),
+                config_hash: config.hash(),
+                process: process.clone(),
+                health: if matches!(process, ProcessState::Running { .. }) {
+                    Health::Healthy
+                } else {
+                    Health::Unknown
+                },
+                restarts: 0,
+            })
+            .collect())
+    }
+
+    fn start(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
+        let mut st = self.state();
+        st.log.push(format!("start {}/{}", site.name, config.service));
+        let services = st.sites.get_mut(&site.name).ok_or_else(|| Self::not_set_up(site))?;
+        let running = ProcessState::Running {
+            pid: 1,
+            since: String::new(),
+        };
+        services.insert(config.service.clone(), (config.clone(), running));
+        Ok(())
+    }
+
+    fn stop(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        let mut st = self.state();
+        st.log.push(format!("stop {}/{service}", site.name));
+        let stubborn = st.stubborn.contains(&site.name);
+        let services = st.sites.get_mut(&site.name).ok_or_else(|| Self::not_set_up(site))?;
+        if let Some((_, process)) = services.get_mut(service).filter(|_| !stubborn) {
+            *process = ProcessState::Stopped;
+        }
+        Ok(())
+    }
+
+    fn remove(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        let mut st = self.state();
+        st.log.push(format!("remove {}/{service}", site.name));
+        let services = st.sites.get_mut(&site.name).ok_or_else(|| Self::not_set_up(site))?;
+        services.remove(service);
+        Ok(())
+    }
+
+    fn probe(&self, site: &SiteHandle, config: &RunConfig) -> ProbeResult {
+        let healthy = self.running(&site.name, &config.service);
+        ProbeResult {
+            healthy,
+            detail: if healthy { "running" } else { "not running" }.into(),
+        }
+    }
+
+    fn relabel(&self, _: &SiteHandle, _: &RunConfig) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    fn extend_fence(&self, site: &SiteHandle, until: &BootTime) -> Result<(), ProviderError> {
+        self.state().fence.insert(site.name.clone(), until.clone());
+        Ok(())
+    }
+}
+
+/// A spec from YAML text (panics with the diagnostics if it is invalid).
+pub fn system(yaml: &str) -> System {
+    let file = resurgo_spec::SourceFile {
+        name: "resurgo.yaml".into(),
+        text: yaml.into(),
+    };
+    match resurgo_spec::load(vec![file], &[]) {
+        Ok(loaded) => loaded.system,
+        Err(e) => panic!("invalid test spec: {e}"),
+    }
+}
+
+/// Two sites (a, b); `web` at a with b as its standby site; `api` at b with a as its standby
+/// site when `two_groups`; fast failover timing, embedded coordination.
+pub fn two_sites(two_groups: bool) -> System {
+    let service = |name: &str, site: &str, standby: &str, port: u16| {
+        format!(
+            "  {name}:\n    command: /bin/true\n    ports: [{port}]\n    stop_timeout: 500ms\n    site: {site}\n    standby: [{standby}]\n    health:\n      tcp: {{ port: {port} }}\n"
+        )
+    };
+    let mut services = service("web", "a", "b", 8080);
+    if two_groups {
+        services += &service("api", "b", "a", 8081);
+    }
+    system(&format!(
+        "apiVersion: resurgo.dev/v1alpha1\nsystem: unit\nsites:\n  a:\n    provider: local\n    address: 127.0.0.1\n    capacity: {{ cpu: 8, memory: 8Gi }}\n  b:\n    provider: local\n    address: 127.0.0.2\n    capacity: {{ cpu: 8, memory: 8Gi }}\nservices:\n{services}failover:\n  witness: \"127.0.0.9:7411\"\n  heartbeat_interval: 100ms\n  suspect_after: 3\n  lease_ttl: 1500ms\n  fencing_deadline: 500ms\n  promotion_delay: 500ms\n"
+    ))
+}
