@@ -830,8 +830,8 @@ impl Step for ActionStep {
         match &self.action {
             StepAction::Fence { site } => {
                 let to = self.target();
-                // Its own deadline a little before the step's, so the run says why it gave up.
-                let deadline = Instant::now() + ctx.remaining().saturating_sub(Duration::from_millis(500));
+                // Its own deadline well before the step's, so the run says why it gave up.
+                let deadline = Instant::now() + ctx.remaining().mul_f32(0.8);
                 loop {
                     // A site reachable from here is fenced here: its writers are stopped. One
                     // that is not (lost, or another machine) fences itself when it cannot renew
@@ -986,8 +986,8 @@ impl Step for ActionStep {
                     return Ok(crate::routes::switch(&self.ctx.after, route, from, site, ctx.epoch())?);
                 }
                 // Proxy routes: the controller runs them; wait until the route answers (giving
-                // up a little before the step's deadline, so the run says why).
-                let deadline = Instant::now() + ctx.remaining().saturating_sub(Duration::from_millis(500));
+                // up well before the step's deadline, so the run says why).
+                let deadline = Instant::now() + ctx.remaining().mul_f32(0.8);
                 loop {
                     match self.proxy_answers(route) {
                         Ok(()) => return Ok(()),
