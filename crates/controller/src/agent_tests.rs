@@ -9,32 +9,21 @@ use resurgo_coord::fence::{EpochFile, EpochMemory};
 use resurgo_coord::{Assignment, CasOutcome, CoordStore, LeaseId, StoreError};
 
 use super::{epoch_dir, Agent, Held, Renewer, Role};
-use crate::engine::Engine;
 use crate::events::EventLog;
-use crate::roles::{group_of, open_store, primary_lease};
-use crate::testing::{two_sites, Recording};
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    provider: Arc<Recording>,
-    engine: Engine,
-    spec: resurgo_spec::System,
-}
+use crate::roles::{group_of, primary_lease};
+use crate::testing::{two_sites, Fixture};
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let provider = Arc::new(Recording::default());
-    provider.site("a", true);
-    provider.site("b", true);
-    Fixture {
-        engine: Engine::new(provider.clone(), dir.path()),
-        provider,
-        spec: two_sites(true),
-        dir,
-    }
+    Fixture::new(two_sites(true))
 }
 
-impl Fixture {
+/// What the agent tests ask of the fixture.
+trait Agents {
+    fn agent(&self, site: &str) -> Agent;
+    fn fenced(&self) -> Vec<String>;
+}
+
+impl Agents for Fixture {
     fn agent(&self, site: &str) -> Agent {
         let source = resurgo_plan::SourceId {
             kind: "folder".into(),
@@ -50,10 +39,6 @@ impl Fixture {
             Role::Site(site.into()),
         )
         .unwrap()
-    }
-
-    fn store(&self) -> Arc<dyn CoordStore> {
-        open_store(&self.spec, self.dir.path()).unwrap()
     }
 
     fn fenced(&self) -> Vec<String> {

@@ -5,45 +5,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use resurgo_coord::CoordStore;
 use resurgo_runbook::run::{RunOutcome, RunReport};
 
 use super::{execute, where_it_stands, RunOptions};
-use crate::engine::Engine;
-use crate::roles::{group_of, open_store, primary_lease};
-use crate::testing::{two_sites, Recording};
+use crate::roles::{group_of, primary_lease};
+use crate::testing::{two_sites, Fixture};
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    provider: Arc<Recording>,
-    engine: Engine,
-    spec: resurgo_spec::System,
-}
-
+/// web running at a, b set up and empty.
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let provider = Arc::new(Recording::default());
-    let engine = Engine::new(provider.clone(), dir.path());
-    let spec = two_sites(false);
-    // web runs at a; b is set up and empty.
-    provider.site("a", true);
-    provider.site("b", true);
-    let a = engine.sites(&spec).into_iter().find(|h| h.name == "a").unwrap();
-    let web = &resurgo_plan::desired_state(&spec)["a"]["web"];
-    resurgo_provider::Provider::start(provider.as_ref(), &a, web).unwrap();
-    Fixture {
-        dir,
-        provider,
-        engine,
-        spec,
-    }
+    let f = Fixture::new(two_sites(false));
+    let a = f.engine.sites(&f.spec).into_iter().find(|h| h.name == "a").unwrap();
+    let web = &resurgo_plan::desired_state(&f.spec)["a"]["web"];
+    resurgo_provider::Provider::start(f.provider.as_ref(), &a, web).unwrap();
+    f
 }
 
-impl Fixture {
-    fn store(&self) -> Arc<dyn CoordStore> {
-        open_store(&self.spec, self.dir.path()).unwrap()
-    }
+/// What the failover tests ask of the fixture.
+trait Failover {
+    fn fail_over(&self) -> RunReport;
+    fn live_agent_at_a(&self) -> Renewing;
+    fn holder(&self) -> Option<String>;
+    fn primary(&self) -> Option<(String, u64)>;
+}
 
+impl Failover for Fixture {
     fn fail_over(&self) -> RunReport {
         execute(
             &self.spec,

@@ -3,9 +3,9 @@
 //! The coordination store in these tests is the real embedded one, in a temporary folder.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use resurgo_coord::BootTime;
+use resurgo_coord::{BootTime, CoordStore};
 use resurgo_plan::{Health, ObservedService, ProcessState, RunConfig};
 use resurgo_provider::{ProbeResult, Provider, ProviderError, SiteHandle};
 use resurgo_spec::System;
@@ -177,4 +177,33 @@ pub fn two_sites(two_groups: bool) -> System {
     system(&format!(
         "apiVersion: resurgo.dev/v1alpha1\nsystem: unit\nsites:\n  a:\n    provider: local\n    address: 127.0.0.1\n    capacity: {{ cpu: 8, memory: 8Gi }}\n  b:\n    provider: local\n    address: 127.0.0.2\n    capacity: {{ cpu: 8, memory: 8Gi }}\nservices:\n{services}failover:\n  witness: \"127.0.0.9:7411\"\n  heartbeat_interval: 100ms\n  suspect_after: 3\n  lease_ttl: 1500ms\n  fencing_deadline: 500ms\n  promotion_delay: 500ms\n"
     ))
+}
+
+/// A state folder, the recording provider with sites a and b set up, an engine over them, and
+/// the spec.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub provider: Arc<Recording>,
+    pub engine: crate::engine::Engine,
+    pub spec: System,
+}
+
+impl Fixture {
+    pub fn new(spec: System) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = Arc::new(Recording::default());
+        provider.site("a", true);
+        provider.site("b", true);
+        Fixture {
+            engine: crate::engine::Engine::new(provider.clone(), dir.path()),
+            provider,
+            spec,
+            dir,
+        }
+    }
+
+    /// The spec's coordination store (the embedded one, in the state folder).
+    pub fn store(&self) -> Arc<dyn CoordStore> {
+        crate::roles::open_store(&self.spec, self.dir.path()).unwrap()
+    }
 }

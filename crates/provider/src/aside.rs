@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::local::io_error;
 use crate::shim::write_json_atomic;
 use crate::{ProviderError, SiteHandle};
 
@@ -38,16 +39,6 @@ pub struct SetAside {
     /// Bytes it holds (counted when listed; 0 in the register).
     #[serde(default)]
     pub bytes: u64,
-}
-
-fn io_error(site: &SiteHandle, what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ProviderError {
-    let (site, path) = (site.name.clone(), path.to_path_buf());
-    move |source| ProviderError::Io {
-        site,
-        what,
-        path,
-        source,
-    }
 }
 
 fn lock(site: &SiteHandle) -> Result<Flock<File>, ProviderError> {

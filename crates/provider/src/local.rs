@@ -734,7 +734,7 @@ fn check_name(site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
     Ok(())
 }
 
-fn io_error(site: &SiteHandle, what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ProviderError {
+pub(crate) fn io_error(site: &SiteHandle, what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ProviderError {
     let (site, path) = (site.name.clone(), path.to_path_buf());
     move |source| ProviderError::Io {
         site,

@@ -10,25 +10,8 @@ use crate::util::Env;
 /// A spec with a directory dataset `files` and a SQLite dataset `notes`, both owned by `web`
 /// at site a, replicated to b.
 fn protected_spec(env: &Env, extra_dataset_fields: &str) -> String {
-    let backups = env.path().join("backups");
-    std::fs::create_dir_all(&backups).unwrap();
-    std::fs::write(backups.join("password"), "correct horse battery staple").unwrap();
-    let repo = |site: &str| {
-        format!(
-            "    repository: {{ url: {}, password: {{ file: {} }} }}\n",
-            backups.join(site).display(),
-            backups.join("password").display()
-        )
-    };
-    let web = Env::web("web", "a", 7201 + u16::from(env.block) - 120, "manual", &[])
-        .replace(
-            "args: [example-app, --port, ",
-            "args: [example-app, --db, data/notes.db, --write-every, 20ms, --port, ",
-        )
-        .replace("    site: a\n", "    site: a\n    standby: [b]\n");
-    env.spec(&web)
-        .replace("    capacity: { cpu: 8, memory: 8Gi }\n  b:", &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}  b:", repo("a")))
-        .replace("    capacity: { cpu: 8, memory: 8Gi }\nservices:", &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}services:", repo("b")))
+    let web = Env::notes_web(7201 + u16::from(env.block) - 120);
+    env.with_repositories(&env.spec(&web))
         + &format!(
             "datasets:\n  files:\n    service: web\n    type: directory\n    path: {}\n    retention: {{ last: 2 }}\n    check: {{ command: [test, -f, tree/deep/er/file-3] }}\n{extra_dataset_fields}  notes:\n    service: web\n    type: sqlite\n    path: data/notes.db\n",
             env.path().join("files").display()

@@ -166,37 +166,13 @@ fn a_site_this_host_cannot_see_is_unknown_never_empty_and_its_live_lease_is_not_
 /// A spec with the SQLite dataset `notes` of `web` at a, backed up at a, replicated to b,
 /// each site with its own repository.
 fn notes_spec(env: &Env, port: u16) -> String {
-    let backups = env.path().join("backups");
-    std::fs::create_dir_all(&backups).unwrap();
-    std::fs::write(backups.join("password"), "correct horse battery staple").unwrap();
-    let repo = |site: &str| {
-        format!(
-            "    repository: {{ url: {}, password: {{ file: {} }} }}\n",
-            backups.join(site).display(),
-            backups.join("password").display()
-        )
-    };
-    let web = Env::web("web", "a", port, "manual", &[])
-        .replace(
-            "args: [example-app, --port, ",
-            "args: [example-app, --db, data/notes.db, --write-every, 20ms, --port, ",
-        )
-        .replace("    site: a\n", "    site: a\n    standby: [b]\n");
-    env.spec(&web)
-        .replace(
-            "    capacity: { cpu: 8, memory: 8Gi }\n  b:",
-            &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}  b:", repo("a")),
-        )
-        .replace(
-            "    capacity: { cpu: 8, memory: 8Gi }\nservices:",
-            &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}services:", repo("b")),
-        )
+    env.with_repositories(&env.spec(&Env::notes_web(port)))
         + "datasets:\n  notes:\n    service: web\n    type: sqlite\n    path: data/notes.db\n"
 }
 
 /// A failover killed (SIGKILL) in the middle of its restore step at b, then resumed: what the
 /// restore found at b was set aside before the kill, and is still there after the resume,
-/// byte for byte; the restored data is in place; only `resurgo set-aside remove` deletes it.
+/// byte for byte; the restored data is in place; only `resurgo set-aside --remove` deletes it.
 #[test]
 fn a_restore_killed_part_way_and_resumed_keeps_what_it_set_aside() {
     let env = Env::new(151);

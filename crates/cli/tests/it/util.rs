@@ -57,6 +57,40 @@ impl Env {
         )
     }
 
+    /// `spec` (from [`Env::spec`]) with a repository for each of a and b under `backups/`,
+    /// sharing one password file.
+    pub fn with_repositories(&self, spec: &str) -> String {
+        let backups = self.path().join("backups");
+        std::fs::create_dir_all(&backups).unwrap();
+        std::fs::write(backups.join("password"), "correct horse battery staple").unwrap();
+        let repo = |site: &str| {
+            format!(
+                "    repository: {{ url: {}, password: {{ file: {} }} }}\n",
+                backups.join(site).display(),
+                backups.join("password").display()
+            )
+        };
+        spec.replace(
+            "    capacity: { cpu: 8, memory: 8Gi }\n  b:",
+            &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}  b:", repo("a")),
+        )
+        .replace(
+            "    capacity: { cpu: 8, memory: 8Gi }\nservices:",
+            &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}services:", repo("b")),
+        )
+    }
+
+    /// `web` at a (standby site b) writing a row every 20 ms to the SQLite database
+    /// `data/notes.db` in its folder.
+    pub fn notes_web(port: u16) -> String {
+        Env::web("web", "a", port, "manual", &[])
+            .replace(
+                "args: [example-app, --port, ",
+                "args: [example-app, --db, data/notes.db, --write-every, 20ms, --port, ",
+            )
+            .replace("    site: a\n", "    site: a\n    standby: [b]\n")
+    }
+
     /// A service running `resurgo example-app` on `port`, with an HTTP health check.
     pub fn web(name: &str, site: &str, port: u16, sync: &str, deps: &[&str]) -> String {
         let deps = if deps.is_empty() {
