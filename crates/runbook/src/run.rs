@@ -24,6 +24,7 @@
 //!   is accepted (the resumer holds the newer assignment) and stamped on what follows.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -64,23 +65,44 @@ impl RunError {
     }
 }
 
-/// How a run ended (or where it stands, for a run that was interrupted).
+/// How a run ended (or where it stands, for a run that was interrupted). `Display` reads as
+/// the end of a sentence about the run (`run r1: succeeded`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum RunOutcome {
+    /// Every step finished.
     Succeeded,
+    /// A step failed; the steps the run had changed were compensated, newest first.
     Aborted {
+        /// The step that failed.
         step: String,
+        /// Why it failed.
         error: String,
     },
     /// Interrupted before its end: resume it.
     Incomplete,
 }
 
-/// Where a step ended.
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunOutcome::Succeeded => f.write_str("succeeded"),
+            RunOutcome::Aborted { step, error } => write!(
+                f,
+                "stopped at step `{step}`: {error}; what the run had changed was undone as far as it could be"
+            ),
+            RunOutcome::Incomplete => {
+                f.write_str("interrupted before its end; `resurgo runs RUN --resume` finishes it")
+            }
+        }
+    }
+}
+
+/// Where a step ended. `Display` reads as what became of the step (`fence a: done`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum StepOutcome {
+    /// Not started.
     Pending,
     /// Started but neither finished nor failed (the run was interrupted).
     Running,
@@ -88,14 +110,40 @@ pub enum StepOutcome {
     Done,
     /// The effect was in place before this run touched the step.
     AlreadyDone,
+    /// The step failed and the run stopped there.
     Failed {
+        /// Why it failed.
         error: String,
     },
+    /// Its compensation started but did not finish (the run was interrupted).
     Compensating,
+    /// What the step had changed was undone.
     Compensated,
+    /// Undoing what the step had changed failed: look at it by hand.
     CompensationFailed {
+        /// Why the compensation failed.
         error: String,
     },
+}
+
+impl fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepOutcome::Pending => f.write_str("not started"),
+            StepOutcome::Running => f.write_str("started, not finished"),
+            StepOutcome::Done => f.write_str("done"),
+            StepOutcome::AlreadyDone => f.write_str("already done"),
+            StepOutcome::Failed { error } => write!(f, "failed: {error}"),
+            StepOutcome::Compensating => f.write_str("being undone, not finished"),
+            StepOutcome::Compensated => f.write_str("undone"),
+            // The journal's detail already starts with "compensation failed: ".
+            StepOutcome::CompensationFailed { error } => write!(
+                f,
+                "could not be undone: {}",
+                error.strip_prefix("compensation failed: ").unwrap_or(error)
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

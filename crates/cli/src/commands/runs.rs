@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("no runs yet in {}", dir.display());
     }
     for r in &reports {
-        println!("run {} — {:?}, epoch {}: {:?}", r.run, r.kind, r.epoch, r.outcome);
+        println!("run {} — {}, epoch {}: {}", r.run, r.kind, r.epoch, r.outcome);
         if let Some(m) = measured(&r.run) {
             let show = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.2}s"));
             println!(
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .map(|m| format!("{:.2}s", m as f64 / 1000.0))
                     .unwrap_or_default();
                 println!(
-                    "  {:<30} {:<8} {} {:?}",
+                    "  {:<30} {:<8} {} {}",
                     s.name,
                     took,
                     s.started.as_deref().unwrap_or(""),
@@ -103,7 +103,7 @@ fn resume(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("run {} resumed: {:?}", report.run, report.outcome);
+        println!("run {} resumed: {}", report.run, report.outcome);
     }
     let ok = matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded);
     Ok(exit::code(if ok { exit::OK } else { exit::ERROR }))

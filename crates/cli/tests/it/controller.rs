@@ -473,7 +473,10 @@ fn controller_agents_fail_over_automatically_when_a_site_is_lost() {
         e["kind"] == "failover_finished"
     });
     assert!(
-        finished["message"].as_str().unwrap_or_default().contains("Succeeded"),
+        finished["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(": succeeded"),
         "{finished}\n{}",
         env.dump_events()
     );
@@ -531,7 +534,10 @@ fn maintenance_holds_back_automatic_failover_until_it_is_off() {
         e["kind"] == "failover_finished"
     });
     assert!(
-        finished["message"].as_str().unwrap_or_default().contains("Succeeded"),
+        finished["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(": succeeded"),
         "{finished}"
     );
     env.stop_controller();

@@ -400,3 +400,38 @@ fn not_ready_until_the_timeout_fails_with_the_last_reason() {
     // Either the step's back-off or the runner notices the deadline first; both say why.
     assert!(error.starts_with("timed out after 300ms"), "{error}");
 }
+
+/// People read outcomes as sentences, not as Rust `Debug` (issue 8, item 9).
+#[test]
+fn outcomes_read_as_sentences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = file_steps(tmp.path(), &ABCD, &calls(), None, |s| {
+        s.fail_verify = s.name == "d";
+        s.fail_compensate = s.name == "c";
+    });
+    let report = Runner::new(tmp.path().join("runs"))
+        .start_as("r1", &diamond(), &steps)
+        .unwrap();
+    assert_eq!(
+        report.outcome.to_string(),
+        "stopped at step `d`: verification failed: d is not serving; \
+         what the run had changed was undone as far as it could be"
+    );
+    let lines: Vec<String> = report
+        .steps
+        .iter()
+        .map(|s| format!("{}: {}", s.name, s.outcome))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "a: undone",
+            "b: undone",
+            "c: could not be undone: cannot undo c",
+            "d: undone"
+        ]
+    );
+    assert_eq!(RunOutcome::Succeeded.to_string(), "succeeded");
+    assert_eq!(StepOutcome::AlreadyDone.to_string(), "already done");
+    assert_eq!(Check::NotReady("lag 3s".into()).to_string(), "not ready: lag 3s");
+}
