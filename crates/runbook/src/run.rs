@@ -65,9 +65,8 @@ impl RunError {
     }
 }
 
-/// How a run ended (or where it stands, for a run that was interrupted). `Display` reads as
-/// the end of a sentence about the run (`run r1: succeeded`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// How a run ended (or where it stands, for a run that was interrupted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum RunOutcome {
     /// Every step finished.
@@ -83,6 +82,7 @@ pub enum RunOutcome {
     Incomplete,
 }
 
+/// Reads as the end of a sentence about the run (`run r1: succeeded`).
 impl fmt::Display for RunOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -98,8 +98,8 @@ impl fmt::Display for RunOutcome {
     }
 }
 
-/// Where a step ended. `Display` reads as what became of the step (`fence a: done`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Where a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum StepOutcome {
     /// Not started.
@@ -126,6 +126,7 @@ pub enum StepOutcome {
     },
 }
 
+/// Reads as what became of the step (`fence a: done`).
 impl fmt::Display for StepOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -146,27 +147,35 @@ impl fmt::Display for StepOutcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One step of a run, as its journal stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StepReport {
+    /// The step's name in the recovery plan (`promote orders at b`).
     pub name: String,
     /// RFC 3339 time of the first `started` record.
     pub started: Option<String>,
     /// RFC 3339 time of the last record that ended the step (finished, failed, compensated).
     pub finished: Option<String>,
-    /// Duration of the last attempt (check → finish or failure).
+    /// Duration of the last attempt (check → finish or failure), in milliseconds.
     pub millis: Option<u64>,
+    /// Where the step ended.
     pub outcome: StepOutcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a run did, computed from its journal alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RunReport {
+    /// The run's id (`<plan>-e<epoch>-<unix millis>`).
     pub run: String,
+    /// The recovery plan's id.
     pub plan: String,
+    /// What the run was for.
     pub kind: PlanKind,
     /// The highest epoch in the journal.
     pub epoch: u64,
+    /// How the run ended, or where it stands.
     pub outcome: RunOutcome,
-    /// In execution order.
+    /// Every step of the plan, in execution order.
     pub steps: Vec<StepReport>,
     /// Things the operator should know (e.g. a torn journal line was cut).
     pub notes: Vec<String>,
