@@ -220,7 +220,7 @@ impl Agent {
     }
 
     fn emit(&self, event: Event) {
-        eprintln!("{} {:?} {}", self.name(), event.kind, event.message);
+        eprintln!("{} {} {}", self.name(), event.kind, event.message);
         let _ = self.events.append(&event);
     }
 
@@ -623,7 +623,7 @@ impl Agent {
             now.duration_since(a.since)
                 .ok()
                 .filter(|d| *d < failover.cooldown())
-                .map(|d| format!("cool-down: the last failover was {d:?} ago"))
+                .map(|d| format!("cool-down: the last failover was {}s ago", d.as_secs()))
         } else {
             None
         };
@@ -674,7 +674,7 @@ impl Agent {
                 self.emit(
                     Event::new(
                         EventKind::FailoverFinished,
-                        format!("run {}: {:?}", report.run, report.outcome),
+                        format!("run {}: {}", report.run, report.outcome),
                     )
                     .site(site),
                 );
@@ -795,7 +795,7 @@ impl Renewer {
                 fence_group(&self.engine, &self.spec, &self.site, &group);
                 let event =
                     Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(&self.site);
-                eprintln!("{} {:?} {}", self.site, event.kind, event.message);
+                eprintln!("{} {} {}", self.site, event.kind, event.message);
                 let _ = self.events.append(&event);
             }
         }

@@ -69,6 +69,16 @@ pub enum EventKind {
     FailoverSuppressed,
 }
 
+/// The kind as the event log spells it (`failover_finished`), so echoed lines and the log agree.
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => write!(f, "{self:?}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// RFC 3339, UTC, milliseconds.
@@ -182,5 +192,10 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].site.as_deref(), Some("a"));
         assert_eq!(events[1].kind, EventKind::DriftCorrected);
+    }
+
+    #[test]
+    fn a_kind_is_shown_as_the_log_spells_it() {
+        assert_eq!(EventKind::FailoverFinished.to_string(), "failover_finished");
     }
 }

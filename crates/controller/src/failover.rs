@@ -464,6 +464,12 @@ pub fn fence(engine: &Engine, system: &System, site: &str) -> Result<usize, Fail
     Ok(n)
 }
 
+/// How long a step that waits in a loop may wait, out of the `remaining` time of its step:
+/// it gives up early enough (a fifth, at least 2 s) to say why before the runner's timeout.
+fn give_up_within(remaining: Duration) -> Duration {
+    remaining.saturating_sub(remaining.mul_f32(0.2).max(Duration::from_secs(2)))
+}
+
 struct ActionStep {
     action: StepAction,
     ctx: Arc<Ctx>,
@@ -831,7 +837,7 @@ impl Step for ActionStep {
             StepAction::Fence { site } => {
                 let to = self.target();
                 // Its own deadline well before the step's, so the run says why it gave up.
-                let deadline = Instant::now() + ctx.remaining().mul_f32(0.8);
+                let deadline = Instant::now() + give_up_within(ctx.remaining());
                 loop {
                     // A site reachable from here is fenced here: its writers are stopped. One
                     // that is not (lost, or another machine) fences itself when it cannot renew
@@ -987,7 +993,7 @@ impl Step for ActionStep {
                 }
                 // Proxy routes: the controller runs them; wait until the route answers (giving
                 // up well before the step's deadline, so the run says why).
-                let deadline = Instant::now() + ctx.remaining().mul_f32(0.8);
+                let deadline = Instant::now() + give_up_within(ctx.remaining());
                 loop {
                     match self.proxy_answers(route) {
                         Ok(()) => return Ok(()),

@@ -134,7 +134,7 @@ impl Controller {
                 .as_deref()
                 .map(|s| format!(" service={s}"))
                 .unwrap_or_default();
-            eprintln!("{} {:?}{site}{service} {}", event.time, event.kind, event.message);
+            eprintln!("{} {}{site}{service} {}", event.time, event.kind, event.message);
         }
     }
 

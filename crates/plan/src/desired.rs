@@ -2,6 +2,7 @@
 
 use indexmap::IndexMap;
 use resurgo_spec::{EnvValue, HealthCheck, Strategy, System};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Everything needed to run one service at one site, and nothing that is secret: secret
@@ -9,19 +10,29 @@ use serde::{Deserialize, Serialize};
 ///
 /// The provider records this with every process it starts; comparing the recorded copy with
 /// the desired one names the fields that drifted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunConfig {
+    /// The service's name in the spec.
     pub service: String,
+    /// The site it runs at.
     pub site: String,
+    /// The site's address, which the service listens on.
     pub address: std::net::IpAddr,
+    /// The program to run.
     pub command: String,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// Its environment: plain values, or references to secrets (never their values).
     pub env: IndexMap<String, EnvValue>,
+    /// Its working directory (null: the service's state folder at the site).
     pub workdir: Option<String>,
+    /// The ports it listens on.
     pub ports: Vec<u16>,
+    /// How its health is checked (null: it is not, and its health shows `unknown`).
     pub health: Option<HealthCheck>,
     /// Milliseconds between SIGTERM and SIGKILL on a graceful stop.
     pub stop_timeout_ms: u64,
+    /// Services that must be healthy before this one starts.
     pub depends_on: Vec<String>,
     /// `active` (the service itself) or `standby` (a warm replica of it at a standby site, for
     /// a service that owns a `strategy: standby` dataset). Left out of the JSON when `active`,
@@ -31,7 +42,7 @@ pub struct RunConfig {
 }
 
 /// Which instance of a service a [`RunConfig`] runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The instance that serves, at the service's `site`.

@@ -5,16 +5,19 @@
 use std::collections::HashMap;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{Role, RunConfig};
 use crate::observed::{observed_hash, ObservedSite, ProcessState, SiteState};
 
-/// Version of the plan's JSON format. Bump on any incompatible change.
+/// Version of the plan's JSON format (`resurgo plan --json`, `--out FILE`; its JSON Schema is
+/// `schema/plan.schema.json`). Bump on any incompatible change: a removed or renamed field, a
+/// changed meaning. A new field is compatible.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
 /// Where the desired state came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SourceId {
     /// `git` or `folder`.
     pub kind: String,
@@ -37,7 +40,8 @@ impl SourceId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How the plan was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanOptions {
     /// Delete owned services that the spec no longer declares.
     pub prune: bool,
@@ -54,7 +58,8 @@ impl Default for PlanOptions {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the plan does to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Not running anywhere resurgo knows of: start it.
@@ -67,12 +72,16 @@ pub enum Action {
     Delete,
     /// Owned, no longer declared, prune off: reported, left alone.
     Orphan,
+    /// Running as desired: nothing to do.
     Unchanged,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One service at one site: what to do and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
+    /// The service's name in the spec.
     pub service: String,
+    /// What to do to it.
     pub action: Action,
     /// For `update`: the fields that differ.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -87,24 +96,36 @@ pub struct Change {
     pub config: Option<RunConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The changes at one site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SitePlan {
+    /// The site's name in the spec.
     pub site: String,
-    /// `reachable` or `unknown`.
+    /// `reachable` or `unknown` (an unknown site gets no changes).
     pub status: String,
+    /// Why the site is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Every service the site should or does run, in dependency order (`unchanged` ones too).
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How many changes of each kind, over all sites.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
+    /// Services to start that run nowhere.
     pub create: usize,
+    /// Services to restart with another config.
     pub update: usize,
+    /// Services to start again with the same config.
     pub start: usize,
+    /// Services to stop and forget (`--prune`).
     pub delete: usize,
+    /// Services no longer declared, left alone.
     pub orphan: usize,
+    /// Services running as desired.
     pub unchanged: usize,
+    /// Sites that could not be observed.
     pub unknown_sites: usize,
 }
 
@@ -115,14 +136,23 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What `resurgo plan` would change, per site, bound to the spec it came from and to the
+/// observed state: `resurgo apply FILE` refuses it once either has moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
+    /// [`PLAN_FORMAT_VERSION`]: bumped on any incompatible change of this format.
     pub format_version: u32,
+    /// The system's name in the spec.
     pub system: String,
+    /// The spec the plan was made from.
     pub source: SourceId,
+    /// SHA-256 of the observed state the plan was made against.
     pub observed_hash: String,
+    /// How the plan was asked for.
     pub options: PlanOptions,
+    /// How many changes of each kind.
     pub summary: Summary,
+    /// One entry per site, in the spec's order.
     pub sites: Vec<SitePlan>,
 }
 

@@ -8,11 +8,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// What a recovery plan is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PlanKind {
+    /// Moves services away from a lost or failing site.
     Failover,
+    /// Moves them back to their home site, planned, with no data lost.
     Failback,
+    /// A rehearsal of a recovery.
     Drill,
 }
 
@@ -23,6 +26,17 @@ impl PlanKind {
             PlanKind::Failback => "Failback",
             PlanKind::Drill => "Drill",
         }
+    }
+}
+
+/// The kind as people read it in a sentence (`failover`), the same word as in the JSON.
+impl std::fmt::Display for PlanKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PlanKind::Failover => "failover",
+            PlanKind::Failback => "failback",
+            PlanKind::Drill => "drill",
+        })
     }
 }
 

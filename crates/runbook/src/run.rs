@@ -28,6 +28,7 @@
 //!   is accepted (the resumer holds the newer assignment) and stamped on what follows.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -69,28 +70,55 @@ impl RunError {
 }
 
 /// How a run ended (or where it stands, for a run that was interrupted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum RunOutcome {
+    /// Every step finished.
     Succeeded,
+    /// A step failed; the steps the run had changed were compensated, newest first.
     Aborted {
+        /// The step that failed.
         step: String,
+        /// Why it failed.
         error: String,
     },
     /// A step failed after the point of no return (a step that cannot be undone had acted):
     /// nothing was compensated; the system is part-way, and resuming the run finishes it.
     Stopped {
+        /// The step that failed.
         step: String,
+        /// Why it failed.
         error: String,
     },
     /// Interrupted before its end: resume it.
     Incomplete,
 }
 
+/// Reads as the end of a sentence about the run (`run r1: succeeded`).
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunOutcome::Succeeded => f.write_str("succeeded"),
+            RunOutcome::Aborted { step, error } => write!(
+                f,
+                "aborted at step `{step}`: {error}; what the run had changed was undone as far as it could be"
+            ),
+            RunOutcome::Stopped { step, error } => write!(
+                f,
+                "stopped at step `{step}`, past the point of no return: {error}; nothing was undone"
+            ),
+            RunOutcome::Incomplete => {
+                f.write_str("interrupted before its end; `resurgo runs RUN --resume` finishes it")
+            }
+        }
+    }
+}
+
 /// Where a step ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum StepOutcome {
+    /// Not started.
     Pending,
     /// Started but neither finished nor failed (the run was interrupted).
     Running,
@@ -98,37 +126,72 @@ pub enum StepOutcome {
     Done,
     /// The effect was in place before this run touched the step.
     AlreadyDone,
+    /// The step failed and the run stopped there.
     Failed {
+        /// Why it failed.
         error: String,
     },
+    /// Its compensation started but did not finish (the run was interrupted).
     Compensating,
+    /// What the step had changed was undone.
     Compensated,
+    /// Undoing what the step had changed failed: look at it by hand.
     CompensationFailed {
+        /// Why the compensation failed.
         error: String,
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Reads as what became of the step (`fence a: done`).
+impl fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepOutcome::Pending => f.write_str("not started"),
+            StepOutcome::Running => f.write_str("started, not finished"),
+            StepOutcome::Done => f.write_str("done"),
+            StepOutcome::AlreadyDone => f.write_str("already done"),
+            StepOutcome::Failed { error } => write!(f, "failed: {error}"),
+            StepOutcome::Compensating => f.write_str("being undone, not finished"),
+            StepOutcome::Compensated => f.write_str("undone"),
+            // The journal's detail already starts with "compensation failed: ".
+            StepOutcome::CompensationFailed { error } => write!(
+                f,
+                "could not be undone: {}",
+                error.strip_prefix("compensation failed: ").unwrap_or(error)
+            ),
+        }
+    }
+}
+
+/// One step of a run, as its journal stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StepReport {
+    /// The step's name in the recovery plan (`promote orders at b`).
     pub name: String,
     /// RFC 3339 time of the first `started` record.
     pub started: Option<String>,
     /// RFC 3339 time of the last record that ended the step (finished, failed, compensated).
     pub finished: Option<String>,
-    /// Duration of the last attempt (check → finish or failure).
+    /// Duration of the last attempt (check → finish or failure), in milliseconds.
     pub millis: Option<u64>,
+    /// Where the step ended.
     pub outcome: StepOutcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a run did, computed from its journal alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RunReport {
+    /// The run's id (`<plan>-e<epoch>-<unix millis>`).
     pub run: String,
+    /// The recovery plan's id.
     pub plan: String,
+    /// What the run was for.
     pub kind: PlanKind,
     /// The highest epoch in the journal.
     pub epoch: u64,
+    /// How the run ended, or where it stands.
     pub outcome: RunOutcome,
-    /// In execution order.
+    /// Every step of the plan, in execution order.
     pub steps: Vec<StepReport>,
     /// Things the operator should know (e.g. a torn journal line was cut).
     pub notes: Vec<String>,

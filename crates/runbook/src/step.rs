@@ -22,6 +22,16 @@ pub enum Check {
     NotReady(String),
 }
 
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::AlreadyDone => f.write_str("already done"),
+            Check::Ready => f.write_str("ready"),
+            Check::NotReady(why) => write!(f, "not ready: {why}"),
+        }
+    }
+}
+
 /// Why a step call failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StepError {

@@ -180,11 +180,15 @@ pub struct Service {
     pub stop_timeout: Option<Duration>,
 }
 
+/// The value of an environment variable: plain text, or a reference to a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EnvValue {
     Plain(String),
-    Secret { secret: SecretRef },
+    Secret {
+        /// Where the value is read from when the service starts.
+        secret: SecretRef,
+    },
 }
 
 /// Where a secret's value is read from. The value itself never appears in a spec, a plan, a
@@ -212,10 +216,13 @@ pub enum SyncPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
+    /// An HTTP GET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpProbe>,
+    /// A TCP connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpProbe>,
+    /// A command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecProbe>,
     /// Time between probes (default 1s).
@@ -233,7 +240,9 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
+    /// The port, on the site's address.
     pub port: u16,
+    /// The path to GET (default `/`).
     #[serde(default = "default_http_path")]
     pub path: String,
 }
@@ -246,6 +255,7 @@ fn default_http_path() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
+    /// The port, on the site's address.
     pub port: u16,
 }
 
@@ -253,6 +263,7 @@ pub struct TcpProbe {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecProbe {
+    /// The program and its arguments, run in the service's working directory.
     pub command: Vec<String>,
 }
 

@@ -16,6 +16,10 @@ pub enum VaultError {
     /// The storage did not answer. Retrying later may help.
     #[error("repository {location} is unreachable: {reason}")]
     Unreachable { location: String, reason: String },
+    /// A database server did not answer (refused, timed out, starting or shutting down).
+    /// Retrying later may help.
+    #[error("database server {server} is unreachable: {reason}")]
+    ServerUnreachable { server: String, reason: String },
     /// Stored data failed verification.
     #[error("repository {location}: damaged object {object}: {reason}")]
     Corrupt {
@@ -52,6 +56,9 @@ pub enum VaultError {
 impl VaultError {
     /// Whether trying again later can help.
     pub fn is_transient(&self) -> bool {
-        matches!(self, VaultError::Unreachable { .. })
+        matches!(
+            self,
+            VaultError::Unreachable { .. } | VaultError::ServerUnreachable { .. }
+        )
     }
 }

@@ -120,16 +120,16 @@ fn unreachable(stderr: &str) -> bool {
     .any(|needle| stderr.contains(needle))
 }
 
-fn command_error(cmd: &Command, status: std::process::ExitStatus, stderr: &[u8], location: Option<&str>) -> VaultError {
+fn command_error(cmd: &Command, status: std::process::ExitStatus, stderr: &[u8], server: Option<&str>) -> VaultError {
     let program = Path::new(cmd.get_program())
         .file_name()
         .unwrap_or(cmd.get_program())
         .to_string_lossy()
         .into_owned();
     let stderr = tail(stderr);
-    match location {
-        Some(location) if unreachable(&stderr) => VaultError::Unreachable {
-            location: location.to_string(),
+    match server {
+        Some(server) if unreachable(&stderr) => VaultError::ServerUnreachable {
+            server: server.to_string(),
             reason: format!("{program}: {stderr}"),
         },
         _ => VaultError::Command {
@@ -149,10 +149,10 @@ fn spawn_error(cmd: &Command, e: std::io::Error) -> VaultError {
 }
 
 /// Runs a command to completion; its standard output, or what it said on failure.
-fn run(mut cmd: Command, location: Option<&str>) -> Result<String, VaultError> {
+fn run(mut cmd: Command, server: Option<&str>) -> Result<String, VaultError> {
     let out = cmd.stdin(Stdio::null()).output().map_err(|e| spawn_error(&cmd, e))?;
     if !out.status.success() {
-        return Err(command_error(&cmd, out.status, &out.stderr, location));
+        return Err(command_error(&cmd, out.status, &out.stderr, server));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -162,7 +162,7 @@ fn run(mut cmd: Command, location: Option<&str>) -> Result<String, VaultError> {
 /// failure of the feed: when the command dies, the feed only sees a broken pipe.
 fn run_fed(
     mut cmd: Command,
-    location: Option<&str>,
+    server: Option<&str>,
     feed: impl FnOnce(&mut dyn Write) -> Result<u64, VaultError>,
 ) -> Result<u64, VaultError> {
     let mut child = cmd
@@ -183,7 +183,7 @@ fn run_fed(
     let status = child.wait().map_err(|e| spawn_error(&cmd, e))?;
     let stderr = reader.join().unwrap_or_default();
     if !status.success() {
-        return Err(command_error(&cmd, status, &stderr, location));
+        return Err(command_error(&cmd, status, &stderr, server));
     }
     fed
 }
@@ -262,4 +262,29 @@ fn sql_literal(s: &str) -> String {
 /// A value for postgresql.conf: single-quoted, quotes doubled, backslashes escaped.
 fn conf_value(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    /// A database is a database server in what people read, not a "repository" (issue 8,
+    /// item 9); and an unreachable one is still worth retrying.
+    #[test]
+    fn an_unreachable_server_is_called_a_database_server() {
+        let error = command_error(
+            &Command::new("/usr/bin/psql"),
+            std::process::ExitStatus::from_raw(2 << 8),
+            b"psql: error: connection to server at \"127.0.0.1\", port 5432 failed: could not connect",
+            Some("postgresql nobody@127.0.0.1:5432/postgres"),
+        );
+        assert!(error.is_transient());
+        let text = error.to_string();
+        assert!(
+            text.starts_with("database server postgresql nobody@127.0.0.1:5432/postgres is unreachable: psql: "),
+            "{text}"
+        );
+    }
 }

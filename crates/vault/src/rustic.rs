@@ -272,6 +272,10 @@ fn copy_error(err: &VaultError) -> VaultError {
             location: location.clone(),
             reason: reason.clone(),
         },
+        ServerUnreachable { server, reason } => ServerUnreachable {
+            server: server.clone(),
+            reason: reason.clone(),
+        },
         Corrupt {
             location,
             object,

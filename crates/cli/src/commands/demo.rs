@@ -349,7 +349,7 @@ fn lose_site_and_fail_over(
         );
     }
     if !matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded) {
-        bail!("failover did not succeed: {:?}", report.outcome);
+        bail!("the failover did not succeed: {}", report.outcome);
     }
     let healthy = wait_route("b", Duration::from_secs(30)).context("the route did not answer from site b")?;
     let rto = healthy.duration_since(fault);
@@ -409,7 +409,7 @@ fn lose_site_and_fail_over(
         },
     )?;
     if !matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded) {
-        bail!("failback did not succeed: {:?}", report.outcome);
+        bail!("the failback did not succeed: {}", report.outcome);
     }
     wait_route("a", Duration::from_secs(30)).context("the route did not answer from site a")?;
     let back =

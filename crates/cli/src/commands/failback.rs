@@ -96,8 +96,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 Ok(_) | Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
                 Ok(lag) => bail!(
-                    "`{name}` at {to} has not caught up with {from} within {}: {lag:?}",
-                    args.catch_up
+                    "`{name}` at {to} has not caught up with {from} within {}: {} bytes behind, {}, {}",
+                    args.catch_up,
+                    lag.bytes,
+                    lag.seconds
+                        .map_or_else(|| "time behind unknown".to_string(), |s| format!("{s:.1}s behind")),
+                    if lag.streaming { "streaming" } else { "not streaming" }
                 ),
                 Err(e) => bail!(
                     "`{name}` at {to} has not caught up with {from} within {}: {e}",

@@ -151,14 +151,14 @@ fn execute(
                 .millis
                 .map(|m| format!(" ({:.2}s)", m as f64 / 1000.0))
                 .unwrap_or_default();
-            println!("{:?} {}{took}", s.outcome, s.name);
+            println!("{}: {}{took}", s.name, s.outcome);
         }
         println!(
-            "run {} (epoch {}): {:?} in {:.2}s",
+            "run {} (epoch {}, {:.2}s): {}",
             report.run,
             report.epoch,
-            report.outcome,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            report.outcome
         );
     }
     if let Some(next) = resurgo_controller::failover::where_it_stands(&desired.loaded.system, &spec_args.state, &report)

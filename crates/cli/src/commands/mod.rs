@@ -51,7 +51,7 @@ pub enum Command {
     Demo(demo::Args),
     /// Check a spec: syntax, types, references, cycles, capabilities, capacity, ports.
     Validate(validate::Args),
-    /// Print the JSON Schema of a spec file.
+    /// Print the JSON Schema of a spec file, or of `status`, `runs` or `plan` output.
     Schema(schema::Args),
     /// Compare the spec with what runs and show the changes, in dependency order.
     Plan(plan::Args),

@@ -1,11 +1,16 @@
 //! `resurgo status`: each site (reachable or unknown), each service (process, health,
 //! drift), and the last applied commit. Exit 0 when everything is in sync, 2 on drift or an
 //! unknown site.
+//!
+//! `--json` prints [`Status`]: a versioned format ([`FORMAT_VERSION`]) whose JSON Schema,
+//! generated from these types, is `schema/status.schema.json` (`resurgo schema --output
+//! status`). Every field is a named value or object: no tuples, no Rust `Result`s.
 
 use std::process::ExitCode;
 
 use resurgo_controller::engine::{index_observed, read_applied};
 use resurgo_plan::{make_plan, Action, Health, PlanOptions, ProcessState, Role, SiteState};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::common::{load_or_report, SpecArgs};
@@ -21,58 +26,170 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// Version of the `status --json` format. Bump on any incompatible change (a field removed,
+/// renamed or changing meaning); a new field is compatible.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The state of a system: its sites and services, its datasets' recovery points, and who is
+/// primary (`resurgo status --json`).
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Status {
+    /// The version of this format; 1 so far.
+    pub format_version: u32,
+    /// The system's name in the spec.
     pub system: String,
+    /// The desired state's source: a commit, or `folder:<digest>`.
     pub desired: String,
-    pub last_applied: Option<resurgo_controller::engine::Applied>,
+    /// The last successful `resurgo apply` from this state folder (null: never).
+    pub last_applied: Option<LastApplied>,
+    /// Whether every service runs as desired, every site was observed and nothing is orphaned.
     pub in_sync: bool,
+    /// Each site in the spec, in its order.
     pub sites: Vec<SiteStatus>,
+    /// Each dataset in the spec, in its order.
     pub datasets: Vec<DatasetStatus>,
     /// Who is primary for each group that has moved or holds a lease, from the coordination
     /// store; empty when nothing was ever assigned.
     pub roles: Vec<RoleStatus>,
-    /// Who turned maintenance on, and for how many more seconds (None: off).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub maintenance: Option<(String, u64)>,
+    /// Automatic failover held back by `resurgo maintenance on` (null: off).
+    pub maintenance: Option<Maintenance>,
     /// Why the roles could not be read (the store is unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles_error: Option<String>,
 }
 
+/// The last apply: which spec, when.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LastApplied {
+    /// The spec that was applied.
+    pub source: resurgo_plan::SourceId,
+    /// When (RFC 3339, UTC).
+    pub time: String,
+}
+
+/// The maintenance switch, while it is on.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Maintenance {
+    /// Who turned it on (`--by`).
+    pub by: String,
+    /// Seconds until it turns itself off.
+    pub seconds_left: u64,
+}
+
 /// One failover group's primary, as the coordination store holds it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct RoleStatus {
+    /// The group (`site-<site>`: the services the spec puts at that site).
     pub group: String,
+    /// The site where the group's services are active.
     pub primary: String,
+    /// The assignment's epoch: 0 until the group first moved, then one more per move.
     pub epoch: u64,
-    /// RFC 3339 time of the last change.
+    /// RFC 3339 time of the last change (null: never assigned).
     pub since: Option<String>,
-    /// The holder of the group's primary lease and its seconds left.
-    pub lease: Option<(String, u64)>,
+    /// The group's primary lease (null: nobody holds it).
+    pub lease: Option<Lease>,
+}
+
+/// A lease and its holder.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Lease {
+    /// Who holds it: a site's agent, or a run that took it.
+    pub holder: String,
+    /// Seconds until it expires unless renewed.
+    pub seconds_left: u64,
 }
 
 /// A dataset's newest restorable point at each site that should hold it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct DatasetStatus {
+    /// The dataset's name in the spec.
     pub dataset: String,
+    /// The site its service is active at, whose repository it is backed up to.
     pub home: String,
-    /// The RPO objective, when declared.
+    /// The RPO objective (`5m`), when declared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo: Option<String>,
+    /// The newest restorable point at the home site, then at each site it is replicated to.
     pub points: Vec<RecoveryPoint>,
     /// `strategy: standby`: the warm standby at each site that keeps one, and its lag.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub standby: Vec<StandbyLag>,
-    /// Physical PostgreSQL: the primary's WAL archiving (`pg_stat_archiver`), or why it could
-    /// not be read.
+    /// Physical PostgreSQL: the primary's WAL archiving (`pg_stat_archiver`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub archiving: Option<Result<resurgo_vault::pg::Archiver, String>>,
+    pub archiving: Option<Archiving>,
+}
+
+/// WAL archiving at a PostgreSQL primary, as `pg_stat_archiver` reports it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Archiving {
+    /// Whether archiving works.
+    pub state: ArchivingState,
+    /// The newest segment archived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_archived_wal: Option<String>,
+    /// When it was archived (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_archived_time: Option<String>,
+    /// Failed attempts since the statistics were reset (absent when `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_count: Option<u64>,
+    /// The segment of the newest failed attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failed_wal: Option<String>,
+    /// When it failed (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failed_time: Option<String>,
+    /// Why the archiver could not be read (`unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether WAL archiving works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchivingState {
+    /// The newest attempt succeeded, or none was made yet.
+    Ok,
+    /// The newest attempt failed: archiving is stuck, and the RPO grows.
+    Failing,
+    /// The archiver could not be read (see `error`).
+    Unknown,
+}
+
+impl Archiving {
+    fn of(read: Result<resurgo_vault::pg::Archiver, String>) -> Archiving {
+        match read {
+            Ok(a) => Archiving {
+                state: if a.failing() {
+                    ArchivingState::Failing
+                } else {
+                    ArchivingState::Ok
+                },
+                failed_count: Some(a.failed_count),
+                last_archived_wal: a.last_archived_wal,
+                last_archived_time: a.last_archived_time,
+                last_failed_wal: a.last_failed_wal,
+                last_failed_time: a.last_failed_time,
+                error: None,
+            },
+            Err(error) => Archiving {
+                state: ArchivingState::Unknown,
+                last_archived_wal: None,
+                last_archived_time: None,
+                failed_count: None,
+                last_failed_wal: None,
+                last_failed_time: None,
+                error: Some(error),
+            },
+        }
+    }
 }
 
 /// How far a warm standby is behind its primary, measured now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct StandbyLag {
+    /// The standby's site.
     pub site: String,
     /// WAL written at the primary and not yet replayed at the standby.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,12 +202,15 @@ pub struct StandbyLag {
     /// Whether the lag is within the RPO objective (absent without one or without a figure).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub within_rpo: Option<bool>,
+    /// Why the lag could not be measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The newest restorable point of a dataset at one site.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct RecoveryPoint {
+    /// The site whose repository holds it.
     pub site: String,
     /// Time of the newest snapshot there (RFC 3339), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,22 +218,29 @@ pub struct RecoveryPoint {
     /// Its age in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age_seconds: Option<i64>,
+    /// How many snapshots of the dataset the repository holds.
     pub snapshots: usize,
     /// Whether the age is within the RPO objective (absent without an objective or a point).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub within_rpo: Option<bool>,
+    /// Why the repository could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One site and the services it runs.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SiteStatus {
+    /// The site's name in the spec.
     pub site: String,
+    /// Its address.
     pub address: String,
-    /// `reachable` or `unknown`.
+    /// `reachable` or `unknown` (it could not be observed: its services show `unknown`).
     pub state: String,
+    /// Why it is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The services planned or found there, active and standby.
     pub services: Vec<ServiceStatus>,
     /// Data resurgo set aside at this site instead of deleting it (`resurgo set-aside`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -121,31 +248,39 @@ pub struct SiteStatus {
 }
 
 /// One set-aside copy: what, where, how big, how old, and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SetAsideStatus {
     #[serde(flatten)]
     pub copy: resurgo_provider::SetAside,
+    /// Seconds since it was set aside (null: its time could not be read).
     pub age_seconds: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+/// One service (or its standby instance) at one site.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ServiceStatus {
+    /// The service's name in the spec.
     pub service: String,
     /// `standby` for the warm standby instance of a service; absent for the active one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// `running`, `exited`, `stopped`, `absent` or `unknown`.
     pub process: String,
+    /// The service's process id, while it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     /// `healthy`, `unhealthy` or `unknown`.
     pub health: String,
+    /// What the failing health check said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<String>,
-    /// `in-sync`, or the plan action that would correct it (`create`, `update`, `start`, `orphan`).
+    /// `in-sync`, the plan action that would correct it (`create`, `update`, `start`,
+    /// `delete`, `orphan`), or `unknown` at an unknown site.
     pub drift: String,
+    /// For `update`: the fields of its config that differ.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
+    /// How many times its supervisor restarted it.
     pub restarts: u32,
 }
 
@@ -166,9 +301,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let index = index_observed(&observed);
     let mut status = Status {
+        format_version: FORMAT_VERSION,
         system: system.name.clone(),
         desired: desired.source.label(),
-        last_applied: read_applied(&args.spec.state),
+        last_applied: read_applied(&args.spec.state).map(|a| LastApplied {
+            source: a.source,
+            time: a.time,
+        }),
         in_sync: plan.summary.changes() == 0 && plan.summary.unknown_sites == 0 && plan.summary.orphan == 0,
         sites: Vec::new(),
         datasets: dataset_status(system, &sites, &args.spec.state),
@@ -283,9 +422,10 @@ fn read_roles(
     for site in system.sites.keys() {
         let group = group_of(site);
         let assignment = store.get_assignment(&group)?;
-        let lease = store
-            .lease_holder(&primary_lease(&group))?
-            .map(|(holder, left)| (holder, left.as_secs()));
+        let lease = store.lease_holder(&primary_lease(&group))?.map(|(holder, left)| Lease {
+            holder,
+            seconds_left: left.as_secs(),
+        });
         if assignment.is_none() && lease.is_none() {
             continue;
         }
@@ -301,7 +441,10 @@ fn read_roles(
             group,
         });
     }
-    status.maintenance = store.lease_holder(MAINTENANCE)?.map(|(by, left)| (by, left.as_secs()));
+    status.maintenance = store.lease_holder(MAINTENANCE)?.map(|(by, left)| Maintenance {
+        by,
+        seconds_left: left.as_secs(),
+    });
     Ok(())
 }
 
@@ -393,7 +536,11 @@ fn dataset_status(
             })
             .into_iter()
             .collect();
-        let archiving = protector.archiving(&name).map_err(|e| e.to_string()).transpose();
+        let archiving = protector
+            .archiving(&name)
+            .map_err(|e| e.to_string())
+            .transpose()
+            .map(Archiving::of);
         out.push(DatasetStatus {
             dataset: name,
             home,
@@ -483,30 +630,21 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
             .map(|r| format!(", RPO objective {r}"))
             .unwrap_or_default();
         let _ = writeln!(out, "dataset {} (home {}{rpo})", paint.bold(&d.dataset), d.home);
-        match &d.archiving {
-            Some(Ok(a)) if a.failing() => {
-                let _ = writeln!(
-                    out,
-                    "  archiving        {}",
-                    paint.red(&format!(
-                        "FAILING: {} at {} ({} failures)",
-                        a.last_failed_wal.as_deref().unwrap_or("?"),
-                        a.last_failed_time.as_deref().unwrap_or("?"),
-                        a.failed_count
-                    ))
-                );
-            }
-            Some(Ok(a)) => {
-                let last = match (&a.last_archived_wal, &a.last_archived_time) {
+        if let Some(a) = &d.archiving {
+            let line = match a.state {
+                ArchivingState::Failing => paint.red(&format!(
+                    "FAILING: {} at {} ({} failures)",
+                    a.last_failed_wal.as_deref().unwrap_or("?"),
+                    a.last_failed_time.as_deref().unwrap_or("?"),
+                    a.failed_count.unwrap_or(0)
+                )),
+                ArchivingState::Ok => paint.green(&match (&a.last_archived_wal, &a.last_archived_time) {
                     (Some(w), Some(t)) => format!("last archived {w} at {t}"),
                     _ => "nothing archived yet".into(),
-                };
-                let _ = writeln!(out, "  archiving        {}", paint.green(&last));
-            }
-            Some(Err(e)) => {
-                let _ = writeln!(out, "  archiving        {}", paint.red(&format!("unknown — {e}")));
-            }
-            None => {}
+                }),
+                ArchivingState::Unknown => paint.red(&format!("unknown — {}", a.error.as_deref().unwrap_or("?"))),
+            };
+            let _ = writeln!(out, "  archiving        {line}");
         }
         for p in &d.points {
             let line = match (&p.error, &p.newest, p.age_seconds) {
@@ -546,7 +684,7 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
     for r in &status.roles {
         let lease = r.lease.as_ref().map_or_else(
             || "no primary lease held".to_string(),
-            |(holder, left)| format!("lease held by {holder}, {left}s left"),
+            |l| format!("lease held by {}, {}s left", l.holder, l.seconds_left),
         );
         let since = r.since.as_deref().map(|t| format!(" since {t}")).unwrap_or_default();
         let _ = writeln!(
@@ -555,12 +693,13 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
             r.group, r.primary, r.epoch
         );
     }
-    if let Some((by, left)) = &status.maintenance {
+    if let Some(m) = &status.maintenance {
         let _ = writeln!(
             out,
             "{}",
             paint.yellow(&format!(
-                "maintenance on (by {by}, {left}s left): no automatic failover"
+                "maintenance on (by {}, {}s left): no automatic failover",
+                m.by, m.seconds_left
             ))
         );
     }

@@ -121,7 +121,7 @@ fn failovers(stack: &Stack) -> usize {
     ["a", "b"]
         .iter()
         .flat_map(|n| stack.events(n))
-        .filter(|e| e.0 == "failover_finished" && e.1.contains("Succeeded"))
+        .filter(|e| e.0 == "failover_finished" && e.1.ends_with(": succeeded"))
         .count()
 }
 

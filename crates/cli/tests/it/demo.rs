@@ -42,7 +42,7 @@ fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
         .output()
         .unwrap();
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).expect("runs --json");
-    let kinds: Vec<(&str, &str)> = runs
+    let kinds: Vec<(&str, &str)> = runs["runs"]
         .as_array()
         .unwrap()
         .iter()
@@ -50,7 +50,7 @@ fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
         .collect();
     assert_eq!(kinds, [("failover", "succeeded"), ("failback", "succeeded")]);
     // Each run stores what it measured.
-    for run in runs.as_array().unwrap() {
+    for run in runs["runs"].as_array().unwrap() {
         assert!(run["measures"]["rto_s"].as_f64().is_some_and(|s| s > 0.0), "{run}");
     }
     // The demo cleans up after itself: no process left under its state.

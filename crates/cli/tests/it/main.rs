@@ -9,6 +9,7 @@ mod controller;
 mod demo;
 mod dns_route;
 mod netns;
+mod output;
 mod partition;
 mod pg;
 mod pg_failover;

@@ -350,7 +350,8 @@ pub(crate) fn loss(acks: &[Ack], old: &str, present: &[i64]) -> (usize, f64) {
 
 /// The run's measures as `resurgo runs --json` shows them (the newest run).
 pub(crate) fn newest_run(runs: &Value) -> &Value {
-    runs.as_array()
+    runs["runs"]
+        .as_array()
         .and_then(|r| r.last())
         .unwrap_or_else(|| panic!("no run in {runs}"))
 }
@@ -481,7 +482,7 @@ fn pg_backup_strategy_site_lost_failover_restores_newest_point_at_b() {
     let runs = runs.json();
     let run = newest_run(&runs);
     eprintln!("{}", step_times(run));
-    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
     assert_eq!(run["outcome"]["status"], "succeeded", "{run}");
     let rto = run["measures"]["rto_s"].as_f64();
     assert!(rto.is_some_and(|s| s > 0.0 && s <= took.as_secs_f64() + 1.0), "{run}");

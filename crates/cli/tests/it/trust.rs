@@ -225,7 +225,7 @@ fn a_restore_killed_part_way_and_resumed_keeps_what_it_set_aside() {
     let id = check_copy(&copies(&env));
 
     let runs = env.run(&["runs", "--json"]).json();
-    let run = runs.as_array().unwrap().last().unwrap()["run"]
+    let run = runs["runs"].as_array().unwrap().last().unwrap()["run"]
         .as_str()
         .unwrap()
         .to_string();

@@ -433,4 +433,47 @@ fn a_failure_past_the_point_of_no_return_stops_without_compensating_and_a_resume
     let report = Runner::new(&runs).resume("r1", EPOCH, &fixed).unwrap();
     assert_eq!(report.outcome, RunOutcome::Succeeded);
     assert_eq!(ledger(tmp.path()), "a\nb\nc\nd\n");
+    assert_eq!(
+        RunOutcome::Stopped {
+            step: "d".into(),
+            error: "lost".into()
+        }
+        .to_string(),
+        "stopped at step `d`, past the point of no return: lost; nothing was undone"
+    );
+}
+
+/// People read outcomes as sentences, not as Rust `Debug` (issue 8, item 9).
+#[test]
+fn outcomes_read_as_sentences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = file_steps(tmp.path(), &ABCD, &calls(), None, |s| {
+        s.fail_verify = s.name == "d";
+        s.fail_compensate = s.name == "c";
+    });
+    let report = Runner::new(tmp.path().join("runs"))
+        .start_as("r1", &diamond(), &steps)
+        .unwrap();
+    assert_eq!(
+        report.outcome.to_string(),
+        "aborted at step `d`: verification failed: d is not serving; \
+         what the run had changed was undone as far as it could be"
+    );
+    let lines: Vec<String> = report
+        .steps
+        .iter()
+        .map(|s| format!("{}: {}", s.name, s.outcome))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "a: undone",
+            "b: undone",
+            "c: could not be undone: cannot undo c",
+            "d: undone"
+        ]
+    );
+    assert_eq!(RunOutcome::Succeeded.to_string(), "succeeded");
+    assert_eq!(StepOutcome::AlreadyDone.to_string(), "already done");
+    assert_eq!(Check::NotReady("lag 3s".into()).to_string(), "not ready: lag 3s");
 }

@@ -279,8 +279,8 @@ pub fn wait_for<T>(
                 Some(e) => format!("{what} not reached after {timeout:?}: {e}"),
                 None => format!("{what} not reached after {timeout:?}"),
             };
-            return Err(VaultError::Unreachable {
-                location: target.location(),
+            return Err(VaultError::ServerUnreachable {
+                server: target.location(),
                 reason,
             });
         }
