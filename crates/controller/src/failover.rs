@@ -537,10 +537,10 @@ impl ActionStep {
         match seconds {
             Some(s) if s <= rpo.as_secs_f64() => Ok(()),
             Some(s) => Err(StepError::Permanent(format!(
-                "promoting the standby of `{dataset}` at {site} would lose up to {s:.1}s of writes (lag measured {when}),                  more than its RPO objective of {rpo:?}; rerun with --accept-data-loss to promote anyway"
+                "promoting the standby of `{dataset}` at {site} would lose up to {s:.1}s of writes (lag measured {when}), more than its RPO objective of {rpo:?}; rerun with --accept-data-loss to promote anyway"
             ))),
             None => Err(StepError::Permanent(format!(
-                "the lag of the standby of `{dataset}` at {site} is unknown (never measured while the primary                  answered): promoting it could lose more than its RPO objective of {rpo:?}; rerun with                  --accept-data-loss to promote anyway"
+                "the lag of the standby of `{dataset}` at {site} is unknown (never measured while the primary answered): promoting it could lose more than its RPO objective of {rpo:?}; rerun with --accept-data-loss to promote anyway"
             ))),
         }
     }
