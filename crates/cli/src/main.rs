@@ -4,6 +4,7 @@
 mod commands;
 mod common;
 mod exit;
+mod logging;
 mod render;
 mod report;
 
@@ -19,6 +20,10 @@ fn main() -> ExitCode {
             return exit::code(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
+    // The per-service supervisor writes plain lines to the service's log file of its own.
+    if !matches!(cli.command, commands::Command::Shim(_)) {
+        logging::init();
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -220,12 +220,17 @@ impl Agent {
     }
 
     fn emit(&self, event: Event) {
-        eprintln!("{} {} {}", self.name(), event.kind, event.message);
+        event.log(false);
         let _ = self.events.append(&event);
     }
 
     /// Runs until `stop` is set: the heartbeat listener, and one tick per interval.
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), String> {
+        let _span = match &self.role {
+            Role::Site(site) => tracing::info_span!("agent", site = %site),
+            Role::Witness => tracing::info_span!("witness"),
+        }
+        .entered();
         let addr = self.listen_addr()?;
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let hello = format!("resurgo-agent {}\n", self.name());
@@ -279,7 +284,8 @@ impl Agent {
                 in_process: self.in_process,
             };
             let stop = stop_renewer.clone();
-            std::thread::spawn(move || renewer.run(stop));
+            let span = tracing::Span::current();
+            std::thread::spawn(move || span.in_scope(|| renewer.run(stop)));
         }
         let _stop_renewer = StopOnDrop(stop_renewer);
         while !stop.load(Ordering::Relaxed) {
@@ -369,6 +375,7 @@ impl Agent {
         let Ok(groups) = self.groups() else { return };
         let system = self.current(&groups);
         for (group, home, assignment) in &groups {
+            let _span = tracing::info_span!("group", group = %group).entered();
             let memory = self.epoch_memory(site, group);
             // No assignment yet: the spec's placement, before any epoch.
             let view = StoreView::Assignment(assignment.clone().unwrap_or_else(|| Assignment {
@@ -749,6 +756,11 @@ impl Renewer {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn emit(&self, event: Event) {
+        event.log(false);
+        let _ = self.events.append(&event);
+    }
+
     /// One round: renew each held lease, fence what must be fenced, move the fence deadline.
     fn round(&self) {
         let deadline = self.spec.failover.timing().fencing_deadline;
@@ -793,10 +805,9 @@ impl Renewer {
             };
             if fenced_now {
                 fence_group(&self.engine, &self.spec, &self.site, &group);
-                let event =
-                    Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(&self.site);
-                eprintln!("{} {} {}", self.site, event.kind, event.message);
-                let _ = self.events.append(&event);
+                self.emit(
+                    Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(&self.site),
+                );
             }
         }
         let until = self
@@ -808,8 +819,8 @@ impl Renewer {
         let handle = self.engine.sites(&self.spec).into_iter().find(|h| h.name == self.site);
         if let (Some(until), Some(handle)) = (until, handle) {
             if let Err(e) = self.engine.provider.extend_fence(&handle, &until) {
-                let _ = self.events.append(
-                    &Event::new(EventKind::ApplyFailed, format!("cannot extend the fence deadline: {e}"))
+                self.emit(
+                    Event::new(EventKind::ApplyFailed, format!("cannot extend the fence deadline: {e}"))
                         .site(&self.site),
                 );
             }

@@ -193,10 +193,17 @@ impl Engine {
                 Err(_) => break,
             }
         }
-        results
+        let results: Vec<_> = results
             .into_iter()
             .map(|r| r.unwrap_or(Err(ObserveError::Timeout(self.observe_timeout))))
-            .collect()
+            .collect();
+        for (site, result) in sites.iter().zip(&results) {
+            match result {
+                Ok(services) => tracing::debug!(site = %site.name, services = services.len(), "observed"),
+                Err(e) => tracing::debug!(site = %site.name, "cannot observe: {e}"),
+            }
+        }
+        results
     }
 
     /// Executes a plan: deletions first, then every create/update/start in dependency order,

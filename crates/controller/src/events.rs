@@ -124,6 +124,63 @@ impl Event {
         self.commit = commit.map(str::to_string);
         self
     }
+
+    /// Logs the event (besides the event log, which is the record): a warning when something
+    /// failed or was lost, else info; at debug when `quiet` — a caller that tells its own story,
+    /// like the demo. Its fields go with it, so a log shipper can filter on them.
+    pub fn log(&self, quiet: bool) {
+        // The kind as the event log names it (`drift_seen`).
+        let kind = match serde_json::to_value(self.kind) {
+            Ok(serde_json::Value::String(name)) => name,
+            _ => format!("{:?}", self.kind),
+        };
+        macro_rules! at {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    kind = kind.as_str(),
+                    site = self.site.as_deref(),
+                    service = self.service.as_deref(),
+                    dataset = self.dataset.as_deref(),
+                    commit = self.commit.as_deref(),
+                    "{}",
+                    self.message
+                )
+            };
+        }
+        match (quiet, self.kind.is_trouble()) {
+            (true, _) => at!(tracing::Level::DEBUG),
+            (false, true) => at!(tracing::Level::WARN),
+            (false, false) => at!(tracing::Level::INFO),
+        }
+    }
+}
+
+impl EventKind {
+    /// Something failed, was lost or is behind its objective: logged as a warning.
+    pub fn is_trouble(self) -> bool {
+        use EventKind::*;
+        matches!(
+            self,
+            SpecInvalid
+                | GitUnreachable
+                | UsingLastKnownGood
+                | ApplyFailed
+                | SiteUnreachable
+                | BackupFailed
+                | ReplicationFailed
+                | RpoBreached
+                | VerifyFailed
+                | ArchivingFailing
+                | FailoverFailed
+                | RouteFailed
+                | StandbyLagging
+                | SiteSuspect
+                | SiteDead
+                | Fenced
+                | FailoverSuppressed
+        )
+    }
 }
 
 /// Appends events to a JSON-lines file. Each event is one `write` of one line on a file

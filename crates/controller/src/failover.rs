@@ -838,6 +838,12 @@ impl Step for ActionStep {
                 let to = self.target();
                 // Its own deadline well before the step's, so the run says why it gave up.
                 let deadline = Instant::now() + give_up_within(ctx.remaining());
+                let held = || {
+                    format!(
+                        "the primary lease of {} is still held: {site} has not fenced itself (is it alive?)",
+                        self.ctx.group
+                    )
+                };
                 loop {
                     // A site reachable from here is fenced here: its writers are stopped. One
                     // that is not (lost, or another machine) fences itself when it cannot renew
@@ -856,11 +862,12 @@ impl Step for ActionStep {
                     match self.take_lease(site, &to, fenced) {
                         Ok(true) => return Ok(()),
                         Err(e) if Instant::now() >= deadline => return Err(e),
-                        Ok(false) if Instant::now() >= deadline => {
-                            return Err(StepError::Transient(format!(
-                                "the primary lease of {} is still held: {site} has not fenced itself (is it alive?)",
-                                self.ctx.group
-                            )))
+                        Ok(false) if Instant::now() >= deadline => return Err(StepError::Transient(held())),
+                        Ok(false) => {
+                            ctx.waiting_on(held());
+                            if !ctx.pause(Duration::from_millis(100)) {
+                                return Err(StepError::Cancelled(format!("fence {site}")));
+                            }
                         }
                         _ => {
                             if !ctx.pause(Duration::from_millis(100)) {
@@ -998,7 +1005,8 @@ impl Step for ActionStep {
                     match self.proxy_answers(route) {
                         Ok(()) => return Ok(()),
                         Err(e) if Instant::now() >= deadline => return Err(e),
-                        Err(_) => {
+                        Err(e) => {
+                            ctx.waiting_on(e.to_string());
                             if !ctx.pause(Duration::from_millis(50)) {
                                 return Err(StepError::Cancelled(format!("route `{route}`")));
                             }
@@ -1036,6 +1044,7 @@ impl Step for ActionStep {
                     ),
                 )
                 .site(&self.ctx.to);
+                event.log(false);
                 crate::events::EventLog::new(self.ctx.state_dir.join("events.jsonl"))
                     .append(&event)
                     .map_err(|e| StepError::Transient(format!("cannot write the event log: {e}")))

@@ -212,6 +212,7 @@ impl<'a> Protector<'a> {
     pub fn backup(&self, dataset: &str) -> Result<SnapshotInfo, ProtectError> {
         let ds = self.dataset(dataset)?;
         let site = self.home_site(dataset)?;
+        let _span = tracing::info_span!("backup", dataset, site = %site).entered();
         let repo = self.open(&site)?;
         let meta = BackupMeta {
             dataset: dataset.to_string(),
@@ -241,6 +242,7 @@ impl<'a> Protector<'a> {
         let post = self.run_hooks(dataset, "post", &hooks.post);
         let snapshot = result?;
         post?;
+        tracing::debug!(snapshot = %snapshot.id, "backed up");
         Ok(snapshot)
     }
 
@@ -367,6 +369,7 @@ impl<'a> Protector<'a> {
 
     /// Copies a dataset's snapshots (and log segments) from its home site to `to`.
     pub fn replicate(&self, dataset: Option<&str>, from: &str, to: &str) -> Result<ReplicateReport, ProtectError> {
+        let _span = tracing::info_span!("replicate", dataset, from, to).entered();
         let source = self.open(from)?;
         let target = self.open(to)?;
         Ok(source.replicate_to(&target, dataset)?)
@@ -489,6 +492,7 @@ impl<'a> Protector<'a> {
     /// Restores the newest snapshot into a scratch folder, runs the dataset's check, and cleans
     /// up whatever the outcome.
     pub fn verify(&self, dataset: &str, site: &str) -> Result<VerifyReport, ProtectError> {
+        let _span = tracing::info_span!("verify", dataset, site).entered();
         let started = std::time::Instant::now();
         let ds = self.dataset(dataset)?;
         let scratch = self

@@ -30,7 +30,8 @@ pub struct ControllerConfig {
     /// Time between polls of the source.
     pub poll: Duration,
     pub plan_options: PlanOptions,
-    /// Also print each event to stderr (the `controller` command does; the demo does not).
+    /// Log each event at info (warn when something failed); the `controller` command does.
+    /// When false (the demo, which tells its own story), they are logged at debug.
     pub echo: bool,
 }
 
@@ -125,17 +126,9 @@ impl Controller {
             event
         };
         if let Err(e) = self.events.append(&event) {
-            eprintln!("warning: cannot write event log {}: {e}", self.events.path().display());
+            tracing::warn!(path = %self.events.path().display(), "cannot write the event log: {e}");
         }
-        if self.config.echo {
-            let site = event.site.as_deref().map(|s| format!(" site={s}")).unwrap_or_default();
-            let service = event
-                .service
-                .as_deref()
-                .map(|s| format!(" service={s}"))
-                .unwrap_or_default();
-            eprintln!("{} {}{site}{service} {}", event.time, event.kind, event.message);
-        }
+        event.log(!self.config.echo);
     }
 
     /// Runs until `shutdown` receives a message or is closed.
@@ -159,10 +152,15 @@ impl Controller {
         ));
     }
 
-    /// One reconcile pass.
+    /// One reconcile pass, in a `reconcile` span that carries the commit judged against.
     pub fn tick(&mut self) {
+        let span = tracing::info_span!("reconcile", commit = tracing::field::Empty);
+        let _entered = span.enter();
         self.drain();
         self.poll_source();
+        if let Some(commit) = self.commit() {
+            span.record("commit", commit.as_str());
+        }
         let Some(raw) = self.desired.clone() else { return };
         // Who is primary can change at any moment (a failover): read it every tick.
         let desired = match crate::desired::with_assignments(raw, &self.config.state_dir) {
@@ -250,6 +248,17 @@ impl Controller {
             }
         };
 
+        tracing::debug!(
+            sites = observed.len(),
+            unknown = self.unknown_sites.len(),
+            changes = plan
+                .sites
+                .iter()
+                .flat_map(|s| &s.changes)
+                .filter(|c| c.action != Action::Unchanged)
+                .count(),
+            "observed and planned"
+        );
         let now = Instant::now();
         let index = crate::engine::index_observed(&observed);
         let mut current: HashSet<Key> = HashSet::new();
@@ -307,7 +316,10 @@ impl Controller {
                 let handle = handle.clone();
                 let tx = self.tx.clone();
                 let change = change.clone();
+                // The correction logs under this tick's span, naming what it corrects.
+                let span = tracing::info_span!("correct", site = %key.0, service = %key.1);
                 std::thread::spawn(move || {
+                    let _entered = span.enter();
                     let result = match (&change.action, &change.config) {
                         (Action::Delete, _) => engine
                             .provider

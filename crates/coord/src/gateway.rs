@@ -157,6 +157,7 @@ impl Gateway {
                 Ok(value) => return Ok(Answer { value, ambiguous }),
                 Err(Failure::Stop(error)) => return Err(error),
                 Err(Failure::Next { error, sent }) => {
+                    tracing::debug!(sent, "etcd member failed, trying the next: {error}");
                     ambiguous |= sent;
                     // A member that refuses our certificates says more than one that is down.
                     if !matches!(failure, Some(StoreError::Refused(_))) {
@@ -190,6 +191,7 @@ impl Gateway {
             let stale_token =
                 message.contains("invalid auth token") || message.contains("revision of auth store is old");
             if self.user.is_some() && stale_token && !authenticated_again {
+                tracing::debug!(%endpoint, "etcd rejected the token: logging in again");
                 self.tokens.lock().expect("token lock")[member] = None;
                 authenticated_again = true;
                 continue;

@@ -241,8 +241,10 @@ impl Runner {
     /// Nothing is written unless the plan is valid and every step has an implementation.
     pub fn start_as(&self, run: &str, plan: &RecoveryPlan, steps: &Steps) -> Result<RunReport, RunError> {
         check_steps(plan, steps)?;
+        let _span = run_span(run, plan, plan.epoch).entered();
         let mut journal = Journal::create(&self.dir, run, plan)?;
         let record = journal.append(plan.epoch, None, Phase::Planned, &plan.id, 0)?;
+        log(&record);
         let writer = Writer::new(journal, self.observer.clone(), plan.epoch);
         writer.observe(&record);
         self.drive(run, plan, plan.epoch, &writer, steps, Vec::new())
@@ -254,6 +256,7 @@ impl Runner {
     pub fn resume(&self, run: &str, epoch: u64, steps: &Steps) -> Result<RunReport, RunError> {
         let plan = Journal::load_plan(&self.dir, run)?;
         check_steps(&plan, steps)?;
+        let _span = run_span(run, &plan, epoch).entered();
         let path = Journal::run_dir(&self.dir, run).join(crate::journal::JOURNAL_FILE);
         // Refuse before writing anything, even the cut of a torn tail.
         let peek = Journal::read(&path)?;
@@ -265,6 +268,7 @@ impl Runner {
                 journal: journal_epoch,
             });
         }
+        tracing::debug!("run resumed");
         let (journal, contents) = Journal::open(&self.dir, run)?;
         let mut notes = Vec::new();
         if let Some(t) = contents.torn {
@@ -361,6 +365,8 @@ impl Runner {
         writer: &Writer,
     ) -> Result<bool, RunError> {
         let name = spec.name.as_str();
+        let span = tracing::info_span!("step", step = name);
+        let _entered = span.enter();
         writer.write(Some(name), Phase::Started, "", 0)?;
         let t0 = Instant::now();
         let ctx = StepContext::new(run, name, epoch, t0 + spec.timeout);
@@ -368,7 +374,9 @@ impl Runner {
         let (tx, rx) = mpsc::channel();
         {
             let (step, ctx, writer, abandoned) = (step.clone(), ctx.clone(), writer.clone(), abandoned.clone());
+            let span = span.clone();
             std::thread::spawn(move || {
+                let _entered = span.enter();
                 let _ = tx.send(attempt(&*step, &ctx, &writer, &abandoned));
             });
         }
@@ -379,7 +387,7 @@ impl Runner {
                 writer.abandon(&abandoned);
                 ctx.cancel();
                 let stopped = rx.recv_timeout(self.cancel_grace).is_ok();
-                let mut detail = format!("timed out after {}", human(spec.timeout));
+                let mut detail = timed_out(spec, &ctx);
                 if !stopped {
                     detail.push_str(&format!(
                         "; still running {} after cancellation",
@@ -400,7 +408,7 @@ impl Runner {
             }
             // The step noticed its deadline a moment before the runner did.
             Attempt::Failed(StepError::Cancelled(_)) if t0.elapsed() >= spec.timeout => {
-                let detail = format!("timed out after {}", human(spec.timeout));
+                let detail = timed_out(spec, &ctx);
                 writer.write(Some(name), Phase::Failed, &detail, ms(t0))?;
                 Ok(false)
             }
@@ -429,13 +437,16 @@ impl Runner {
         writer: &Writer,
     ) -> Result<(), RunError> {
         let name = spec.name.as_str();
+        let span = tracing::info_span!("step", step = name);
+        let _entered = span.enter();
         writer.write(Some(name), Phase::Compensating, "", 0)?;
         let t0 = Instant::now();
         let ctx = StepContext::new(run, name, epoch, t0 + spec.timeout);
         let (tx, rx) = mpsc::channel();
         {
-            let (step, ctx) = (step.clone(), ctx.clone());
+            let (step, ctx, span) = (step.clone(), ctx.clone(), span.clone());
             std::thread::spawn(move || {
+                let _entered = span.enter();
                 let _ = tx.send(step.compensate(&ctx));
             });
         }
@@ -453,6 +464,40 @@ impl Runner {
             Err(e) => writer.write(Some(name), Phase::Failed, &format!("compensation failed: {e}"), millis)?,
         };
         Ok(())
+    }
+}
+
+/// The span of a run: every record it journals is logged inside it.
+fn run_span(run: &str, plan: &RecoveryPlan, epoch: u64) -> tracing::Span {
+    tracing::info_span!("run", id = run, epoch, kind = serialized(plan.kind).as_str())
+}
+
+/// A unit variant as the journal spells it (`failover`, `compensating`).
+fn serialized<T: Serialize + std::fmt::Debug>(value: T) -> String {
+    match serde_json::to_value(&value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{value:?}"),
+    }
+}
+
+/// Logs a journal record once it is durable: a failure or a compensation as a warning, the
+/// rest at debug. Who runs the run says more at info: the agent logs its failover's start and
+/// end as events, the person running `resurgo failover` sees the progress from the observer.
+fn log(record: &Record) {
+    let phase = serialized(record.phase);
+    let (phase, millis) = (phase.as_str(), record.millis);
+    let message = if record.detail.is_empty() {
+        phase
+    } else {
+        record.detail.as_str()
+    };
+    match (record.step.is_some(), record.phase) {
+        (_, Phase::Failed | Phase::Compensating | Phase::Aborted | Phase::Stopped) => {
+            tracing::warn!(phase, millis, "{message}")
+        }
+        (false, Phase::Planned) => tracing::debug!(phase, "run started"),
+        (false, Phase::Finished) => tracing::debug!(phase, "run finished"),
+        _ => tracing::debug!(phase, millis, "{message}"),
     }
 }
 
@@ -543,6 +588,7 @@ impl Writer {
     fn write(&self, step: Option<&str>, phase: Phase, detail: &str, millis: u64) -> Result<Record, JournalError> {
         let mut g = self.lock();
         let record = g.0.append(self.epoch, step, phase, detail, millis)?;
+        log(&record);
         if let Some(o) = &g.1 {
             o(&record);
         }
@@ -563,6 +609,7 @@ impl Writer {
             return Ok(false);
         }
         let record = g.0.append(self.epoch, step, phase, detail, 0)?;
+        log(&record);
         if let Some(o) = &g.1 {
             o(&record);
         }
@@ -689,6 +736,14 @@ impl RunState {
             }
         }
         st
+    }
+}
+
+/// Why a step failed when its time ran out, with what it said it was waiting for.
+fn timed_out(spec: &StepSpec, ctx: &StepContext) -> String {
+    match ctx.waited_on() {
+        Some(why) => format!("timed out after {}; last: {why}", human(spec.timeout)),
+        None => format!("timed out after {}", human(spec.timeout)),
     }
 }
 

@@ -68,6 +68,8 @@ pub struct StepContext {
     epoch: u64,
     deadline: Instant,
     cancelled: Arc<AtomicBool>,
+    /// What the step said it is waiting for, last: the runner's reason if it times out.
+    waiting: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl StepContext {
@@ -79,7 +81,19 @@ impl StepContext {
             epoch,
             deadline,
             cancelled: Arc::new(AtomicBool::new(false)),
+            waiting: Arc::default(),
         }
+    }
+
+    /// Says what the step is waiting for now; should its time run out, the run's record of the
+    /// failure ends with it (`timed out after 10s; last: the lease is still held`).
+    pub fn waiting_on(&self, why: impl Into<String>) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.into());
+    }
+
+    /// What the step last said it was waiting for.
+    pub fn waited_on(&self) -> Option<String> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn run_id(&self) -> &str {

@@ -83,7 +83,7 @@ fn start_agents(
         let stop = stop.clone();
         std::thread::spawn(move || {
             if let Err(e) = agent.run(&stop) {
-                eprintln!("agent: {e}");
+                tracing::error!("agent: {e}");
             }
         });
     }

@@ -38,6 +38,11 @@ pub mod wal;
 ///
 /// Start with `resurgo demo`. Exit codes: 0 success / no change, 1 error, 2 changes pending or
 /// drift (plan, status), 64 bad command line.
+///
+/// Logs go to stderr (stdout is the command's output). RESURGO_LOG sets what is logged: a level
+/// (`debug`) or `TARGET=LEVEL` pairs (`resurgo_controller=debug,info`); by default info for
+/// resurgo, warn for the libraries it uses. RESURGO_LOG_FORMAT=json writes one JSON object per
+/// line (level, target, fields, spans) for log shippers; the default is `text`.
 #[derive(Debug, Parser)]
 #[command(name = "resurgo", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {

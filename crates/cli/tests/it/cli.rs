@@ -11,6 +11,9 @@ fn help_explains_the_commands() {
         assert!(text.contains(cmd), "--help lacks `{cmd}`:\n{text}");
     }
     assert!(!text.contains("__shim"), "internal commands stay hidden");
+    for var in ["RESURGO_LOG", "RESURGO_LOG_FORMAT=json"] {
+        assert!(text.contains(var), "--help explains `{var}`:\n{text}");
+    }
 }
 
 #[test]

@@ -16,6 +16,10 @@ fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
         "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Nothing alarming is logged on the way (rustic_core's false alarm on every restore of a
+    // file is dropped).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(" ERROR ") && !stderr.contains(" WARN "), "{stderr}");
     for expected in [
         "spec is valid",
         "+ create   web",

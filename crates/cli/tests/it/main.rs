@@ -8,6 +8,7 @@ mod cli;
 mod controller;
 mod demo;
 mod dns_route;
+mod logs;
 mod netns;
 mod output;
 mod partition;

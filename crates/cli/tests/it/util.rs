@@ -133,6 +133,12 @@ impl Env {
 
     /// Starts `resurgo controller` in the background, fast ticks, its stderr to a file.
     pub fn start_controller(&mut self, extra: &[&str]) {
+        self.start_controller_env(extra, &[]);
+    }
+
+    /// [`Env::start_controller`] with environment variables; its stderr goes to
+    /// `controller-<n>.log` (n from 0, one per controller started).
+    pub fn start_controller_env(&mut self, extra: &[&str], vars: &[(&str, &str)]) {
         let n = self.controllers.len();
         let log = std::fs::File::create(self.path().join(format!("controller-{n}.log"))).unwrap();
         let mut cmd = Command::new(BIN);
@@ -141,7 +147,11 @@ impl Env {
         if !extra.contains(&"--repo") {
             cmd.arg("--spec").arg(self.spec_dir());
         }
-        cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        cmd.args(extra)
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
         self.controllers.push(cmd.spawn().expect("start controller"));
     }
 

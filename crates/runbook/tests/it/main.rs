@@ -3,6 +3,7 @@
 
 mod journal;
 mod kill;
+mod logs;
 mod plan;
 mod run;
 mod util;

@@ -175,7 +175,11 @@ fn a_step_past_its_timeout_fails_and_is_compensated_with_the_others() {
     let RunOutcome::Aborted { step, error } = &report.outcome else {
         panic!("{report:?}")
     };
-    assert_eq!((step.as_str(), error.as_str()), ("b", "timed out after 300ms"));
+    // What the step said it waited for ends the reason.
+    assert_eq!(
+        (step.as_str(), error.as_str()),
+        ("b", "timed out after 300ms; last: a reply that never comes")
+    );
     let b = &report.steps[1];
     assert!(b.millis.unwrap() >= 300, "{b:?}");
     assert_eq!(ledger(tmp.path()), "a\nundo b\nundo a\n");

@@ -130,6 +130,7 @@ impl Step for FileStep {
     fn act(&self, ctx: &StepContext) -> Result<(), StepError> {
         self.log("act");
         if self.hang {
+            ctx.waiting_on("a reply that never comes");
             while ctx.pause(Duration::from_millis(10)) {}
             return Err(StepError::Cancelled("gave up".into()));
         }
