@@ -747,8 +747,10 @@ pub(crate) fn io_error(site: &SiteHandle, what: &'static str, path: &Path) -> im
 #[cfg(test)]
 mod tests {
     //! End to end through real processes. The shim is this test binary itself: the provider
-    //! runs `<test binary> __shim <dir>`, libtest's name filter `__shim` selects
-    //! [`__shim_entry`], and that becomes the shim.
+    //! runs `<wrapper> __shim <dir>`, and the wrapper (a script each fixture writes, see
+    //! [`fixture`]) execs `<test binary> --exact --ignored local::tests::__shim_entry … __shim <dir>`:
+    //! [`__shim_entry`] is ignored in a normal run (so it never counts as a passing test), and
+    //! becomes the shim when run this way (the extra arguments match no test name exactly).
 
     use std::net::Ipv4Addr;
     use std::process::ExitCode;
@@ -761,13 +763,13 @@ mod tests {
 
     /// Not a test of its own: the shim's entry point when this binary runs as one.
     #[test]
+    #[ignore = "helper entry: run by another test as its child process"]
     fn __shim_entry() {
         let args: Vec<String> = std::env::args().collect();
-        if let [_, sub, dir] = args.as_slice() {
-            if sub == SHIM_SUBCOMMAND {
-                let code = shim::run_shim(Path::new(dir));
-                std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
-            }
+        let at = args.iter().rposition(|a| a == SHIM_SUBCOMMAND);
+        if let Some(dir) = at.and_then(|i| args.get(i + 1)) {
+            let code = shim::run_shim(Path::new(dir));
+            std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
         }
     }
 
@@ -784,7 +786,18 @@ mod tests {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             root: dir.path().join("sites/a"),
         };
-        let provider = LocalProvider::new(std::env::current_exe().unwrap());
+        // `exec` keeps the pid the provider spawned, which the shim records as its own.
+        let wrapper = dir.path().join("shim");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec '{}' --exact --ignored --quiet --test-threads=1 local::tests::__shim_entry \"$@\"\n",
+                std::env::current_exe().unwrap().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let provider = LocalProvider::new(wrapper);
         provider.set_up(&site).unwrap();
         Fixture {
             _dir: dir,

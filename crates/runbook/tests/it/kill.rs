@@ -1,12 +1,13 @@
 //! DESIGN invariant 3: a run killed at any point resumes to the same end state.
 //!
-//! The test binary re-executes itself as a child that runs only `kill::__child_entry` (which
-//! does nothing unless `RUNBOOK_CHILD_DIR` is set). The child runs the plan with a gate that
-//! stops it at its N-th boundary — after each journal record, and inside steps between an
-//! effect and the record of it — and writes a marker; the parent waits for the marker, kills
-//! the child with SIGKILL (`Child::kill`), resumes the run in-process, and compares files and
-//! journal with an uninterrupted run. For every N, in a succeeding and in an aborting run, and
-//! once more with the resume itself killed a few boundaries in before a final resume.
+//! The test binary re-executes itself as a child that runs only `kill::__child_entry` (ignored
+//! in a normal run, run with `--ignored`; it does nothing unless `RUNBOOK_CHILD_DIR` is set).
+//! The child runs the plan with a gate that stops it at its N-th boundary — after each journal
+//! record, and inside steps between an effect and the record of it — and writes a marker; the
+//! parent waits for the marker, kills the child with SIGKILL (`Child::kill`), resumes the run
+//! in-process, and compares files and journal with an uninterrupted run. For every N, in a
+//! succeeding and in an aborting run, and once more with the resume itself killed a few
+//! boundaries in before a final resume.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,8 +28,10 @@ fn steps(root: &Path, scenario: &str, gate: Option<std::sync::Arc<Gate>>) -> res
     })
 }
 
-/// Not a test of its own: the body of the child process (see the module doc).
+/// Not a test of its own: the body of the child process (see the module doc). Ignored, so a
+/// normal run does not count it as a passing test; [`run_child`] runs it with `--ignored`.
 #[test]
+#[ignore = "helper entry: run by another test as its child process"]
 fn __child_entry() {
     let Ok(root) = std::env::var("RUNBOOK_CHILD_DIR") else {
         return;
@@ -164,13 +167,19 @@ fn killed_again_while_resuming_a_run_still_ends_the_same() {
 fn run_child(root: &Path, scenario: &str, stop_at: usize, resume: bool) -> Option<String> {
     let stderr = std::fs::File::create(root.join("child.stderr")).unwrap();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["kill::__child_entry", "--exact", "--test-threads=1", "--nocapture"])
-        .env("RUNBOOK_CHILD_DIR", root)
-        .env("RUNBOOK_CHILD_SCENARIO", scenario)
-        .env("RUNBOOK_CHILD_STOP_AT", stop_at.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
+    cmd.args([
+        "kill::__child_entry",
+        "--exact",
+        "--ignored",
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env("RUNBOOK_CHILD_DIR", root)
+    .env("RUNBOOK_CHILD_SCENARIO", scenario)
+    .env("RUNBOOK_CHILD_STOP_AT", stop_at.to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(stderr);
     if resume {
         cmd.env("RUNBOOK_CHILD_RESUME", "1");
     }

@@ -289,7 +289,7 @@ pub fn repository(root: &Path, name: &str) -> (Repository, RepoConfig) {
 // ---------------------------------------------------------------------------------------------
 // The test binary as archive_command / restore_command.
 
-/// What `wal_entry` (a `#[test]` in pg.rs that does nothing unless asked) does when a
+/// What `wal_entry` (an ignored `#[test]` in pg.rs that does nothing unless asked) does when a
 /// script below runs the test binary for PostgreSQL: push or fetch one file, then exit the
 /// process with the status `resurgo wal push|fetch` would.
 pub fn wal_entry_if_asked() {
@@ -386,7 +386,7 @@ pub fn wal_commands(root: &Path, name: &str, config: &RepoConfig, stream: &str) 
                 "#!/bin/sh\nRESURGO_TEST_WAL={mode} RESURGO_TEST_REPO='{}' RESURGO_TEST_PASSWORD_FILE='{}' \
                  RESURGO_TEST_STREAM='{stream}' RESURGO_TEST_WAL_LOG='{}' HOME='{}' \
                  RESURGO_TEST_ARG1=\"$1\" RESURGO_TEST_ARG2=\"$2\" \
-                 exec '{}' wal_entry --exact --quiet --nocapture --test-threads=1 >/dev/null\n",
+                 exec '{}' wal_entry --exact --ignored --quiet --nocapture --test-threads=1 >/dev/null\n",
                 config.url,
                 password_file.display(),
                 log.display(),
