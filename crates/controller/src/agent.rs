@@ -124,6 +124,26 @@ struct Held {
     leases: BTreeMap<String, (LeaseId, BootTime)>,
     /// Groups fenced here (services stopped), and why.
     fenced: BTreeMap<String, String>,
+    /// Groups whose services a fence is stopping right now: not served until it is done.
+    fencing: BTreeSet<String>,
+    /// Fences begun so far: a serve that a fence overlapped does not count as unfencing.
+    fences: u64,
+}
+
+impl Held {
+    /// Begins fencing `group`: its lease is no longer renewed, and it is not served again
+    /// until [`Held::fenced_done`].
+    fn fence(&mut self, group: &str, why: &str) {
+        self.leases.remove(group);
+        self.fenced.insert(group.to_string(), why.to_string());
+        self.fencing.insert(group.to_string());
+        self.fences += 1;
+    }
+
+    /// The fence of `group` has stopped its services.
+    fn fenced_done(&mut self, group: &str) {
+        self.fencing.remove(group);
+    }
 }
 
 /// What the heartbeat thread has seen of the other nodes.
@@ -436,6 +456,10 @@ impl Agent {
     /// and fencing are the [`Renewer`]'s.
     fn keep_primary(&mut self, site: &str, group: &str, system: &System) {
         let timing = self.spec.failover.timing();
+        if self.held().fencing.contains(group) {
+            // The renewer is stopping the group's services: serve once they are stopped.
+            return;
+        }
         if !self.held().leases.contains_key(group) {
             let name = primary_lease(group);
             let sent = BootTime::now();
@@ -447,9 +471,16 @@ impl Agent {
                     self.store.lease_of(&name).ok().flatten()
                 }
                 Ok(None) => self.store.grant_lease(&name, site, timing.lease_ttl).ok(),
-                _ => None,
+                other => {
+                    tracing::debug!(group, "primary lease: {other:?}");
+                    None
+                }
             };
-            let Some(id) = id else { return };
+            let Some(id) = id else {
+                tracing::debug!(group, "the primary lease is not ours to take yet");
+                return;
+            };
+            tracing::debug!(group, lease = id.0, "primary lease taken");
             self.held().leases.insert(group.to_string(), (id, sent.clone()));
             if let Some(handle) = self.handle(site) {
                 let _ = self
@@ -460,14 +491,24 @@ impl Agent {
         }
         let serving = format!("serving {group}");
         let crashed = self.crashed(site) && self.may_restart();
-        let fenced = self.held().fenced.contains_key(group);
+        let (fenced, fences) = {
+            let held = self.held();
+            (held.fenced.contains_key(group), held.fences)
+        };
+        if fenced || !self.reported.contains(&serving) || crashed {
+            tracing::debug!(group, fenced, crashed, "serving");
+        }
         if (fenced || !self.reported.contains(&serving) || crashed) && self.serve(site, system) {
-            // The renewer may have fenced the group while its services started.
-            if self.held().leases.contains_key(group) {
+            // The renewer may have fenced the group while its services started (or while they
+            // were seen running, before its stop took effect): only a serve that no fence
+            // overlapped ends the fence; otherwise the next tick serves again.
+            let held = self.held().leases.contains_key(group);
+            let overlapped = self.held().fences != fences;
+            if held && !overlapped {
                 self.held().fenced.remove(group);
                 self.reported.insert(serving);
                 self.emit(Event::new(EventKind::Unfenced, format!("primary of {group}: serving")).site(site));
-            } else {
+            } else if !held {
                 fence_group(&self.engine, &self.spec, site, group);
             }
         }
@@ -480,10 +521,11 @@ impl Agent {
     /// Fences `group` here at once (the store cannot be trusted): its lease is no longer
     /// renewed and its services are stopped. Reported once.
     fn fence_now(&mut self, site: &str, group: &str, why: &str) {
-        self.held().leases.remove(group);
-        let first = self.held().fenced.insert(group.to_string(), why.to_string()).is_none();
+        let first = !self.held().fenced.contains_key(group);
+        self.held().fence(group, why);
         self.reported.remove(&format!("serving {group}"));
         fence_group(&self.engine, &self.spec, site, group);
+        self.held().fenced_done(group);
         if first {
             self.emit(Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(site));
         }
@@ -798,13 +840,13 @@ impl Renewer {
                 let mut held = self.held();
                 let ours = held.leases.get(&group).is_some_and(|(held, _)| *held == id);
                 if ours {
-                    held.leases.remove(&group);
-                    held.fenced.insert(group.clone(), why.clone());
+                    held.fence(&group, &why);
                 }
                 ours
             };
             if fenced_now {
                 fence_group(&self.engine, &self.spec, &self.site, &group);
+                self.held().fenced_done(&group);
                 self.emit(
                     Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(&self.site),
                 );

@@ -219,3 +219,34 @@ fn a_lease_that_is_gone_fences_its_group_at_once() {
     let fenced = f.fenced();
     assert!(fenced.iter().any(|m| m.contains("gone")), "{fenced:?}");
 }
+
+/// The renewer has begun fencing a group and not yet stopped its services when the main
+/// thread ticks: that tick must not count the services it still sees running as served (the
+/// stop would then leave the group fenced for good, holding its lease — found by the chaos
+/// test). Once the fence is done, the next ticks take the lease again and serve.
+#[test]
+fn a_fence_in_progress_is_not_undone_by_a_tick_and_the_group_is_served_again_after_it() {
+    let f = fixture();
+    let mut a = f.agent("a");
+    a.site_tick("a");
+    assert!(f.provider.running("a", "web"));
+
+    a.held.lock().unwrap().fence("site-a", "the store did not answer");
+    a.site_tick("a");
+    assert!(
+        a.held.lock().unwrap().fenced.contains_key("site-a"),
+        "a tick during the fence does not end it"
+    );
+    super::fence_group(&f.engine, &f.spec, "a", "site-a");
+    a.held.lock().unwrap().fenced_done("site-a");
+    assert!(!f.provider.running("a", "web"));
+
+    // The lease is still a's: adopted again once a has been up a whole ttl, then served.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !f.provider.running("a", "web") && std::time::Instant::now() < deadline {
+        a.site_tick("a");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(f.provider.running("a", "web"), "served again after the fence");
+    assert!(!a.held.lock().unwrap().fenced.contains_key("site-a"));
+}
