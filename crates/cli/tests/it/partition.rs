@@ -145,6 +145,23 @@ impl Stack {
         self.root.join(format!("state-{node}"))
     }
 
+    /// When (Unix seconds) the first run at `node` became ready to act on its first step whose
+    /// name starts with `prefix` (its `checked`/`ready` journal record), if one did.
+    pub fn step_ready_at(&self, node: &str, prefix: &str) -> Option<f64> {
+        use resurgo_runbook::journal::{Journal, Phase, CHECKED_READY};
+        let runs = self.state(node).join("runs");
+        std::fs::read_dir(&runs)
+            .ok()?
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| Journal::read(&e.path().join("journal.jsonl")).ok())
+            .flat_map(|j| j.records)
+            .filter(|r| r.step.as_deref().is_some_and(|s| s.starts_with(prefix)))
+            .filter(|r| r.phase == Phase::Checked && r.detail == CHECKED_READY)
+            .filter_map(|r| resurgo_spec::units::parse_rfc3339(&r.time).ok())
+            .reduce(f64::min)
+    }
+
     /// Starts (or restarts) the agent of `node` (`w`: the witness), appending to its log.
     pub fn start_agent(&mut self, node: &str) {
         let who: Vec<&str> = if node == "w" {
@@ -598,11 +615,12 @@ fn partition_backup_strategy_isolated_primary_restored_at_b() {
         (stack.www() == [stack.lab.addr("b")]).then_some(())
     });
     assert!(switched.is_some(), "the DNS record never led to b:\n{}", stack.logs());
+    // b takes over when its run, holding the primary lease, assigns it: a has fenced by then.
     let fenced = first(&stack.events("a"), "fenced");
-    let started = first(&stack.events("b"), "failover_started");
+    let assigned = stack.step_ready_at("b", "assign ");
     assert!(
-        matches!((fenced, started), (Some(f), Some(s)) if f < s),
-        "a must fence ({fenced:?}) before b takes over ({started:?}):\n{}",
+        matches!((fenced, assigned), (Some(f), Some(s)) if f < s),
+        "a must fence ({fenced:?}) before b takes over ({assigned:?}):\n{}",
         stack.logs()
     );
 }
