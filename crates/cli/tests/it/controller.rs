@@ -326,26 +326,13 @@ fn proxy_route_follows_the_service_to_its_active_site() {
 /// repositories, a proxy route.
 fn failover_env(block: u8, route_port: u16) -> Env {
     let env = Env::new(block);
-    let backups = env.path().join("backups");
-    std::fs::create_dir_all(&backups).unwrap();
-    std::fs::write(backups.join("password"), "failover test password").unwrap();
-    let repo = |site: &str| {
-        format!(
-            "    repository: {{ url: {}, password: {{ file: {} }} }}\n",
-            backups.join(site).display(),
-            backups.join("password").display()
-        )
-    };
     let web = Env::web("web", "a", 7171, "auto", &[])
         .replace(
             "args: [example-app, --port, ",
             "args: [example-app, --db, data/notes.db, --port, ",
         )
         .replace("    site: a\n", "    site: a\n    standby: [b]\n");
-    let spec = env
-        .spec(&web)
-        .replace("    capacity: { cpu: 8, memory: 8Gi }\n  b:", &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}  b:", repo("a")))
-        .replace("    capacity: { cpu: 8, memory: 8Gi }\nservices:", &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}services:", repo("b")))
+    let spec = env.with_repositories(&env.spec(&web))
         + &format!(
             "datasets:\n  notes:\n    service: web\n    type: sqlite\n    path: data/notes.db\nroutes:\n  front:\n    service: web\n    type: proxy\n    listen: 127.0.0.1:{route_port}\n"
         );

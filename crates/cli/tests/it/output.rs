@@ -184,32 +184,13 @@ fn matches_schema(output: &str, text: &str) -> Value {
 /// web at a (standby b) with a SQLite dataset and a repository at each site.
 fn protected_env(block: u8, port: u16) -> Env {
     let env = Env::new(block);
-    let backups = env.path().join("backups");
-    std::fs::create_dir_all(&backups).unwrap();
-    std::fs::write(backups.join("password"), "output test password").unwrap();
-    let repo = |site: &str| {
-        format!(
-            "    repository: {{ url: {}, password: {{ file: {} }} }}\n",
-            backups.join(site).display(),
-            backups.join("password").display()
-        )
-    };
     let web = Env::web("web", "a", port, "manual", &[])
         .replace(
             "args: [example-app, --port, ",
             "args: [example-app, --db, data/notes.db, --port, ",
         )
         .replace("    site: a\n", "    site: a\n    standby: [b]\n");
-    let spec = env
-        .spec(&web)
-        .replace(
-            "    capacity: { cpu: 8, memory: 8Gi }\n  b:",
-            &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}  b:", repo("a")),
-        )
-        .replace(
-            "    capacity: { cpu: 8, memory: 8Gi }\nservices:",
-            &format!("    capacity: {{ cpu: 8, memory: 8Gi }}\n{}services:", repo("b")),
-        )
+    let spec = env.with_repositories(&env.spec(&web))
         + "datasets:\n  notes:\n    service: web\n    type: sqlite\n    path: data/notes.db\n    rpo: 5m\n";
     env.write_spec(&spec);
     env
