@@ -1044,7 +1044,9 @@ impl Step for ActionStep {
                     ),
                 )
                 .site(&self.ctx.to);
-                event.log(false);
+                // At debug in the logs: whoever started the run reports its end (the agent's
+                // failover_finished, the command's own output).
+                event.log(true);
                 crate::events::EventLog::new(self.ctx.state_dir.join("events.jsonl"))
                     .append(&event)
                     .map_err(|e| StepError::Transient(format!("cannot write the event log: {e}")))
