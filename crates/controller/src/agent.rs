@@ -83,11 +83,7 @@ pub struct Agent {
 /// instance is seeded first); never deletes. What an agent does for its own site, and what a
 /// failback does first at the site it returns to (reverse replication).
 pub fn serve_site(engine: &Engine, system: &System, source: &resurgo_plan::SourceId, site: &str) -> Result<(), String> {
-    let handle = engine
-        .sites(system)
-        .into_iter()
-        .find(|h| h.name == site)
-        .ok_or_else(|| format!("no site `{site}`"))?;
+    let handle = engine.site(system, site).ok_or_else(|| format!("no site `{site}`"))?;
     let mut desired = resurgo_plan::desired_state(system);
     desired.retain(|s, _| s == site);
     // Its own site, never set up from this state folder: set up here (as `apply` would).
@@ -132,18 +128,22 @@ struct Held {
 
 impl Held {
     /// Begins fencing `group`: its lease is no longer renewed, and it is not served again
-    /// until [`Held::fenced_done`].
-    fn fence(&mut self, group: &str, why: &str) {
+    /// until [`finish_fence`] has stopped its services. Returns whether the group was serving
+    /// until now (not fenced already).
+    fn fence(&mut self, group: &str, why: &str) -> bool {
         self.leases.remove(group);
-        self.fenced.insert(group.to_string(), why.to_string());
         self.fencing.insert(group.to_string());
         self.fences += 1;
+        self.fenced.insert(group.to_string(), why.to_string()).is_none()
     }
+}
 
-    /// The fence of `group` has stopped its services.
-    fn fenced_done(&mut self, group: &str) {
-        self.fencing.remove(group);
-    }
+/// Carries out a fence begun with [`Held::fence`]: stops the group's services at the site, then
+/// lets the group be served again (once its lease is back). The event to report it.
+fn finish_fence(held: &Mutex<Held>, engine: &Engine, spec: &System, site: &str, group: &str, why: &str) -> Event {
+    fence_group(engine, spec, site, group);
+    held.lock().unwrap_or_else(|e| e.into_inner()).fencing.remove(group);
+    Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(site)
 }
 
 /// What the heartbeat thread has seen of the other nodes.
@@ -191,7 +191,7 @@ impl Agent {
             alive: BTreeMap::new(),
         }));
         Ok(Agent {
-            events: EventLog::new(state_dir.join("events.jsonl")),
+            events: EventLog::of_state(state_dir),
             spec,
             source,
             engine,
@@ -295,6 +295,7 @@ impl Agent {
         if let Role::Site(site) = &self.role {
             let renewer = Renewer {
                 site: site.clone(),
+                handle: self.handle(site).ok_or_else(|| format!("no site `{site}`"))?,
                 spec: self.spec.clone(),
                 engine: self.engine.clone(),
                 store: self.store.clone(),
@@ -382,7 +383,7 @@ impl Agent {
 
     fn site_tick(&mut self, site: &str) {
         if self.in_process {
-            let handle = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site);
+            let handle = self.engine.site(&self.spec, site);
             let alive = handle.is_some_and(|h| self.engine.provider.observe(&h).is_ok());
             // The site is lost, and its agent with it: no heartbeat, and the renewer stops
             // renewing (its groups fence at their deadline).
@@ -495,10 +496,11 @@ impl Agent {
             let held = self.held();
             (held.fenced.contains_key(group), held.fences)
         };
-        if fenced || !self.reported.contains(&serving) || crashed {
-            tracing::debug!(group, fenced, crashed, "serving");
+        if !(fenced || crashed || !self.reported.contains(&serving)) {
+            return;
         }
-        if (fenced || !self.reported.contains(&serving) || crashed) && self.serve(site, system) {
+        tracing::debug!(group, fenced, crashed, "serving");
+        if self.serve(site, system) {
             // The renewer may have fenced the group while its services started (or while they
             // were seen running, before its stop took effect): only a serve that no fence
             // overlapped ends the fence; otherwise the next tick serves again.
@@ -515,19 +517,17 @@ impl Agent {
     }
 
     fn handle(&self, site: &str) -> Option<resurgo_provider::SiteHandle> {
-        self.engine.sites(&self.spec).into_iter().find(|h| h.name == site)
+        self.engine.site(&self.spec, site)
     }
 
     /// Fences `group` here at once (the store cannot be trusted): its lease is no longer
     /// renewed and its services are stopped. Reported once.
     fn fence_now(&mut self, site: &str, group: &str, why: &str) {
-        let first = !self.held().fenced.contains_key(group);
-        self.held().fence(group, why);
+        let first = self.held().fence(group, why);
         self.reported.remove(&format!("serving {group}"));
-        fence_group(&self.engine, &self.spec, site, group);
-        self.held().fenced_done(group);
+        let event = finish_fence(&self.held, &self.engine, &self.spec, site, group, why);
         if first {
-            self.emit(Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(site));
+            self.emit(event);
         }
     }
 
@@ -553,7 +553,7 @@ impl Agent {
     /// Whether a service of this site ended without resurgo stopping it (a crashed database):
     /// the primary brings it back.
     fn crashed(&self, site: &str) -> bool {
-        let Some(handle) = self.engine.sites(&self.spec).into_iter().find(|h| h.name == site) else {
+        let Some(handle) = self.engine.site(&self.spec, site) else {
             return false;
         };
         self.engine.provider.observe(&handle).is_ok_and(|seen| {
@@ -581,7 +581,7 @@ impl Agent {
         if self.reported.contains(&key) {
             return;
         }
-        let Some(handle) = self.engine.sites(system).into_iter().find(|h| h.name == site) else {
+        let Some(handle) = self.engine.site(system, site) else {
             return;
         };
         let running_active = self.engine.provider.observe(&handle).is_ok_and(|seen| {
@@ -757,7 +757,7 @@ fn epoch_dir(state_dir: &Path, site: &str) -> PathBuf {
 /// Stops every service of `group` running at `site` (the writers).
 fn fence_group(engine: &Engine, spec: &System, site: &str, group: &str) {
     let home = group.trim_start_matches("site-");
-    let Some(handle) = engine.sites(spec).into_iter().find(|h| h.name == site) else {
+    let Some(handle) = engine.site(spec, site) else {
         return;
     };
     for (name, svc) in &spec.services {
@@ -774,6 +774,8 @@ fn fence_group(engine: &Engine, spec: &System, site: &str, group: &str) {
 /// earliest of the held leases' last renewal plus the fencing deadline.
 struct Renewer {
     site: String,
+    /// The site's handle, for its fence deadline.
+    handle: resurgo_provider::SiteHandle,
     spec: System,
     engine: Engine,
     store: Arc<dyn CoordStore>,
@@ -839,17 +841,17 @@ impl Renewer {
             let fenced_now = {
                 let mut held = self.held();
                 let ours = held.leases.get(&group).is_some_and(|(held, _)| *held == id);
-                if ours {
-                    held.fence(&group, &why);
-                }
-                ours
+                ours && held.fence(&group, &why)
             };
             if fenced_now {
-                fence_group(&self.engine, &self.spec, &self.site, &group);
-                self.held().fenced_done(&group);
-                self.emit(
-                    Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(&self.site),
-                );
+                self.emit(finish_fence(
+                    &self.held,
+                    &self.engine,
+                    &self.spec,
+                    &self.site,
+                    &group,
+                    &why,
+                ));
             }
         }
         let until = self
@@ -858,9 +860,8 @@ impl Renewer {
             .values()
             .map(|(_, sent)| sent.plus(deadline))
             .min_by_key(|t| t.ms);
-        let handle = self.engine.sites(&self.spec).into_iter().find(|h| h.name == self.site);
-        if let (Some(until), Some(handle)) = (until, handle) {
-            if let Err(e) = self.engine.provider.extend_fence(&handle, &until) {
+        if let Some(until) = until {
+            if let Err(e) = self.engine.provider.extend_fence(&self.handle, &until) {
                 self.emit(
                     Event::new(EventKind::ApplyFailed, format!("cannot extend the fence deadline: {e}"))
                         .site(&self.site),

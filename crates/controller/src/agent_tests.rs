@@ -42,7 +42,7 @@ impl Agents for Fixture {
     }
 
     fn fenced(&self) -> Vec<String> {
-        EventLog::new(self.dir.path().join("events.jsonl"))
+        EventLog::of_state(self.dir.path())
             .read()
             .unwrap_or_default()
             .into_iter()
@@ -156,10 +156,11 @@ impl CoordStore for Cuttable {
 fn renewer(f: &Fixture, store: Arc<dyn CoordStore>, held: Arc<std::sync::Mutex<Held>>) -> Renewer {
     Renewer {
         site: "a".into(),
+        handle: f.engine.site(&f.spec, "a").unwrap(),
         spec: f.spec.clone(),
         engine: f.engine.clone(),
         store,
-        events: EventLog::new(f.dir.path().join("events.jsonl")),
+        events: EventLog::of_state(f.dir.path()),
         held,
         answering: Arc::new(AtomicBool::new(true)),
         in_process: false,
@@ -237,8 +238,7 @@ fn a_fence_in_progress_is_not_undone_by_a_tick_and_the_group_is_served_again_aft
         a.held.lock().unwrap().fenced.contains_key("site-a"),
         "a tick during the fence does not end it"
     );
-    super::fence_group(&f.engine, &f.spec, "a", "site-a");
-    a.held.lock().unwrap().fenced_done("site-a");
+    super::finish_fence(&a.held, &f.engine, &f.spec, "a", "site-a", "the store did not answer");
     assert!(!f.provider.running("a", "web"));
 
     // The lease is still a's: adopted again once a has been up a whole ttl, then served.

@@ -3,7 +3,7 @@
 //! services in dependency order, independent ones in parallel, each gated on its health check
 //! (a standby instance after its active one), each prepared first by an optional hook.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -101,31 +101,34 @@ impl Engine {
             .collect()
     }
 
+    /// The handle of the site `name` of `system`, if it has one.
+    pub fn site(&self, system: &System, name: &str) -> Option<SiteHandle> {
+        self.sites(system).into_iter().find(|h| h.name == name)
+    }
+
     /// Observes all sites at once. Each site gets its own thread and `observe_timeout`; one
     /// that fails or does not answer is `unknown` with the reason.
     pub fn observe(&self, sites: &[SiteHandle]) -> Vec<ObservedSite> {
-        self.observe_results(sites)
-            .into_iter()
-            .zip(sites)
-            .map(|(result, site)| ObservedSite {
-                site: site.name.clone(),
-                state: match result {
-                    Ok(services) => SiteState::Reachable { services },
-                    Err(reason) => SiteState::Unknown {
-                        reason: reason.to_string(),
-                    },
-                },
-            })
-            .collect()
+        self.observe_with(sites, &Default::default()).0
     }
 
     /// What a person's `plan` and `apply` see: [`Engine::observe`], except that a site this
     /// state folder has never set up, and whose folder does not exist, is new — empty, to be
-    /// set up by `apply` ([`Engine::set_up_new`]). A site once set up from here whose folder is
+    /// set up by `apply` ([`Engine::set_up`]). A site once set up from here whose folder is
     /// gone is lost or not mounted: `unknown`, and nothing is made in its place. Returns the
     /// observation and the new sites.
     pub fn observe_for_apply(&self, sites: &[SiteHandle]) -> (Vec<ObservedSite>, Vec<String>) {
-        let known = SetUpRecord::load(&self.state_dir);
+        let set_up = SetUpRecord::load(&self.state_dir);
+        let never_set_up: BTreeSet<String> = sites
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|name| !set_up.0.contains(name))
+            .collect();
+        self.observe_with(sites, &never_set_up)
+    }
+
+    /// Observes `sites`; a site in `may_be_new` whose folder does not exist is new (empty).
+    fn observe_with(&self, sites: &[SiteHandle], may_be_new: &BTreeSet<String>) -> (Vec<ObservedSite>, Vec<String>) {
         let mut new = Vec::new();
         let observed = self
             .observe_results(sites)
@@ -134,14 +137,14 @@ impl Engine {
             .map(|(result, site)| {
                 let state = match result {
                     Ok(services) => SiteState::Reachable { services },
-                    Err(ObserveError::Provider(ProviderError::NotSetUp { .. })) if !known.contains(&site.name) => {
+                    Err(ObserveError::Provider(ProviderError::NotSetUp { .. })) if may_be_new.contains(&site.name) => {
                         new.push(site.name.clone());
                         SiteState::Reachable { services: Vec::new() }
                     }
-                    Err(ObserveError::Provider(e @ ProviderError::NotSetUp { .. })) => SiteState::Unknown {
+                    Err(e @ ObserveError::Provider(ProviderError::NotSetUp { .. })) => SiteState::Unknown {
                         reason: format!(
-                            "{e}; it was set up from here before, so it is lost or not mounted: \
-                             `resurgo set-up {}` makes it anew, empty",
+                            "{e}; if it was set up before, it is lost or not mounted: `resurgo set-up {}` \
+                             makes it anew, empty",
                             site.name
                         ),
                     },
@@ -158,10 +161,13 @@ impl Engine {
 
     /// Sets up `names` (sites of `sites`) and records them as set up from this state folder.
     pub fn set_up(&self, sites: &[SiteHandle], names: &[String]) -> Result<(), ProviderError> {
+        if names.is_empty() {
+            return Ok(());
+        }
         let mut record = SetUpRecord::load(&self.state_dir);
         for site in sites.iter().filter(|s| names.contains(&s.name)) {
             self.provider.set_up(site)?;
-            record.insert(site.name.clone());
+            record.0.insert(site.name.clone());
         }
         record.save(&self.state_dir).map_err(|source| ProviderError::Io {
             site: names.join(", "),
@@ -379,7 +385,7 @@ enum ObserveError {
 /// The sites set up from this state folder (`<state>/sites-set-up.json`): what tells a new
 /// site (no folder yet: `apply` sets it up) from a lost one (no folder any more: unknown).
 #[derive(Default, serde::Serialize, serde::Deserialize)]
-struct SetUpRecord(std::collections::BTreeSet<String>);
+struct SetUpRecord(BTreeSet<String>);
 
 impl SetUpRecord {
     fn path(state_dir: &Path) -> PathBuf {
@@ -396,14 +402,6 @@ impl SetUpRecord {
     fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(state_dir)?;
         resurgo_provider::write_json_atomic(&Self::path(state_dir), self)
-    }
-
-    fn contains(&self, site: &str) -> bool {
-        self.0.contains(site)
-    }
-
-    fn insert(&mut self, site: String) {
-        self.0.insert(site);
     }
 }
 

@@ -195,6 +195,11 @@ impl EventLog {
         EventLog { path: path.into() }
     }
 
+    /// The event log of a state folder (`<state>/events.jsonl`).
+    pub fn of_state(state_dir: &Path) -> EventLog {
+        EventLog::new(state_dir.join("events.jsonl"))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

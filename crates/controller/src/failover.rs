@@ -181,11 +181,7 @@ pub struct Measures {
 
 fn record_measures(ctx: &Ctx, run_id: &str, options: &RunOptions) {
     let now = now_millis() as u64;
-    let started = run_id
-        .rsplit('-')
-        .next()
-        .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(now);
+    let started = started_ms(run_id).unwrap_or(now);
     let d = options.detection.as_ref();
     let secs = |a: u64, b: u64| Some(b.saturating_sub(a) as f64 / 1000.0);
     let promoted: Vec<f64> = ctx
@@ -217,9 +213,7 @@ pub fn measures(state_dir: &Path, run_id: &str) -> Option<Measures> {
 /// Resumes a failover or failback run that was interrupted (its process killed): finished
 /// steps are skipped, a started one is checked again, and the run ends where it would have.
 pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) -> Result<RunReport, FailoverError> {
-    let text =
-        std::fs::read(moves_path(state_dir, run_id)).map_err(|e| FailoverError::Run(format!("run `{run_id}`: {e}")))?;
-    let moves: Moves = serde_json::from_slice(&text).map_err(|e| FailoverError::Run(format!("run `{run_id}`: {e}")))?;
+    let moves = read_moves(state_dir, run_id).map_err(|e| FailoverError::Run(format!("run `{run_id}`: {e}")))?;
     // `system` has the assignments in force: if this run already assigned the target, the
     // services are there; otherwise they are still at `from`.
     let store = crate::roles::open_store(system, state_dir).map_err(|e| FailoverError::Coord(e.to_string()))?;
@@ -264,9 +258,8 @@ pub fn unfinished(state_dir: &Path, from: &str, to: &str) -> Option<String> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let id = name.strip_suffix(".moves.json")?.to_string();
-            let moves: Moves = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-            let started = id.rsplit('-').next()?.parse().ok()?;
-            (moves.from == from && moves.to == to).then_some((started, id))
+            let moves = read_moves(state_dir, &id).ok()?;
+            (moves.from == from && moves.to == to).then_some((started_ms(&id)?, id))
         })
         .collect();
     ids.sort();
@@ -284,10 +277,7 @@ pub fn where_it_stands(system: &System, state_dir: &Path, report: &RunReport) ->
     if report.outcome == RunOutcome::Succeeded {
         return None;
     }
-    let moves: Option<Moves> = std::fs::read(moves_path(state_dir, &report.run))
-        .ok()
-        .and_then(|t| serde_json::from_slice(&t).ok());
-    let Some(moves) = moves else {
+    let Ok(moves) = read_moves(state_dir, &report.run) else {
         return Some(format!(
             "finish it with `resurgo runs {} --resume` once the cause is fixed",
             report.run
@@ -368,6 +358,17 @@ fn moves_path(state_dir: &Path, run_id: &str) -> PathBuf {
     state_dir.join("runs").join(format!("{run_id}.moves.json"))
 }
 
+/// What resuming run `run_id` needs besides its journal.
+fn read_moves(state_dir: &Path, run_id: &str) -> Result<Moves, String> {
+    let text = std::fs::read(moves_path(state_dir, run_id)).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&text).map_err(|e| e.to_string())
+}
+
+/// When a run started (Unix ms): its id ends with it.
+pub fn started_ms(run_id: &str) -> Option<u64> {
+    run_id.rsplit('-').next()?.parse().ok()
+}
+
 fn now_millis() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -443,14 +444,10 @@ pub fn run_in_progress(state_dir: &Path) -> bool {
 /// Stops every service active at `site` (a planned switch's "stop writes"); returns how
 /// many. Deliberately stopped services are not restarted by the controller.
 pub fn fence(engine: &Engine, system: &System, site: &str) -> Result<usize, FailoverError> {
-    let handle = engine
-        .sites(system)
-        .into_iter()
-        .find(|h| h.name == site)
-        .ok_or_else(|| FailoverError::Refused {
-            to: site.into(),
-            reason: format!("no site `{site}`"),
-        })?;
+    let handle = engine.site(system, site).ok_or_else(|| FailoverError::Refused {
+        to: site.into(),
+        reason: format!("no site `{site}`"),
+    })?;
     let mut n = 0;
     for (name, svc) in &system.services {
         if svc.site == site {
@@ -483,9 +480,7 @@ impl ActionStep {
     fn handle(&self, site: &str) -> Result<resurgo_provider::SiteHandle, StepError> {
         self.ctx
             .engine
-            .sites(&self.ctx.before)
-            .into_iter()
-            .find(|h| h.name == site)
+            .site(&self.ctx.before, site)
             .ok_or_else(|| permanent(format!("no site `{site}`")))
     }
 
@@ -859,21 +854,17 @@ impl Step for ActionStep {
                         }
                         None => false,
                     };
-                    match self.take_lease(site, &to, fenced) {
+                    let waiting = match self.take_lease(site, &to, fenced) {
                         Ok(true) => return Ok(()),
-                        Err(e) if Instant::now() >= deadline => return Err(e),
-                        Ok(false) if Instant::now() >= deadline => return Err(StepError::Transient(held())),
-                        Ok(false) => {
-                            ctx.waiting_on(held());
-                            if !ctx.pause(Duration::from_millis(100)) {
-                                return Err(StepError::Cancelled(format!("fence {site}")));
-                            }
-                        }
-                        _ => {
-                            if !ctx.pause(Duration::from_millis(100)) {
-                                return Err(StepError::Cancelled(format!("fence {site}")));
-                            }
-                        }
+                        Ok(false) => StepError::Transient(held()),
+                        Err(e) => e,
+                    };
+                    if Instant::now() >= deadline {
+                        return Err(waiting);
+                    }
+                    ctx.waiting_on(waiting.to_string());
+                    if !ctx.pause(Duration::from_millis(100)) {
+                        return Err(StepError::Cancelled(format!("fence {site}")));
                     }
                 }
             }
@@ -1047,7 +1038,7 @@ impl Step for ActionStep {
                 // At debug in the logs: whoever started the run reports its end (the agent's
                 // failover_finished, the command's own output).
                 event.log(true);
-                crate::events::EventLog::new(self.ctx.state_dir.join("events.jsonl"))
+                crate::events::EventLog::of_state(&self.ctx.state_dir)
                     .append(&event)
                     .map_err(|e| StepError::Transient(format!("cannot write the event log: {e}")))
             }

@@ -94,7 +94,7 @@ impl Controller {
     pub fn new(engine: Engine, config: ControllerConfig) -> Controller {
         let (tx, rx) = mpsc::channel();
         Controller {
-            events: EventLog::new(config.state_dir.join("events.jsonl")),
+            events: EventLog::of_state(&config.state_dir),
             lkg: LastKnownGood::new(&config.state_dir),
             engine,
             config,

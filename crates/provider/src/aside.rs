@@ -5,23 +5,24 @@
 //!
 //! A copy is renamed (never copied, never deleted) to a name of its own that no later copy can
 //! take, `<name>.aside-<UTC time>-<n>` in a folder the caller chooses, and recorded first in the
-//! site's register `<root>/set-aside.json` (under `<root>/locks/set-aside.lock`). A crash after
+//! site's register `<root>/set-aside.json` (under `<root>/locks/set-aside.lock`; a site that is
+//! not set up is refused, never made anew). A crash after
 //! recording and before renaming leaves an entry whose copy does not exist: it is not listed.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::local::io_error;
+use crate::local::{io_error, lock_site};
 use crate::shim::write_json_atomic;
 use crate::{ProviderError, SiteHandle};
 
 const REGISTER: &str = "set-aside.json";
-const LOCK: &str = "locks/set-aside.lock";
+/// The lock every change of the register holds (`<root>/locks/set-aside.lock`).
+const LOCK: &str = "set-aside";
 
 /// One set-aside copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -39,20 +40,6 @@ pub struct SetAside {
     /// Bytes it holds (counted when listed; 0 in the register).
     #[serde(default)]
     pub bytes: u64,
-}
-
-fn lock(site: &SiteHandle) -> Result<Flock<File>, ProviderError> {
-    let path = site.root.join(LOCK);
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_error(site, "cannot create", dir))?;
-    }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_error(site, "cannot open", &path))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_error(site, "cannot lock", &path)(e.into()))
 }
 
 fn read_register(site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
@@ -73,7 +60,7 @@ fn write_register(site: &SiteHandle, entries: &[SetAside]) -> Result<(), Provide
 /// Moves `path` (a file or folder at `site`) into `into` under a name of its own, recorded with
 /// `why`. Returns the copy; an absent `path` is an error (there is nothing to keep).
 pub fn set_aside(site: &SiteHandle, path: &Path, into: &Path, why: &str) -> Result<SetAside, ProviderError> {
-    let _lock = lock(site)?;
+    let _lock = lock_site(site, LOCK)?;
     fs::symlink_metadata(path).map_err(io_error(site, "cannot set aside", path))?;
     fs::create_dir_all(into).map_err(io_error(site, "cannot create", into))?;
     let name = path
@@ -124,7 +111,7 @@ pub fn list(site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
 
 /// Deletes the copy named `id` and its entry: the one way set-aside data goes away.
 pub fn remove(site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError> {
-    let _lock = lock(site)?;
+    let _lock = lock_site(site, LOCK)?;
     let mut entries = read_register(site)?;
     let index = entries
         .iter()

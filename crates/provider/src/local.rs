@@ -304,17 +304,7 @@ impl LocalProvider {
     /// (a controller and a CLI may act on the same site).
     fn lock(&self, site: &SiteHandle, service: &str) -> Result<Flock<File>, ProviderError> {
         check_name(site, service)?;
-        require_set_up(site)?;
-        let dir = site.root.join(LOCKS_DIR);
-        fs::create_dir_all(&dir).map_err(io_error(site, "cannot create", &dir))?;
-        let path = dir.join(format!("{service}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_error(site, "cannot open", &path))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_error(site, "cannot lock", &path)(e.into()))
+        lock_site(site, service)
     }
 }
 
@@ -699,6 +689,22 @@ fn tail(path: &Path) -> String {
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+/// Holds `<root>/locks/<name>.lock` of a site that is set up (a lock never makes a lost
+/// site's folder anew).
+pub(crate) fn lock_site(site: &SiteHandle, name: &str) -> Result<Flock<File>, ProviderError> {
+    require_set_up(site)?;
+    let dir = site.root.join(LOCKS_DIR);
+    fs::create_dir_all(&dir).map_err(io_error(site, "cannot create", &dir))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(site, "cannot open", &path))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_error(site, "cannot lock", &path)(e.into()))
 }
 
 /// The site's folder must be there: an absent one is a site that is lost, not mounted or

@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", render::plan(&plan, &paint));
     }
     let total = plan.summary.changes();
-    let events = EventLog::new(args.spec.state.join("events.jsonl"));
+    let events = EventLog::of_state(&args.spec.state);
     let label = plan.source.label();
     if total == 0 {
         if args.json {

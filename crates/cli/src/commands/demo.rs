@@ -175,7 +175,7 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
         let engine = engine.clone();
         move || Controller::new(engine, config).run(stop_rx)
     });
-    let events = EventLog::new(spec.state.join("events.jsonl"));
+    let events = EventLog::of_state(&spec.state);
     let before = events.read()?.len();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),

@@ -96,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_default(),
     };
     // Run ids end with their start time in milliseconds: oldest first.
-    ids.sort_by_key(|id| id.rsplit('-').next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0));
+    ids.sort_by_key(|id| resurgo_controller::failover::started_ms(id).unwrap_or(0));
     let mut reports = Vec::new();
     for id in &ids {
         reports.push(runner.report(id).map_err(|e| anyhow::anyhow!("run `{id}`: {e}"))?);

@@ -63,12 +63,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         (Some(id), site) => {
-            let site = site.unwrap_or_default();
-            let handle = sites
-                .iter()
-                .find(|s| s.name == site)
+            let site = site.context("--remove needs --site: the site that holds the copy")?;
+            let handle = engine
+                .site(&desired.loaded.system, &site)
                 .with_context(|| format!("no site `{site}` in the spec"))?;
-            let gone = engine.provider.drop_set_aside(handle, &id)?;
+            let gone = engine.provider.drop_set_aside(&handle, &id)?;
             println!("removed {} ({}) at {site}", gone.id, gone.path.display());
         }
     }

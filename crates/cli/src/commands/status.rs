@@ -318,6 +318,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = read_roles(system, &args.spec.state, &mut status) {
         status.roles_error = Some(e.to_string());
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     for (handle, seen) in sites.iter().zip(&observed) {
         let (state, reason) = match &seen.state {
             SiteState::Reachable { .. } => ("reachable", None),
@@ -376,9 +379,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         let set_aside = match &seen.state {
             SiteState::Reachable { .. } => engine.provider.set_aside_copies(handle).unwrap_or_default(),
             SiteState::Unknown { .. } => Vec::new(),

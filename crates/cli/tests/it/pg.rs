@@ -100,29 +100,8 @@ pub(crate) fn free_port(addr: &str) -> u16 {
 
 /// One statement through `psql` (autocommit): its rows, `|`-separated.
 pub(crate) fn psql(addr: &str, port: u16, sql: &str) -> Result<String, String> {
-    let out = Command::new(pg_bin("psql"))
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            addr,
-            "-U",
-            "nobody",
-        ])
-        .args(["-d", "postgres", "-p", &port.to_string(), "-c", sql])
-        .env("PGCONNECT_TIMEOUT", "5")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run psql: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    let conninfo = format!("host={addr} port={port} user=nobody dbname=postgres connect_timeout=5");
+    run_psql(Command::new(pg_bin("psql")), &conninfo, sql)
 }
 
 /// Runs a `--json` command that must succeed; its `done` lines.
