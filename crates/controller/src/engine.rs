@@ -118,12 +118,15 @@ impl Engine {
     /// gone is lost or not mounted: `unknown`, and nothing is made in its place. Returns the
     /// observation and the new sites.
     pub fn observe_for_apply(&self, sites: &[SiteHandle]) -> (Vec<ObservedSite>, Vec<String>) {
-        let set_up = SetUpRecord::load(&self.state_dir);
-        let never_set_up: BTreeSet<String> = sites
-            .iter()
-            .map(|s| s.name.clone())
-            .filter(|name| !set_up.0.contains(name))
-            .collect();
+        // A record that cannot be read says nothing: then no missing site counts as new.
+        let never_set_up: BTreeSet<String> = match SetUpRecord::load(&self.state_dir) {
+            Ok(set_up) => sites
+                .iter()
+                .map(|s| s.name.clone())
+                .filter(|name| !set_up.0.contains(name))
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        };
         self.observe_with(sites, &never_set_up)
     }
 
@@ -164,17 +167,19 @@ impl Engine {
         if names.is_empty() {
             return Ok(());
         }
-        let mut record = SetUpRecord::load(&self.state_dir);
+        let path = SetUpRecord::path(&self.state_dir);
+        let io = |source| ProviderError::Io {
+            site: names.join(", "),
+            what: "cannot record as set up in",
+            path: path.clone(),
+            source,
+        };
+        let mut record = SetUpRecord::load(&self.state_dir).map_err(io)?;
         for site in sites.iter().filter(|s| names.contains(&s.name)) {
             self.provider.set_up(site)?;
             record.0.insert(site.name.clone());
         }
-        record.save(&self.state_dir).map_err(|source| ProviderError::Io {
-            site: names.join(", "),
-            what: "cannot record as set up in",
-            path: SetUpRecord::path(&self.state_dir),
-            source,
-        })
+        record.save(&self.state_dir).map_err(io)
     }
 
     fn observe_results(&self, sites: &[SiteHandle]) -> Vec<Result<Vec<resurgo_plan::ObservedService>, ObserveError>> {
@@ -392,11 +397,13 @@ impl SetUpRecord {
         state_dir.join("sites-set-up.json")
     }
 
-    fn load(state_dir: &Path) -> SetUpRecord {
-        std::fs::read(Self::path(state_dir))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// The record; none yet is an empty one, one that cannot be read is an error.
+    fn load(state_dir: &Path) -> std::io::Result<SetUpRecord> {
+        match std::fs::read(Self::path(state_dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SetUpRecord::default()),
+            Err(e) => Err(e),
+        }
     }
 
     fn save(&self, state_dir: &Path) -> std::io::Result<()> {
@@ -579,5 +586,39 @@ mod tests {
         assert!(at("prepare b/db") < at("start b/db"), "{log:?}");
         assert!(at("healthy a/db") < at("start a/web"), "{log:?}");
         assert!(at("start a/web") < at("healthy b/db"), "{log:?}");
+    }
+
+    /// A site never set up from this state folder is new; once set up, losing its folder makes
+    /// it unknown, not new again; and a record that cannot be read makes no site new.
+    #[test]
+    fn only_a_site_never_set_up_from_here_is_new() {
+        let f = crate::testing::Fixture::new(crate::testing::two_sites(false));
+        f.provider.site("b", false);
+        let sites = f.engine.sites(&f.spec);
+        let state_of = |observed: &[ObservedSite], site: &str| {
+            let s = observed.iter().find(|o| o.site == site).unwrap();
+            matches!(s.state, SiteState::Reachable { .. })
+        };
+
+        let (observed, new) = f.engine.observe_for_apply(&sites);
+        assert_eq!(new, ["b"]);
+        assert!(state_of(&observed, "b"), "new: empty, to be set up");
+        assert!(!state_of(&f.engine.observe(&sites), "b"), "observe alone: unknown");
+        f.engine.set_up(&sites, &new).unwrap();
+
+        f.provider.site("b", false);
+        let (observed, new) = f.engine.observe_for_apply(&sites);
+        assert!(new.is_empty() && !state_of(&observed, "b"), "lost: unknown, not new");
+
+        std::fs::write(f.dir.path().join("sites-set-up.json"), "not json").unwrap();
+        let (observed, new) = f.engine.observe_for_apply(&sites);
+        assert!(
+            new.is_empty() && !state_of(&observed, "b"),
+            "an unreadable record says nothing"
+        );
+        assert!(
+            f.engine.set_up(&sites, &["b".to_string()]).is_err(),
+            "and is not overwritten"
+        );
     }
 }

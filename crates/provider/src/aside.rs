@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::local::{io_error, lock_site};
+use crate::local::{io_error, lock_site, require_set_up};
 use crate::shim::write_json_atomic;
 use crate::{ProviderError, SiteHandle};
 
@@ -95,10 +95,9 @@ pub fn set_aside(site: &SiteHandle, path: &Path, into: &Path, why: &str) -> Resu
 }
 
 /// The set-aside copies at `site` that exist, with their sizes.
+/// A site whose folder cannot be seen is an error, never a site without copies.
 pub fn list(site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
-    if !site.root.is_dir() {
-        return Ok(Vec::new());
-    }
+    require_set_up(site)?;
     Ok(read_register(site)?
         .into_iter()
         .filter(|e| fs::symlink_metadata(&e.path).is_ok())
@@ -192,5 +191,13 @@ mod tests {
             set_aside(&site, &data, dir.path(), "x").is_err(),
             "nothing to set aside"
         );
+
+        // A site whose folder is gone has unknown copies, not none; nothing is made there.
+        fs::rename(&site.root, dir.path().join("elsewhere")).unwrap();
+        let err = list(&site).unwrap_err();
+        assert!(matches!(err, ProviderError::NotSetUp { .. }), "{err:?}");
+        fs::create_dir_all(&data).unwrap();
+        assert!(set_aside(&site, &data, dir.path(), "x").is_err());
+        assert!(!site.root.exists(), "no folder made in a lost site's place");
     }
 }

@@ -709,7 +709,7 @@ pub(crate) fn lock_site(site: &SiteHandle, name: &str) -> Result<Flock<File>, Pr
 
 /// The site's folder must be there: an absent one is a site that is lost, not mounted or
 /// never set up here — `unknown`, never empty, and nothing is created in its place.
-fn require_set_up(site: &SiteHandle) -> Result<(), ProviderError> {
+pub(crate) fn require_set_up(site: &SiteHandle) -> Result<(), ProviderError> {
     match fs::metadata(&site.root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProviderError::NotSetUp {
             site: site.name.clone(),

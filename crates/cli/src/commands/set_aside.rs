@@ -34,10 +34,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match (args.remove, args.site) {
         (None, _) => {
             let mut all: Vec<(String, SetAside)> = Vec::new();
+            let mut unknown = 0;
             for site in &sites {
                 match engine.provider.set_aside_copies(site) {
                     Ok(copies) => all.extend(copies.into_iter().map(|c| (site.name.clone(), c))),
-                    Err(e) => eprintln!("site {}: cannot list its set-aside copies: {e}", site.name),
+                    Err(e) => {
+                        // Unknown, not empty: the listing is incomplete, and says so.
+                        eprintln!("site {}: its set-aside copies are unknown: {e}", site.name);
+                        unknown += 1;
+                    }
                 }
             }
             if args.json {
@@ -46,8 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .map(|(site, c)| serde_json::json!({"site": site, "copy": c}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if all.is_empty() {
+            } else if all.is_empty() && unknown == 0 {
                 println!("No set-aside copies.");
+            } else if all.is_empty() {
+                println!("No set-aside copies at the sites that could be read.");
             } else {
                 for (site, c) in &all {
                     println!(
@@ -60,6 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     println!("    {} (was {})", c.path.display(), c.original.display());
                 }
                 println!("Remove one with `resurgo set-aside --remove ID --site SITE` once nothing in it is needed.");
+            }
+            if unknown > 0 {
+                return Ok(exit::code(exit::ERROR));
             }
         }
         (Some(id), site) => {
