@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use resurgo_plan::{Role, RunConfig};
 use resurgo_provider::local::LocalProvider;
-use resurgo_provider::{read_secret, SiteHandle};
+use resurgo_provider::{read_secret, Provider, SiteHandle};
 use resurgo_spec::{Dataset, DatasetKind, PgMethod, RepositorySpec, SecretRef, Strategy, System};
 use resurgo_vault::pg::{Lag, PgTarget, PhysicalRestore, RecoveryTarget};
 
@@ -685,7 +685,7 @@ impl<'a> Protector<'a> {
     /// so the new directory gets the owner of the dataset's data directory at the active site
     /// (the same service runs as the same user at both sites); when that one cannot be read (it
     /// is on another machine), the user resurgo runs as.
-    pub fn seed_standby(&self, dataset: &str, site: &str) -> Result<bool, ProtectError> {
+    pub fn seed_standby(&self, provider: &dyn Provider, dataset: &str, site: &str) -> Result<bool, ProtectError> {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt};
         let ds = self.dataset(dataset)?;
         let unsupported = |reason: String| ProtectError::Unsupported {
@@ -710,14 +710,13 @@ impl<'a> Protector<'a> {
             // The data of a server that was primary here (before a failover): started as is,
             // it would serve as a second primary. It is set aside — never deleted — and the
             // standby is built afresh from the active server.
-            let into = pgdata.parent().unwrap_or(Path::new("/"));
             let why = format!("`{dataset}` was primary here before a failover; rejoining as a standby");
-            resurgo_provider::aside::set_aside(self.handle(site)?, &pgdata, into, &why).map_err(|e| {
-                ProtectError::Unsupported {
+            provider
+                .set_aside(self.handle(site)?, &pgdata, &why)
+                .map_err(|e| ProtectError::Unsupported {
                     dataset: dataset.to_string(),
                     reason: format!("cannot set aside the old primary's data: {e}"),
-                }
-            })?;
+                })?;
         }
         let home = self.home_site(dataset)?;
         let primary = self.pg_target(dataset, ds)?;
@@ -832,6 +831,7 @@ pub fn standby_preparer(engine: &Engine, system: &System) -> Preparer {
     let system = system.clone();
     let sites = engine.sites(&system);
     let state_dir = engine.state_dir.clone();
+    let provider = engine.provider.clone();
     Arc::new(move |site: &SiteHandle, config: &RunConfig| {
         if config.role != Role::Standby {
             return Ok(());
@@ -839,7 +839,9 @@ pub fn standby_preparer(engine: &Engine, system: &System) -> Preparer {
         let protector = Protector::new(&system, sites.clone(), &state_dir);
         for (name, ds) in &system.datasets {
             if ds.service == config.service && ds.strategy == Strategy::Standby && ds.kind == DatasetKind::Postgres {
-                protector.seed_standby(name, &site.name).map_err(|e| e.to_string())?;
+                protector
+                    .seed_standby(provider.as_ref(), name, &site.name)
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())
