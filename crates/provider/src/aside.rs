@@ -150,6 +150,7 @@ fn size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Provider;
 
     fn site(root: &Path) -> SiteHandle {
         SiteHandle {
@@ -163,7 +164,7 @@ mod tests {
     fn copies_get_names_of_their_own_and_go_only_when_removed() {
         let dir = tempfile::tempdir().unwrap();
         let site = site(&dir.path().join("site"));
-        fs::create_dir_all(&site.root).unwrap();
+        crate::local::LocalProvider::new("unused".into()).set_up(&site).unwrap();
         let data = dir.path().join("data");
         let mut ids = Vec::new();
         for content in ["first", "second"] {

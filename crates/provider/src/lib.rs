@@ -41,9 +41,10 @@ pub struct ProbeResult {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
-    /// The site's folder is not there: the site is lost, its volume is not mounted, or it was
-    /// never set up on this machine. It is `unknown`, never empty.
-    #[error("site `{site}` is not set up here: {root} does not exist (the site is lost, not mounted, or never set up on this machine)")]
+    /// The site's folder is not there, or holds no site (an empty mount point): the site is
+    /// lost, its volume is not mounted, or it was never set up on this machine. It is
+    /// `unknown`, never empty.
+    #[error("site `{site}` is not set up here: no site at {root} (the site is lost, its volume not mounted, or it was never set up on this machine)")]
     NotSetUp { site: String, root: PathBuf },
     /// The site cannot be observed or acted on at all. Retrying later may help.
     #[error("site `{site}` is unreachable: {reason}")]

@@ -2,8 +2,9 @@
 //! own supervisor process (see [`crate::shim`]), so services keep running when the `resurgo`
 //! command or the controller that started them ends.
 //!
-//! A site whose root does not exist is not set up here ([`ProviderError::NotSetUp`]): it is
-//! reported as such and nothing is created in its place except by [`Provider::set_up`].
+//! A site whose root does not exist, or holds no `site.json`, is not set up here
+//! ([`ProviderError::NotSetUp`]): it is reported as such and nothing is created in its place
+//! except by [`Provider::set_up`].
 //!
 //! All state is on disk under the site's root, so any `LocalProvider` (a new CLI run, a
 //! restarted controller) sees the same services and adopts the running ones:
@@ -707,8 +708,10 @@ pub(crate) fn lock_site(site: &SiteHandle, name: &str) -> Result<Flock<File>, Pr
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_error(site, "cannot lock", &path)(e.into()))
 }
 
-/// The site's folder must be there: an absent one is a site that is lost, not mounted or
-/// never set up here — `unknown`, never empty, and nothing is created in its place.
+/// The site's folder must be there, with its record (`site.json`, written by `set_up`): an
+/// absent folder, or one without the record (a volume that did not mount), is a site that is
+/// lost, not mounted or never set up here — `unknown`, never empty, and nothing is created in
+/// its place.
 pub(crate) fn require_set_up(site: &SiteHandle) -> Result<(), ProviderError> {
     match fs::metadata(&site.root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProviderError::NotSetUp {
@@ -723,7 +726,19 @@ pub(crate) fn require_set_up(site: &SiteHandle) -> Result<(), ProviderError> {
             site: site.name.clone(),
             reason: format!("{} is not a directory", site.root.display()),
         }),
-        Ok(_) => Ok(()),
+        // A folder without the site's record is a mount point whose volume is not mounted (or
+        // a folder made by something else): not this site, and nothing is made in it.
+        Ok(_) => match fs::metadata(site.root.join(SITE_FILE)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProviderError::NotSetUp {
+                site: site.name.clone(),
+                root: site.root.clone(),
+            }),
+            Err(e) => Err(ProviderError::SiteUnreachable {
+                site: site.name.clone(),
+                reason: format!("cannot read {}: {e}", site.root.join(SITE_FILE).display()),
+            }),
+        },
     }
 }
 
@@ -1244,6 +1259,17 @@ mod tests {
         );
         assert!(f.provider.start(&f.site, &sh("web", "sleep 60")).is_err());
         assert!(!f.site.root.exists(), "nothing created in the lost site's place");
+
+        // A mount point whose volume did not mount: the folder is there, the site is not.
+        fs::create_dir_all(&f.site.root).unwrap();
+        let err = f.provider.observe(&f.site).unwrap_err();
+        assert!(
+            matches!(err, ProviderError::NotSetUp { .. }),
+            "an empty mount point: {err:?}"
+        );
+        assert!(f.provider.start(&f.site, &sh("web", "sleep 60")).is_err());
+        assert_eq!(fs::read_dir(&f.site.root).unwrap().count(), 0, "nothing made in it");
+        fs::remove_dir(&f.site.root).unwrap();
 
         fs::write(&f.site.root, "not a folder").unwrap();
         let err = f.provider.observe(&f.site).unwrap_err();

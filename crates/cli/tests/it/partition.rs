@@ -208,6 +208,24 @@ impl Stack {
         cmd
     }
 
+    /// [`Stack::resurgo`] as a host on which `site`'s folder is an empty mount point (its
+    /// volume not mounted there): a private mount namespace with an empty tmpfs over it.
+    pub fn resurgo_without(&self, node: &str, state: &str, site: &str, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.lab.command(node, "unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs none \"$1\" && shift && umask 0 && exec \"$@\"")
+            .arg("sh")
+            .arg(self.root.join(site))
+            .arg(BIN)
+            .args(args)
+            .arg("--spec")
+            .arg(&self.spec_dir)
+            .arg("--state")
+            .arg(self.state(state))
+            .stdin(Stdio::null());
+        cmd.output().expect("run resurgo")
+    }
+
     /// SIGKILLs the agent of `node` (the services it started keep running, as after a crash
     /// of the agent alone).
     pub fn kill_agent(&mut self, node: &str) {
@@ -625,4 +643,60 @@ fn partition_backup_strategy_isolated_primary_restored_at_b() {
         "a must fence ({fenced:?}) before b takes over ({assigned:?}):\n{}",
         stack.logs()
     );
+}
+
+/// An operator's host — the witness's namespace, its own state folder — on which site a's
+/// folder is an empty mount point (a's volume is not mounted there), while a runs, its agent
+/// renewing its lease in etcd from a's own namespace. From that host a is unknown, not empty,
+/// and `failover --to b` neither counts a as fenced nor revokes a's live lease: it stops,
+/// saying a has not fenced itself. a stays the one primary, b its standby.
+#[test]
+fn partition_failover_from_a_host_that_cannot_see_a_never_revokes_its_live_lease() {
+    let mut stack = Stack::start("unseen", Stack::FAST);
+    stack.wait_ready();
+
+    let out = stack.resurgo_without("w", "w", "a", &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown site is not in sync");
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let a = status["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "a")
+        .unwrap();
+    assert_eq!(a["state"], "unknown", "{a}");
+    assert!(a["reason"].as_str().unwrap().contains("not set up here"), "{a}");
+
+    let out = stack.resurgo_without("w", "w", "a", &["failover", "--to", "b"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "the run must not succeed:\n{said}");
+    assert!(said.contains("has not fenced itself"), "{said}");
+    assert_eq!(
+        stack.is_primary("a"),
+        Some(true),
+        "a still the primary:\n{}",
+        stack.logs()
+    );
+    assert_eq!(
+        stack.is_primary("b"),
+        Some(false),
+        "b still its standby:\n{}",
+        stack.logs()
+    );
+    assert_eq!(
+        first(&stack.events("a"), "fenced"),
+        None,
+        "a's lease was never taken from it"
+    );
+    let status: Value =
+        serde_json::from_slice(&stack.resurgo("w", "w", &["status", "--json"]).stdout).expect("status --json");
+    let lease = status["roles"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["group"] == "site-a"))
+        .map(|r| r["lease"]["holder"].clone());
+    assert_eq!(lease, Some(Value::from("a")), "{status}");
 }

@@ -75,11 +75,12 @@ fn healthy_pid(status: &Value, site: &str, service: &str) -> Option<u32> {
     (s["health"] == "healthy").then(|| s["pid"].as_u64().map(|p| p as u32))?
 }
 
-/// A host that cannot see site a's folder — no fault injected: a's agent runs and renews its
-/// lease on a's own host (here, a's folder as a's spec names it), while the operator's spec
-/// places a's folder where this host has none. Then `status` says a is unknown, `failover`
-/// does not revoke a's live lease (it waits, and gives up: a has not fenced itself), and a
-/// controller makes nothing in a's place. a's service runs untouched throughout.
+/// Site a's folder is not where this state folder, which set a up, expects it (a volume
+/// mounted elsewhere, or gone), while a's agent runs and renews its lease: `status` says a is
+/// unknown, `failover` does not revoke a's live lease (it waits, and gives up: a has not fenced
+/// itself), and a controller makes nothing in a's place. a's service runs untouched throughout.
+/// (The same from another host, in its own namespace and mount namespace, with etcd between:
+/// `partition::partition_failover_from_a_host_that_cannot_see_a_never_revokes_its_live_lease`.)
 #[test]
 fn a_site_this_host_cannot_see_is_unknown_never_empty_and_its_live_lease_is_not_revoked() {
     let env = Env::new(150);
