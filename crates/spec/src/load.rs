@@ -409,6 +409,7 @@ fn merge(
     let mut name_file: Option<usize> = None;
     let mut objectives_file: Option<usize> = None;
     let mut failover_file: Option<usize> = None;
+    let mut api_file: Option<usize> = None;
     for (i, doc) in documents.into_iter().enumerate() {
         // Present even when empty (`system:` reads as null): an empty name is refused by
         // validation, not taken for an absent one.
@@ -448,6 +449,19 @@ fn merge(
                 failover_file = Some(i);
                 sources.origins.insert(("failover".into(), String::new()), i);
                 system.failover = failover;
+            }
+        }
+        if let Some(api) = doc.api {
+            if let Some(first) = api_file {
+                diags.push(Diagnostic::at(
+                    &sources.files[i],
+                    sources.nodes[i].locate(&[Seg::Key("api".into())], true),
+                    format!("api is declared twice (also in {})", sources.files[first].name),
+                ));
+            } else {
+                api_file = Some(i);
+                sources.origins.insert(("api".into(), String::new()), i);
+                system.api = Some(api);
             }
         }
         merge_section("sites", "site", doc.sites, &mut system.sites, i, sources, diags);

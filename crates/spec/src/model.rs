@@ -44,6 +44,10 @@ pub struct Document {
     /// When and how a site is declared lost and the system fails over; given once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
+    /// The site API each site's agent serves; given once. Declared, every site is its own
+    /// host: the CLI reaches a site only through its agent, never through its files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<Api>,
 }
 
 /// An input: a default value, optionally described.
@@ -102,6 +106,37 @@ pub struct Site {
     /// `local` provider: the site's state folder (default: `<state>/sites/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// Where this site's agent serves the site API, `host:port` (default: the site's
+    /// `address` and `api.port`). Only with a top-level `api`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// The site API (HTTP/1.1 + JSON over TLS) that each site's agent serves at `<site address>:<port>`
+/// (or the site's own `api`). Clients prove who they are with a client certificate signed by
+/// the deployment CA, or with the bearer token; the health endpoints (`/health`, `/primary`,
+/// `/standby`) answer anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// The port every agent serves the API on (default 7443).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The folder, on each host, of that host's TLS files as `resurgo certs` writes them:
+    /// `ca.pem` (the deployment CA), `cert.pem` and `key.pem` (the host's own certificate).
+    pub tls: String,
+    /// A bearer token clients may present instead of a client certificate (a secret
+    /// reference; the agents compare it, the CLI sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+}
+
+impl Api {
+    pub const DEFAULT_PORT: u16 = 7443;
+
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(Self::DEFAULT_PORT)
+    }
 }
 
 /// A site's backup repository: a restic-format snapshot store and a log archive, always
@@ -591,4 +626,18 @@ pub struct System {
     pub routes: IndexMap<String, Route>,
     pub objectives: Objectives,
     pub failover: Failover,
+    /// The site API (None: every site is on this machine, reached through its files).
+    pub api: Option<Api>,
+}
+
+impl System {
+    /// Where site `name`'s agent serves the site API, when the spec declares one.
+    pub fn api_address(&self, name: &str) -> Option<String> {
+        let api = self.api.as_ref()?;
+        let site = self.sites.get(name)?;
+        Some(site.api.clone().unwrap_or_else(|| match site.address {
+            std::net::IpAddr::V4(a) => format!("{a}:{}", api.port()),
+            std::net::IpAddr::V6(a) => format!("[{a}]:{}", api.port()),
+        }))
+    }
 }

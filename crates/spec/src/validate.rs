@@ -138,9 +138,61 @@ fn check_sites(c: &mut Checker) {
                     &[key("repository"), key("url")],
                     format!("site `{name}`: {e}"),
                 );
+            } else if c.system.api.is_some() && !repo.url.starts_with("s3://") {
+                // Each site is its own host: another site's agent replicates into this
+                // repository and restores from it, and a folder on this host is neither
+                // reachable from there nor safe from this host's loss.
+                c.err(
+                    "sites",
+                    name,
+                    &[key("repository"), key("url")],
+                    format!(
+                        "site `{name}`: the repository `{}` is a folder on one host, but with `api` every site is its own host: the other sites' agents replicate into it and restore from it, and it would be lost with this host; use an s3:// repository",
+                        repo.url
+                    ),
+                );
+            }
+        }
+        if let Some(addr) = &site.api {
+            if c.system.api.is_none() {
+                c.err(
+                    "sites",
+                    name,
+                    &[key("api")],
+                    format!("site `{name}`: `api` needs a top-level `api` section (the TLS files and credentials)"),
+                );
+            } else if !valid_host_port(addr) {
+                c.err(
+                    "sites",
+                    name,
+                    &[key("api")],
+                    format!("site `{name}`: `api` must be host:port, like `10.0.0.1:7443` or `a.example.net:7443`; got `{addr}`"),
+                );
             }
         }
     }
+    if let Some(api) = &c.system.api {
+        if api.tls.trim().is_empty() {
+            c.err("api", "", &[key("tls")], "api: `tls` must name the folder of this host's ca.pem, cert.pem and key.pem (`resurgo certs` writes them)".into());
+        }
+        if api.port == Some(0) {
+            c.err("api", "", &[key("port")], "api: `port` must be 1 to 65535".into());
+        }
+    }
+}
+
+/// `host:port` with a port from 1 to 65535 and a host of letters, digits, `.`, `-` or `:`
+/// (a bracketed IPv6 address).
+fn valid_host_port(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 fn check_services(c: &mut Checker) {

@@ -384,3 +384,31 @@ fn zero_intervals() {
     );
     assert_snapshot!(err(&text));
 }
+
+#[test]
+fn sites_on_their_own_hosts_keep_repositories_on_s3() {
+    // With `api`, each site is its own host: a's folder repository is refused, with why;
+    // a site's own API address must be host:port.
+    let text = BASE.replace("    capabilities: [postgres]\n  db:", "").replace(
+        "  b:\n    provider: local\n    address: 127.0.2.1\n",
+        "  b:\n    provider: local\n    address: 127.0.2.1\n    api: b.example.net\n",
+    );
+    let text = format!("{text}api:\n  tls: /etc/resurgo/tls\n  token: {{ env: RESURGO_API_TOKEN }}\n");
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn the_site_api_address_defaults_to_the_site_address_and_port() {
+    let text = BASE.replace(
+        "repository: { url: file:///var/backups/a,",
+        "repository: { url: \"s3://backups/a?endpoint=http://10.0.9.1:9000\",",
+    );
+    let l = ok(&format!("{text}api:\n  tls: /etc/resurgo/tls\n  port: 9443\n"));
+    assert_eq!(l.system.api_address("a").as_deref(), Some("127.0.1.1:9443"));
+    let l = ok(&text);
+    assert_eq!(
+        l.system.api_address("a"),
+        None,
+        "without `api` the sites are reached through their files"
+    );
+}
