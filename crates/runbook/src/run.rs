@@ -35,7 +35,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::journal::{Journal, JournalError, Phase, Record, CHECKED_ALREADY_DONE, CHECKED_READY};
 use crate::plan::{human, PlanError, PlanKind, RecoveryPlan, StepSpec};
@@ -70,7 +70,7 @@ impl RunError {
 }
 
 /// How a run ended (or where it stands, for a run that was interrupted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum RunOutcome {
     /// Every step finished.
@@ -115,7 +115,7 @@ impl fmt::Display for RunOutcome {
 }
 
 /// Where a step ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum StepOutcome {
     /// Not started.
@@ -164,7 +164,7 @@ impl fmt::Display for StepOutcome {
 }
 
 /// One step of a run, as its journal stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepReport {
     /// The step's name in the recovery plan (`promote orders at b`).
     pub name: String,
@@ -179,7 +179,7 @@ pub struct StepReport {
 }
 
 /// What a run did, computed from its journal alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunReport {
     /// The run's id (`<plan>-e<epoch>-<unix millis>`).
     pub run: String,

@@ -1,0 +1,352 @@
+//! The site API's routes: one table that the server dispatches on and the OpenAPI document is
+//! generated from, so the two cannot disagree (`openapi/site-api.json` is checked against it).
+
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{json, Map, Value};
+
+use crate::types::{DatasetDone, DatasetRequest, Health, Problem, RunStarted, Runs, SiteReport, StartRun};
+
+/// What a request asks for, with its path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Health,
+    Primary,
+    Standby,
+    Site,
+    Runs,
+    Run { id: String },
+    StartRun,
+    Backup { dataset: String },
+    Verify { dataset: String },
+    Restore { dataset: String },
+    Events,
+}
+
+/// One route: its method and path (`{name}` for a parameter), whether it answers without
+/// credentials, and its documentation.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// Answers anyone: it tells only role and health (a load balancer's check).
+    pub public: bool,
+    pub operation: &'static str,
+    pub summary: &'static str,
+    request: Option<fn(&mut SchemaGenerator) -> schemars::Schema>,
+    response: Body,
+    /// The successful status.
+    pub status: u16,
+}
+
+enum Body {
+    Json(fn(&mut SchemaGenerator) -> schemars::Schema),
+    EventStream,
+}
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
+}
+
+/// Every route the site API serves.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/health",
+        public: true,
+        operation: "health",
+        summary: "200 while the agent runs and observes its site; 503 when its site cannot be observed.",
+        request: None,
+        response: Body::Json(schema::<Health>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/primary",
+        public: true,
+        operation: "primary",
+        summary: "200 when this site is primary (holds the lease, not fenced) for `group` (default: any group); else 503.",
+        request: None,
+        response: Body::Json(schema::<Health>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/standby",
+        public: true,
+        operation: "standby",
+        summary: "200 when this site keeps a standby of `group` (default: any group) whose replay lag is at most `max_lag` (a duration, `5s`); else 503.",
+        request: None,
+        response: Body::Json(schema::<Health>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/site",
+        public: false,
+        operation: "site",
+        summary: "The site's observed state: services, drift, set-aside copies, what it holds of each dataset, and the roles.",
+        request: None,
+        response: Body::Json(schema::<SiteReport>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/runs",
+        public: false,
+        operation: "runs",
+        summary: "The failover and failback runs this site's agent executed, oldest first, with their measures.",
+        request: None,
+        response: Body::Json(schema::<Runs>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/runs/{id}",
+        public: false,
+        operation: "run",
+        summary: "One run: its journal so far as a report (follow it by asking again until it is no longer running).",
+        request: None,
+        response: Body::Json(schema::<Runs>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/runs",
+        public: false,
+        operation: "start_run",
+        summary: "Start a failover or failback whose target is this site; refused (409) when the epoch given is stale or a run is in progress.",
+        request: Some(schema::<StartRun>),
+        response: Body::Json(schema::<RunStarted>),
+        status: 202,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/datasets/{name}/backup",
+        public: false,
+        operation: "backup",
+        summary: "Back the dataset up now into this site's repository (its home must be this site).",
+        request: Some(schema::<DatasetRequest>),
+        response: Body::Json(schema::<DatasetDone>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/datasets/{name}/verify",
+        public: false,
+        operation: "verify",
+        summary: "Verify the dataset's newest point in this site's repository by restoring it aside and checking it.",
+        request: Some(schema::<DatasetRequest>),
+        response: Body::Json(schema::<DatasetDone>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/datasets/{name}/restore",
+        public: false,
+        operation: "restore",
+        summary: "Restore the dataset at this site from this site's repository (the services using it must be stopped here).",
+        request: Some(schema::<DatasetRequest>),
+        response: Body::Json(schema::<DatasetDone>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/events",
+        public: false,
+        operation: "events",
+        summary: "The site's event log as server-sent events, from `since` (a line number; default: only new events).",
+        request: None,
+        response: Body::EventStream,
+        status: 200,
+    },
+];
+
+/// What a request path and method mean.
+pub enum Matched {
+    Found(&'static Route, Op),
+    /// The path exists, but not with this method.
+    WrongMethod(&'static str),
+    NotFound,
+}
+
+/// Finds the route for `method` and `path` (without the query).
+pub fn find(method: &str, path: &str) -> Matched {
+    let mut allowed = None;
+    for route in ROUTES {
+        let Some(params) = match_path(route.path, path) else {
+            continue;
+        };
+        if route.method != method {
+            allowed = Some(route.method);
+            continue;
+        }
+        let param = |i: usize| params.get(i).cloned().unwrap_or_default();
+        let op = match route.operation {
+            "health" => Op::Health,
+            "primary" => Op::Primary,
+            "standby" => Op::Standby,
+            "site" => Op::Site,
+            "runs" => Op::Runs,
+            "run" => Op::Run { id: param(0) },
+            "start_run" => Op::StartRun,
+            "backup" => Op::Backup { dataset: param(0) },
+            "verify" => Op::Verify { dataset: param(0) },
+            "restore" => Op::Restore { dataset: param(0) },
+            "events" => Op::Events,
+            other => unreachable!("route `{other}` has no operation"),
+        };
+        return Matched::Found(route, op);
+    }
+    allowed.map_or(Matched::NotFound, Matched::WrongMethod)
+}
+
+/// The parameters of `path` if it matches `pattern`; a parameter is one non-empty segment of
+/// names' characters (letters, digits, `-`, `_`, `.`), never `..`.
+fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut got = path.split('/');
+    for want in pattern.split('/') {
+        let seg = got.next()?;
+        if want.starts_with('{') {
+            let ok = !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return None;
+            }
+            params.push(seg.to_string());
+        } else if want != seg {
+            return None;
+        }
+    }
+    got.next().is_none().then_some(params)
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`], its schemas generated from the types.
+pub fn openapi() -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "#/components/schemas/".into())
+        .into_generator();
+    let problem = schema::<Problem>(&mut generator);
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let mut parameters = Vec::new();
+        for name in route
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
+            parameters.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+        }
+        let query: &[(&str, &str)] = match route.operation {
+            "primary" => &[("group", "A failover group (`site-<site>`).")],
+            "standby" => &[
+                ("group", "A failover group (`site-<site>`)."),
+                ("max_lag", "The most replay lag to accept, as a duration (`5s`)."),
+            ],
+            "events" => &[("since", "The event log line to start from (0: the beginning).")],
+            _ => &[],
+        };
+        for (name, description) in query {
+            parameters.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
+        }
+        let ok = match &route.response {
+            Body::Json(f) => {
+                json!({"description": "Success.", "content": {"application/json": {"schema": f(&mut generator)}}})
+            }
+            Body::EventStream => {
+                json!({"description": "One `data:` line per event (a JSON object), as they are written.", "content": {"text/event-stream": {"schema": {"type": "string"}}}})
+            }
+        };
+        let mut responses = Map::new();
+        responses.insert(route.status.to_string(), ok);
+        let problem_body =
+            |d: &str| json!({"description": d, "content": {"application/json": {"schema": problem.clone()}}});
+        if route.public {
+            responses.insert("503".into(), json!({"description": "No (or not known).", "content": {"application/json": {"schema": schema::<Health>(&mut generator)}}}));
+        } else {
+            responses.insert(
+                "401".into(),
+                problem_body("No credentials: a client certificate or a bearer token."),
+            );
+            responses.insert("403".into(), problem_body("Wrong credentials."));
+        }
+        if route.request.is_some() || !parameters.is_empty() {
+            responses.insert("400".into(), problem_body("A malformed request."));
+        }
+        if route.method == "POST" {
+            responses.insert("409".into(), problem_body("A stale epoch, or a run in progress."));
+        }
+        let mut op = json!({
+            "operationId": route.operation,
+            "summary": route.summary,
+            "responses": responses,
+        });
+        if !parameters.is_empty() {
+            op["parameters"] = Value::Array(parameters);
+        }
+        if let Some(f) = route.request {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": f(&mut generator)}}});
+        }
+        if !route.public {
+            op["security"] = json!([{"bearer": []}, {"mutualTLS": []}]);
+        }
+        let entry = paths.entry(route.path).or_insert_with(|| json!({}));
+        entry[route.method.to_ascii_lowercase()] = op;
+    }
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "resurgo site API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Served by each site's agent over TLS. Health endpoints answer anyone; every other request needs a client certificate signed by the deployment CA or the bearer token.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "mutualTLS": {"type": "mutualTLS"},
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_with_their_parameters_and_nothing_else() {
+        assert!(matches!(find("GET", "/v1/runs/r-1"), Matched::Found(_, Op::Run { id }) if id == "r-1"));
+        assert!(matches!(find("POST", "/v1/runs"), Matched::Found(_, Op::StartRun)));
+        assert!(matches!(find("DELETE", "/v1/runs"), Matched::WrongMethod("POST")));
+        assert!(matches!(find("GET", "/v1/runs/.."), Matched::NotFound));
+        assert!(matches!(find("GET", "/v1/runs/a/b"), Matched::NotFound));
+        assert!(
+            matches!(find("POST", "/v1/datasets/orders/backup"), Matched::Found(_, Op::Backup { dataset }) if dataset == "orders")
+        );
+        assert!(matches!(find("GET", "/v1/site/"), Matched::NotFound));
+    }
+
+    #[test]
+    fn the_document_has_every_route_and_resolves_every_reference() {
+        let doc = openapi();
+        for route in ROUTES {
+            assert!(
+                doc["paths"][route.path][route.method.to_ascii_lowercase()].is_object(),
+                "{}",
+                route.path
+            );
+        }
+        let text = doc.to_string();
+        for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').unwrap()];
+            assert!(doc["components"]["schemas"][name].is_object(), "unresolved {name}");
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The site API's types: what an agent answers and what the CLI prints, shared by both. The
+//! CLI's `status --json` and `runs --json` are made of them, so a remote site and a local
+//! one read the same. Every field is named and documented; a new field is a compatible
+//! change, a removed or renamed one bumps the format's version.
+
+use resurgo_runbook::run::RunReport;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use resurgo_provider::SetAside;
+
+/// Version of the `status --json` format. Bump on any incompatible change (a field removed,
+/// renamed or changing meaning); a new field is compatible.
+pub const STATUS_FORMAT_VERSION: u32 = 1;
+
+/// Version of the `runs --json` format. Bump on any incompatible change.
+pub const RUNS_FORMAT_VERSION: u32 = 1;
+
+/// The state of a system: its sites and services, its datasets' recovery points, and who is
+/// primary (`resurgo status --json`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Status {
+    /// The version of this format; 1 so far.
+    pub format_version: u32,
+    /// The system's name in the spec.
+    pub system: String,
+    /// The desired state's source: a commit, or `folder:<digest>`.
+    pub desired: String,
+    /// The last successful `resurgo apply` from this state folder (null: never).
+    pub last_applied: Option<LastApplied>,
+    /// Whether every service runs as desired, every site was observed and nothing is orphaned.
+    pub in_sync: bool,
+    /// Each site in the spec, in its order.
+    pub sites: Vec<SiteStatus>,
+    /// Each dataset in the spec, in its order.
+    pub datasets: Vec<DatasetStatus>,
+    /// Who is primary for each group that has moved or holds a lease, from the coordination
+    /// store; empty when nothing was ever assigned.
+    pub roles: Vec<RoleStatus>,
+    /// Automatic failover held back by `resurgo maintenance on` (null: off).
+    pub maintenance: Option<Maintenance>,
+    /// Why the roles could not be read (the store is unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles_error: Option<String>,
+}
+
+/// The last apply: which spec, when.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LastApplied {
+    /// The spec that was applied.
+    pub source: resurgo_plan::SourceId,
+    /// When (RFC 3339, UTC).
+    pub time: String,
+}
+
+/// The maintenance switch, while it is on.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Maintenance {
+    /// Who turned it on (`--by`).
+    pub by: String,
+    /// Seconds until it turns itself off.
+    pub seconds_left: u64,
+}
+
+/// One failover group's primary, as the coordination store holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RoleStatus {
+    /// The group (`site-<site>`: the services the spec puts at that site).
+    pub group: String,
+    /// The site where the group's services are active.
+    pub primary: String,
+    /// The assignment's epoch: 0 until the group first moved, then one more per move.
+    pub epoch: u64,
+    /// RFC 3339 time of the last change (null: never assigned).
+    pub since: Option<String>,
+    /// The group's primary lease (null: nobody holds it).
+    pub lease: Option<Lease>,
+}
+
+/// A lease and its holder.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Lease {
+    /// Who holds it: a site's agent, or a run that took it.
+    pub holder: String,
+    /// Seconds until it expires unless renewed.
+    pub seconds_left: u64,
+}
+
+/// A dataset's newest restorable point at each site that should hold it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetStatus {
+    /// The dataset's name in the spec.
+    pub dataset: String,
+    /// The site its service is active at, whose repository it is backed up to.
+    pub home: String,
+    /// The RPO objective (`5m`), when declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<String>,
+    /// The newest restorable point at the home site, then at each site it is replicated to.
+    pub points: Vec<RecoveryPoint>,
+    /// `strategy: standby`: the warm standby at each site that keeps one, and its lag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby: Vec<StandbyLag>,
+    /// Physical PostgreSQL: the primary's WAL archiving (`pg_stat_archiver`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archiving: Option<Archiving>,
+}
+
+/// WAL archiving at a PostgreSQL primary, as `pg_stat_archiver` reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Archiving {
+    /// Whether archiving works.
+    pub state: ArchivingState,
+    /// The newest segment archived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_archived_wal: Option<String>,
+    /// When it was archived (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_archived_time: Option<String>,
+    /// Failed attempts since the statistics were reset (absent when `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_count: Option<u64>,
+    /// The segment of the newest failed attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failed_wal: Option<String>,
+    /// When it failed (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failed_time: Option<String>,
+    /// Why the archiver could not be read (`unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether WAL archiving works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchivingState {
+    /// The newest attempt succeeded, or none was made yet.
+    Ok,
+    /// The newest attempt failed: archiving is stuck, and the RPO grows.
+    Failing,
+    /// The archiver could not be read (see `error`).
+    Unknown,
+}
+
+/// How far a warm standby is behind its primary, measured now.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StandbyLag {
+    /// The standby's site.
+    pub site: String,
+    /// WAL written at the primary and not yet replayed at the standby.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
+    /// Time the standby's replay is behind (0 when caught up); absent while unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Whether it receives WAL from the primary right now.
+    pub streaming: bool,
+    /// Whether the lag is within the RPO objective (absent without one or without a figure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_rpo: Option<bool>,
+    /// Why the lag could not be measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The newest restorable point of a dataset at one site.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveryPoint {
+    /// The site whose repository holds it.
+    pub site: String,
+    /// Time of the newest snapshot there (RFC 3339), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+    /// Its age in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<i64>,
+    /// How many snapshots of the dataset the repository holds.
+    pub snapshots: usize,
+    /// Whether the age is within the RPO objective (absent without an objective or a point).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_rpo: Option<bool>,
+    /// Why the repository could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One site and the services it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SiteStatus {
+    /// The site's name in the spec.
+    pub site: String,
+    /// Its address.
+    pub address: String,
+    /// `reachable` or `unknown` (it could not be observed: its services show `unknown`).
+    pub state: String,
+    /// Why it is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The services planned or found there, active and standby.
+    pub services: Vec<ServiceStatus>,
+    /// Data resurgo set aside at this site instead of deleting it (`resurgo set-aside`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<SetAsideStatus>,
+}
+
+/// One set-aside copy: what, where, how big, how old, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SetAsideStatus {
+    #[serde(flatten)]
+    pub copy: SetAside,
+    /// Seconds since it was set aside (null: its time could not be read).
+    pub age_seconds: Option<u64>,
+}
+
+/// One service (or its standby instance) at one site.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceStatus {
+    /// The service's name in the spec.
+    pub service: String,
+    /// `standby` for the warm standby instance of a service; absent for the active one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `running`, `exited`, `stopped`, `absent` or `unknown`.
+    pub process: String,
+    /// The service's process id, while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// `healthy`, `unhealthy` or `unknown`.
+    pub health: String,
+    /// What the failing health check said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<String>,
+    /// `in-sync`, the plan action that would correct it (`create`, `update`, `start`,
+    /// `delete`, `orphan`), or `unknown` at an unknown site.
+    pub drift: String,
+    /// For `update`: the fields of its config that differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// How many times its supervisor restarted it.
+    pub restarts: u32,
+}
+
+/// Failover and failback runs, oldest first (`resurgo runs --json`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Runs {
+    /// The version of this format; 1 so far.
+    pub format_version: u32,
+    /// The runs asked for: every run, or the one named (resumed with `--resume`).
+    pub runs: Vec<Run>,
+}
+
+/// One run: its report, read from its journal, and what it measured.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Run {
+    #[serde(flatten)]
+    pub report: RunReport,
+    /// What the run measured (null: it stored nothing, e.g. it did not finish).
+    pub measures: Option<Measures>,
+}
+
+/// What a run measured, in seconds (null: not measured).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Measures {
+    /// Last heartbeat from the lost site → declared dead (runs an agent started).
+    pub detection_s: Option<f64>,
+    /// Declared dead → failover decided (promotion delay and policy).
+    pub decision_s: Option<f64>,
+    /// The fault (for a run started by a person, the run's start) → the services answer at
+    /// the target.
+    pub rto_s: Option<f64>,
+    /// Writes that may be lost, as time: for a promoted standby, its last measured lag.
+    pub rpo_s: Option<f64>,
+    /// Whether the run was allowed to promote beyond the RPO objective.
+    pub accept_data_loss: bool,
+}
+
+/// Version of the site API's own documents ([`SiteReport`]).
+pub const API_FORMAT_VERSION: u32 = 1;
+
+/// What a site's agent reports of its site (`GET /v1/site`): its services, the parts of each
+/// dataset it holds, and the roles as the coordination store has them. The CLI's `status`
+/// is these reports put together, one per site.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SiteReport {
+    /// The version of this format; 1 so far.
+    pub format_version: u32,
+    /// The system's name in the spec the agent runs.
+    pub system: String,
+    /// The spec the agent runs: a commit, or `folder:<digest>`.
+    pub desired: String,
+    /// The site, its services and its set-aside copies.
+    pub site: SiteStatus,
+    /// Whether every service here runs as desired and nothing is orphaned.
+    pub in_sync: bool,
+    /// Each dataset with what this site holds of it: its recovery point in this site's
+    /// repository, its standby here, its archiving when its home is here.
+    pub datasets: Vec<DatasetStatus>,
+    /// Who is primary for each group, from the coordination store.
+    pub roles: Vec<RoleStatus>,
+    /// Automatic failover held back by `resurgo maintenance on` (null: off).
+    pub maintenance: Option<Maintenance>,
+    /// Why the roles could not be read (the store is unreachable from this site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_error: Option<String>,
+}
+
+/// A health answer (`/health`, `/primary`, `/standby`): 200 when the answer is yes, 503 when
+/// it is no or unknown. It tells only role and health, so it needs no credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    /// The site answering.
+    pub site: String,
+    /// Whether the answer is yes (the HTTP status is 200) or no (503).
+    pub ok: bool,
+    /// The groups this site is primary for right now (it holds their leases, not fenced).
+    pub primary_for: Vec<String>,
+    /// The groups this site keeps a standby of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby_for: Vec<String>,
+    /// The standby's replay lag in seconds, when asked for with `max_lag` and measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Why the answer is no, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Which run to start (`POST /v1/runs`). The target is always the site whose agent is asked:
+/// a run is executed where it moves the services to.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// `failover` or `failback`.
+    pub kind: resurgo_runbook::plan::PlanKind,
+    /// The site the services leave.
+    pub from: String,
+    /// The site they move to: the agent's own (anything else is refused).
+    pub to: String,
+    /// The epoch of the group at `from` as the caller last saw it (`status`): if the group
+    /// has moved since, the request is stale and refused (409).
+    pub epoch: u64,
+    /// Promote a standby even when its lag exceeds the dataset's RPO objective.
+    #[serde(default)]
+    pub accept_data_loss: bool,
+}
+
+/// A run the agent started (`POST /v1/runs`, 202): follow it with `GET /v1/runs/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunStarted {
+    /// The run's id.
+    pub run: String,
+}
+
+/// An operation on a dataset at the agent's site (`POST /v1/datasets/{name}/{backup,verify,restore}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetRequest {
+    /// The epoch of the dataset's group as the caller last saw it: refused (409) if the group
+    /// has moved since.
+    pub epoch: u64,
+    /// `restore`: the point in time to restore to (RFC 3339; default the newest point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// What a dataset operation did.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetDone {
+    pub dataset: String,
+    pub site: String,
+    /// `backup`, `verify` or `restore`.
+    pub action: String,
+    /// What was done, for a person (the snapshot made, checked or restored).
+    pub detail: String,
+}
+
+/// The body of every answer that is not a success: the HTTP status and what went wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Problem {
+    pub status: u16,
+    /// What went wrong and what to do, for a person.
+    pub error: String,
+}
