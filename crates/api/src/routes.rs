@@ -316,6 +316,13 @@ pub fn openapi() -> Value {
     })
 }
 
+/// [`openapi`] as the committed file holds it: pretty, with a final newline.
+pub fn openapi_text() -> String {
+    let mut text = serde_json::to_string_pretty(&openapi()).expect("a document serializes");
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,14 +69,13 @@ impl Request {
     }
 }
 
+/// Writes `text/event-stream` until it returns (the client left, or it is done).
+pub type EventWriter = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
 /// An answer: a JSON document with a status, or a stream of server-sent events.
 pub enum Reply {
-    Json {
-        status: u16,
-        body: Vec<u8>,
-    },
-    /// Writes `text/event-stream` until it returns (the client left, or it is done).
-    Events(Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>),
+    Json { status: u16, body: Vec<u8> },
+    Events(EventWriter),
 }
 
 impl Reply {

@@ -30,6 +30,15 @@ pub struct SpecArgs {
     /// State folder: site state, event log, Git cache, last-known-good spec.
     #[arg(long, env = "RESURGO_STATE", default_value = ".resurgo", value_name = "DIR")]
     pub state: PathBuf,
+    /// With a spec that declares `api`: the folder of this host's TLS files (`ca.pem`, and
+    /// `cert.pem` + `key.pem` for a client certificate), as `resurgo certs` writes them
+    /// (default: the spec's `api.tls`).
+    #[arg(long, env = "RESURGO_TLS", value_name = "DIR")]
+    pub tls: Option<PathBuf>,
+    /// With a spec that declares `api`: a file holding the bearer token for the agents
+    /// (or set RESURGO_API_TOKEN; default: the spec's `api.token`).
+    #[arg(long, env = "RESURGO_API_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 fn parse_set(s: &str) -> Result<(String, String), String> {
@@ -69,8 +78,14 @@ impl SpecArgs {
 
     /// Loads and validates the spec. Spec errors are returned as [`Failed::Spec`] so the
     /// caller can print them whole.
+    ///
+    /// With `api` declared the sites are other hosts: who is primary is theirs to say (their
+    /// agents report it), so the spec is returned as written, without reading a store here.
     pub fn load(&self) -> Result<Desired, LoadError> {
         let loaded = desired::load(&self.source(), &self.state.join("git"), &self.set)?;
+        if loaded.loaded.system.api.is_some() {
+            return Ok(loaded);
+        }
         desired::with_assignments(loaded, &self.state)
     }
 

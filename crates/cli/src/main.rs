@@ -5,6 +5,7 @@ mod commands;
 mod common;
 mod exit;
 mod logging;
+mod remote;
 mod render;
 mod report;
 

@@ -92,6 +92,22 @@ pub fn execute(
     to: &str,
     options: RunOptions,
 ) -> Result<RunReport, FailoverError> {
+    execute_announced(spec_system, system, engine, state_dir, from, to, options, &|_| {})
+}
+
+/// [`execute`], telling `announce` the run's id once its journal is about to begin (the site
+/// API answers with it, then the run goes on).
+#[allow(clippy::too_many_arguments)]
+pub fn execute_announced(
+    spec_system: &System,
+    system: &System,
+    engine: &Engine,
+    state_dir: &Path,
+    from: &str,
+    to: &str,
+    options: RunOptions,
+    announce: &dyn Fn(&str),
+) -> Result<RunReport, FailoverError> {
     let kind = if options.failback {
         PlanKind::Failback
     } else {
@@ -155,11 +171,67 @@ pub fn execute(
     // While the run moves services, the controller must not "correct" them under its feet.
     let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
     let _keeper = LeaseKeeper::start(&ctx, to);
+    announce(&run_id);
     let report = Runner::new(runs)
         .start_as(&run_id, &plan, &impls(&steps, &ctx))
         .map_err(|e| FailoverError::Run(e.to_string()))?;
     record_measures(&ctx, &run_id, &sidecar.options);
     Ok(report)
+}
+
+/// Reverse replication before a failback from `from` to `to`: brings `to` up as a standby of
+/// the current primary (an old primary's data is set aside and the standby seeded afresh) and
+/// waits until each of its standbys streams less than a second behind, for at most `catch_up`.
+/// `desired` has the assignments applied. Tells `progress` what it sees.
+pub fn prepare_failback(
+    engine: &Engine,
+    desired: &crate::Desired,
+    state_dir: &Path,
+    from: &str,
+    to: &str,
+    catch_up: std::time::Duration,
+    progress: &dyn Fn(String),
+) -> Result<(), String> {
+    let system = &desired.loaded.system;
+    crate::agent::serve_site(engine, system, &desired.source, to)
+        .map_err(|e| format!("bringing {to} up as a standby of {from}: {e}"))?;
+    let protector = crate::protect::Protector::new(system, engine.sites(system), state_dir);
+    let deadline = std::time::Instant::now() + catch_up;
+    let behind =
+        |name: &str, lag: String| format!("`{name}` at {to} has not caught up with {from} within {catch_up:?}: {lag}");
+    for name in system.datasets.keys() {
+        if protector.standby_site(name).map_err(|e| e.to_string())?.as_deref() != Some(to) {
+            continue;
+        }
+        loop {
+            match protector.standby_lag(name, to) {
+                Ok(lag) if lag.streaming && lag.seconds.is_some_and(|s| s < 1.0) => {
+                    progress(format!(
+                        "reverse replication: `{name}` at {to} follows {from} ({} bytes behind)",
+                        lag.bytes
+                    ));
+                    break;
+                }
+                Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(200))
+                }
+                Ok(lag) => {
+                    return Err(behind(
+                        name,
+                        format!(
+                            "{} bytes behind, {}, {}",
+                            lag.bytes,
+                            lag.seconds
+                                .map_or_else(|| "time behind unknown".to_string(), |s| format!("{s:.1}s behind")),
+                            if lag.streaming { "streaming" } else { "not streaming" }
+                        ),
+                    ))
+                }
+                Err(e) => return Err(behind(name, e.to_string())),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a run measured, stored beside its journal (`<run>.measures.json`).

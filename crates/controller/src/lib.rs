@@ -3,12 +3,14 @@
 //! and the controller's reconcile loop.
 
 pub mod agent;
+pub mod api;
 pub mod desired;
 pub mod engine;
 pub mod events;
 pub mod failover;
 pub mod protect;
 pub mod reconcile;
+pub mod report;
 pub mod roles;
 pub mod routes;
 pub mod schedule;

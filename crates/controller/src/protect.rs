@@ -307,10 +307,17 @@ impl<'a> Protector<'a> {
     /// other dataset).
     pub fn archiving(&self, dataset: &str) -> Result<Option<resurgo_vault::pg::Archiver>, ProtectError> {
         let ds = self.dataset(dataset)?;
-        if ds.kind != DatasetKind::Postgres || ds.method.unwrap_or(PgMethod::Physical) != PgMethod::Physical {
+        if !self.archiving_applies(dataset) {
             return Ok(None);
         }
         Ok(Some(resurgo_vault::pg::archiver_status(&self.pg_target(dataset, ds)?)?))
+    }
+
+    /// Whether `dataset` archives WAL (physical PostgreSQL).
+    pub fn archiving_applies(&self, dataset: &str) -> bool {
+        self.system.datasets.get(dataset).is_some_and(|ds| {
+            ds.kind == DatasetKind::Postgres && ds.method.unwrap_or(PgMethod::Physical) == PgMethod::Physical
+        })
     }
 
     /// Records `site`'s repository for `resurgo wal push|fetch` (see [`wal_config_path`]).

@@ -22,6 +22,9 @@ pub struct Args {
     /// Run as the witness (at `failover.witness`): report which sites it still sees.
     #[arg(long)]
     pub witness: bool,
+    /// Serve the site API on this address instead of the site's (`api` in the spec).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -42,6 +45,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Role::Witness,
     };
     let engine = args.spec.engine()?;
+    // With `api`, the site's agent serves the site API for as long as it runs.
+    let _api = match (&args.site, &loaded.loaded.system.api) {
+        (Some(site), Some(_)) => Some(serve_api(&args, site, &loaded, &engine)?),
+        _ => None,
+    };
     let agent = Agent::new(loaded.loaded.system, loaded.source, engine, &args.spec.state, role)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -54,4 +62,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     agent.run(&stop).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(exit::code(exit::OK))
+}
+
+/// Starts the site API of `site` at its address (or `--listen`), with this host's TLS files
+/// and the deployment's token.
+fn serve_api(
+    args: &Args,
+    site: &str,
+    loaded: &resurgo_controller::Desired,
+    engine: &resurgo_controller::Engine,
+) -> anyhow::Result<resurgo_api::Server> {
+    use anyhow::Context as _;
+    let system = &loaded.loaded.system;
+    let api = system.api.as_ref().context("the spec declares no `api`")?;
+    let tls = resurgo_api::TlsFiles::new(args.spec.tls.clone().unwrap_or_else(|| api.tls.clone().into()));
+    let token = match &api.token {
+        Some(secret) => Some(
+            resurgo_provider::read_secret(secret)
+                .map_err(|e| anyhow::anyhow!("api.token: {e}; the agent needs the token it checks"))?,
+        ),
+        None => None,
+    };
+    let listen = match &args.listen {
+        Some(addr) => *addr,
+        None => {
+            let addr = system
+                .api_address(site)
+                .with_context(|| format!("no site `{site}` in the spec"))?;
+            std::net::ToSocketAddrs::to_socket_addrs(&addr)
+                .with_context(|| format!("cannot resolve the API address {addr}"))?
+                .next()
+                .with_context(|| format!("the API address {addr} resolves to nothing"))?
+        }
+    };
+    let handler = resurgo_controller::api::SiteApi {
+        site: site.to_string(),
+        state_dir: args.spec.state.clone(),
+        engine: engine.clone(),
+        spec: std::sync::Arc::new(std::sync::RwLock::new(loaded.clone())),
+    };
+    let config = resurgo_api::ServerConfig {
+        tls: tls.server_config()?,
+        token,
+    };
+    let server = resurgo_api::server::serve(listen, config, std::sync::Arc::new(handler))
+        .with_context(|| format!("cannot serve the site API on {listen}"))?;
+    tracing::info!(site, addr = %server.addr(), "serving the site API");
+    Ok(server)
 }

@@ -57,6 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ("backups".into(), backups.display().to_string()),
         ],
         state: dir.join("state"),
+        tls: None,
+        token_file: None,
     };
     println!(
         "{}",

@@ -6,7 +6,8 @@
 //! the final sync is checked, and the returning site is promoted.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use anyhow::bail;
 
@@ -40,10 +41,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let spec = resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // With `api`, where services are active now is what the agents report.
+    let remote = match desired.loaded.system.api {
+        Some(_) => {
+            let client = crate::remote::client(
+                &args.spec,
+                &spec.loaded.system,
+                args.catch_up.0 + Duration::from_secs(60),
+            )?;
+            let (current, roles, _) = crate::remote::current(&client, &spec.loaded.system);
+            Some((client, current, roles))
+        }
+        None => None,
+    };
+    let now = remote
+        .as_ref()
+        .map_or(&desired.loaded.system, |(_, current, _)| current);
     // (where the services run now, where the spec places them), for every moved service.
-    let mut moves: Vec<(String, String)> = desired
-        .loaded
-        .system
+    let mut moves: Vec<(String, String)> = now
         .services
         .iter()
         .filter_map(|(name, now)| {
@@ -69,46 +84,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         accept_data_loss: args.accept_data_loss,
         ..Default::default()
     };
+    if let (Some((client, current, roles)), false) = (&remote, args.dry_run) {
+        // The returning site's agent brings it up as a standby, waits for it to catch up,
+        // then switches.
+        let ok = crate::remote::start_and_follow(
+            client,
+            &spec.loaded.system,
+            current,
+            roles,
+            resurgo_runbook::plan::PlanKind::Failback,
+            &from,
+            &to,
+            args.accept_data_loss,
+            args.catch_up.0 + Duration::from_secs(600),
+            args.json,
+        )?;
+        return Ok(exit::code(if ok { exit::OK } else { exit::ERROR }));
+    }
     if args.dry_run {
         return crate::commands::failover::run_move(&args.spec, &desired, &from, &to, options, true, args.json);
     }
     // Reverse replication: the returning site as a standby of the current primary.
-    let system = &desired.loaded.system;
     let engine = args.spec.engine_for(&desired)?;
-    resurgo_controller::agent::serve_site(&engine, system, &desired.source, &to)
-        .map_err(|e| anyhow::anyhow!("bringing {to} up as a standby of {from}: {e}"))?;
-    let protector = resurgo_controller::protect::Protector::new(system, engine.sites(system), &args.spec.state);
-    let deadline = Instant::now() + args.catch_up.0;
-    for name in system.datasets.keys() {
-        if protector.standby_site(name)?.as_deref() != Some(to.as_str()) {
-            continue;
-        }
-        loop {
-            match protector.standby_lag(name, &to) {
-                Ok(lag) if lag.streaming && lag.seconds.is_some_and(|s| s < 1.0) => {
-                    if !args.json {
-                        println!(
-                            "reverse replication: `{name}` at {to} follows {from} ({} bytes behind)",
-                            lag.bytes
-                        );
-                    }
-                    break;
-                }
-                Ok(_) | Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-                Ok(lag) => bail!(
-                    "`{name}` at {to} has not caught up with {from} within {}: {} bytes behind, {}, {}",
-                    args.catch_up,
-                    lag.bytes,
-                    lag.seconds
-                        .map_or_else(|| "time behind unknown".to_string(), |s| format!("{s:.1}s behind")),
-                    if lag.streaming { "streaming" } else { "not streaming" }
-                ),
-                Err(e) => bail!(
-                    "`{name}` at {to} has not caught up with {from} within {}: {e}",
-                    args.catch_up
-                ),
+    let json = args.json;
+    resurgo_controller::failover::prepare_failback(
+        &engine,
+        &desired,
+        &args.spec.state,
+        &from,
+        &to,
+        args.catch_up.0,
+        &|line| {
+            if !json {
+                println!("{line}");
             }
-        }
-    }
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::commands::failover::run_move(&args.spec, &desired, &from, &to, options, false, args.json)
 }

@@ -29,6 +29,10 @@ pub struct Args {
     /// unknown). The choice is recorded with the run.
     #[arg(long)]
     pub accept_data_loss: bool,
+    /// With `api`: how long to follow the run at the target's agent (through its restarts)
+    /// before leaving it to finish on its own.
+    #[arg(long, default_value = "10m", value_parser = resurgo_spec::Duration::parse)]
+    pub wait: resurgo_spec::Duration,
     #[command(flatten)]
     pub spec: SpecArgs,
     /// Print the plan as JSON.
@@ -40,7 +44,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(desired) = load_or_report(&args.spec, args.json)? else {
         return Ok(exit::code(exit::ERROR));
     };
-    let system = &desired.loaded.system;
+    let written = &desired.loaded.system;
+    // With `api`, where services are active now is what the agents report.
+    let remote = match written.api {
+        Some(_) => {
+            let client = crate::remote::client(&args.spec, written, crate::remote::TIMEOUT)?;
+            let (current, roles, _) = crate::remote::current(&client, written);
+            Some((client, current, roles))
+        }
+        None => None,
+    };
+    let system = remote.as_ref().map_or(written, |(_, current, _)| current);
     let from = match &args.from {
         Some(f) => f.clone(),
         None => {
@@ -62,6 +76,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    if let (Some((client, current, roles)), false) = (&remote, args.dry_run) {
+        let ok = crate::remote::start_and_follow(
+            client,
+            written,
+            current,
+            roles,
+            PlanKind::Failover,
+            &from,
+            &args.to,
+            args.accept_data_loss,
+            args.wait.0,
+            args.json,
+        )?;
+        return Ok(exit::code(if ok { exit::OK } else { exit::ERROR }));
+    }
     let options = resurgo_controller::failover::RunOptions {
         accept_data_loss: args.accept_data_loss,
         ..Default::default()

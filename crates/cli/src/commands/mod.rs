@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod agent;
 pub mod apply;
 pub mod backup;
+pub mod certs;
 pub mod controller;
 pub mod demo;
 pub mod example_app;
@@ -88,8 +89,12 @@ pub enum Command {
     Forget(forget::Args),
     /// Plan moving every service to another site (with --dry-run: a checklist with estimates).
     Failover(failover::Args),
-    /// Run a site's agent (or the witness): leases, fencing, heartbeats, automatic failover.
+    /// Run a site's agent (or the witness): leases, fencing, heartbeats, automatic failover,
+    /// and the site API.
     Agent(agent::Args),
+    /// Make the deployment CA and the certificates of the agents, the witness and the
+    /// operator for the site API.
+    Certs(certs::Args),
     /// Suppress automatic failover for a while (planned work), or allow it again.
     Maintenance(maintenance::Args),
     /// Move the services back where the spec places them: reverse replication, then a planned
@@ -127,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forget(a) => forget::run(a),
         Command::Failover(a) => failover::run(a),
         Command::Agent(a) => agent::run(a),
+        Command::Certs(a) => certs::run(a),
         Command::Maintenance(a) => maintenance::run(a),
         Command::Failback(a) => failback::run(a),
         Command::Runs(a) => runs::run(a),

@@ -7,62 +7,11 @@
 
 use std::process::ExitCode;
 
-use resurgo_runbook::run::{RunReport, Runner};
-use schemars::JsonSchema;
-use serde::Serialize;
+use resurgo_controller::report;
 
 use crate::exit;
 
-/// Version of the `runs --json` format. Bump on any incompatible change (a field removed,
-/// renamed or changing meaning); a new field is compatible.
-pub const FORMAT_VERSION: u32 = 1;
-
-/// Failover and failback runs, oldest first (`resurgo runs --json`).
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Runs {
-    /// The version of this format; 1 so far.
-    pub format_version: u32,
-    /// The runs asked for: every run, or the one named (resumed with `--resume`).
-    pub runs: Vec<Run>,
-}
-
-/// One run: its report, read from its journal, and what it measured.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Run {
-    #[serde(flatten)]
-    pub report: RunReport,
-    /// What the run measured (null: it stored nothing, e.g. it did not finish).
-    pub measures: Option<Measures>,
-}
-
-/// What a run measured, in seconds (null: not measured).
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Measures {
-    /// Last heartbeat from the lost site → declared dead (runs an agent started).
-    pub detection_s: Option<f64>,
-    /// Declared dead → failover decided (promotion delay and policy).
-    pub decision_s: Option<f64>,
-    /// The fault (for a run started by a person, the run's start) → the services answer at
-    /// the target.
-    pub rto_s: Option<f64>,
-    /// Writes that may be lost, as time: for a promoted standby, its last measured lag.
-    pub rpo_s: Option<f64>,
-    /// Whether the run was allowed to promote beyond the RPO objective.
-    pub accept_data_loss: bool,
-}
-
-impl Run {
-    fn of(report: RunReport, state: &std::path::Path) -> Run {
-        let measures = resurgo_controller::failover::measures(state, &report.run).map(|m| Measures {
-            detection_s: m.detection_s,
-            decision_s: m.decision_s,
-            rto_s: m.rto_s,
-            rpo_s: m.rpo_s,
-            accept_data_loss: m.accept_data_loss,
-        });
-        Run { report, measures }
-    }
-}
+pub use resurgo_api::types::{Run, Runs, RUNS_FORMAT_VERSION as FORMAT_VERSION};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -83,25 +32,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return resume(&args, id);
     }
     let dir = args.spec.state.join("runs");
-    let runner = Runner::new(&dir);
-    let mut ids: Vec<String> = match &args.run {
-        Some(r) => vec![r.clone()],
-        None => std::fs::read_dir(&dir)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    // Run ids end with their start time in milliseconds: oldest first.
-    ids.sort_by_key(|id| resurgo_controller::failover::started_ms(id).unwrap_or(0));
-    let mut reports = Vec::new();
-    for id in &ids {
-        reports.push(runner.report(id).map_err(|e| anyhow::anyhow!("run `{id}`: {e}"))?);
+    let runs = report::runs(&args.spec.state, args.run.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let (Some(id), true) = (&args.run, runs.is_empty()) {
+        anyhow::bail!("no run `{id}` in {}", dir.display());
     }
-    let runs: Vec<Run> = reports.into_iter().map(|r| Run::of(r, &args.spec.state)).collect();
     if args.json {
         print_json(runs)?;
         return Ok(exit::code(exit::OK));
@@ -157,7 +91,7 @@ fn resume(args: &Args, id: &str) -> anyhow::Result<ExitCode> {
     }
     let ok = matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded);
     if args.json {
-        print_json(vec![Run::of(report, &args.spec.state)])?;
+        print_json(vec![report::run_of(report, &args.spec.state)])?;
     } else {
         println!("run {} resumed: {}", report.run, report.outcome);
     }

@@ -1,6 +1,7 @@
 //! `resurgo schema`: the JSON Schema of a spec file, generated from the spec's own types; with
 //! `--output status|runs|plan`, the schema of that command's `--json` output instead,
-//! generated from the types the command prints. The committed copies under `schema/` are
+//! generated from the types the command prints; with `--output openapi`, the site API's
+//! OpenAPI document. The committed copies under `schema/` are
 //! checked to be current by the tests.
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ pub enum Output {
     Runs,
     /// `resurgo plan --json`, and a plan saved with `--out` (schema/plan.schema.json).
     Plan,
+    /// The site API that each agent serves, as an OpenAPI 3.1 document
+    /// (schema/site-api.openapi.json).
+    Openapi,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -32,6 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Output::Status) => output_schema::<super::status::Status>(),
         Some(Output::Runs) => output_schema::<super::runs::Runs>(),
         Some(Output::Plan) => output_schema::<resurgo_plan::Plan>(),
+        Some(Output::Openapi) => resurgo_api::routes::openapi_text(),
     };
     print!("{text}");
     Ok(crate::exit::code(crate::exit::OK))

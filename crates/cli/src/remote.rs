@@ -1,0 +1,214 @@
+//! Reaching the sites through their agents' APIs: what the commands do when the spec declares
+//! `api` (every site its own host). Nothing here reads a site's files or the coordination
+//! store: an agent that does not answer leaves its site `unknown`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use resurgo_api::types::{RoleStatus, SiteReport};
+use resurgo_api::{Client, ClientError, Credentials, TlsFiles};
+use resurgo_spec::System;
+
+use crate::common::SpecArgs;
+
+/// How long a request to an agent may take before its site counts as unknown.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API client with this host's credentials: the TLS folder (`--tls`, else the spec's
+/// `api.tls`), and a client certificate there or a bearer token (RESURGO_API_TOKEN,
+/// `--token-file`, else the spec's `api.token`).
+pub fn client(spec: &SpecArgs, system: &System, timeout: Duration) -> anyhow::Result<Client> {
+    let api = system.api.as_ref().context("the spec declares no `api`")?;
+    let tls = TlsFiles::new(spec.tls.clone().unwrap_or_else(|| api.tls.clone().into()));
+    let token = match (std::env::var("RESURGO_API_TOKEN").ok(), &spec.token_file, &api.token) {
+        (Some(token), _, _) => Some(token),
+        (None, Some(file), _) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the token file {}", file.display()))?
+                .trim_end()
+                .to_string(),
+        ),
+        (None, None, Some(secret)) => resurgo_provider::read_secret(secret).ok(),
+        (None, None, None) => None,
+    };
+    anyhow::ensure!(
+        token.is_some() || tls.has_identity(),
+        "no credentials for the agents: put a client certificate (cert.pem, key.pem) in {} — `resurgo certs` makes one — or give the bearer token (RESURGO_API_TOKEN or --token-file)",
+        tls.dir.display()
+    );
+    Ok(Client::new(&Credentials { tls, token }, timeout)?)
+}
+
+/// Where site `site`'s agent answers.
+pub fn address(system: &System, site: &str) -> anyhow::Result<String> {
+    system
+        .api_address(site)
+        .with_context(|| format!("no site `{site}` with an API address in the spec"))
+}
+
+/// Each site's report, or why its agent did not give it, in the spec's order.
+pub type Reports = Vec<(String, Result<SiteReport, ClientError>)>;
+
+/// Every site's report, asked of all agents at once, in the spec's order.
+pub fn site_reports(client: &Client, system: &System) -> Reports {
+    std::thread::scope(|scope| {
+        let asks: Vec<_> = system
+            .sites
+            .keys()
+            .map(|site| {
+                let addr = system.api_address(site).unwrap_or_default();
+                (
+                    site.clone(),
+                    scope.spawn(move || client.get::<SiteReport>(&addr, "/v1/site")),
+                )
+            })
+            .collect();
+        asks.into_iter()
+            .map(|(site, ask)| {
+                let answer = ask
+                    .join()
+                    .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
+                (site, answer)
+            })
+            .collect()
+    })
+}
+
+/// The reports of every site, the roles they agree on (per group, the highest epoch any agent
+/// read), and the spec with those roles applied: where services are active now.
+pub fn current(client: &Client, written: &System) -> (System, Vec<RoleStatus>, Reports) {
+    let reports = site_reports(client, written);
+    let mut roles: Vec<RoleStatus> = Vec::new();
+    for role in reports
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flat_map(|r| r.roles.iter())
+    {
+        match roles.iter_mut().find(|r| r.group == role.group) {
+            Some(known) if known.epoch >= role.epoch => {}
+            Some(known) => *known = role.clone(),
+            None => roles.push(role.clone()),
+        }
+    }
+    let mut system = written.clone();
+    for role in &roles {
+        if let Some(site) = role.group.strip_prefix("site-") {
+            if role.primary != site {
+                resurgo_plan::recovery::apply_move(&mut system, site, &role.primary);
+            }
+        }
+    }
+    (system, roles, reports)
+}
+
+/// Asks `to`'s agent to run the move of the services active at `from` (a failover or a
+/// failback), then follows the run's journal until it ends, printing each step as it
+/// finishes. An agent killed mid-run resumes the run when it restarts: the journal is asked
+/// again until `wait` has passed.
+#[allow(clippy::too_many_arguments)]
+pub fn start_and_follow(
+    client: &Client,
+    written: &System,
+    current: &System,
+    roles: &[RoleStatus],
+    kind: resurgo_runbook::plan::PlanKind,
+    from: &str,
+    to: &str,
+    accept_data_loss: bool,
+    wait: Duration,
+    json: bool,
+) -> anyhow::Result<bool> {
+    use resurgo_api::types::{RunStarted, Runs, StartRun};
+    use resurgo_runbook::run::{RunOutcome, StepOutcome};
+    // The group moved is named by where the spec places the services active at `from`.
+    let group_site = current
+        .services
+        .iter()
+        .find(|(_, s)| s.site == from)
+        .and_then(|(name, _)| written.services.get(name))
+        .map(|s| s.site.clone())
+        .with_context(|| format!("no service is active at `{from}`"))?;
+    let group = format!("site-{group_site}");
+    let epoch = roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch);
+    let addr = address(written, to)?;
+    let started: RunStarted = client
+        .post(
+            &addr,
+            "/v1/runs",
+            &StartRun {
+                kind,
+                from: from.into(),
+                to: to.into(),
+                epoch,
+                accept_data_loss,
+            },
+        )
+        .with_context(|| format!("asking `{to}`'s agent to run the {kind}"))?;
+    if !json {
+        println!("run {} started by `{to}`'s agent", started.run);
+    }
+    let deadline = std::time::Instant::now() + wait;
+    let mut printed = 0;
+    let mut lost = false;
+    let path = format!("/v1/runs/{}", started.run);
+    loop {
+        match client.get::<Runs>(&addr, &path) {
+            Ok(mut runs) => {
+                if lost && !json {
+                    println!("`{to}`'s agent answers again");
+                }
+                lost = false;
+                let Some(run) = runs.runs.pop() else {
+                    anyhow::bail!("`{to}`'s agent no longer knows run {}", started.run);
+                };
+                let report = &run.report;
+                // Steps end in order: print each once it has ended.
+                while printed < report.steps.len()
+                    && !matches!(
+                        report.steps[printed].outcome,
+                        StepOutcome::Pending | StepOutcome::Running
+                    )
+                {
+                    let s = &report.steps[printed];
+                    if !json {
+                        let took = s
+                            .millis
+                            .map(|m| format!(" ({:.2}s)", m as f64 / 1000.0))
+                            .unwrap_or_default();
+                        println!("{}: {}{took}", s.name, s.outcome);
+                    }
+                    printed += 1;
+                }
+                if report.outcome != RunOutcome::Incomplete {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&run)?);
+                    } else {
+                        let rto = run
+                            .measures
+                            .as_ref()
+                            .and_then(|m| m.rto_s)
+                            .map(|s| format!(", RTO {s:.2}s"))
+                            .unwrap_or_default();
+                        println!("run {} (epoch {}{rto}): {}", report.run, report.epoch, report.outcome);
+                    }
+                    return Ok(report.outcome == RunOutcome::Succeeded);
+                }
+            }
+            Err(e @ ClientError::Unreachable { .. }) => {
+                if !lost {
+                    eprintln!("{e}; the agent resumes the run when it restarts — still asking");
+                }
+                lost = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "run {} has not ended within {wait:?}; follow it with `resurgo runs {}`",
+                started.run,
+                started.run
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

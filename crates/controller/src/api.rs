@@ -1,0 +1,446 @@
+//! The site API as a site's agent answers it (`resurgo_api` carries it and checks credentials
+//! first). Everything here acts on this site only: its provider, its repository, its state
+//! folder, and the coordination store — never another site's files.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, RwLock};
+use std::time::Duration;
+
+use resurgo_api::types::{DatasetDone, DatasetRequest, Health, RunStarted, Runs, StartRun, RUNS_FORMAT_VERSION};
+use resurgo_api::{Handler, Op, Reply, Request};
+use resurgo_plan::SiteState;
+use resurgo_runbook::plan::PlanKind;
+
+use crate::desired::Desired;
+use crate::engine::Engine;
+use crate::failover::RunOptions;
+use crate::protect::Protector;
+use crate::roles::{group_of, open_store, primary_lease};
+
+/// The spec a site's agent runs, as written (no assignments applied), shared with whoever
+/// reloads it.
+pub type SharedSpec = Arc<RwLock<Desired>>;
+
+/// How long a failback asked through the API waits for this site's standbys to catch up.
+const FAILBACK_CATCH_UP: Duration = Duration::from_secs(300);
+
+/// A site's agent's answers.
+pub struct SiteApi {
+    pub site: String,
+    pub state_dir: PathBuf,
+    pub engine: Engine,
+    pub spec: SharedSpec,
+}
+
+impl SiteApi {
+    fn written(&self) -> Desired {
+        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The spec with the store's assignments applied (where services are active now), or why
+    /// the store could not be read.
+    fn current(&self) -> Result<Desired, String> {
+        crate::desired::with_assignments(self.written(), &self.state_dir).map_err(|e| e.to_string())
+    }
+
+    /// The groups this site holds the primary lease of, where the store names it primary.
+    fn primary_for(&self, desired: &Desired) -> Result<Vec<String>, String> {
+        let system = &desired.loaded.system;
+        let store = open_store(system, &self.state_dir).map_err(|e| e.to_string())?;
+        let mut groups = Vec::new();
+        for site in system.sites.keys() {
+            let group = group_of(site);
+            let holder = store.lease_holder(&primary_lease(&group)).map_err(|e| e.to_string())?;
+            let primary = store
+                .get_assignment(&group)
+                .map_err(|e| e.to_string())?
+                .map_or_else(|| site.clone(), |a| a.primary_site);
+            if primary == self.site && holder.is_some_and(|(h, _)| h == self.site) {
+                groups.push(group);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Whether this site can be observed right now, or why not.
+    fn observed(&self, desired: &Desired) -> Result<(), String> {
+        let handle = self
+            .engine
+            .site(&desired.loaded.system, &self.site)
+            .ok_or_else(|| format!("`{}` is not a site of the spec", self.site))?;
+        match &self.engine.observe(std::slice::from_ref(&handle))[0].state {
+            SiteState::Reachable { .. } => Ok(()),
+            SiteState::Unknown { reason } => Err(reason.clone()),
+        }
+    }
+
+    fn health(&self, op: &Op, request: &Request) -> Reply {
+        let mut answer = Health {
+            site: self.site.clone(),
+            ok: false,
+            primary_for: vec![],
+            standby_for: vec![],
+            lag_seconds: None,
+            detail: None,
+        };
+        let group = request.query("group");
+        let max_lag = match request.query("max_lag").map(resurgo_spec::Duration::parse).transpose() {
+            Ok(d) => d.map(|d| d.0),
+            Err(e) => return Reply::problem(400, format!("max_lag: {e}")),
+        };
+        let desired = self.written();
+        let outcome = (|| -> Result<bool, String> {
+            self.observed(&desired)?;
+            let current = self.current()?;
+            answer.primary_for = self.primary_for(&current)?;
+            answer.standby_for = standby_groups(&desired, &current, &self.site);
+            let wanted = |groups: &[String]| group.map_or(!groups.is_empty(), |g| groups.iter().any(|x| x == g));
+            Ok(match op {
+                Op::Primary => wanted(&answer.primary_for),
+                Op::Standby => {
+                    if !wanted(&answer.standby_for) {
+                        false
+                    } else if let Some(max) = max_lag {
+                        let lag = self.standby_lag(&current)?;
+                        answer.lag_seconds = Some(lag);
+                        lag <= max.as_secs_f64()
+                    } else {
+                        true
+                    }
+                }
+                _ => true,
+            })
+        })();
+        match outcome {
+            Ok(ok) => answer.ok = ok,
+            Err(e) => answer.detail = Some(e),
+        }
+        Reply::json(if answer.ok { 200 } else { 503 }, &answer)
+    }
+
+    /// The largest replay lag of the standbys kept here, measured now.
+    fn standby_lag(&self, current: &Desired) -> Result<f64, String> {
+        let system = &current.loaded.system;
+        let protector = Protector::new(system, self.engine.sites(system), &self.state_dir);
+        let mut worst: f64 = 0.0;
+        for name in system.datasets.keys() {
+            if protector.standby_site(name).ok().flatten().as_deref() == Some(self.site.as_str()) {
+                let lag = protector.standby_lag(name, &self.site).map_err(|e| e.to_string())?;
+                worst = worst.max(lag.seconds.ok_or_else(|| format!("the lag of `{name}` is unknown"))?);
+            }
+        }
+        Ok(worst)
+    }
+
+    fn start_run(&self, request: &Request) -> Reply {
+        let start: StartRun = match request.json() {
+            Ok(s) => s,
+            Err(reply) => return reply,
+        };
+        if start.to != self.site {
+            return Reply::problem(
+                400,
+                format!(
+                    "this is site `{}`'s agent: a run is executed by its target's agent; ask `{}`'s",
+                    self.site, start.to
+                ),
+            );
+        }
+        let written = self.written();
+        if !written.loaded.system.sites.contains_key(&start.from) {
+            return Reply::problem(400, format!("no site `{}` in the spec", start.from));
+        }
+        if let Err(reply) = self.check_epoch(&written, &start.from, start.epoch) {
+            return reply;
+        }
+        if crate::failover::run_in_progress(&self.state_dir) {
+            return Reply::problem(409, "a run is in progress at this site; follow it with `resurgo runs`");
+        }
+        let current = match self.current() {
+            Ok(c) => c,
+            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+        };
+        let options = RunOptions {
+            failback: start.kind == PlanKind::Failback,
+            local: Some(self.site.clone()),
+            accept_data_loss: start.accept_data_loss,
+            detection: None,
+        };
+        let (tx, rx) = mpsc::channel::<Result<String, String>>();
+        let (engine, state_dir, from, to) = (self.engine.clone(), self.state_dir.clone(), start.from, start.to);
+        let spawned = std::thread::Builder::new().name("api-run".into()).spawn(move || {
+            // A failback first brings this site up as a standby of the current primary and
+            // waits for it to catch up.
+            if options.failback {
+                let prepared = crate::failover::prepare_failback(
+                    &engine
+                        .clone()
+                        .with_preparer(crate::protect::standby_preparer(&engine, &current.loaded.system)),
+                    &current,
+                    &state_dir,
+                    &from,
+                    &to,
+                    FAILBACK_CATCH_UP,
+                    &|line| tracing::info!("{line}"),
+                );
+                if let Err(e) = prepared {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+            let announce = tx.clone();
+            let result = crate::failover::execute_announced(
+                &written.loaded.system,
+                &current.loaded.system,
+                &engine,
+                &state_dir,
+                &from,
+                &to,
+                options,
+                &move |id: &str| {
+                    let _ = announce.send(Ok(id.to_string()));
+                },
+            );
+            if let Err(e) = result {
+                let _ = tx.send(Err(e.to_string()));
+            }
+        });
+        if let Err(e) = spawned {
+            return Reply::problem(500, format!("cannot start the run: {e}"));
+        }
+        match rx.recv_timeout(FAILBACK_CATCH_UP + Duration::from_secs(60)) {
+            Ok(Ok(run)) => Reply::json(202, &RunStarted { run }),
+            Ok(Err(e)) => Reply::problem(409, e),
+            Err(_) => Reply::problem(
+                500,
+                "the run did not start within 60 s; see `resurgo runs` at this site",
+            ),
+        }
+    }
+
+    /// Refuses an action whose caller saw `group_site`'s group at another epoch than the
+    /// store's: it acted on a view that has changed since.
+    fn check_epoch(&self, desired: &Desired, group_site: &str, epoch: u64) -> Result<(), Reply> {
+        let group = group_of(group_site);
+        let store = open_store(&desired.loaded.system, &self.state_dir)
+            .map_err(|e| Reply::problem(503, format!("cannot read the coordination store: {e}")))?;
+        let now = store
+            .get_assignment(&group)
+            .map_err(|e| Reply::problem(503, format!("cannot read the coordination store: {e}")))?
+            .map_or(0, |a| a.epoch);
+        if now != epoch {
+            return Err(Reply::problem(
+                409,
+                format!("stale epoch: group `{group}` is at epoch {now}, the request was made at epoch {epoch}; read `resurgo status` again"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn runs(&self, only: Option<&str>) -> Reply {
+        match crate::report::runs(&self.state_dir, only) {
+            Ok(runs) if only.is_some() && runs.is_empty() => {
+                Reply::problem(404, format!("no run `{}` at this site", only.unwrap_or("")))
+            }
+            Ok(runs) => Reply::json(
+                200,
+                &Runs {
+                    format_version: RUNS_FORMAT_VERSION,
+                    runs,
+                },
+            ),
+            Err(e) => Reply::problem(500, e),
+        }
+    }
+
+    fn dataset(&self, action: &str, dataset: &str, request: &Request) -> Reply {
+        let asked: DatasetRequest = match request.json() {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        let written = self.written();
+        let Some(ds) = written.loaded.system.datasets.get(dataset) else {
+            return Reply::problem(404, format!("no dataset `{dataset}` in the spec"));
+        };
+        let Some(owner) = written.loaded.system.services.get(&ds.service) else {
+            return Reply::problem(404, format!("dataset `{dataset}`: no service `{}`", ds.service));
+        };
+        if let Err(reply) = self.check_epoch(&written, &owner.site.clone(), asked.epoch) {
+            return reply;
+        }
+        let current = match self.current() {
+            Ok(c) => c,
+            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+        };
+        let system = &current.loaded.system;
+        let protector = Protector::new(system, self.engine.sites(system), &self.state_dir);
+        let done = |detail: String| {
+            Reply::json(
+                200,
+                &DatasetDone {
+                    dataset: dataset.to_string(),
+                    site: self.site.clone(),
+                    action: action.to_string(),
+                    detail,
+                },
+            )
+        };
+        let failed = |e: crate::protect::ProtectError| {
+            Reply::problem(500, format!("{action} of `{dataset}` at `{}`: {e}", self.site))
+        };
+        match action {
+            "backup" => {
+                if protector.home_site(dataset).ok().as_deref() != Some(self.site.as_str()) {
+                    return Reply::problem(
+                        409,
+                        format!(
+                            "`{dataset}` is not active at `{}`: back it up at its home site",
+                            self.site
+                        ),
+                    );
+                }
+                match protector.backup(dataset) {
+                    Ok(s) => done(format!(
+                        "snapshot {} at {} ({} bytes)",
+                        &s.id[..s.id.len().min(8)],
+                        s.time,
+                        s.bytes
+                    )),
+                    Err(e) => failed(e),
+                }
+            }
+            "verify" => match protector.verify(dataset, &self.site) {
+                Ok(v) => done(format!(
+                    "snapshot {} of {} verified: {}",
+                    v.snapshot, v.snapshot_time, v.check
+                )),
+                Err(e) => failed(e),
+            },
+            _ => {
+                // Restored beside the live data, never over it: a person moves it into place.
+                let to = self
+                    .state_dir
+                    .join("restores")
+                    .join(format!("{dataset}-{}", crate::events::now_rfc3339().replace(':', "")));
+                match protector.restore(dataset, &self.site, asked.at.as_deref(), &to, false) {
+                    Ok(s) => done(format!(
+                        "snapshot {} of {} restored into {}",
+                        &s.id[..s.id.len().min(8)],
+                        s.time,
+                        to.display()
+                    )),
+                    Err(e) => failed(e),
+                }
+            }
+        }
+    }
+
+    fn events(&self, request: &Request) -> Reply {
+        let since = match request.query("since").map(str::parse::<usize>).transpose() {
+            Ok(s) => s,
+            Err(_) => return Reply::problem(400, "since: a line number"),
+        };
+        let path = crate::events::EventLog::of_state(&self.state_dir).path().to_path_buf();
+        Reply::Events(Box::new(move |out: &mut dyn Write| {
+            // Lines already there are skipped unless asked for; then every new line is sent
+            // as it is written, with a comment every 10 s so that a dead client is noticed.
+            let mut sent = match since {
+                Some(n) => n,
+                None => count_lines(&path),
+            };
+            let mut idle = std::time::Instant::now();
+            loop {
+                let lines = read_lines_from(&path, sent);
+                for line in &lines {
+                    write!(out, "id: {}\ndata: {line}\n\n", sent + 1)?;
+                    sent += 1;
+                }
+                if !lines.is_empty() {
+                    out.flush()?;
+                    idle = std::time::Instant::now();
+                } else if idle.elapsed() >= Duration::from_secs(10) {
+                    out.write_all(b": keep-alive\n\n")?;
+                    out.flush()?;
+                    idle = std::time::Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }))
+    }
+}
+
+fn count_lines(path: &std::path::Path) -> usize {
+    std::fs::File::open(path)
+        .map(|f| std::io::BufReader::new(f).lines().count())
+        .unwrap_or(0)
+}
+
+fn read_lines_from(path: &std::path::Path, skip: usize) -> Vec<String> {
+    std::fs::File::open(path)
+        .map(|f| {
+            std::io::BufReader::new(f)
+                .lines()
+                .skip(skip)
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The groups whose standby this site keeps: a `strategy: standby` dataset's service placed
+/// (in the spec as written) at the group's site, with its standby here now.
+fn standby_groups(written: &Desired, current: &Desired, site: &str) -> Vec<String> {
+    let system = &current.loaded.system;
+    let protector = Protector::new(system, Vec::new(), std::path::Path::new(""));
+    let mut groups: Vec<String> = system
+        .datasets
+        .iter()
+        .filter(|(name, _)| protector.standby_site(name).ok().flatten().as_deref() == Some(site))
+        .filter_map(|(_, ds)| written.loaded.system.services.get(&ds.service))
+        .map(|svc| group_of(&svc.site))
+        .collect();
+    groups.dedup();
+    groups
+}
+
+impl Handler for SiteApi {
+    fn handle(&self, op: Op, request: &Request) -> Reply {
+        match &op {
+            Op::Health | Op::Primary | Op::Standby => self.health(&op, request),
+            Op::Site => match self.current() {
+                Ok(current) => Reply::json(
+                    200,
+                    &crate::report::site_report(
+                        &self.engine,
+                        &current.loaded.system,
+                        &current.source,
+                        &self.state_dir,
+                        &self.site,
+                    ),
+                ),
+                Err(e) => {
+                    // The store cannot be read: the site as written, and why the roles are missing.
+                    let written = self.written();
+                    let mut report = crate::report::site_report(
+                        &self.engine,
+                        &written.loaded.system,
+                        &written.source,
+                        &self.state_dir,
+                        &self.site,
+                    );
+                    report.roles_error = Some(e);
+                    Reply::json(200, &report)
+                }
+            },
+            Op::Runs => self.runs(None),
+            Op::Run { id } => self.runs(Some(id)),
+            Op::StartRun => self.start_run(request),
+            Op::Backup { dataset } => self.dataset("backup", dataset, request),
+            Op::Verify { dataset } => self.dataset("verify", dataset, request),
+            Op::Restore { dataset } => self.dataset("restore", dataset, request),
+            Op::Events => self.events(request),
+        }
+    }
+}
