@@ -37,6 +37,8 @@ pub struct Credentials {
 #[derive(Clone)]
 pub struct Client {
     http: Http,
+    /// The same without an overall timeout, for streams.
+    streams: Http,
     token: Option<String>,
 }
 
@@ -60,26 +62,33 @@ impl Client {
                 tls.ca().display()
             )));
         }
-        let mut builder = Http::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_certs_only(roots)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout);
-        if tls.has_identity() {
+        let identity = if tls.has_identity() {
             let mut pem = read(tls.cert())?;
             pem.push(b'\n');
             pem.extend(read(tls.key())?);
-            let identity = Identity::from_pem(&pem).map_err(|e| {
+            Some(Identity::from_pem(&pem).map_err(|e| {
                 ClientError::Setup(format!("{}: not a certificate and its key: {e}", tls.dir.display()))
-            })?;
-            builder = builder.identity(identity);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Setup(format!("cannot set up the API client: {e}")))?;
+            })?)
+        } else {
+            None
+        };
+        let build = |timeout: Option<Duration>| {
+            let mut builder = Http::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .tls_certs_only(roots.clone())
+                .connect_timeout(timeout.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5)))
+                .timeout(timeout);
+            if let Some(identity) = &identity {
+                builder = builder.identity(identity.clone());
+            }
+            builder
+                .build()
+                .map_err(|e| ClientError::Setup(format!("cannot set up the API client: {e}")))
+        };
         Ok(Client {
-            http,
+            http: build(Some(timeout))?,
+            streams: build(None)?,
             token: credentials.token.clone(),
         })
     }
@@ -99,6 +108,28 @@ impl Client {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         self.send(addr, request)
+    }
+
+    /// `GET https://addr/path` as a stream (the event stream): its body, read as it comes.
+    pub fn open(&self, addr: &str, path: &str) -> Result<impl std::io::Read, ClientError> {
+        // No overall timeout: a stream lasts as long as it is read.
+        let mut request = self.streams.get(url(addr, path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let answer = request.send().map_err(|e| ClientError::Unreachable {
+            addr: addr.to_string(),
+            reason: causes(&e),
+        })?;
+        let status = answer.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(ClientError::Refused {
+                addr: addr.to_string(),
+                status,
+                message: answer.text().unwrap_or_default(),
+            });
+        }
+        Ok(answer)
     }
 
     fn send<T: DeserializeOwned>(

@@ -32,9 +32,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return resume(&args, id);
     }
     let dir = args.spec.state.join("runs");
-    let runs = report::runs(&args.spec.state, args.run.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // With a spec that declares `api`, the runs are at the sites whose agents executed them.
+    let remote = args.spec.load().ok().filter(|d| d.loaded.system.api.is_some());
+    let runs = match &remote {
+        Some(desired) => through_agents(&args, &desired.loaded.system)?,
+        None => report::runs(&args.spec.state, args.run.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
     if let (Some(id), true) = (&args.run, runs.is_empty()) {
-        anyhow::bail!("no run `{id}` in {}", dir.display());
+        match remote {
+            Some(_) => anyhow::bail!("no agent that answered knows run `{id}`"),
+            None => anyhow::bail!("no run `{id}` in {}", dir.display()),
+        }
     }
     if args.json {
         print_json(runs)?;
@@ -77,6 +85,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit::code(exit::OK))
+}
+
+/// Every site's runs (or the one named), asked of its agent, oldest first. An agent that does
+/// not answer is named on stderr: its runs are unknown, not absent.
+fn through_agents(args: &Args, system: &resurgo_spec::System) -> anyhow::Result<Vec<Run>> {
+    let client = crate::remote::client(&args.spec, system, crate::remote::TIMEOUT)?;
+    let path = args
+        .run
+        .as_ref()
+        .map_or_else(|| "/v1/runs".to_string(), |id| format!("/v1/runs/{id}"));
+    let mut runs = Vec::new();
+    for site in system.sites.keys() {
+        let addr = crate::remote::address(system, site)?;
+        match client.get::<Runs>(&addr, &path) {
+            Ok(found) => runs.extend(found.runs),
+            Err(resurgo_api::ClientError::Refused { status: 404, .. }) => {}
+            Err(e) => eprintln!("site `{site}`: its runs are unknown: {e}"),
+        }
+    }
+    runs.sort_by_key(|r| resurgo_controller::failover::started_ms(&r.report.run).unwrap_or(0));
+    Ok(runs)
 }
 
 fn resume(args: &Args, id: &str) -> anyhow::Result<ExitCode> {

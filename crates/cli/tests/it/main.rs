@@ -2,6 +2,7 @@
 //! repositories, the real controller. Each test owns a block of loopback addresses
 //! (127.B.x.1) so tests can run in parallel.
 
+mod api;
 mod apply;
 mod chaos;
 mod cli;

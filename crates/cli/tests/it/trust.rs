@@ -3,40 +3,13 @@
 //! different sites. Each test is set up so that the fault it is about would bite.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{find_service, poll, Env, Out, BIN};
+use std::process::Command;
 
-/// A background `resurgo` process (an agent, a controller) killed when the test ends.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(env: &Env, spec: &Path, args: &[&str], log: &str) -> Daemon {
-        let log = std::fs::File::create(env.path().join(log)).unwrap();
-        let child = Command::new(BIN)
-            .args(args)
-            .arg("--state")
-            .arg(env.state())
-            .arg("--spec")
-            .arg(spec)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start resurgo");
-        Daemon(child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::util::{find_service, poll, Daemon, Env, Out, BIN};
 
 /// `resurgo ARGS --spec SPEC --state <state>`.
 fn run_with(env: &Env, spec: &Path, args: &[&str]) -> Out {

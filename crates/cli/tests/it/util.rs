@@ -249,6 +249,41 @@ impl Drop for Env {
     }
 }
 
+/// A background `resurgo` process (an agent, a controller) killed when the test ends.
+pub struct Daemon(pub Child);
+
+impl Daemon {
+    /// `resurgo ARGS --state <state> --spec SPEC`, its stderr to `log` in the test's folder.
+    pub fn start(env: &Env, spec: &Path, args: &[&str], log: &str) -> Daemon {
+        Daemon::start_with(env, spec, args, log, &[])
+    }
+
+    /// [`Daemon::start`] with environment variables.
+    pub fn start_with(env: &Env, spec: &Path, args: &[&str], log: &str, vars: &[(&str, &str)]) -> Daemon {
+        let log = std::fs::File::create(env.path().join(log)).unwrap();
+        let child = Command::new(BIN)
+            .args(args)
+            .arg("--state")
+            .arg(env.state())
+            .arg("--spec")
+            .arg(spec)
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start resurgo");
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal");
 }
@@ -288,7 +323,7 @@ pub struct Out {
 }
 
 impl Out {
-    fn of(o: Output) -> Out {
+    pub fn of(o: Output) -> Out {
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
