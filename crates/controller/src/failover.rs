@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use resurgo_coord::{Assignment, CasOutcome, CoordStore, StoreError};
 use resurgo_plan::recovery::{failover_steps, StepAction};
 use resurgo_plan::ProcessState;
@@ -406,39 +407,51 @@ pub fn step_specs(steps: &[resurgo_plan::recovery::RecoveryStep]) -> Vec<StepSpe
         .collect()
 }
 
-/// `<state>/runs/ACTIVE`, holding the pid of the process running a recovery plan; removed
-/// when the run ends. A marker whose process is gone (a crash) does not count.
-struct ActiveRun(PathBuf);
+/// A recovery plan being run: a shared advisory lock (flock) on `<state>/runs/active.lock`,
+/// held by the run for its whole duration. The kernel drops it when the run's process ends,
+/// however it ends, so a crash leaves nothing that counts as a run; runs in parallel (two
+/// groups at once) each hold their own share. The file itself is never removed: a lock file
+/// deleted while someone locks it would split later runs over two files.
+struct ActiveRun {
+    _lock: Flock<std::fs::File>,
+}
 
 impl ActiveRun {
     fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("runs").join("ACTIVE")
+        state_dir.join("runs").join("active.lock")
     }
 
-    fn mark(state_dir: &Path) -> std::io::Result<ActiveRun> {
+    fn open(state_dir: &Path) -> std::io::Result<std::fs::File> {
         let path = Self::path(state_dir);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&path, std::process::id().to_string())?;
-        Ok(ActiveRun(path))
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+    }
+
+    fn mark(state_dir: &Path) -> std::io::Result<ActiveRun> {
+        // Blocking: a `run_in_progress` test holds the lock exclusively only for an instant.
+        Flock::lock(Self::open(state_dir)?, FlockArg::LockShared)
+            .map(|lock| ActiveRun { _lock: lock })
+            .map_err(|(_, e)| e.into())
     }
 }
 
-impl Drop for ActiveRun {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Whether a recovery plan is being run right now (by a live process).
+/// Whether a recovery plan is being run right now (by a live process): some run holds its
+/// share of the lock, so an exclusive one cannot be had.
 pub fn run_in_progress(state_dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(ActiveRun::path(state_dir)) else {
+    // Opened, not created: looking makes nothing (no lock file: no run has ever started).
+    let Ok(file) = std::fs::File::open(ActiveRun::path(state_dir)) else {
         return false;
     };
-    text.trim()
-        .parse::<u32>()
-        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_free) => false,
+        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    }
 }
 
 /// Stops every service active at `site` (a planned switch's "stop writes"); returns how
