@@ -16,6 +16,7 @@ use nix::fcntl::{Flock, FlockArg};
 use resurgo_coord::{Assignment, CasOutcome, CoordStore, StoreError};
 use resurgo_plan::recovery::{failover_steps, StepAction};
 use resurgo_plan::ProcessState;
+use resurgo_provider::Provider;
 use resurgo_runbook::plan::{PlanKind, RecoveryPlan, StepSpec};
 use resurgo_runbook::run::{RunReport, Runner, Steps};
 use resurgo_runbook::step::{Check, Step, StepContext, StepError};
@@ -502,11 +503,7 @@ impl ActionStep {
     }
 
     fn protector(&self) -> Protector<'_> {
-        Protector::new(
-            &self.ctx.after,
-            self.ctx.engine.sites(&self.ctx.after),
-            &self.ctx.state_dir,
-        )
+        Protector::new(&self.ctx.after, &self.ctx.engine, &self.ctx.state_dir)
     }
 
     /// Refuses to promote a standby whose lag exceeds the dataset's RPO objective — measured
@@ -520,11 +517,7 @@ impl ActionStep {
         if self.ctx.options.accept_data_loss {
             return Ok(());
         }
-        let before = Protector::new(
-            &self.ctx.before,
-            self.ctx.engine.sites(&self.ctx.before),
-            &self.ctx.state_dir,
-        );
+        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
         let measured = before
             .standby_lag(dataset, site)
             .ok()
@@ -594,11 +587,7 @@ impl ActionStep {
     /// primary at `from` wrote before its clean shutdown; recorded as a lag of zero, which the
     /// promotion's lag gate reads. A primary that did not shut down cleanly says nothing.
     fn final_sync(&self, from: &str, to: &str, deadline: Instant, ctx: &StepContext) -> Result<(), StepError> {
-        let before = Protector::new(
-            &self.ctx.before,
-            self.ctx.engine.sites(&self.ctx.before),
-            &self.ctx.state_dir,
-        );
+        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
         for (name, ds) in &self.ctx.before.datasets {
             if ds.strategy != resurgo_spec::Strategy::Standby
                 || before.standby_site(name).ok().flatten().as_deref() != Some(to)
@@ -691,11 +680,7 @@ impl ActionStep {
 
     /// Where a dataset's restore lands at `site`, and the marker saying which epoch restored it.
     fn restore_target(&self, dataset: &str, site: &str) -> Result<(PathBuf, PathBuf), StepError> {
-        let protector = Protector::new(
-            &self.ctx.after,
-            self.ctx.engine.sites(&self.ctx.after),
-            &self.ctx.state_dir,
-        );
+        let protector = Protector::new(&self.ctx.after, &self.ctx.engine, &self.ctx.state_dir);
         let path = protector.data_path(dataset, site).map_err(permanent)?;
         let kind = self.ctx.after.datasets.get(dataset).map(|d| d.kind);
         let physical_pg = self
@@ -726,21 +711,15 @@ impl ActionStep {
     /// of the data directory at the old site when it can be read, else of the folder that holds
     /// the new one (PostgreSQL refuses a directory that is not its own, and refuses root).
     fn give_pgdata(&self, dataset: &str, dir: &Path) -> Result<(), StepError> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let from_dir = Protector::new(
-            &self.ctx.before,
-            self.ctx.engine.sites(&self.ctx.before),
-            &self.ctx.state_dir,
-        )
-        .data_path(
-            dataset,
-            &self.ctx.before.services[&self.ctx.before.datasets[dataset].service].site,
-        )
-        .ok();
-        let owner = from_dir
-            .and_then(|p| std::fs::metadata(p).ok())
-            .or_else(|| dir.parent().and_then(|p| std::fs::metadata(p).ok()))
-            .map(|m| (m.uid(), m.gid()));
+        use std::os::unix::fs::PermissionsExt;
+        // Each site's provider says who owns what there.
+        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
+        let from = &self.ctx.before.services[&self.ctx.before.datasets[dataset].service].site;
+        let owner = before
+            .data_path(dataset, from)
+            .ok()
+            .and_then(|p| before.owner(from, &p))
+            .or_else(|| dir.parent().and_then(|p| before.owner(&self.ctx.to, p)));
         let Some((uid, gid)) = owner else { return Ok(()) };
         fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
             std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;

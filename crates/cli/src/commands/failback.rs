@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = args.spec.engine_for(&desired)?;
     resurgo_controller::agent::serve_site(&engine, system, &desired.source, &to)
         .map_err(|e| anyhow::anyhow!("bringing {to} up as a standby of {from}: {e}"))?;
-    let protector = resurgo_controller::protect::Protector::new(system, engine.sites(system), &args.spec.state);
+    let protector = resurgo_controller::protect::Protector::new(system, &engine, &args.spec.state);
     let deadline = Instant::now() + args.catch_up.0;
     for name in system.datasets.keys() {
         if protector.standby_site(name)?.as_deref() != Some(to.as_str()) {

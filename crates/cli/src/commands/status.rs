@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use resurgo_controller::engine::{index_observed, read_applied};
 use resurgo_plan::{make_plan, Action, Health, PlanOptions, ProcessState, Role, SiteState};
+use resurgo_provider::Provider as _;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -310,7 +311,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }),
         in_sync: plan.summary.changes() == 0 && plan.summary.unknown_sites == 0 && plan.summary.orphan == 0,
         sites: Vec::new(),
-        datasets: dataset_status(system, &sites, &args.spec.state),
+        datasets: dataset_status(system, &engine, &args.spec.state),
         roles: Vec::new(),
         maintenance: None,
         roles_error: None,
@@ -450,10 +451,10 @@ fn read_roles(
 
 fn dataset_status(
     system: &resurgo_spec::System,
-    sites: &[resurgo_provider::SiteHandle],
+    engine: &resurgo_controller::Engine,
     state: &std::path::Path,
 ) -> Vec<DatasetStatus> {
-    let protector = resurgo_controller::protect::Protector::new(system, sites.to_vec(), state);
+    let protector = resurgo_controller::protect::Protector::new(system, engine, state);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
