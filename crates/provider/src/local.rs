@@ -1374,6 +1374,26 @@ mod tests {
         assert!(missing.starts_with("cannot read /nonexistent/secret: "), "{missing}");
     }
 
+    /// What callers ask instead of knowing the folder: where a dataset lives, who owns it,
+    /// and where the site is.
+    #[test]
+    fn dataset_paths_owners_and_the_description_come_from_the_sites_own_folder() {
+        let f = fixture();
+        let web = f.provider.service_dir("web");
+        let at = |workdir, path| f.provider.data_path(&f.site, "web", workdir, path).unwrap();
+        assert_eq!(at(None, "data/x.db"), web.join("data/x.db"));
+        assert_eq!(at(Some("work"), "x.db"), web.join("work/x.db"));
+        assert_eq!(at(Some("/srv/web"), "x.db"), PathBuf::from("/srv/web/x.db"));
+        assert_eq!(at(None, "/var/lib/x.db"), PathBuf::from("/var/lib/x.db"));
+        assert!(f.provider.data_path(&f.site, "../escape", None, "x").is_err());
+
+        let me = fs::metadata(f.provider.root()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(f.provider.owner(&f.site, f.provider.root()), Some((me.uid(), me.gid())));
+        assert_eq!(f.provider.owner(&f.site, &web.join("absent")), None);
+        assert_eq!(f.provider.describe(&f.site), f.provider.root().display().to_string());
+    }
+
     #[test]
     fn tails_keep_the_last_lines() {
         let dir = tempfile::tempdir().unwrap();
