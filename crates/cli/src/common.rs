@@ -2,12 +2,10 @@
 //! with errors printed the way a person can act on.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
 use resurgo_controller::{desired, Desired, Engine, LoadError, Source};
-use resurgo_provider::local::LocalProvider;
 
 /// Where the spec comes from and where state is kept.
 #[derive(Debug, Clone, Args)]
@@ -92,8 +90,7 @@ impl SpecArgs {
     pub fn engine(&self) -> anyhow::Result<Engine> {
         std::fs::create_dir_all(&self.state)
             .with_context(|| format!("cannot create state folder {}", self.state.display()))?;
-        let provider = LocalProvider::default();
-        Ok(Engine::new(Arc::new(provider), self.state.clone()))
+        Ok(Engine::new(self.state.clone()))
     }
 
     /// The engine for applying `desired`: standby instances get their data seeded before
@@ -194,6 +191,6 @@ impl Context {
 
     pub fn protector(&self) -> resurgo_controller::protect::Protector<'_> {
         let system = self.system();
-        resurgo_controller::protect::Protector::new(system, self.engine.sites(system), &self.state)
+        resurgo_controller::protect::Protector::new(system, &self.engine, &self.state)
     }
 }

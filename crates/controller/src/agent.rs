@@ -37,6 +37,7 @@ use resurgo_coord::fence::{
 };
 use resurgo_coord::{Assignment, BootTime, CoordStore, LeaseId};
 use resurgo_plan::{make_plan, Action, PlanOptions, ProcessState};
+use resurgo_provider::Provider;
 use resurgo_spec::System;
 
 use crate::engine::Engine;
@@ -616,7 +617,7 @@ impl Agent {
                 self.emit(Event::new(EventKind::SiteReachable, "answers heartbeats again").site(primary));
             }
             self.dead_since.remove(primary);
-            let protector = Protector::new(system, self.engine.sites(system), &self.state_dir);
+            let protector = Protector::new(system, &self.engine, &self.state_dir);
             for name in system.datasets.keys() {
                 if protector.standby_site(name).ok().flatten().as_deref() == Some(site) {
                     if let Err(e) = protector.standby_lag(name, site) {

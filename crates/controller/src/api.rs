@@ -94,7 +94,7 @@ impl SiteApi {
             self.observed(&desired)?;
             let current = self.current()?;
             answer.primary_for = self.primary_for(&current)?;
-            answer.standby_for = standby_groups(&desired, &current, &self.site);
+            answer.standby_for = standby_groups(&self.engine, &desired, &current, &self.site);
             let wanted = |groups: &[String]| group.map_or(!groups.is_empty(), |g| groups.iter().any(|x| x == g));
             Ok(match op {
                 Op::Primary => wanted(&answer.primary_for),
@@ -122,7 +122,7 @@ impl SiteApi {
     /// The largest replay lag of the standbys kept here, measured now.
     fn standby_lag(&self, current: &Desired) -> Result<f64, String> {
         let system = &current.loaded.system;
-        let protector = Protector::new(system, self.engine.sites(system), &self.state_dir);
+        let protector = Protector::new(system, &self.engine, &self.state_dir);
         let mut worst: f64 = 0.0;
         for name in system.datasets.keys() {
             if protector.standby_site(name).ok().flatten().as_deref() == Some(self.site.as_str()) {
@@ -274,7 +274,7 @@ impl SiteApi {
             Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
         };
         let system = &current.loaded.system;
-        let protector = Protector::new(system, self.engine.sites(system), &self.state_dir);
+        let protector = Protector::new(system, &self.engine, &self.state_dir);
         let done = |detail: String| {
             Reply::json(
                 200,
@@ -391,9 +391,9 @@ fn read_lines_from(path: &std::path::Path, skip: usize) -> Vec<String> {
 
 /// The groups whose standby this site keeps: a `strategy: standby` dataset's service placed
 /// (in the spec as written) at the group's site, with its standby here now.
-fn standby_groups(written: &Desired, current: &Desired, site: &str) -> Vec<String> {
+fn standby_groups(engine: &Engine, written: &Desired, current: &Desired, site: &str) -> Vec<String> {
     let system = &current.loaded.system;
-    let protector = Protector::new(system, Vec::new(), std::path::Path::new(""));
+    let protector = Protector::new(system, engine, std::path::Path::new(""));
     let mut groups: Vec<String> = system
         .datasets
         .iter()

@@ -12,6 +12,8 @@ use resurgo_plan::{Action, Change, ObservedSite, Plan, Role, RunConfig, SiteStat
 use resurgo_provider::{Provider, ProviderError, SiteHandle};
 use resurgo_spec::System;
 
+use crate::providers::Providers;
+
 /// How long one site may take to be observed before it is reported `unknown`.
 pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,8 +26,11 @@ pub type Preparer = Arc<dyn Fn(&SiteHandle, &RunConfig) -> Result<(), String> + 
 
 #[derive(Clone)]
 pub struct Engine {
-    pub provider: Arc<dyn Provider>,
-    /// Where sites keep their state unless the spec says otherwise.
+    /// Each site's provider, following the spec [`Engine::sites`] was last given; itself a
+    /// [`Provider`] that hands each call to the handle's site.
+    pub provider: Arc<Providers>,
+    /// This controller's state folder (and, for `local` sites, the default home of their
+    /// folders: `<state>/sites/<name>`).
     pub state_dir: PathBuf,
     pub observe_timeout: Duration,
     /// Run before each start (see [`Preparer`]); a failure fails the start.
@@ -70,9 +75,17 @@ pub struct Done {
 }
 
 impl Engine {
-    pub fn new(provider: Arc<dyn Provider>, state_dir: impl Into<PathBuf>) -> Engine {
+    /// An engine whose sites each get the provider their `provider:` names
+    /// ([`crate::providers::build`]).
+    pub fn new(state_dir: impl Into<PathBuf>) -> Engine {
+        let state_dir = state_dir.into();
+        Engine::with_providers(Providers::new(&state_dir), state_dir)
+    }
+
+    /// An engine over `providers` (tests hand in providers of their own).
+    pub fn with_providers(providers: Providers, state_dir: impl Into<PathBuf>) -> Engine {
         Engine {
-            provider,
+            provider: Arc::new(providers),
             state_dir: state_dir.into(),
             observe_timeout: OBSERVE_TIMEOUT,
             preparer: None,
@@ -85,18 +98,17 @@ impl Engine {
         self
     }
 
-    /// The handles of the spec's sites.
+    /// The handles of the spec's sites, each served by the provider its `provider:` names:
+    /// the providers follow `system` ([`Providers::follow`]), so a spec reloaded with a site
+    /// added, changed or gone is served as it now reads.
     pub fn sites(&self, system: &System) -> Vec<SiteHandle> {
+        self.provider.follow(system);
         system
             .sites
             .iter()
             .map(|(name, site)| SiteHandle {
                 name: name.clone(),
                 address: site.address,
-                root: site
-                    .root
-                    .as_ref()
-                    .map_or_else(|| site_root(&self.state_dir, name), PathBuf::from),
             })
             .collect()
     }
@@ -412,11 +424,6 @@ impl SetUpRecord {
     }
 }
 
-/// The default state folder of a site.
-pub fn site_root(state_dir: &Path, site: &str) -> PathBuf {
-    state_dir.join("sites").join(site)
-}
-
 /// Index of observed services by (site, service), for status and the reconcile loop.
 pub fn index_observed(observed: &[ObservedSite]) -> HashMap<(String, String), resurgo_plan::ObservedService> {
     let mut out = HashMap::new();
@@ -487,6 +494,30 @@ mod tests {
             Ok(())
         }
 
+        fn set_aside(&self, _: &SiteHandle, _: &Path, _: &str) -> Result<resurgo_provider::SetAside, ProviderError> {
+            unimplemented!("not asked in these tests")
+        }
+
+        fn set_aside_copies(&self, _: &SiteHandle) -> Result<Vec<resurgo_provider::SetAside>, ProviderError> {
+            Ok(Vec::new())
+        }
+
+        fn drop_set_aside(&self, _: &SiteHandle, _: &str) -> Result<resurgo_provider::SetAside, ProviderError> {
+            unimplemented!("not asked in these tests")
+        }
+
+        fn data_path(&self, _: &SiteHandle, _: &str, _: Option<&str>, _: &str) -> Result<PathBuf, ProviderError> {
+            unimplemented!("not asked in these tests")
+        }
+
+        fn owner(&self, _: &SiteHandle, _: &Path) -> Option<(u32, u32)> {
+            None
+        }
+
+        fn describe(&self, _: &SiteHandle) -> String {
+            "recorder".into()
+        }
+
         fn extend_fence(&self, _: &SiteHandle, _: &resurgo_coord::BootTime) -> Result<(), ProviderError> {
             Ok(())
         }
@@ -548,7 +579,12 @@ mod tests {
     fn a_standby_starts_after_its_active_instance_and_dependants_wait_for_the_active_one_only() {
         let recorder = Arc::new(Recorder::default());
         let prepared = Arc::clone(&recorder);
-        let engine = Engine::new(recorder.clone(), "/nonexistent").with_preparer(Arc::new(move |site, config| {
+        let factory = {
+            let recorder = Arc::clone(&recorder);
+            Arc::new(move |_: &str, _: &resurgo_spec::Site, _: &Path| recorder.clone() as Arc<dyn Provider>)
+        };
+        let providers = Providers::with_factory("/nonexistent", factory);
+        let engine = Engine::with_providers(providers, "/nonexistent").with_preparer(Arc::new(move |site, config| {
             prepared.push(format!("prepare {}/{}", site.name, config.service));
             Ok(())
         }));
@@ -560,14 +596,7 @@ mod tests {
         ] {
             desired.entry(c.site.clone()).or_default().insert(c.service.clone(), c);
         }
-        let sites: Vec<SiteHandle> = ["a", "b"]
-            .iter()
-            .map(|s| SiteHandle {
-                name: s.to_string(),
-                address: "127.0.0.1".parse().unwrap(),
-                root: PathBuf::from("/nonexistent"),
-            })
-            .collect();
+        let sites = engine.sites(&crate::testing::two_sites(false));
         let source = SourceId {
             kind: "folder".into(),
             location: "x".into(),

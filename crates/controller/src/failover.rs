@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use resurgo_coord::{Assignment, CasOutcome, CoordStore, StoreError};
 use resurgo_plan::recovery::{failover_steps, StepAction};
 use resurgo_plan::ProcessState;
+use resurgo_provider::Provider;
 use resurgo_runbook::plan::{PlanKind, RecoveryPlan, StepSpec};
 use resurgo_runbook::run::{RunReport, Runner, Steps};
 use resurgo_runbook::step::{Check, Step, StepContext, StepError};
@@ -195,7 +197,7 @@ pub fn prepare_failback(
     let system = &desired.loaded.system;
     crate::agent::serve_site(engine, system, &desired.source, to)
         .map_err(|e| format!("bringing {to} up as a standby of {from}: {e}"))?;
-    let protector = crate::protect::Protector::new(system, engine.sites(system), state_dir);
+    let protector = crate::protect::Protector::new(system, engine, state_dir);
     let deadline = std::time::Instant::now() + catch_up;
     let behind =
         |name: &str, lag: String| format!("`{name}` at {to} has not caught up with {from} within {catch_up:?}: {lag}");
@@ -478,39 +480,51 @@ pub fn step_specs(steps: &[resurgo_plan::recovery::RecoveryStep]) -> Vec<StepSpe
         .collect()
 }
 
-/// `<state>/runs/ACTIVE`, holding the pid of the process running a recovery plan; removed
-/// when the run ends. A marker whose process is gone (a crash) does not count.
-struct ActiveRun(PathBuf);
+/// A recovery plan being run: a shared advisory lock (flock) on `<state>/runs/active.lock`,
+/// held by the run for its whole duration. The kernel drops it when the run's process ends,
+/// however it ends, so a crash leaves nothing that counts as a run; runs in parallel (two
+/// groups at once) each hold their own share. The file itself is never removed: a lock file
+/// deleted while someone locks it would split later runs over two files.
+struct ActiveRun {
+    _lock: Flock<std::fs::File>,
+}
 
 impl ActiveRun {
     fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("runs").join("ACTIVE")
+        state_dir.join("runs").join("active.lock")
     }
 
-    fn mark(state_dir: &Path) -> std::io::Result<ActiveRun> {
+    fn open(state_dir: &Path) -> std::io::Result<std::fs::File> {
         let path = Self::path(state_dir);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&path, std::process::id().to_string())?;
-        Ok(ActiveRun(path))
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+    }
+
+    fn mark(state_dir: &Path) -> std::io::Result<ActiveRun> {
+        // Blocking: a `run_in_progress` test holds the lock exclusively only for an instant.
+        Flock::lock(Self::open(state_dir)?, FlockArg::LockShared)
+            .map(|lock| ActiveRun { _lock: lock })
+            .map_err(|(_, e)| e.into())
     }
 }
 
-impl Drop for ActiveRun {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Whether a recovery plan is being run right now (by a live process).
+/// Whether a recovery plan is being run right now (by a live process): some run holds its
+/// share of the lock, so an exclusive one cannot be had.
 pub fn run_in_progress(state_dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(ActiveRun::path(state_dir)) else {
+    // Opened, not created: looking makes nothing (no lock file: no run has ever started).
+    let Ok(file) = std::fs::File::open(ActiveRun::path(state_dir)) else {
         return false;
     };
-    text.trim()
-        .parse::<u32>()
-        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_free) => false,
+        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    }
 }
 
 /// Stops every service active at `site` (a planned switch's "stop writes"); returns how
@@ -561,11 +575,7 @@ impl ActionStep {
     }
 
     fn protector(&self) -> Protector<'_> {
-        Protector::new(
-            &self.ctx.after,
-            self.ctx.engine.sites(&self.ctx.after),
-            &self.ctx.state_dir,
-        )
+        Protector::new(&self.ctx.after, &self.ctx.engine, &self.ctx.state_dir)
     }
 
     /// Refuses to promote a standby whose lag exceeds the dataset's RPO objective — measured
@@ -579,11 +589,7 @@ impl ActionStep {
         if self.ctx.options.accept_data_loss {
             return Ok(());
         }
-        let before = Protector::new(
-            &self.ctx.before,
-            self.ctx.engine.sites(&self.ctx.before),
-            &self.ctx.state_dir,
-        );
+        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
         let measured = before
             .standby_lag(dataset, site)
             .ok()
@@ -653,11 +659,7 @@ impl ActionStep {
     /// primary at `from` wrote before its clean shutdown; recorded as a lag of zero, which the
     /// promotion's lag gate reads. A primary that did not shut down cleanly says nothing.
     fn final_sync(&self, from: &str, to: &str, deadline: Instant, ctx: &StepContext) -> Result<(), StepError> {
-        let before = Protector::new(
-            &self.ctx.before,
-            self.ctx.engine.sites(&self.ctx.before),
-            &self.ctx.state_dir,
-        );
+        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
         for (name, ds) in &self.ctx.before.datasets {
             if ds.strategy != resurgo_spec::Strategy::Standby
                 || before.standby_site(name).ok().flatten().as_deref() != Some(to)
@@ -750,11 +752,7 @@ impl ActionStep {
 
     /// Where a dataset's restore lands at `site`, and the marker saying which epoch restored it.
     fn restore_target(&self, dataset: &str, site: &str) -> Result<(PathBuf, PathBuf), StepError> {
-        let protector = Protector::new(
-            &self.ctx.after,
-            self.ctx.engine.sites(&self.ctx.after),
-            &self.ctx.state_dir,
-        );
+        let protector = Protector::new(&self.ctx.after, &self.ctx.engine, &self.ctx.state_dir);
         let path = protector.data_path(dataset, site).map_err(permanent)?;
         let kind = self.ctx.after.datasets.get(dataset).map(|d| d.kind);
         let physical_pg = self
@@ -785,21 +783,15 @@ impl ActionStep {
     /// of the data directory at the old site when it can be read, else of the folder that holds
     /// the new one (PostgreSQL refuses a directory that is not its own, and refuses root).
     fn give_pgdata(&self, dataset: &str, dir: &Path) -> Result<(), StepError> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let from_dir = Protector::new(
-            &self.ctx.before,
-            self.ctx.engine.sites(&self.ctx.before),
-            &self.ctx.state_dir,
-        )
-        .data_path(
-            dataset,
-            &self.ctx.before.services[&self.ctx.before.datasets[dataset].service].site,
-        )
-        .ok();
-        let owner = from_dir
-            .and_then(|p| std::fs::metadata(p).ok())
-            .or_else(|| dir.parent().and_then(|p| std::fs::metadata(p).ok()))
-            .map(|m| (m.uid(), m.gid()));
+        use std::os::unix::fs::PermissionsExt;
+        // Each site's provider says who owns what there.
+        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
+        let from = &self.ctx.before.services[&self.ctx.before.datasets[dataset].service].site;
+        let owner = before
+            .data_path(dataset, from)
+            .ok()
+            .and_then(|p| before.owner(from, &p))
+            .or_else(|| dir.parent().and_then(|p| before.owner(&self.ctx.to, p)));
         let Some((uid, gid)) = owner else { return Ok(()) };
         fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
             std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;

@@ -146,3 +146,20 @@ fn an_unseen_old_primary_whose_lease_ran_out_is_replaced_and_the_run_resumes_to_
     assert!(f.provider.running("b", "web"));
     assert!(where_it_stands(&f.spec, f.dir.path(), &report).is_none());
 }
+
+#[test]
+fn a_run_is_in_progress_exactly_while_some_run_holds_its_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!super::run_in_progress(dir.path()));
+    assert!(!dir.path().join("runs").exists(), "looking makes nothing");
+    let first = super::ActiveRun::mark(dir.path()).unwrap();
+    let second = super::ActiveRun::mark(dir.path()).unwrap();
+    assert!(super::run_in_progress(dir.path()), "two runs at once");
+    drop(first);
+    assert!(super::run_in_progress(dir.path()), "one still runs");
+    drop(second);
+    assert!(
+        !super::run_in_progress(dir.path()),
+        "a run that ended (or died) counts no more"
+    );
+}

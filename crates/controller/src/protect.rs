@@ -11,7 +11,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use resurgo_plan::{Role, RunConfig};
-use resurgo_provider::local::LocalProvider;
 use resurgo_provider::{read_secret, Provider, SiteHandle};
 use resurgo_spec::{Dataset, DatasetKind, PgMethod, RepositorySpec, SecretRef, Strategy, System};
 use resurgo_vault::pg::{Lag, PgTarget, PhysicalRestore, RecoveryTarget};
@@ -57,6 +56,8 @@ pub enum ProtectError {
     Unsupported { dataset: String, reason: String },
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error(transparent)]
+    Provider(#[from] resurgo_provider::ProviderError),
 }
 
 /// The outcome of a verification.
@@ -82,16 +83,20 @@ pub struct PointAt {
 pub struct Protector<'a> {
     pub system: &'a System,
     pub sites: Vec<SiteHandle>,
+    /// The sites' providers: where a dataset lives at a site and who owns it is theirs to say.
+    provider: Arc<dyn Provider>,
     pub state_dir: PathBuf,
     /// Scratch space for verification and SQLite copies.
     pub scratch: PathBuf,
 }
 
 impl<'a> Protector<'a> {
-    pub fn new(system: &'a System, sites: Vec<SiteHandle>, state_dir: &Path) -> Protector<'a> {
+    /// The protector of `system`'s datasets, at the sites `engine` serves.
+    pub fn new(system: &'a System, engine: &Engine, state_dir: &Path) -> Protector<'a> {
         Protector {
             system,
-            sites,
+            sites: engine.sites(system),
+            provider: engine.provider.clone(),
             state_dir: state_dir.to_path_buf(),
             scratch: state_dir.join("scratch"),
         }
@@ -165,22 +170,23 @@ impl<'a> Protector<'a> {
         Ok(Repository::init(&self.repo_config(site)?)?)
     }
 
-    /// Where a file or directory dataset lives at `site`: relative paths are relative to the
-    /// owning service's working directory there.
+    /// Where a file or directory dataset lives at `site`, as the site's provider says: relative
+    /// paths are relative to the owning service's working directory there.
     pub fn data_path(&self, dataset: &str, site: &str) -> Result<PathBuf, ProtectError> {
         let ds = self.dataset(dataset)?;
-        let path = PathBuf::from(ds.path.clone().unwrap_or_default());
-        if path.is_absolute() {
-            return Ok(path);
+        let path = ds.path.as_deref().unwrap_or_default();
+        if Path::new(path).is_absolute() {
+            return Ok(PathBuf::from(path));
         }
-        let handle = self.handle(site)?;
-        let service_dir = LocalProvider::service_dir(handle, &ds.service);
-        let workdir = match self.system.services.get(&ds.service).and_then(|s| s.workdir.as_deref()) {
-            Some(w) if Path::new(w).is_absolute() => PathBuf::from(w),
-            Some(w) => service_dir.join(w),
-            None => service_dir,
-        };
-        Ok(workdir.join(path))
+        let workdir = self.system.services.get(&ds.service).and_then(|s| s.workdir.as_deref());
+        Ok(self
+            .provider
+            .data_path(self.handle(site)?, &ds.service, workdir, path)?)
+    }
+
+    /// Who owns `path` at `site` (uid, gid), if the site's provider can see it.
+    pub fn owner(&self, site: &str, path: &Path) -> Option<(u32, u32)> {
+        self.provider.owner(self.handle(site).ok()?, path)
     }
 
     fn run_hooks(&self, dataset: &str, hook: &'static str, commands: &[String]) -> Result<(), ProtectError> {
@@ -692,8 +698,8 @@ impl<'a> Protector<'a> {
     /// so the new directory gets the owner of the dataset's data directory at the active site
     /// (the same service runs as the same user at both sites); when that one cannot be read (it
     /// is on another machine), the user resurgo runs as.
-    pub fn seed_standby(&self, provider: &dyn Provider, dataset: &str, site: &str) -> Result<bool, ProtectError> {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    pub fn seed_standby(&self, dataset: &str, site: &str) -> Result<bool, ProtectError> {
+        use std::os::unix::fs::DirBuilderExt;
         let ds = self.dataset(dataset)?;
         let unsupported = |reason: String| ProtectError::Unsupported {
             dataset: dataset.to_string(),
@@ -718,7 +724,7 @@ impl<'a> Protector<'a> {
             // it would serve as a second primary. It is set aside — never deleted — and the
             // standby is built afresh from the active server.
             let why = format!("`{dataset}` was primary here before a failover; rejoining as a standby");
-            provider
+            self.provider
                 .set_aside(self.handle(site)?, &pgdata, &why)
                 .map_err(|e| ProtectError::Unsupported {
                     dataset: dataset.to_string(),
@@ -727,11 +733,7 @@ impl<'a> Protector<'a> {
         }
         let home = self.home_site(dataset)?;
         let primary = self.pg_target(dataset, ds)?;
-        let owner = self
-            .data_path(dataset, &home)
-            .ok()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map(|m| (m.uid(), m.gid()));
+        let owner = self.data_path(dataset, &home).ok().and_then(|p| self.owner(&home, &p));
         let io = |what: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |source| ProtectError::Vault(VaultError::Io { what, path, source })
@@ -836,19 +838,15 @@ pub fn standby_slot(dataset: &str, site: &str) -> String {
 /// ([`Protector::seed_standby`]); for anything else, nothing.
 pub fn standby_preparer(engine: &Engine, system: &System) -> Preparer {
     let system = system.clone();
-    let sites = engine.sites(&system);
-    let state_dir = engine.state_dir.clone();
-    let provider = engine.provider.clone();
+    let engine = engine.clone();
     Arc::new(move |site: &SiteHandle, config: &RunConfig| {
         if config.role != Role::Standby {
             return Ok(());
         }
-        let protector = Protector::new(&system, sites.clone(), &state_dir);
+        let protector = Protector::new(&system, &engine, &engine.state_dir);
         for (name, ds) in &system.datasets {
             if ds.service == config.service && ds.strategy == Strategy::Standby && ds.kind == DatasetKind::Postgres {
-                protector
-                    .seed_standby(provider.as_ref(), name, &site.name)
-                    .map_err(|e| e.to_string())?;
+                protector.seed_standby(name, &site.name).map_err(|e| e.to_string())?;
             }
         }
         Ok(())

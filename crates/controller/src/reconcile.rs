@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use resurgo_plan::{make_plan, Action, PlanOptions, SiteState};
+use resurgo_provider::Provider;
 use resurgo_spec::SyncPolicy;
 
 use crate::desired::{load_and_remember, Desired, LastKnownGood, LoadError};

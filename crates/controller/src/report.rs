@@ -11,6 +11,7 @@ use resurgo_api::types::{
     ServiceStatus, SetAsideStatus, SiteReport, SiteStatus, StandbyLag, API_FORMAT_VERSION,
 };
 use resurgo_plan::{make_plan, Action, Health, PlanOptions, ProcessState, Role, SiteState, SourceId};
+use resurgo_provider::Provider as _;
 use resurgo_spec::System;
 
 use crate::engine::{index_observed, Engine};
@@ -160,7 +161,7 @@ fn holders(protector: &Protector, dataset: &str) -> (String, Vec<String>) {
 /// should hold one), the standby kept at `site` and its lag, and the archiving when `site` is
 /// the home. Reads only `site`'s own repository and servers.
 pub fn datasets_at(engine: &Engine, system: &System, state: &std::path::Path, site: &str) -> Vec<DatasetStatus> {
-    let protector = Protector::new(system, engine.sites(system), state);
+    let protector = Protector::new(system, engine, state);
     let now = now_secs() as i64;
     let held: Vec<String> = system
         .datasets
@@ -295,7 +296,7 @@ pub fn merge_datasets(
     state: &std::path::Path,
     parts: &[(String, Result<Vec<DatasetStatus>, String>)],
 ) -> Vec<DatasetStatus> {
-    let protector = Protector::new(system, engine.sites(system), state);
+    let protector = Protector::new(system, engine, state);
     let part = |site: &str, dataset: &str| -> Result<Option<&DatasetStatus>, String> {
         match parts.iter().find(|(s, _)| s == site) {
             Some((_, Ok(list))) => Ok(list.iter().find(|d| d.dataset == dataset)),

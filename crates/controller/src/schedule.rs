@@ -123,7 +123,7 @@ impl Default for Protection {
 
 /// Newest restorable point of each dataset at each site, as `(dataset, site, unix time)`.
 fn read_points(system: &System, engine: &Engine, state_dir: &std::path::Path) -> Outcome {
-    let protector = Protector::new(system, engine.sites(system), state_dir);
+    let protector = Protector::new(system, engine, state_dir);
     let mut points = Vec::new();
     let mut errors = Vec::new();
     let mut by_site: HashMap<String, Vec<String>> = HashMap::new();
@@ -210,7 +210,7 @@ impl Protection {
             self.tx.clone(),
             dataset.to_string(),
         );
-        let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+        let protector = Protector::new(&system, &engine, &state_dir);
         let site = protector.home_site(&dataset).unwrap_or_default();
         emit(
             Event::new(EventKind::BackupStarted, format!("backing up {dataset}"))
@@ -218,7 +218,7 @@ impl Protection {
                 .dataset(&dataset),
         );
         std::thread::spawn(move || {
-            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let protector = Protector::new(&system, &engine, &state_dir);
             let result = protector.backup(&dataset).map_err(|e| e.to_string());
             let mut replicas = Vec::new();
             if result.is_ok() {
@@ -269,7 +269,7 @@ impl Protection {
             self.archives.clone(),
         );
         std::thread::spawn(move || {
-            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let protector = Protector::new(&system, &engine, &state_dir);
             let archive = |site: &str| -> Result<resurgo_vault::archive::LogArchive, String> {
                 let mut cache = archives.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(a) = cache.get(site) {
@@ -304,7 +304,7 @@ impl Protection {
         if self.measuring || self.lag_measured.is_some_and(|t| t.elapsed() < LAG_EVERY) {
             return;
         }
-        let protector = Protector::new(system, engine.sites(system), state_dir);
+        let protector = Protector::new(system, engine, state_dir);
         let pairs: Vec<(String, String, Option<Duration>)> = system
             .datasets
             .iter()
@@ -330,7 +330,7 @@ impl Protection {
         let (system, engine, state_dir, tx) =
             (system.clone(), engine.clone(), state_dir.to_path_buf(), self.tx.clone());
         std::thread::spawn(move || {
-            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let protector = Protector::new(&system, &engine, &state_dir);
             let lags = pairs
                 .into_iter()
                 .map(|(dataset, site, rpo)| {
@@ -370,7 +370,7 @@ impl Protection {
             dataset.to_string(),
         );
         std::thread::spawn(move || {
-            let protector = Protector::new(&system, engine.sites(&system), &state_dir);
+            let protector = Protector::new(&system, &engine, &state_dir);
             let sites = protector.replica_sites(&dataset).unwrap_or_default();
             let sites = if sites.is_empty() {
                 protector.home_site(&dataset).into_iter().collect()

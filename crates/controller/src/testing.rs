@@ -3,15 +3,18 @@
 //! The coordination store in these tests is the real embedded one, in a temporary folder.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use resurgo_coord::{BootTime, CoordStore};
 use resurgo_plan::{Health, ObservedService, ProcessState, RunConfig};
-use resurgo_provider::{ProbeResult, Provider, ProviderError, SiteHandle};
+use resurgo_provider::{ProbeResult, Provider, ProviderError, SetAside, SiteHandle};
 use resurgo_spec::System;
 
-/// Sites in memory. A site absent from `sites` is not set up (unknown); every call is logged
-/// as `verb site/service`.
+/// Sites in memory, one `Recording` serving every site (as the providers of all of them). A
+/// site absent from `sites` is not set up (unknown); every call is logged as
+/// `verb site/service`. Data paths name no real place (`/nonexistent/<site>/…`), and nothing
+/// is ever set aside there.
 #[derive(Default)]
 pub struct Recording {
     state: Mutex<State>,
@@ -68,7 +71,7 @@ impl Recording {
     fn not_set_up(site: &SiteHandle) -> ProviderError {
         ProviderError::NotSetUp {
             site: site.name.clone(),
-            root: site.root.clone(),
+            at: "memory".into(),
         }
     }
 }
@@ -148,6 +151,57 @@ impl Provider for Recording {
         self.state().fence.insert(site.name.clone(), until.clone());
         Ok(())
     }
+
+    fn set_aside(&self, site: &SiteHandle, path: &Path, _: &str) -> Result<SetAside, ProviderError> {
+        self.state()
+            .log
+            .push(format!("set-aside {} {}", site.name, path.display()));
+        Err(ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: "the recording provider keeps no data to set aside".into(),
+        })
+    }
+
+    fn set_aside_copies(&self, site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
+        match self.state().sites.contains_key(&site.name) {
+            true => Ok(Vec::new()),
+            false => Err(Self::not_set_up(site)),
+        }
+    }
+
+    fn drop_set_aside(&self, site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError> {
+        Err(ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: format!("no set-aside copy named {id}"),
+        })
+    }
+
+    fn data_path(
+        &self,
+        site: &SiteHandle,
+        service: &str,
+        _: Option<&str>,
+        path: &str,
+    ) -> Result<PathBuf, ProviderError> {
+        Ok(Path::new("/nonexistent").join(&site.name).join(service).join(path))
+    }
+
+    fn owner(&self, _: &SiteHandle, _: &Path) -> Option<(u32, u32)> {
+        None
+    }
+
+    fn describe(&self, site: &SiteHandle) -> String {
+        format!("site {} in memory", site.name)
+    }
+}
+
+/// Providers whose every site is served by `recording`.
+pub fn providers(state_dir: &Path, recording: &Arc<Recording>) -> crate::Providers {
+    let recording = Arc::clone(recording);
+    crate::Providers::with_factory(
+        state_dir,
+        Arc::new(move |_, _, _| recording.clone() as Arc<dyn Provider>),
+    )
 }
 
 /// A spec from YAML text (panics with the diagnostics if it is invalid).
@@ -195,7 +249,7 @@ impl Fixture {
         provider.site("a", true);
         provider.site("b", true);
         Fixture {
-            engine: crate::engine::Engine::new(provider.clone(), dir.path()),
+            engine: crate::engine::Engine::with_providers(providers(dir.path(), &provider), dir.path()),
             provider,
             spec,
             dir,

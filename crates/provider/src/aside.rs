@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::local::{io_error, lock_site, require_set_up};
+use crate::local::{io_error, LocalProvider};
 use crate::shim::write_json_atomic;
 use crate::{ProviderError, SiteHandle};
 
@@ -42,8 +42,8 @@ pub struct SetAside {
     pub bytes: u64,
 }
 
-fn read_register(site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
-    let path = site.root.join(REGISTER);
+fn read_register(local: &LocalProvider, site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
+    let path = local.root().join(REGISTER);
     match fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| io_error(site, "cannot parse", &path)(io::Error::new(io::ErrorKind::InvalidData, e))),
@@ -52,15 +52,21 @@ fn read_register(site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
     }
 }
 
-fn write_register(site: &SiteHandle, entries: &[SetAside]) -> Result<(), ProviderError> {
-    let path = site.root.join(REGISTER);
+fn write_register(local: &LocalProvider, site: &SiteHandle, entries: &[SetAside]) -> Result<(), ProviderError> {
+    let path = local.root().join(REGISTER);
     write_json_atomic(&path, &entries).map_err(io_error(site, "cannot write", &path))
 }
 
 /// Moves `path` (a file or folder at `site`) into `into` under a name of its own, recorded with
 /// `why`. Returns the copy; an absent `path` is an error (there is nothing to keep).
-pub fn set_aside(site: &SiteHandle, path: &Path, into: &Path, why: &str) -> Result<SetAside, ProviderError> {
-    let _lock = lock_site(site, LOCK)?;
+pub fn set_aside(
+    local: &LocalProvider,
+    site: &SiteHandle,
+    path: &Path,
+    into: &Path,
+    why: &str,
+) -> Result<SetAside, ProviderError> {
+    let _lock = local.lock_site(site, LOCK)?;
     fs::symlink_metadata(path).map_err(io_error(site, "cannot set aside", path))?;
     fs::create_dir_all(into).map_err(io_error(site, "cannot create", into))?;
     let name = path
@@ -68,7 +74,7 @@ pub fn set_aside(site: &SiteHandle, path: &Path, into: &Path, why: &str) -> Resu
         .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
     let at = crate::shim::rfc3339(SystemTime::now());
     let stamp: String = at.chars().filter(char::is_ascii_alphanumeric).collect();
-    let mut entries = read_register(site)?;
+    let mut entries = read_register(local, site)?;
     let (id, dest) = (0u32..)
         .map(|n| {
             let id = format!("{name}.aside-{stamp}-{n}");
@@ -86,7 +92,7 @@ pub fn set_aside(site: &SiteHandle, path: &Path, into: &Path, why: &str) -> Resu
         bytes: 0,
     };
     entries.push(entry.clone());
-    write_register(site, &entries)?;
+    write_register(local, site, &entries)?;
     fs::rename(path, &dest).map_err(io_error(site, "cannot set aside", path))?;
     if let Some(dir) = dest.parent() {
         let _ = File::open(dir).and_then(|d| d.sync_all());
@@ -96,9 +102,9 @@ pub fn set_aside(site: &SiteHandle, path: &Path, into: &Path, why: &str) -> Resu
 
 /// The set-aside copies at `site` that exist, with their sizes.
 /// A site whose folder cannot be seen is an error, never a site without copies.
-pub fn list(site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
-    require_set_up(site)?;
-    Ok(read_register(site)?
+pub fn list(local: &LocalProvider, site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
+    local.require_set_up(site)?;
+    Ok(read_register(local, site)?
         .into_iter()
         .filter(|e| fs::symlink_metadata(&e.path).is_ok())
         .map(|mut e| {
@@ -109,9 +115,9 @@ pub fn list(site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
 }
 
 /// Deletes the copy named `id` and its entry: the one way set-aside data goes away.
-pub fn remove(site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError> {
-    let _lock = lock_site(site, LOCK)?;
-    let mut entries = read_register(site)?;
+pub fn remove(local: &LocalProvider, site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError> {
+    let _lock = local.lock_site(site, LOCK)?;
+    let mut entries = read_register(local, site)?;
     let index = entries
         .iter()
         .position(|e| e.id == id)
@@ -129,7 +135,7 @@ pub fn remove(site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError> {
         Err(e) => Err(e),
     };
     gone.map_err(io_error(site, "cannot remove", &entry.path))?;
-    write_register(site, &entries)?;
+    write_register(local, site, &entries)?;
     Ok(entry)
 }
 
@@ -152,53 +158,53 @@ mod tests {
     use super::*;
     use crate::Provider;
 
-    fn site(root: &Path) -> SiteHandle {
-        SiteHandle {
+    fn site(root: &Path) -> (LocalProvider, SiteHandle) {
+        let handle = SiteHandle {
             name: "a".into(),
             address: "127.0.0.1".parse().unwrap(),
-            root: root.to_path_buf(),
-        }
+        };
+        (LocalProvider::at(root), handle)
     }
 
     #[test]
     fn copies_get_names_of_their_own_and_go_only_when_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let site = site(&dir.path().join("site"));
-        crate::local::LocalProvider::new("unused".into()).set_up(&site).unwrap();
+        let (local, site) = site(&dir.path().join("site"));
+        local.set_up(&site).unwrap();
         let data = dir.path().join("data");
         let mut ids = Vec::new();
         for content in ["first", "second"] {
             fs::create_dir_all(&data).unwrap();
             fs::write(data.join("f"), content).unwrap();
-            let copy = set_aside(&site, &data, dir.path(), "restore found it").unwrap();
+            let copy = set_aside(&local, &site, &data, dir.path(), "restore found it").unwrap();
             assert!(!data.exists());
             assert_eq!(fs::read_to_string(copy.path.join("f")).unwrap(), content);
             ids.push(copy.id);
         }
         assert_ne!(ids[0], ids[1], "each copy has a name of its own");
-        let listed = list(&site).unwrap();
+        let listed = list(&local, &site).unwrap();
         assert_eq!(
             listed.iter().map(|e| &e.id).collect::<Vec<_>>(),
             ids.iter().collect::<Vec<_>>()
         );
         assert!(listed.iter().all(|e| e.bytes > 0 && e.why == "restore found it"));
 
-        let gone = remove(&site, &ids[0]).unwrap();
+        let gone = remove(&local, &site, &ids[0]).unwrap();
         assert!(!gone.path.exists());
-        assert_eq!(list(&site).unwrap().len(), 1);
-        let err = remove(&site, "nothing").unwrap_err();
+        assert_eq!(list(&local, &site).unwrap().len(), 1);
+        let err = remove(&local, &site, "nothing").unwrap_err();
         assert!(err.to_string().contains("no set-aside copy named"), "{err}");
         assert!(
-            set_aside(&site, &data, dir.path(), "x").is_err(),
+            set_aside(&local, &site, &data, dir.path(), "x").is_err(),
             "nothing to set aside"
         );
 
         // A site whose folder is gone has unknown copies, not none; nothing is made there.
-        fs::rename(&site.root, dir.path().join("elsewhere")).unwrap();
-        let err = list(&site).unwrap_err();
+        fs::rename(local.root(), dir.path().join("elsewhere")).unwrap();
+        let err = list(&local, &site).unwrap_err();
         assert!(matches!(err, ProviderError::NotSetUp { .. }), "{err:?}");
         fs::create_dir_all(&data).unwrap();
-        assert!(set_aside(&site, &data, dir.path(), "x").is_err());
-        assert!(!site.root.exists(), "no folder made in a lost site's place");
+        assert!(set_aside(&local, &site, &data, dir.path(), "x").is_err());
+        assert!(!local.root().exists(), "no folder made in a lost site's place");
     }
 }

@@ -1,11 +1,15 @@
 //! Providers run services at a site and report what runs there. The [`Provider`] trait is the
-//! whole contract: observe, start, stop, remove, probe. It knows nothing of plans or policies;
-//! callers decide what to do, a provider only does it and says what it sees.
+//! whole contract: observe, start, stop, remove, probe, the fence deadline, set-aside copies,
+//! where a dataset lives and who owns it. It knows nothing of plans or policies; callers
+//! decide what to do, a provider only does it and says what it sees. Each site has a provider
+//! of its own (the controller builds them from each site's `provider:`); callers never reach
+//! into a provider's layout.
 //!
-//! `local` (the embedded default) runs each service as a supervised OS process on this machine.
+//! `local` (the embedded default) runs each service as a supervised OS process on this machine,
+//! its state in the site's folder.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use resurgo_plan::{ObservedService, RunConfig};
 
@@ -22,13 +26,13 @@ pub use shim::write_json_atomic;
 pub use local::read_secret;
 pub mod shim;
 
-/// A site as a provider needs it.
+/// A site as a provider's callers name it. Where and how the site keeps its state is the
+/// provider's own business: each site has a provider of its own, built for it (the local one
+/// knows its folder), so a handle carries no path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteHandle {
     pub name: String,
     pub address: IpAddr,
-    /// The site's state folder (local provider).
-    pub root: PathBuf,
 }
 
 /// The result of one health probe.
@@ -44,8 +48,12 @@ pub enum ProviderError {
     /// The site's folder is not there, or holds no site (an empty mount point): the site is
     /// lost, its volume is not mounted, or it was never set up on this machine. It is
     /// `unknown`, never empty.
-    #[error("site `{site}` is not set up here: no site at {root} (the site is lost, its volume not mounted, or it was never set up on this machine)")]
-    NotSetUp { site: String, root: PathBuf },
+    #[error("site `{site}` is not set up here: no site at {at} (the site is lost, its volume not mounted, or it was never set up on this machine)")]
+    NotSetUp {
+        site: String,
+        /// Where the provider looked, for people (the local provider's folder).
+        at: String,
+    },
     /// The site cannot be observed or acted on at all. Retrying later may help.
     #[error("site `{site}` is unreachable: {reason}")]
     SiteUnreachable { site: String, reason: String },
@@ -121,18 +129,29 @@ pub trait Provider: Send + Sync {
 
     /// Moves `path` at the site out of the way, under a name of its own beside it, recorded
     /// with `why` ([`aside`]). Nothing set aside is deleted except by [`Provider::drop_set_aside`].
-    fn set_aside(&self, site: &SiteHandle, path: &std::path::Path, why: &str) -> Result<SetAside, ProviderError> {
-        let into = path.parent().unwrap_or(std::path::Path::new("/"));
-        aside::set_aside(site, path, into, why)
-    }
+    fn set_aside(&self, site: &SiteHandle, path: &Path, why: &str) -> Result<SetAside, ProviderError>;
 
     /// The set-aside copies at the site, with their sizes.
-    fn set_aside_copies(&self, site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError> {
-        aside::list(site)
-    }
+    fn set_aside_copies(&self, site: &SiteHandle) -> Result<Vec<SetAside>, ProviderError>;
 
     /// Deletes the set-aside copy `id` at the site (a person asked for it by name).
-    fn drop_set_aside(&self, site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError> {
-        aside::remove(site, id)
-    }
+    fn drop_set_aside(&self, site: &SiteHandle, id: &str) -> Result<SetAside, ProviderError>;
+
+    /// Where the dataset path `path` of `service` lives at the site: an absolute path as it
+    /// is; a relative one under the service's working directory there — `workdir` (the
+    /// spec's) relative to where the provider keeps the service, or that place itself.
+    fn data_path(
+        &self,
+        site: &SiteHandle,
+        service: &str,
+        workdir: Option<&str>,
+        path: &str,
+    ) -> Result<PathBuf, ProviderError>;
+
+    /// Who owns `path` at the site (uid, gid), if it can be seen: a restored PostgreSQL data
+    /// directory is given to the owner of the one it replaces.
+    fn owner(&self, site: &SiteHandle, path: &Path) -> Option<(u32, u32)>;
+
+    /// Where the site is, for people (`set-up` says it): the local provider's folder.
+    fn describe(&self, site: &SiteHandle) -> String;
 }

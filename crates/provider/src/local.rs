@@ -6,8 +6,10 @@
 //! ([`ProviderError::NotSetUp`]): it is reported as such and nothing is created in its place
 //! except by [`Provider::set_up`].
 //!
-//! All state is on disk under the site's root, so any `LocalProvider` (a new CLI run, a
-//! restarted controller) sees the same services and adopts the running ones:
+//! A `LocalProvider` serves one site, built with its folder ([`LocalProvider::at`]); the folder
+//! is known only here, never to callers. All state is on disk under it, so any `LocalProvider`
+//! of that folder (a new CLI run, a restarted controller) sees the same services and adopts the
+//! running ones:
 //!
 //! ```text
 //! <root>/site.json                     {site, address}, written when the site is set up
@@ -93,19 +95,13 @@ pub(crate) fn base_env() -> Vec<(String, String)> {
     env
 }
 
-/// Runs services as supervised processes on this machine.
+/// Runs one site's services as supervised processes on this machine, its state in the
+/// site's folder (`root`).
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
+    root: PathBuf,
     shim_exe: PathBuf,
     log_limits: LogLimits,
-}
-
-impl Default for LocalProvider {
-    /// Uses the running executable (the `resurgo` binary) as the shim.
-    fn default() -> Self {
-        // /proc/self/exe runs the same program even if its path cannot be read.
-        LocalProvider::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")))
-    }
 }
 
 /// `site.json`: which site a root belongs to.
@@ -124,13 +120,22 @@ struct Recorded {
 }
 
 impl LocalProvider {
-    /// A provider whose shims run as `shim_exe __shim <service_dir>`; `shim_exe` must hand that
-    /// to [`crate::shim::run_shim`].
-    pub fn new(shim_exe: PathBuf) -> LocalProvider {
+    /// The provider of the site whose folder is `root`. Its shims are the running executable
+    /// (the `resurgo` binary).
+    pub fn at(root: impl Into<PathBuf>) -> LocalProvider {
         LocalProvider {
-            shim_exe,
+            root: root.into(),
+            // /proc/self/exe runs the same program even if its path cannot be read.
+            shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             log_limits: LogLimits::default(),
         }
+    }
+
+    /// Sets the program its shims run as, `shim_exe __shim <service_dir>`; it must hand that
+    /// to [`crate::shim::run_shim`].
+    pub fn with_shim(mut self, shim_exe: PathBuf) -> LocalProvider {
+        self.shim_exe = shim_exe;
+        self
     }
 
     /// Sets how services' logs are rotated (default: 10 MiB, keep 3), from the next start on.
@@ -143,19 +148,24 @@ impl LocalProvider {
         &self.shim_exe
     }
 
+    /// The site's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The folder holding a service's state and logs.
-    pub fn service_dir(site: &SiteHandle, service: &str) -> PathBuf {
-        site.root.join(SERVICES_DIR).join(service)
+    pub fn service_dir(&self, service: &str) -> PathBuf {
+        self.root.join(SERVICES_DIR).join(service)
     }
 
     fn launch(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
         let service = config.service.as_str();
-        let dir = Self::service_dir(site, service);
+        let dir = self.service_dir(service);
         // Read secrets before touching anything: a missing secret leaves a running instance be.
         let env = service_env(site, config)?;
 
         fs::create_dir_all(dir.join(LOG_DIR)).map_err(io_error(site, "cannot create", &dir.join(LOG_DIR)))?;
-        write_site_record(site)?;
+        write_site_record(site, &self.root)?;
 
         let (previous_run, grace) = previous_run(site, &dir)?;
         if let Some(run) = &previous_run {
@@ -196,7 +206,7 @@ impl LocalProvider {
             logs: self.log_limits,
             // Every instance, standbys too: a standby promoted in place keeps its supervisor,
             // which must then fence it like any primary.
-            fence_file: Some(site.root.join(crate::shim::FENCE_FILE)),
+            fence_file: Some(self.root.join(crate::shim::FENCE_FILE)),
             stop_timeout_ms: config.stop_timeout_ms,
         };
         let launch_path = dir.join(LAUNCH_FILE);
@@ -304,15 +314,15 @@ impl LocalProvider {
     /// Holds the service's lock: starts, stops and removes of one service never interleave
     /// (a controller and a CLI may act on the same site).
     fn lock(&self, site: &SiteHandle, service: &str) -> Result<Flock<File>, ProviderError> {
-        check_name(site, service)?;
-        lock_site(site, service)
+        self.check_name(site, service)?;
+        self.lock_site(site, service)
     }
 }
 
 impl Provider for LocalProvider {
     fn set_up(&self, site: &SiteHandle) -> Result<(), ProviderError> {
-        fs::create_dir_all(&site.root).map_err(io_error(site, "cannot create", &site.root))?;
-        write_site_record(site)
+        fs::create_dir_all(&self.root).map_err(io_error(site, "cannot create", &self.root))?;
+        write_site_record(site, &self.root)
     }
 
     fn observe(&self, site: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError> {
@@ -320,8 +330,8 @@ impl Provider for LocalProvider {
             site: site.name.clone(),
             reason,
         };
-        require_set_up(site)?;
-        let services_dir = site.root.join(SERVICES_DIR);
+        self.require_set_up(site)?;
+        let services_dir = self.root.join(SERVICES_DIR);
         let entries = match fs::read_dir(&services_dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(unreachable(format!("cannot read {}: {e}", services_dir.display()))),
@@ -412,15 +422,15 @@ impl Provider for LocalProvider {
     }
 
     fn extend_fence(&self, site: &SiteHandle, until: &resurgo_coord::BootTime) -> Result<(), ProviderError> {
-        require_set_up(site)?;
-        let path = site.root.join(crate::shim::FENCE_FILE);
+        self.require_set_up(site)?;
+        let path = self.root.join(crate::shim::FENCE_FILE);
         write_json_atomic(&path, until).map_err(io_error(site, "cannot write", &path))
     }
 
     fn relabel(&self, site: &SiteHandle, config: &RunConfig) -> Result<(), ProviderError> {
         let service = &config.service;
-        check_name(site, service)?;
-        let dir = Self::service_dir(site, service);
+        self.check_name(site, service)?;
+        let dir = self.service_dir(service);
         let _lock = self.lock(site, service)?;
         let run_path = dir.join(RUN_FILE);
         let mut run = read_json::<RunRecord>(&run_path)
@@ -438,9 +448,9 @@ impl Provider for LocalProvider {
     }
 
     fn stop(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
-        check_name(site, service)?;
-        require_set_up(site)?;
-        let dir = Self::service_dir(site, service);
+        self.check_name(site, service)?;
+        self.require_set_up(site)?;
+        let dir = self.service_dir(service);
         if !dir.is_dir() {
             return Ok(());
         }
@@ -449,8 +459,8 @@ impl Provider for LocalProvider {
     }
 
     fn remove(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
-        check_name(site, service)?;
-        let dir = Self::service_dir(site, service);
+        self.check_name(site, service)?;
+        let dir = self.service_dir(service);
         if !dir.is_dir() {
             return Ok(());
         }
@@ -458,9 +468,10 @@ impl Provider for LocalProvider {
         self.stop_locked(site, &dir)?;
         // Its folder holds its data: kept, out of the services' way.
         crate::aside::set_aside(
+            self,
             site,
             &dir,
-            &site.root.join(SET_ASIDE_DIR),
+            &self.root.join(SET_ASIDE_DIR),
             "pruned: the service left the spec",
         )
         .map(drop)
@@ -474,8 +485,47 @@ impl Provider for LocalProvider {
                 detail: "no health check declared".into(),
             };
         };
-        let dir = Self::service_dir(site, &config.service);
+        let dir = self.service_dir(&config.service);
         crate::probe::probe(site.address, check, &workdir(&dir, config))
+    }
+
+    fn set_aside(&self, site: &SiteHandle, path: &Path, why: &str) -> Result<crate::SetAside, ProviderError> {
+        let into = path.parent().unwrap_or(Path::new("/"));
+        crate::aside::set_aside(self, site, path, into, why)
+    }
+
+    fn set_aside_copies(&self, site: &SiteHandle) -> Result<Vec<crate::SetAside>, ProviderError> {
+        crate::aside::list(self, site)
+    }
+
+    fn drop_set_aside(&self, site: &SiteHandle, id: &str) -> Result<crate::SetAside, ProviderError> {
+        crate::aside::remove(self, site, id)
+    }
+
+    fn data_path(
+        &self,
+        site: &SiteHandle,
+        service: &str,
+        workdir: Option<&str>,
+        path: &str,
+    ) -> Result<PathBuf, ProviderError> {
+        self.check_name(site, service)?;
+        // `join` keeps an absolute path as it is.
+        let dir = self.service_dir(service);
+        Ok(match workdir {
+            Some(w) => dir.join(w),
+            None => dir,
+        }
+        .join(path))
+    }
+
+    fn owner(&self, _: &SiteHandle, path: &Path) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
+    }
+
+    fn describe(&self, _: &SiteHandle) -> String {
+        self.root.display().to_string()
     }
 }
 
@@ -604,8 +654,8 @@ fn write_launch(path: &Path, launch: &Launch) -> io::Result<()> {
     file.sync_all()
 }
 
-fn write_site_record(site: &SiteHandle) -> Result<(), ProviderError> {
-    let path = site.root.join(SITE_FILE);
+fn write_site_record(site: &SiteHandle, root: &Path) -> Result<(), ProviderError> {
+    let path = root.join(SITE_FILE);
     let record = SiteRecord {
         site: site.name.clone(),
         address: site.address,
@@ -692,67 +742,69 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
-/// Holds `<root>/locks/<name>.lock` of a site that is set up (a lock never makes a lost
-/// site's folder anew).
-pub(crate) fn lock_site(site: &SiteHandle, name: &str) -> Result<Flock<File>, ProviderError> {
-    require_set_up(site)?;
-    let dir = site.root.join(LOCKS_DIR);
-    fs::create_dir_all(&dir).map_err(io_error(site, "cannot create", &dir))?;
-    let path = dir.join(format!("{name}.lock"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_error(site, "cannot open", &path))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_error(site, "cannot lock", &path)(e.into()))
-}
+impl LocalProvider {
+    /// Holds `<root>/locks/<name>.lock` of a site that is set up (a lock never makes a lost
+    /// site's folder anew).
+    pub(crate) fn lock_site(&self, site: &SiteHandle, name: &str) -> Result<Flock<File>, ProviderError> {
+        self.require_set_up(site)?;
+        let dir = self.root.join(LOCKS_DIR);
+        fs::create_dir_all(&dir).map_err(io_error(site, "cannot create", &dir))?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(site, "cannot open", &path))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_error(site, "cannot lock", &path)(e.into()))
+    }
 
-/// The site's folder must be there, with its record (`site.json`, written by `set_up`): an
-/// absent folder, or one without the record (a volume that did not mount), is a site that is
-/// lost, not mounted or never set up here — `unknown`, never empty, and nothing is created in
-/// its place.
-pub(crate) fn require_set_up(site: &SiteHandle) -> Result<(), ProviderError> {
-    match fs::metadata(&site.root) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProviderError::NotSetUp {
-            site: site.name.clone(),
-            root: site.root.clone(),
-        }),
-        Err(e) => Err(ProviderError::SiteUnreachable {
-            site: site.name.clone(),
-            reason: format!("cannot read {}: {e}", site.root.display()),
-        }),
-        Ok(m) if !m.is_dir() => Err(ProviderError::SiteUnreachable {
-            site: site.name.clone(),
-            reason: format!("{} is not a directory", site.root.display()),
-        }),
-        // A folder without the site's record is a mount point whose volume is not mounted (or
-        // a folder made by something else): not this site, and nothing is made in it.
-        Ok(_) => match fs::metadata(site.root.join(SITE_FILE)) {
-            Ok(_) => Ok(()),
+    /// The site's folder must be there, with its record (`site.json`, written by `set_up`): an
+    /// absent folder, or one without the record (a volume that did not mount), is a site that is
+    /// lost, not mounted or never set up here — `unknown`, never empty, and nothing is created in
+    /// its place.
+    pub(crate) fn require_set_up(&self, site: &SiteHandle) -> Result<(), ProviderError> {
+        match fs::metadata(&self.root) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProviderError::NotSetUp {
                 site: site.name.clone(),
-                root: site.root.clone(),
+                at: self.root.display().to_string(),
             }),
             Err(e) => Err(ProviderError::SiteUnreachable {
                 site: site.name.clone(),
-                reason: format!("cannot read {}: {e}", site.root.join(SITE_FILE).display()),
+                reason: format!("cannot read {}: {e}", self.root.display()),
             }),
-        },
+            Ok(m) if !m.is_dir() => Err(ProviderError::SiteUnreachable {
+                site: site.name.clone(),
+                reason: format!("{} is not a directory", self.root.display()),
+            }),
+            // A folder without the site's record is a mount point whose volume is not mounted (or
+            // a folder made by something else): not this site, and nothing is made in it.
+            Ok(_) => match fs::metadata(self.root.join(SITE_FILE)) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProviderError::NotSetUp {
+                    site: site.name.clone(),
+                    at: self.root.display().to_string(),
+                }),
+                Err(e) => Err(ProviderError::SiteUnreachable {
+                    site: site.name.clone(),
+                    reason: format!("cannot read {}: {e}", self.root.join(SITE_FILE).display()),
+                }),
+            },
+        }
     }
-}
 
-/// Service names become folder names: refuse anything that would leave `services/`.
-fn check_name(site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
-    if service.is_empty() || service == "." || service == ".." || service.contains(['/', '\0']) {
-        let path = site.root.join(SERVICES_DIR).join(service);
-        let reason = io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("`{service}` is not a valid service name"),
-        );
-        return Err(io_error(site, "refusing", &path)(reason));
+    /// Service names become folder names: refuse anything that would leave `services/`.
+    fn check_name(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        if service.is_empty() || service == "." || service == ".." || service.contains(['/', '\0']) {
+            let path = self.root.join(SERVICES_DIR).join(service);
+            let reason = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{service}` is not a valid service name"),
+            );
+            return Err(io_error(site, "refusing", &path)(reason));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub(crate) fn io_error(site: &SiteHandle, what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ProviderError {
@@ -805,7 +857,6 @@ mod tests {
         let site = SiteHandle {
             name: "a".into(),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            root: dir.path().join("sites/a"),
         };
         // `exec` keeps the pid the provider spawned, which the shim records as its own.
         let wrapper = dir.path().join("shim");
@@ -818,7 +869,7 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let provider = LocalProvider::new(wrapper);
+        let provider = LocalProvider::at(dir.path().join("sites/a")).with_shim(wrapper);
         provider.set_up(&site).unwrap();
         Fixture {
             _dir: dir,
@@ -853,7 +904,7 @@ mod tests {
         }
 
         fn dir(&self, service: &str) -> PathBuf {
-            LocalProvider::service_dir(&self.site, service)
+            self.provider.service_dir(service)
         }
 
         fn running_pid(&self, service: &str) -> u32 {
@@ -924,7 +975,7 @@ mod tests {
             !recorded.contains("s3cr3t") && !recorded.contains(&std::env::var("PATH").unwrap()),
             "{recorded}"
         );
-        let site: SiteRecord = read_json(&f.site.root.join(SITE_FILE)).unwrap().unwrap();
+        let site: SiteRecord = read_json(&f.provider.root().join(SITE_FILE)).unwrap().unwrap();
         assert_eq!(
             site,
             SiteRecord {
@@ -967,7 +1018,8 @@ mod tests {
         );
         assert_eq!(f.observe_one("db").restarts, 1);
 
-        let adopted = LocalProvider::new(PathBuf::from("/nonexistent/shim"))
+        let adopted = LocalProvider::at(f.provider.root())
+            .with_shim(PathBuf::from("/nonexistent/shim"))
             .observe(&f.site)
             .unwrap();
         assert_eq!(adopted.len(), 1);
@@ -1247,7 +1299,7 @@ mod tests {
     fn an_absent_root_is_not_set_up_and_an_unreadable_one_is_unreachable() {
         let f = fixture();
         assert_eq!(f.provider.observe(&f.site).unwrap(), Vec::new(), "set up and empty");
-        fs::remove_dir_all(&f.site.root).unwrap();
+        fs::remove_dir_all(f.provider.root()).unwrap();
         // Lost, not mounted, or never set up: not an empty site, and nothing is made there.
         let err = f.provider.observe(&f.site).unwrap_err();
         assert!(matches!(err, ProviderError::NotSetUp { .. }), "{err:?}");
@@ -1258,20 +1310,24 @@ mod tests {
             "a stop fences nothing: {stop:?}"
         );
         assert!(f.provider.start(&f.site, &sh("web", "sleep 60")).is_err());
-        assert!(!f.site.root.exists(), "nothing created in the lost site's place");
+        assert!(!f.provider.root().exists(), "nothing created in the lost site's place");
 
         // A mount point whose volume did not mount: the folder is there, the site is not.
-        fs::create_dir_all(&f.site.root).unwrap();
+        fs::create_dir_all(f.provider.root()).unwrap();
         let err = f.provider.observe(&f.site).unwrap_err();
         assert!(
             matches!(err, ProviderError::NotSetUp { .. }),
             "an empty mount point: {err:?}"
         );
         assert!(f.provider.start(&f.site, &sh("web", "sleep 60")).is_err());
-        assert_eq!(fs::read_dir(&f.site.root).unwrap().count(), 0, "nothing made in it");
-        fs::remove_dir(&f.site.root).unwrap();
+        assert_eq!(
+            fs::read_dir(f.provider.root()).unwrap().count(),
+            0,
+            "nothing made in it"
+        );
+        fs::remove_dir(f.provider.root()).unwrap();
 
-        fs::write(&f.site.root, "not a folder").unwrap();
+        fs::write(f.provider.root(), "not a folder").unwrap();
         let err = f.provider.observe(&f.site).unwrap_err();
         assert!(matches!(err, ProviderError::SiteUnreachable { .. }), "{err:?}");
         assert!(err.to_string().ends_with("is not a directory"), "{err}");
@@ -1298,7 +1354,7 @@ mod tests {
         let f = fixture();
         f.provider.stop(&f.site, "nothing").unwrap();
         f.provider.remove(&f.site, "nothing").unwrap();
-        assert!(!f.site.root.join("services").exists());
+        assert!(!f.provider.root().join("services").exists());
         let err = f.provider.stop(&f.site, "../escape").unwrap_err();
         assert!(
             err.to_string().contains("`../escape` is not a valid service name"),
@@ -1316,6 +1372,26 @@ mod tests {
         }
         let missing = read_secret(&SecretRef::File("/nonexistent/secret".into())).unwrap_err();
         assert!(missing.starts_with("cannot read /nonexistent/secret: "), "{missing}");
+    }
+
+    /// What callers ask instead of knowing the folder: where a dataset lives, who owns it,
+    /// and where the site is.
+    #[test]
+    fn dataset_paths_owners_and_the_description_come_from_the_sites_own_folder() {
+        let f = fixture();
+        let web = f.provider.service_dir("web");
+        let at = |workdir, path| f.provider.data_path(&f.site, "web", workdir, path).unwrap();
+        assert_eq!(at(None, "data/x.db"), web.join("data/x.db"));
+        assert_eq!(at(Some("work"), "x.db"), web.join("work/x.db"));
+        assert_eq!(at(Some("/srv/web"), "x.db"), PathBuf::from("/srv/web/x.db"));
+        assert_eq!(at(None, "/var/lib/x.db"), PathBuf::from("/var/lib/x.db"));
+        assert!(f.provider.data_path(&f.site, "../escape", None, "x").is_err());
+
+        let me = fs::metadata(f.provider.root()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(f.provider.owner(&f.site, f.provider.root()), Some((me.uid(), me.gid())));
+        assert_eq!(f.provider.owner(&f.site, &web.join("absent")), None);
+        assert_eq!(f.provider.describe(&f.site), f.provider.root().display().to_string());
     }
 
     #[test]

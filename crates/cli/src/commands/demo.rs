@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use resurgo_controller::{Controller, ControllerConfig, EventKind, EventLog};
 use resurgo_plan::{PlanOptions, ProcessState};
+use resurgo_provider::Provider as _;
 
 use crate::commands::{apply, backup, plan, repo, snapshots, status, validate, verify};
 use crate::common::SpecArgs;
@@ -295,8 +296,9 @@ fn lose_site_and_fail_over(
     // The last write the service acknowledged before the disaster.
     let acked = canary().context("the canary did not answer through the route")?;
     let before = events.read()?.len();
-    // Site a is lost: its processes die and its state can no longer be read.
-    let site_a = spec.state.join("sites/a");
+    // Site a is lost: its processes die and its state can no longer be read. The demo's sites
+    // are `local`, so losing a means losing its folder.
+    let site_a = resurgo_controller::providers::local_root(&spec.state, "a", &raw.loaded.system.sites["a"]);
     for s in engine
         .provider
         .observe(&engine.sites(&raw.loaded.system)[0])
@@ -309,7 +311,7 @@ fn lose_site_and_fail_over(
             );
         }
     }
-    let lost = spec.state.join("sites/a.lost");
+    let lost = site_a.with_extension("lost");
     // Its folder is gone: a site that cannot be seen is unknown, never empty.
     std::fs::rename(&site_a, &lost)?;
     let fault = Instant::now();
@@ -355,11 +357,7 @@ fn lose_site_and_fail_over(
     }
     let healthy = wait_route("b", Duration::from_secs(30)).context("the route did not answer from site b")?;
     let rto = healthy.duration_since(fault);
-    let protector = resurgo_controller::protect::Protector::new(
-        &desired.loaded.system,
-        engine.sites(&desired.loaded.system),
-        &spec.state,
-    );
+    let protector = resurgo_controller::protect::Protector::new(&desired.loaded.system, engine, &spec.state);
     let db = protector.data_path("notes", "b").map_err(|e| anyhow::anyhow!("{e}"))?;
     // The newest row the restore brought back (read before the service at b writes more).
     // The newest write from site a that the restore brought back to b.
@@ -381,11 +379,7 @@ fn lose_site_and_fail_over(
     std::fs::rename(&lost, &site_a)?;
     // A planned switch: stop writes at b, final backup and replication, then move.
     let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let protector = resurgo_controller::protect::Protector::new(
-        &desired.loaded.system,
-        engine.sites(&desired.loaded.system),
-        &spec.state,
-    );
+    let protector = resurgo_controller::protect::Protector::new(&desired.loaded.system, engine, &spec.state);
     let at_b = resurgo_controller::failover::fence(engine, &desired.loaded.system, "b")?;
     let last_at_b = newest_row(&db, "b")?;
     protector.backup("notes").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -414,8 +408,7 @@ fn lose_site_and_fail_over(
         bail!("the failback did not succeed: {}", report.outcome);
     }
     wait_route("a", Duration::from_secs(30)).context("the route did not answer from site a")?;
-    let back =
-        resurgo_controller::protect::Protector::new(&raw.loaded.system, engine.sites(&raw.loaded.system), &spec.state);
+    let back = resurgo_controller::protect::Protector::new(&raw.loaded.system, engine, &spec.state);
     let restored_a = newest_row(&back.data_path("notes", "a").map_err(|e| anyhow::anyhow!("{e}"))?, "b")?;
     println!(
         "{}",

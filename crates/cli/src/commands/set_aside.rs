@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use resurgo_provider::SetAside;
+use resurgo_provider::{Provider as _, SetAside};
 
 use crate::common::{load_or_report, SpecArgs};
 use crate::exit;

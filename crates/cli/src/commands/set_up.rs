@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
+use resurgo_provider::Provider as _;
 
 use crate::common::{load_or_report, SpecArgs};
 use crate::exit;
@@ -34,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sites = engine.sites(system);
     engine.set_up(&sites, &args.sites)?;
     for site in sites.iter().filter(|s| args.sites.contains(&s.name)) {
-        println!("site {} set up at {}", site.name, site.root.display());
+        println!("site {} set up at {}", site.name, engine.provider.describe(site));
     }
     println!("Run `resurgo apply` to start its services.");
     Ok(exit::code(exit::OK))
