@@ -4,7 +4,9 @@
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use crate::types::{DatasetDone, DatasetRequest, Health, Problem, RunStarted, Runs, SiteReport, StartRun};
+use crate::types::{
+    Applied, ApplyRequest, DatasetDone, DatasetRequest, Health, Problem, RunStarted, Runs, SiteReport, StartRun,
+};
 
 /// What a request asks for, with its path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +15,8 @@ pub enum Op {
     Primary,
     Standby,
     Site,
+    Plan,
+    Apply,
     Runs,
     Run { id: String },
     StartRun,
@@ -86,6 +90,26 @@ pub const ROUTES: &[Route] = &[
         summary: "The site's observed state: services, drift, set-aside copies, what it holds of each dataset, and the roles.",
         request: None,
         response: Body::Json(schema::<SiteReport>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/plan",
+        public: false,
+        operation: "plan",
+        summary: "What an apply would change at this site, against the spec its agent runs (`prune`, `max_deletes` as for `resurgo plan`).",
+        request: None,
+        response: Body::Json(schema::<resurgo_plan::Plan>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/apply",
+        public: false,
+        operation: "apply",
+        summary: "Make this site match the spec its agent runs; refused (409) when that is not the spec the caller planned with.",
+        request: Some(schema::<ApplyRequest>),
+        response: Body::Json(schema::<Applied>),
         status: 200,
     },
     Route {
@@ -185,6 +209,8 @@ pub fn find(method: &str, path: &str) -> Matched {
             "primary" => Op::Primary,
             "standby" => Op::Standby,
             "site" => Op::Site,
+            "plan" => Op::Plan,
+            "apply" => Op::Apply,
             "runs" => Op::Runs,
             "run" => Op::Run { id: param(0) },
             "start_run" => Op::StartRun,
@@ -247,6 +273,10 @@ pub fn openapi() -> Value {
                 ("max_lag", "The most replay lag to accept, as a duration (`5s`)."),
             ],
             "events" => &[("since", "The event log line to start from (0: the beginning).")],
+            "plan" => &[
+                ("prune", "`true`: plan deleting services the spec no longer declares."),
+                ("max_deletes", "With `prune`: the most deletions allowed (default 5)."),
+            ],
             _ => &[],
         };
         for (name, description) in query {

@@ -382,3 +382,41 @@ pub struct Problem {
     /// What went wrong and what to do, for a person.
     pub error: String,
 }
+
+/// Apply the spec at the agent's site (`POST /v1/apply`): the agent applies the spec it runs,
+/// which must be the one the caller planned with.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// The spec the caller planned with (`status`'s `desired`: a commit, or `folder:<digest>`).
+    /// If the agent runs another, nothing is applied (409).
+    pub desired: String,
+    /// Delete services resurgo started that the spec no longer declares.
+    #[serde(default)]
+    pub prune: bool,
+    /// With `prune`: refuse to delete more than this many services.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: usize,
+}
+
+fn default_max_deletes() -> usize {
+    5
+}
+
+/// What an apply did at one site, in order of completion.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Applied {
+    pub site: String,
+    /// The spec applied.
+    pub desired: String,
+    pub done: Vec<AppliedChange>,
+}
+
+/// One change an apply made.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AppliedChange {
+    pub service: String,
+    /// `create`, `update`, `start` or `delete`.
+    pub action: resurgo_plan::Action,
+    pub millis: u64,
+}

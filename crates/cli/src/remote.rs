@@ -212,3 +212,109 @@ pub fn start_and_follow(
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// Each site's plan, asked of its agent, as one plan in the spec's order: an agent that does
+/// not answer leaves its site `unknown`, with no changes. A site whose agent runs another spec
+/// than `desired` is named in `stale`.
+pub fn plan(
+    client: &Client,
+    system: &System,
+    desired: &resurgo_plan::SourceId,
+    options: resurgo_plan::PlanOptions,
+) -> (resurgo_plan::Plan, Vec<String>) {
+    use resurgo_plan::{Plan, SitePlan, Summary, PLAN_FORMAT_VERSION};
+    let path = format!("/v1/plan?prune={}&max_deletes={}", options.prune, options.max_deletes);
+    let answers: Vec<(String, Result<Plan, ClientError>)> = std::thread::scope(|scope| {
+        let asks: Vec<_> = system
+            .sites
+            .keys()
+            .map(|site| {
+                let (addr, path) = (system.api_address(site).unwrap_or_default(), &path);
+                (site.clone(), scope.spawn(move || client.get::<Plan>(&addr, path)))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|(site, ask)| {
+                let answer = ask
+                    .join()
+                    .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
+                (site, answer)
+            })
+            .collect()
+    });
+    let mut summary = Summary::default();
+    let mut sites = Vec::new();
+    let mut hashes = Vec::new();
+    let mut stale = Vec::new();
+    for (site, answer) in answers {
+        match answer {
+            Ok(plan) => {
+                if plan.source.label() != desired.label() {
+                    stale.push(format!("`{site}`'s agent runs {}", plan.source.label()));
+                }
+                let s = plan.summary;
+                summary.create += s.create;
+                summary.update += s.update;
+                summary.start += s.start;
+                summary.delete += s.delete;
+                summary.orphan += s.orphan;
+                summary.unchanged += s.unchanged;
+                summary.unknown_sites += s.unknown_sites;
+                hashes.push(plan.observed_hash);
+                sites.extend(plan.sites.into_iter().filter(|p| p.site == site));
+            }
+            Err(e) => {
+                summary.unknown_sites += 1;
+                sites.push(SitePlan {
+                    site,
+                    status: "unknown".into(),
+                    reason: Some(e.to_string()),
+                    changes: vec![],
+                });
+            }
+        }
+    }
+    let plan = Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        system: system.name.clone(),
+        source: desired.clone(),
+        observed_hash: hashes.join(","),
+        options,
+        summary,
+        sites,
+    };
+    (plan, stale)
+}
+
+/// Asks every site's agent to apply the spec it runs, which must be `desired`; each site's
+/// outcome in the spec's order.
+pub fn apply(
+    client: &Client,
+    system: &System,
+    desired: &resurgo_plan::SourceId,
+    options: resurgo_plan::PlanOptions,
+) -> Vec<(String, Result<resurgo_api::types::Applied, ClientError>)> {
+    let body = resurgo_api::types::ApplyRequest {
+        desired: desired.label(),
+        prune: options.prune,
+        max_deletes: options.max_deletes,
+    };
+    std::thread::scope(|scope| {
+        let asks: Vec<_> = system
+            .sites
+            .keys()
+            .map(|site| {
+                let (addr, body) = (system.api_address(site).unwrap_or_default(), &body);
+                (site.clone(), scope.spawn(move || client.post(&addr, "/v1/apply", body)))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|(site, ask)| {
+                let answer = ask
+                    .join()
+                    .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
+                (site, answer)
+            })
+            .collect()
+    })
+}

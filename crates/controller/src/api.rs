@@ -31,7 +31,13 @@ pub struct SiteApi {
     pub state_dir: PathBuf,
     pub engine: Engine,
     pub spec: SharedSpec,
+    /// Reads the spec again from its source (the Git repository), storing it in `spec`:
+    /// called before an apply, so that a commit just pushed is the one applied.
+    pub reload: Option<Reload>,
 }
+
+/// See [`SiteApi::reload`].
+pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl SiteApi {
     fn written(&self) -> Desired {
@@ -238,6 +244,65 @@ impl SiteApi {
         Ok(())
     }
 
+    fn plan(&self, request: &Request) -> Reply {
+        let prune = match request.query("prune") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Reply::problem(400, format!("prune: `true` or `false`, not `{other}`")),
+        };
+        let max_deletes = match request.query("max_deletes").map(str::parse::<usize>).transpose() {
+            Ok(n) => n.unwrap_or(5),
+            Err(_) => return Reply::problem(400, "max_deletes: a number"),
+        };
+        let current = match self.current() {
+            Ok(c) => c,
+            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+        };
+        match crate::site::plan_site(
+            &self.engine,
+            &current,
+            &self.site,
+            resurgo_plan::PlanOptions { prune, max_deletes },
+        ) {
+            Ok((plan, _)) => Reply::json(200, &plan),
+            Err(e) => Reply::problem(409, e),
+        }
+    }
+
+    fn apply(&self, request: &Request) -> Reply {
+        let asked: resurgo_api::types::ApplyRequest = match request.json() {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        if let Some(reload) = &self.reload {
+            if let Err(e) = reload() {
+                tracing::warn!("apply asked: the spec could not be read again ({e}); applying the one held");
+            }
+        }
+        let current = match self.current() {
+            Ok(c) => c,
+            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+        };
+        let running = current.source.label();
+        if running != asked.desired {
+            return Reply::problem(
+                409,
+                format!(
+                    "`{}`'s agent runs the spec {running}, not {}: push the change to the spec's repository (the agents read it themselves), then plan and apply again",
+                    self.site, asked.desired
+                ),
+            );
+        }
+        let options = resurgo_plan::PlanOptions {
+            prune: asked.prune,
+            max_deletes: asked.max_deletes,
+        };
+        match crate::site::apply_site(&self.engine, &current, &self.state_dir, &self.site, options) {
+            Ok(applied) => Reply::json(200, &applied),
+            Err(e) => Reply::problem(500, e),
+        }
+    }
+
     fn runs(&self, only: Option<&str>) -> Reply {
         match crate::report::runs(&self.state_dir, only) {
             Ok(runs) if only.is_some() && runs.is_empty() => {
@@ -434,6 +499,8 @@ impl Handler for SiteApi {
                     Reply::json(200, &report)
                 }
             },
+            Op::Plan => self.plan(request),
+            Op::Apply => self.apply(request),
             Op::Runs => self.runs(None),
             Op::Run { id } => self.runs(Some(id)),
             Op::StartRun => self.start_run(request),

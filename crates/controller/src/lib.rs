@@ -16,6 +16,7 @@ pub mod roles;
 pub mod routes;
 pub mod schedule;
 mod scratch_pg;
+pub mod site;
 pub mod source;
 #[cfg(test)]
 mod testing;

@@ -95,11 +95,26 @@ fn serve_api(
                 .with_context(|| format!("the API address {addr} resolves to nothing"))?
         }
     };
+    let spec = std::sync::Arc::new(std::sync::RwLock::new(loaded.clone()));
+    let reload: resurgo_controller::api::Reload = {
+        let (spec, source, cache, set) = (
+            spec.clone(),
+            args.spec.source(),
+            args.spec.state.join("git"),
+            args.spec.set.clone(),
+        );
+        std::sync::Arc::new(move || {
+            let fresh = resurgo_controller::desired::load(&source, &cache, &set).map_err(|e| e.to_string())?;
+            *spec.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            Ok(())
+        })
+    };
     let handler = resurgo_controller::api::SiteApi {
         site: site.to_string(),
         state_dir: args.spec.state.clone(),
         engine: engine.clone(),
-        spec: std::sync::Arc::new(std::sync::RwLock::new(loaded.clone())),
+        spec,
+        reload: Some(reload),
     };
     let config = resurgo_api::ServerConfig {
         tls: tls.server_config()?,

@@ -28,6 +28,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.plan.is_none() {
+        if let Ok(desired) = args.spec.load() {
+            if desired.loaded.system.api.is_some() {
+                return through_agents(&args, &desired);
+            }
+        }
+    }
     let (plan, desired, new_sites) = match &args.plan {
         None => match compute(&args.spec, args.flags.options(), args.json)? {
             Some(c) => (c.plan, c.desired, c.new_sites),
@@ -135,4 +142,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(anyhow::anyhow!("apply stopped: {e}\nservices started before the failure keep running; fix the cause and run `resurgo apply` again"))
         }
     }
+}
+
+/// With `api`: every site's agent applies the spec it runs (the one planned here), each at its
+/// own site; an agent that does not answer, or runs another spec, applies nothing.
+fn through_agents(args: &Args, desired: &resurgo_controller::Desired) -> anyhow::Result<ExitCode> {
+    let system = &desired.loaded.system;
+    let client = crate::remote::client(&args.spec, system, std::time::Duration::from_secs(600))?;
+    let outcomes = crate::remote::apply(&client, system, &desired.source, args.flags.options());
+    let mut failed = 0;
+    for (site, outcome) in &outcomes {
+        match outcome {
+            Ok(applied) if !args.json => {
+                for d in &applied.done {
+                    let verb = serde_json::to_value(&d.action)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    println!("{site}: {verb} {} ({:.1}s)", d.service, d.millis as f64 / 1000.0);
+                }
+                println!("{site}: {} changes applied ({})", applied.done.len(), applied.desired);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failed += 1;
+                eprintln!("{site}: nothing applied: {e}");
+            }
+        }
+    }
+    if args.json {
+        let sites: Vec<_> = outcomes
+            .iter()
+            .map(|(site, o)| match o {
+                Ok(applied) => serde_json::json!({"site": site, "applied": true, "done": applied.done}),
+                Err(e) => serde_json::json!({"site": site, "applied": false, "error": e.to_string()}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"source": desired.source, "sites": sites}))?
+        );
+    }
+    Ok(exit::code(if failed == 0 { exit::OK } else { exit::ERROR }))
 }

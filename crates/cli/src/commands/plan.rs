@@ -52,6 +52,8 @@ pub struct Computed {
     pub plan: Plan,
     pub desired: resurgo_controller::Desired,
     pub new_sites: Vec<String>,
+    /// Planned by the sites' agents (the spec declares `api`).
+    pub by_agents: bool,
 }
 
 /// Loads the spec, observes the sites and plans. `Ok(None)`: the spec was invalid (reported).
@@ -59,6 +61,23 @@ pub fn compute(spec: &SpecArgs, options: PlanOptions, json: bool) -> anyhow::Res
     let Some(desired) = load_or_report(spec, json)? else {
         return Ok(None);
     };
+    if desired.loaded.system.api.is_some() {
+        // Each site's agent plans its own site.
+        let client = crate::remote::client(spec, &desired.loaded.system, crate::remote::TIMEOUT)?;
+        let (plan, stale) = crate::remote::plan(&client, &desired.loaded.system, &desired.source, options);
+        for line in &stale {
+            eprintln!(
+                "{line}, not {}: its part of the plan is for that spec",
+                desired.source.label()
+            );
+        }
+        return Ok(Some(Computed {
+            plan,
+            desired,
+            new_sites: vec![],
+            by_agents: true,
+        }));
+    }
     let engine = spec.engine()?;
     let system = &desired.loaded.system;
     let (observed, new_sites) = engine.observe_for_apply(&engine.sites(system));
@@ -73,13 +92,26 @@ pub fn compute(spec: &SpecArgs, options: PlanOptions, json: bool) -> anyhow::Res
         plan,
         desired,
         new_sites,
+        by_agents: false,
     }))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(Computed { plan, new_sites, .. }) = compute(&args.spec, args.flags.options(), args.json)? else {
+    let Some(Computed {
+        plan,
+        new_sites,
+        by_agents,
+        ..
+    }) = compute(&args.spec, args.flags.options(), args.json)?
+    else {
         return Ok(exit::code(exit::ERROR));
     };
+    // Planned by the agents, each against its own observation: not one that `apply FILE`
+    // could hold the sites to.
+    anyhow::ensure!(
+        !(by_agents && args.out.is_some()),
+        "--out saves a plan for sites on this machine; with `api`, `resurgo apply` plans and applies at each site's agent"
+    );
     if !new_sites.is_empty() && !args.json {
         eprintln!("New sites, set up by `resurgo apply`: {}", new_sites.join(", "));
     }
