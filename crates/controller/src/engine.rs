@@ -541,6 +541,7 @@ mod tests {
             stop_timeout_ms: 1000,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             role,
+            user: None,
         }
     }
 

@@ -841,6 +841,7 @@ mod tests {
             stop_timeout_ms: 5_000,
             depends_on: Vec::new(),
             role: Default::default(),
+            user: None,
         }
     }
 
