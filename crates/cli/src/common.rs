@@ -75,9 +75,9 @@ impl SpecArgs {
     }
 
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        std::fs::create_dir_all(&self.state)
+        resurgo_provider::private_dir(&self.state)
             .with_context(|| format!("cannot create state folder {}", self.state.display()))?;
-        let provider = LocalProvider::default();
+        let provider = LocalProvider::default().with_state_dir(self.state.clone());
         Ok(Engine::new(Arc::new(provider), self.state.clone()))
     }
 
