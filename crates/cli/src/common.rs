@@ -75,7 +75,7 @@ impl SpecArgs {
     }
 
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        resurgo_provider::private_dir(&self.state)
+        resurgo_controller::engine::secure_state(&self.state)
             .with_context(|| format!("cannot create state folder {}", self.state.display()))?;
         let provider = LocalProvider::default().with_state_dir(self.state.clone());
         Ok(Engine::new(Arc::new(provider), self.state.clone()))

@@ -149,7 +149,7 @@ pub fn execute(
         options,
     };
     let runs = state_dir.join("runs");
-    std::fs::create_dir_all(&runs).map_err(|e| FailoverError::Run(e.to_string()))?;
+    resurgo_provider::private_dir(&runs).map_err(|e| FailoverError::Run(e.to_string()))?;
     resurgo_provider::write_json_atomic(&moves_path(state_dir, &run_id), &sidecar)
         .map_err(|e| FailoverError::Run(e.to_string()))?;
     // While the run moves services, the controller must not "correct" them under its feet.
@@ -418,7 +418,7 @@ impl ActiveRun {
     fn mark(state_dir: &Path) -> std::io::Result<ActiveRun> {
         let path = Self::path(state_dir);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            resurgo_provider::private_dir(dir)?;
         }
         std::fs::write(&path, std::process::id().to_string())?;
         Ok(ActiveRun(path))

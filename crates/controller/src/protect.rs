@@ -349,6 +349,15 @@ impl<'a> Protector<'a> {
             path: path.clone(),
             source: e,
         })?;
+        // PostgreSQL's user runs `resurgo wal …` and reads this record (references only): it
+        // is let through the state folder, which stays unlistable (0711).
+        for dir in [self.state_dir.as_path(), path.parent().unwrap_or(&self.state_dir)] {
+            resurgo_provider::account::allow_search(dir).map_err(|e| VaultError::Io {
+                what: "cannot open a way through",
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        }
         Ok(())
     }
 
@@ -544,6 +553,17 @@ impl<'a> Protector<'a> {
             .map_or((65534, 65534), |m| (m.uid(), m.gid()));
         for dir in [scratch.parent().unwrap_or(scratch), scratch] {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| io("cannot hand over", e))?;
+        }
+        // The throw-away server runs as that user: it is let through the (0700) state folder.
+        for dir in scratch
+            .ancestors()
+            .skip(2)
+            .filter(|_| scratch.starts_with(&self.state_dir))
+        {
+            resurgo_provider::account::allow_search(dir).map_err(|e| io("cannot open a way through", e))?;
+            if dir == self.state_dir {
+                break;
+            }
         }
         Ok(())
     }

@@ -183,7 +183,7 @@ fn read_git(repo: &str, reference: &str, subdir: Option<&str>, cache: &Path) -> 
         repo: repo.to_string(),
         reason,
     };
-    std::fs::create_dir_all(cache).map_err(|e| SourceError::Read {
+    resurgo_provider::private_dir(cache).map_err(|e| SourceError::Read {
         path: cache.to_path_buf(),
         source: e,
     })?;
