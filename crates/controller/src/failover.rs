@@ -709,36 +709,15 @@ impl ActionStep {
         Ok((dir, marker))
     }
 
-    /// A restored PostgreSQL data directory belongs to the user the server runs as: the owner
-    /// of the data directory at the old site when it can be read, else of the folder that holds
-    /// the new one (PostgreSQL refuses a directory that is not its own, and refuses root).
+    /// A restored PostgreSQL data directory belongs to the user the server runs as: the
+    /// service's `user:` as this host knows it, or without one the user resurgo runs as — never
+    /// the owner of a folder at another site (issue 9). Mode 0700: PostgreSQL refuses more.
     fn give_pgdata(&self, dataset: &str, dir: &Path) -> Result<(), StepError> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let from_dir = Protector::new(
-            &self.ctx.before,
-            self.ctx.engine.sites(&self.ctx.before),
-            &self.ctx.state_dir,
-        )
-        .data_path(
-            dataset,
-            &self.ctx.before.services[&self.ctx.before.datasets[dataset].service].site,
-        )
-        .ok();
-        let owner = from_dir
-            .and_then(|p| std::fs::metadata(p).ok())
-            .or_else(|| dir.parent().and_then(|p| std::fs::metadata(p).ok()))
-            .map(|m| (m.uid(), m.gid()));
-        let Some((uid, gid)) = owner else { return Ok(()) };
-        fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-            if std::fs::symlink_metadata(path)?.is_dir() {
-                for entry in std::fs::read_dir(path)? {
-                    walk(&entry?.path(), uid, gid)?;
-                }
-            }
-            Ok(())
-        }
-        walk(dir, uid, gid).map_err(permanent)?;
+        use std::os::unix::fs::PermissionsExt;
+        let service = &self.ctx.after.datasets[dataset].service;
+        let user = self.ctx.after.services.get(service).and_then(|s| s.user.as_deref());
+        let owner = resurgo_provider::Account::owner_for(user).map_err(permanent)?;
+        resurgo_provider::account::chown_tree(dir, &owner).map_err(permanent)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(permanent)
     }
 

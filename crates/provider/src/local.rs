@@ -1255,7 +1255,10 @@ mod tests {
         let mut config = sh("as-nobody", "id -u; id -g; touch mine; sleep 30");
         config.user = Some("nobody".into());
         f.provider.start(&f.site, &config).unwrap();
-        let _ = await_file(&f.dir("as-nobody").join("mine"), "");
+        assert!(wait_until(Duration::from_secs(10), || f
+            .dir("as-nobody")
+            .join("mine")
+            .exists()));
         let out = await_file(
             &f.dir("as-nobody").join("logs/stdout.log"),
             &format!("{}\n{}\n", nobody.uid, nobody.gid),
