@@ -19,6 +19,15 @@ pub struct SpecArgs {
     /// Branch, tag or commit of --repo.
     #[arg(long = "ref", default_value = "HEAD", value_name = "REF", requires = "repo")]
     pub reference: String,
+    /// A token for --repo (its password), read from this environment variable — so it is in
+    /// no command line and no URL. A URL's own credentials (`https://user:token@host/…`,
+    /// best given through RESURGO_REPO) work too, and are never shown or passed to `git` as an
+    /// argument.
+    #[arg(long, value_name = "VAR", requires = "repo", conflicts_with = "repo_token_file")]
+    pub repo_token_env: Option<String>,
+    /// A token for --repo, read from this file (without a trailing newline).
+    #[arg(long, value_name = "PATH", requires = "repo")]
+    pub repo_token_file: Option<String>,
     /// Folder of the spec inside --repo.
     #[arg(long, value_name = "DIR", requires = "repo")]
     pub path: Option<String>,
@@ -66,12 +75,18 @@ impl SpecArgs {
     pub fn source(&self) -> Source {
         match &self.repo {
             Some(repo) => Source::Git {
+                token: self.repo_token(),
                 repo: repo.clone(),
                 reference: self.reference.clone(),
                 subdir: self.path.clone(),
             },
             None => Source::Folder(self.spec.clone()),
         }
+    }
+
+    fn repo_token(&self) -> Option<resurgo_spec::SecretRef> {
+        (self.repo_token_env.clone().map(resurgo_spec::SecretRef::Env))
+            .or_else(|| self.repo_token_file.clone().map(resurgo_spec::SecretRef::File))
     }
 
     /// Loads and validates the spec. Spec errors are returned as [`Failed::Spec`] so the
@@ -88,7 +103,7 @@ impl SpecArgs {
     }
 
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        std::fs::create_dir_all(&self.state)
+        resurgo_controller::engine::secure_state(&self.state)
             .with_context(|| format!("cannot create state folder {}", self.state.display()))?;
         Ok(Engine::new(self.state.clone()))
     }

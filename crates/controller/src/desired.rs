@@ -102,7 +102,7 @@ impl LastKnownGood {
             files: fetched.files.iter().map(|f| (f.name.clone(), f.text.clone())).collect(),
         };
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            resurgo_provider::private_dir(dir)?;
         }
         resurgo_provider::write_json_atomic(&self.path, &stored)
     }

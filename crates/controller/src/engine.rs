@@ -419,9 +419,34 @@ impl SetUpRecord {
     }
 
     fn save(&self, state_dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(state_dir)?;
+        resurgo_provider::private_dir(state_dir)?;
         resurgo_provider::write_json_atomic(&Self::path(state_dir), self)
     }
+}
+
+/// Makes the state folder and the folders resurgo keeps in it — each site's (by default
+/// `sites/<site>`), the agents', the coordination store's, the run journals, the Git cache —
+/// 0700, and tightens any found readable or writable by others (issue 9; search alone is left,
+/// see `resurgo_provider::account`). Run before anything else touches the state folder.
+pub fn secure_state(state_dir: &Path) -> std::io::Result<()> {
+    use resurgo_provider::private_dir;
+    private_dir(state_dir)?;
+    for sub in ["sites", "agents", "coord", "runs", "git"] {
+        let dir = state_dir.join(sub);
+        if !dir.is_dir() {
+            continue;
+        }
+        private_dir(&dir)?;
+        if sub == "sites" || sub == "agents" || sub == "runs" {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    private_dir(&path)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Index of observed services by (site, service), for status and the reconcile loop.
@@ -454,7 +479,7 @@ pub fn record_applied(state_dir: &Path, source: &resurgo_plan::SourceId) -> std:
         source: source.clone(),
         time: crate::events::now_rfc3339(),
     };
-    std::fs::create_dir_all(state_dir)?;
+    resurgo_provider::private_dir(state_dir)?;
     resurgo_provider::write_json_atomic(&applied_path(state_dir), &applied)
 }
 
@@ -572,7 +597,29 @@ mod tests {
             stop_timeout_ms: 1000,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             role,
+            user: None,
         }
+    }
+
+    /// Issue 9: the state folder and what resurgo keeps in it are 0700; wider ones are tightened.
+    #[test]
+    fn the_state_folder_and_its_folders_are_made_and_kept_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for dir in ["sites/a", "agents/a", "coord", "runs/r1", "git"] {
+            std::fs::create_dir_all(state.join(dir)).unwrap();
+            std::fs::set_permissions(state.join(dir), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        secure_state(&state).unwrap();
+        for dir in ["", "sites", "sites/a", "agents/a", "coord", "runs/r1", "git"] {
+            assert_eq!(mode(&state.join(dir)), 0o700, "{dir}");
+        }
+        let fresh = tmp.path().join("fresh/state");
+        secure_state(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl EventLog {
 
     pub fn append(&self, event: &Event) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            resurgo_provider::private_dir(dir)?;
         }
         let mut line = serde_json::to_vec(event).expect("events serialize");
         line.push(b'\n');

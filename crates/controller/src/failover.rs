@@ -167,7 +167,7 @@ pub fn execute_announced(
         options,
     };
     let runs = state_dir.join("runs");
-    std::fs::create_dir_all(&runs).map_err(|e| FailoverError::Run(e.to_string()))?;
+    resurgo_provider::private_dir(&runs).map_err(|e| FailoverError::Run(e.to_string()))?;
     resurgo_provider::write_json_atomic(&moves_path(state_dir, &run_id), &sidecar)
         .map_err(|e| FailoverError::Run(e.to_string()))?;
     // While the run moves services, the controller must not "correct" them under its feet.
@@ -497,7 +497,7 @@ impl ActiveRun {
     fn open(state_dir: &Path) -> std::io::Result<std::fs::File> {
         let path = Self::path(state_dir);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            resurgo_provider::private_dir(dir)?;
         }
         std::fs::OpenOptions::new()
             .create(true)
@@ -779,30 +779,15 @@ impl ActionStep {
         Ok((dir, marker))
     }
 
-    /// A restored PostgreSQL data directory belongs to the user the server runs as: the owner
-    /// of the data directory at the old site when it can be read, else of the folder that holds
-    /// the new one (PostgreSQL refuses a directory that is not its own, and refuses root).
+    /// A restored PostgreSQL data directory belongs to the user the server runs as: the
+    /// service's `user:` as this host knows it, or without one the user resurgo runs as — never
+    /// the owner of a folder at another site (issue 9). Mode 0700: PostgreSQL refuses more.
     fn give_pgdata(&self, dataset: &str, dir: &Path) -> Result<(), StepError> {
         use std::os::unix::fs::PermissionsExt;
-        // Each site's provider says who owns what there.
-        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
-        let from = &self.ctx.before.services[&self.ctx.before.datasets[dataset].service].site;
-        let owner = before
-            .data_path(dataset, from)
-            .ok()
-            .and_then(|p| before.owner(from, &p))
-            .or_else(|| dir.parent().and_then(|p| before.owner(&self.ctx.to, p)));
-        let Some((uid, gid)) = owner else { return Ok(()) };
-        fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-            if std::fs::symlink_metadata(path)?.is_dir() {
-                for entry in std::fs::read_dir(path)? {
-                    walk(&entry?.path(), uid, gid)?;
-                }
-            }
-            Ok(())
-        }
-        walk(dir, uid, gid).map_err(permanent)?;
+        let service = &self.ctx.after.datasets[dataset].service;
+        let user = self.ctx.after.services.get(service).and_then(|s| s.user.as_deref());
+        let owner = resurgo_provider::Account::owner_for(user).map_err(permanent)?;
+        resurgo_provider::account::chown_tree(dir, &owner).map_err(permanent)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(permanent)
     }
 

@@ -102,6 +102,12 @@ impl<'a> Protector<'a> {
         }
     }
 
+    /// The `user:` of the service that owns `dataset`, if it names one.
+    fn service_user(&self, dataset: &str) -> Option<&'a str> {
+        let ds = self.system.datasets.get(dataset)?;
+        self.system.services.get(&ds.service)?.user.as_deref()
+    }
+
     fn dataset(&self, name: &str) -> Result<&'a Dataset, ProtectError> {
         self.system
             .datasets
@@ -362,6 +368,15 @@ impl<'a> Protector<'a> {
             path: path.clone(),
             source: e,
         })?;
+        // PostgreSQL's user runs `resurgo wal …` and reads this record (references only): it
+        // is let through the state folder, which stays unlistable (0711).
+        for dir in [self.state_dir.as_path(), path.parent().unwrap_or(&self.state_dir)] {
+            resurgo_provider::account::allow_search(dir).map_err(|e| VaultError::Io {
+                what: "cannot open a way through",
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        }
         Ok(())
     }
 
@@ -484,6 +499,26 @@ impl<'a> Protector<'a> {
                 source: e,
             })?;
         }
+        // The vault gives the restored files the data directory's owner: with a `user:` that is
+        // the service's user on this host (issue 9), whoever made the folder.
+        if let Some(user) = self.service_user(dataset) {
+            use std::os::unix::fs::DirBuilderExt;
+            let owner = resurgo_provider::Account::lookup(user).map_err(unsupported)?;
+            let io = |what: &'static str| {
+                move |source| VaultError::Io {
+                    what,
+                    path: pgdata.to_path_buf(),
+                    source,
+                }
+            };
+            if !pgdata.exists() {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(pgdata)
+                    .map_err(io("cannot create"))?;
+            }
+            std::os::unix::fs::chown(pgdata, Some(owner.uid), Some(owner.gid)).map_err(io("cannot give"))?;
+        }
         // Restored as the dataset's own data at its active site (a failover's target), the
         // server is the new primary: it archives into that site's repository, as the old one
         // did into its own. Anywhere else (a copy to inspect) it archives nothing.
@@ -534,7 +569,6 @@ impl<'a> Protector<'a> {
     /// A scratch data directory owned like the dataset's own (PostgreSQL will not run as
     /// root, and a restore gives its files the directory's owner).
     fn prepare_scratch_pgdata(&self, dataset: &str, scratch: &Path) -> Result<(), ProtectError> {
-        use std::os::unix::fs::MetadataExt;
         let io = |what: &'static str, e: std::io::Error| VaultError::Io {
             what,
             path: scratch.to_path_buf(),
@@ -544,19 +578,29 @@ impl<'a> Protector<'a> {
         if !nix::unistd::geteuid().is_root() {
             return Ok(());
         }
-        // The owner of the live data directory when the spec names it (`path`) and it is not
-        // root; otherwise `nobody`.
-        let home = self.home_site(dataset)?;
-        let declared = self.dataset(dataset)?.path.is_some();
-        let owner = declared
-            .then(|| self.data_path(dataset, &home).ok())
-            .flatten()
-            .and_then(|p| std::fs::metadata(p).ok());
-        let (uid, gid) = owner
-            .filter(|m| m.uid() != 0)
-            .map_or((65534, 65534), |m| (m.uid(), m.gid()));
+        // The service's `user:` (never a folder's owner at another site, issue 9); without one
+        // `nobody`, since PostgreSQL refuses root.
+        let (uid, gid) = match self.service_user(dataset) {
+            Some(user) => {
+                let a = resurgo_provider::Account::lookup(user)
+                    .map_err(|e| io("cannot hand over", std::io::Error::other(e)))?;
+                (a.uid, a.gid)
+            }
+            None => (65534, 65534),
+        };
         for dir in [scratch.parent().unwrap_or(scratch), scratch] {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| io("cannot hand over", e))?;
+        }
+        // The throw-away server runs as that user: it is let through the (0700) state folder.
+        for dir in scratch
+            .ancestors()
+            .skip(2)
+            .filter(|_| scratch.starts_with(&self.state_dir))
+        {
+            resurgo_provider::account::allow_search(dir).map_err(|e| io("cannot open a way through", e))?;
+            if dir == self.state_dir {
+                break;
+            }
         }
         Ok(())
     }
@@ -695,9 +739,9 @@ impl<'a> Protector<'a> {
     /// built one; does nothing when the directory is already seeded.
     ///
     /// Ownership: PostgreSQL refuses to run as root and wants its data directory to be its own,
-    /// so the new directory gets the owner of the dataset's data directory at the active site
-    /// (the same service runs as the same user at both sites); when that one cannot be read (it
-    /// is on another machine), the user resurgo runs as.
+    /// so the directory (mode 0700) is given to the service's `user:` as this host knows it, or
+    /// without one to the user resurgo runs as — never the owner of a folder at another site,
+    /// which may be another machine's uid (issue 9).
     pub fn seed_standby(&self, dataset: &str, site: &str) -> Result<bool, ProtectError> {
         use std::os::unix::fs::DirBuilderExt;
         let ds = self.dataset(dataset)?;
@@ -731,9 +775,9 @@ impl<'a> Protector<'a> {
                     reason: format!("cannot set aside the old primary's data: {e}"),
                 })?;
         }
-        let home = self.home_site(dataset)?;
         let primary = self.pg_target(dataset, ds)?;
-        let owner = self.data_path(dataset, &home).ok().and_then(|p| self.owner(&home, &p));
+        let user = self.service_user(dataset);
+        let owner = resurgo_provider::Account::owner_for(user).map_err(unsupported)?;
         let io = |what: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |source| ProtectError::Vault(VaultError::Io { what, path, source })
@@ -747,9 +791,9 @@ impl<'a> Protector<'a> {
                 .mode(0o700)
                 .create(&pgdata)
                 .map_err(io("cannot create", &pgdata))?;
-            if let Some((uid, gid)) = owner {
-                std::os::unix::fs::chown(&pgdata, Some(uid), Some(gid)).map_err(io("cannot give", &pgdata))?;
-            }
+        }
+        if created || user.is_some() {
+            std::os::unix::fs::chown(&pgdata, Some(owner.uid), Some(owner.gid)).map_err(io("cannot give", &pgdata))?;
         }
         let built = resurgo_vault::pg::build_standby(&primary, &pgdata, &standby_slot(dataset, site));
         if built.is_err() && created {

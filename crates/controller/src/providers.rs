@@ -27,7 +27,9 @@ pub type Factory = Arc<dyn Fn(&str, &Site, &Path) -> Arc<dyn Provider> + Send + 
 /// when first called, so building never holds up the other sites.
 pub fn build(name: &str, site: &Site, state_dir: &Path) -> Arc<dyn Provider> {
     match site.provider {
-        ProviderKind::Local => Arc::new(LocalProvider::at(local_root(state_dir, name, site))),
+        ProviderKind::Local => {
+            Arc::new(LocalProvider::at(local_root(state_dir, name, site)).with_state_dir(state_dir.to_path_buf()))
+        }
     }
 }
 

@@ -54,7 +54,10 @@ impl EmbeddedStore {
     /// Opens (creating it if needed) the store in `dir`; refuses a state file it cannot read.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let store = EmbeddedStore { dir: dir.into() };
-        fs::create_dir_all(&store.dir).map_err(|e| store.io_error(e))?;
+        // The coordination folder is resurgo's alone: 0700 (issue 9).
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&store.dir)
+            .map_err(|e| store.io_error(e))?;
         store.with_state(|_, _| Ok(((), false)))?;
         Ok(store)
     }

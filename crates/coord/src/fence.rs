@@ -158,7 +158,8 @@ impl EpochMemory for EpochFile {
             return Ok(());
         }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)?;
+            // An agent's folder is resurgo's alone: 0700 (issue 9).
+            std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
         }
         let temp = self.path.with_extension("tmp");
         let mut file = File::create(&temp)?;

@@ -39,6 +39,10 @@ pub struct RunConfig {
     /// so configs recorded before the field existed keep their hash.
     #[serde(default, skip_serializing_if = "Role::is_active")]
     pub role: Role,
+    /// The user it runs as (null: the user resurgo runs as). Left out of the JSON when null,
+    /// so configs recorded before the field existed keep their hash; a change is drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Which instance of a service a [`RunConfig`] runs.
@@ -108,6 +112,7 @@ pub fn desired_state(system: &System) -> IndexMap<String, IndexMap<String, RunCo
                 .map_or(DEFAULT_STOP_TIMEOUT_MS, |d| d.0.as_millis() as u64),
             depends_on: svc.depends_on.clone(),
             role: Role::Active,
+            user: svc.user.clone(),
         };
         let warm = system
             .datasets

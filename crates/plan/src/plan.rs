@@ -370,6 +370,7 @@ mod tests {
             stop_timeout_ms: 1000,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             role: Role::Active,
+            user: None,
         }
     }
 
@@ -443,6 +444,15 @@ mod tests {
         .unwrap();
         assert_eq!(plan.sites[0].changes[0].action, Action::Update);
         assert_eq!(plan.sites[0].changes[0].fields, ["args"]);
+    }
+
+    #[test]
+    fn a_new_user_is_drift_and_no_user_keeps_the_old_hash() {
+        let old = config("web", "a", &[]);
+        let mut new = old.clone();
+        new.user = Some("web".into());
+        assert_eq!(old.diff(&new), ["user"]);
+        assert!(!serde_json::to_string(&old).unwrap().contains("user"));
     }
 
     #[test]

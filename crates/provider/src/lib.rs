@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 
 use resurgo_plan::{ObservedService, RunConfig};
 
+pub mod account;
 pub mod aside;
 pub mod local;
 pub mod probe;
 
+pub use account::{private_dir, Account};
 pub use aside::SetAside;
 
 /// Writes JSON to a file atomically (temporary file, fsync, rename); shared with the engine.

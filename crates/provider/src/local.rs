@@ -47,6 +47,7 @@ use resurgo_plan::{Health, ObservedService, ProcessState, RunConfig};
 use resurgo_spec::{EnvValue, SecretRef};
 use serde::{Deserialize, Serialize};
 
+use crate::account::{private_dir, Account};
 use crate::shim::{
     is_running, rfc3339, write_json_atomic, ExitRecord, Launch, LogLimits, RunRecord, EXIT_FILE, LAUNCH_FILE, LOG_DIR,
     RUN_FILE, SHIM_LOG_FILE, SHIM_SUBCOMMAND,
@@ -102,6 +103,9 @@ pub struct LocalProvider {
     root: PathBuf,
     shim_exe: PathBuf,
     log_limits: LogLimits,
+    /// The state folder the sites' folders live in by default: a service's user is let
+    /// through it (search only) to reach its folder, and no further up.
+    state_dir: Option<PathBuf>,
 }
 
 /// `site.json`: which site a root belongs to.
@@ -128,6 +132,7 @@ impl LocalProvider {
             // /proc/self/exe runs the same program even if its path cannot be read.
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             log_limits: LogLimits::default(),
+            state_dir: None,
         }
     }
 
@@ -135,6 +140,12 @@ impl LocalProvider {
     /// to [`crate::shim::run_shim`].
     pub fn with_shim(mut self, shim_exe: PathBuf) -> LocalProvider {
         self.shim_exe = shim_exe;
+        self
+    }
+
+    /// Sets the state folder that holds sites' folders (see [`LocalProvider::state_dir`]).
+    pub fn with_state_dir(mut self, state_dir: PathBuf) -> LocalProvider {
+        self.state_dir = Some(state_dir);
         self
     }
 
@@ -164,7 +175,22 @@ impl LocalProvider {
         // Read secrets before touching anything: a missing secret leaves a running instance be.
         let env = service_env(site, config)?;
 
+        let start_error = |reason: String| ProviderError::Start {
+            service: service.to_string(),
+            site: site.name.clone(),
+            command: config.command.clone(),
+            reason,
+        };
+        // Who it runs as, checked before anything is touched too.
+        let run_as = Account::switch_to(config.user.as_deref()).map_err(start_error)?;
+
+        for private in [self.root.clone(), self.root.join(SERVICES_DIR), dir.clone()] {
+            private_dir(&private).map_err(io_error(site, "cannot create", &private))?;
+        }
         fs::create_dir_all(dir.join(LOG_DIR)).map_err(io_error(site, "cannot create", &dir.join(LOG_DIR)))?;
+        if let Some(account) = &run_as {
+            self.hand_over(site, &dir, account)?;
+        }
         write_site_record(site, &self.root)?;
 
         let (previous_run, grace) = previous_run(site, &dir)?;
@@ -208,6 +234,7 @@ impl LocalProvider {
             // which must then fence it like any primary.
             fence_file: Some(self.root.join(crate::shim::FENCE_FILE)),
             stop_timeout_ms: config.stop_timeout_ms,
+            run_as,
         };
         let launch_path = dir.join(LAUNCH_FILE);
         write_launch(&launch_path, &launch).map_err(|e| {
@@ -215,12 +242,6 @@ impl LocalProvider {
             io_error(site, "cannot write", &launch_path)(e)
         })?;
 
-        let start_error = |reason: String| ProviderError::Start {
-            service: service.to_string(),
-            site: site.name.clone(),
-            command: config.command.clone(),
-            reason,
-        };
         let shim_log_path = dir.join(SHIM_LOG_FILE);
         let spawned = OpenOptions::new()
             .create(true)
@@ -300,6 +321,34 @@ impl LocalProvider {
         outcome
     }
 
+    /// Makes the service's folder its user's: the folder (0700) and its logs are given to it —
+    /// the supervisor runs as that user and writes them —, and the folders above it, up to the
+    /// state folder, let it pass (search only, see [`crate::account`]).
+    fn hand_over(&self, site: &SiteHandle, dir: &Path, account: &Account) -> Result<(), ProviderError> {
+        for path in [dir.to_path_buf(), dir.join(LOG_DIR)] {
+            std::os::unix::fs::lchown(&path, Some(account.uid), Some(account.gid)).map_err(io_error(
+                site,
+                "cannot give",
+                &path,
+            ))?;
+        }
+        let logs = dir.join(LOG_DIR);
+        crate::account::chown_tree(&logs, account).map_err(io_error(site, "cannot give", &logs))?;
+        let top = match &self.state_dir {
+            Some(state) if self.root.starts_with(state) => state.clone(),
+            _ => self.root.clone(),
+        };
+        let mut at = dir.parent();
+        while let Some(folder) = at {
+            crate::account::allow_search(folder).map_err(io_error(site, "cannot open a way through", folder))?;
+            if folder == top {
+                break;
+            }
+            at = folder.parent();
+        }
+        Ok(())
+    }
+
     fn stop_locked(&self, site: &SiteHandle, dir: &Path) -> Result<(), ProviderError> {
         if !dir.is_dir() {
             return Ok(());
@@ -321,7 +370,7 @@ impl LocalProvider {
 
 impl Provider for LocalProvider {
     fn set_up(&self, site: &SiteHandle) -> Result<(), ProviderError> {
-        fs::create_dir_all(&self.root).map_err(io_error(site, "cannot create", &self.root))?;
+        private_dir(&self.root).map_err(io_error(site, "cannot create", &self.root))?;
         write_site_record(site, &self.root)
     }
 
@@ -748,7 +797,7 @@ impl LocalProvider {
     pub(crate) fn lock_site(&self, site: &SiteHandle, name: &str) -> Result<Flock<File>, ProviderError> {
         self.require_set_up(site)?;
         let dir = self.root.join(LOCKS_DIR);
-        fs::create_dir_all(&dir).map_err(io_error(site, "cannot create", &dir))?;
+        private_dir(&dir).map_err(io_error(site, "cannot create", &dir))?;
         let path = dir.join(format!("{name}.lock"));
         let file = OpenOptions::new()
             .create(true)
@@ -869,7 +918,9 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let provider = LocalProvider::at(dir.path().join("sites/a")).with_shim(wrapper);
+        let provider = LocalProvider::at(dir.path().join("sites/a"))
+            .with_shim(wrapper)
+            .with_state_dir(dir.path().to_path_buf());
         provider.set_up(&site).unwrap();
         Fixture {
             _dir: dir,
@@ -892,6 +943,7 @@ mod tests {
             stop_timeout_ms: 5_000,
             depends_on: Vec::new(),
             role: Default::default(),
+            user: None,
         }
     }
 
@@ -1241,6 +1293,62 @@ mod tests {
             panic!("not exited")
         };
         assert!(how.starts_with("cannot start"), "{how}");
+    }
+
+    /// Issue 9: a service runs as its `user:` — its uid, group and supplementary groups —, its
+    /// folder and logs are that user's, and the folders above let it through without listing.
+    #[test]
+    fn a_service_runs_as_its_user_in_a_folder_of_its_own() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "switching users needs root: run the provider's tests as root"
+        );
+        let f = fixture();
+        let nobody = Account::lookup("nobody").unwrap();
+        let mut config = sh("as-nobody", "id -u; id -g; touch mine; sleep 30");
+        config.user = Some("nobody".into());
+        f.provider.start(&f.site, &config).unwrap();
+        assert!(wait_until(Duration::from_secs(10), || f
+            .dir("as-nobody")
+            .join("mine")
+            .exists()));
+        let out = await_file(
+            &f.dir("as-nobody").join("logs/stdout.log"),
+            &format!("{}\n{}\n", nobody.uid, nobody.gid),
+        );
+        assert!(out.starts_with(&format!("{}\n", nobody.uid)), "{out}");
+        for path in [
+            f.dir("as-nobody"),
+            f.dir("as-nobody").join("logs/stdout.log"),
+            f.dir("as-nobody").join("mine"),
+        ] {
+            assert_eq!(fs::metadata(&path).unwrap().uid(), nobody.uid, "{}", path.display());
+        }
+        assert_eq!(fs::metadata(f.dir("as-nobody")).unwrap().mode() & 0o777, 0o700);
+        for folder in [f.provider.root().to_path_buf(), f.provider.root().join(SERVICES_DIR)] {
+            assert_eq!(
+                fs::metadata(&folder).unwrap().permissions().mode() & 0o777,
+                0o711,
+                "{}",
+                folder.display()
+            );
+        }
+        f.provider.stop(&f.site, "as-nobody").unwrap();
+    }
+
+    #[test]
+    fn a_user_that_does_not_exist_is_a_start_error_naming_service_and_user() {
+        let f = fixture();
+        let mut config = sh("ghost-user", "sleep 30");
+        config.user = Some("no-such-user-resurgo".into());
+        let err = f.provider.start(&f.site, &config).unwrap_err();
+        assert!(matches!(err, ProviderError::Start { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("service `ghost-user`") && text.contains("user `no-such-user-resurgo` does not exist"),
+            "{text}"
+        );
     }
 
     #[test]

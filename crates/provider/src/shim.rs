@@ -8,7 +8,8 @@
 //! shim then:
 //!
 //! 1. leaves the caller's session (`setsid`), so terminal hang-ups and Ctrl-C do not reach it;
-//! 2. reads `launch.json` and deletes it at once (it holds resolved secret values);
+//! 2. reads `launch.json` and deletes it at once (it holds resolved secret values), and
+//!    becomes the service's `user:` if it names one (groups, group, then user);
 //! 3. starts the service in its own process group, stdin from `/dev/null`, output piped;
 //! 4. writes `run.json` (pids, start ticks, config hash, start time);
 //! 5. copies stdout and stderr into `logs/stdout.log` and `logs/stderr.log`, rotating by size;
@@ -77,6 +78,11 @@ pub struct Launch {
     /// How long a fenced service gets between SIGTERM and SIGKILL.
     #[serde(default)]
     pub stop_timeout_ms: u64,
+    /// The user the service runs as, when not the one the supervisor was started as: the
+    /// supervisor becomes it (groups, group, user) before it opens the logs and starts the
+    /// service, so nothing it runs keeps root.
+    #[serde(default)]
+    pub run_as: Option<crate::account::Account>,
 }
 
 /// The name of a site's fence file (`<site root>/fence-until`), see [`Launch::fence_file`].
@@ -163,6 +169,20 @@ fn supervise(dir: &Path) -> Result<(), String> {
     }
     let launch: Launch =
         serde_json::from_slice(&text?).map_err(|e| format!("malformed {}: {e}", launch_path.display()))?;
+
+    if let Some(account) = &launch.run_as {
+        account.become_it().map_err(|e| {
+            let how = format!("cannot start `{}` as `{}`: {e}", launch.program, account.name);
+            let _ = write_json_atomic(
+                &dir.join(EXIT_FILE),
+                &ExitRecord {
+                    how: how.clone(),
+                    at: rfc3339(SystemTime::now()),
+                },
+            );
+            how
+        })?;
+    }
 
     let logs = dir.join(LOG_DIR);
     fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;

@@ -139,9 +139,15 @@ impl Journal {
 
     /// Creates `<dir>/<run>/` with `plan.json` and an empty journal. Refuses an existing run.
     pub fn create(dir: &Path, run: &str, plan: &RecoveryPlan) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        // Journals are resurgo's alone: 0700 (issue 9).
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("create", dir))?;
         let run_dir = Self::run_dir(dir, run);
-        match std::fs::create_dir(&run_dir) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&run_dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(JournalError::Exists(run_dir)),
             Err(e) => return Err(io("create", &run_dir)(e)),

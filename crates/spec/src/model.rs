@@ -213,6 +213,13 @@ pub struct Service {
     /// How long a graceful stop waits after SIGTERM before SIGKILL (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<Duration>,
+    /// The operating-system user the service runs as (its uid, primary group and supplementary
+    /// groups are looked up by name on the site's host). Its folder and log files become that
+    /// user's, and data restored or seeded for it (a PostgreSQL data directory) is given to it.
+    /// Without one the service runs as the user resurgo runs as; `validate` warns when that is
+    /// root. Unless resurgo runs as root, only the user it runs as can be named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The value of an environment variable: plain text, or a reference to a secret.

@@ -43,6 +43,39 @@ impl Checker<'_> {
     }
 }
 
+/// Something a valid spec should not do, which `validate` reports without refusing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The service it is about.
+    pub service: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The warnings for `system` when resurgo runs as root (`as_root`, the caller's knowledge:
+/// this crate does no I/O): every service that names no `user:` would run as root.
+pub fn warnings(system: &System, as_root: bool) -> Vec<Warning> {
+    if !as_root {
+        return Vec::new();
+    }
+    system
+        .services
+        .iter()
+        .filter(|(_, svc)| svc.user.is_none())
+        .map(|(name, _)| Warning {
+            service: name.clone(),
+            message: format!(
+                "service `{name}` names no `user:` and resurgo runs as root: it would run as root; name the user it should run as"
+            ),
+        })
+        .collect()
+}
+
 /// Runs every rule; returns all problems found.
 pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
     let mut c = Checker {
@@ -205,6 +238,27 @@ fn check_services(c: &mut Checker) {
                 &[key("command")],
                 format!("service `{name}` has an empty command"),
             );
+        }
+        if let Some(user) = &svc.user {
+            // A name as `useradd` takes it (no separators, no spaces), never a number: a uid
+            // would mean different people on different hosts.
+            let valid = !user.is_empty()
+                && user.len() <= 32
+                && !user.starts_with('-')
+                && !user.chars().all(|c| c.is_ascii_digit())
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                c.err(
+                    "services",
+                    name,
+                    &[key("user")],
+                    format!(
+                        "service `{name}`: `{user}` is not a user name (letters, digits, `_`, `-`, `.`; not a number)"
+                    ),
+                );
+            }
         }
         match system.sites.get(&svc.site) {
             None => {

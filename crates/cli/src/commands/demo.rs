@@ -51,6 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = SpecArgs {
         spec: spec_dir.clone(),
         repo: None,
+        repo_token_env: None,
+        repo_token_file: None,
         reference: "HEAD".into(),
         path: None,
         set: vec![

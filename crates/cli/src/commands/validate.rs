@@ -1,4 +1,5 @@
-//! `resurgo validate`: load a spec and report every problem with its file, line and column.
+//! `resurgo validate`: load a spec and report every problem with its file, line and column,
+//! and what it should not do though it may (a service that would run as root).
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(exit::code(exit::ERROR));
     };
     let s = &desired.loaded.system;
+    // Warnings do not make the spec invalid: they are printed, and the exit code stays 0.
+    let warnings = resurgo_spec::warnings(s, nix::unistd::geteuid().is_root());
     if args.json {
         println!(
             "{}",
@@ -30,6 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "services": s.services.len(),
                 "datasets": s.datasets.len(),
                 "routes": s.routes.len(),
+                "warnings": warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
             })
         );
     } else {
@@ -42,6 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             s.routes.len(),
             desired.source.label()
         );
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(exit::code(exit::OK))
 }

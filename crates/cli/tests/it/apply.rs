@@ -365,3 +365,75 @@ fn sha256(text: &str) -> String {
         .expect("sha256sum runs");
     String::from_utf8_lossy(&out.stdout)[..64].to_string()
 }
+
+/// Issue 9: credentials in a Git URL (given through RESURGO_REPO, so resurgo's own command line
+/// holds none) never reach a `git` process's arguments — which every user sees in `ps` — nor
+/// what resurgo prints; `git` gets them from its environment. A fake `git` first on PATH
+/// records what each run was given, then runs the real one.
+#[test]
+fn git_credentials_never_reach_gits_arguments_or_what_is_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new(105);
+    let real_git = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("git"))
+        .find(|p| p.is_file())
+        .expect("git on PATH");
+    let bin = env.path().join("fake-bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = env.path().join("git-runs.log");
+    std::fs::write(
+        bin.join("git"),
+        format!(
+            "#!/bin/sh\nprintf 'args: %s\\n' \"$*\" >> '{log}'\nprintf 'env password: %s\\n' \"$RESURGO_GIT_PASSWORD\" >> '{log}'\nexec '{git}' \"$@\"\n",
+            log = log.display(),
+            git = real_git.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("git"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // Nothing listens on port 1: the clone fails, after git has been run with the URL.
+    let out = std::process::Command::new(crate::util::BIN)
+        .args(["plan", "--state"])
+        .arg(env.state())
+        .env("PATH", path)
+        .env("RESURGO_REPO", "https://deploy:s3cret-token@127.0.0.1:1/spec.git")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("https://127.0.0.1:1/spec.git"), "{stderr}");
+    let runs = std::fs::read_to_string(&log).expect("git was run");
+    let args: Vec<&str> = runs.lines().filter(|l| l.starts_with("args:")).collect();
+    assert!(!args.is_empty() && args.iter().all(|l| !l.contains("s3cret")), "{runs}");
+    assert!(
+        args.iter().any(|l| l.contains("https://127.0.0.1:1/spec.git")),
+        "{runs}"
+    );
+    assert!(
+        runs.contains("env password: s3cret-token"),
+        "the token reaches git through its environment: {runs}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    for file in walk(&env.state()) {
+        let text = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains("s3cret"),
+            "{} holds the token",
+            file.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

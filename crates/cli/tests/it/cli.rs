@@ -83,6 +83,33 @@ fn validate_reports_position_and_exits_1() {
     assert!(v["errors"][0]["line"].as_u64().unwrap() > 0);
 }
 
+/// Issue 9: a service that would run as root is named, but the spec stays valid (exit 0).
+#[test]
+fn validate_as_root_warns_about_each_service_without_a_user() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test checks what `validate` says when run as root: run the suite as root"
+    );
+    let env = Env::new(93);
+    let services = format!(
+        "{}{}    user: nobody\n",
+        Env::web("web", "a", 8080, "auto", &[]),
+        Env::web("api", "a", 8081, "auto", &[])
+    );
+    env.write_spec(&env.spec(&services));
+    let out = env.run(&["validate"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning: service `web` names no `user:`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("`api`"), "{}", out.stderr);
+    let v = env.run(&["validate", "--json"]).json();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
+}
+
 #[test]
 fn validate_accepts_the_quickstart() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart");

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::dns_route::{Knot, DNS_PORT, KEY, KEY_NAME, RECORD, ZONE};
 use crate::netns::Lab;
-use crate::pg::{as_pg_user, give, initdb_as_nobody, pg_bin};
+use crate::pg::{give, initdb_as_nobody, pg_bin};
 use crate::util::{poll, BIN};
 
 const PORT: u16 = 5432;
@@ -75,7 +75,9 @@ impl Stack {
             ),
             "host all all 10.0.0.0/8 trust\nhost replication all 10.0.0.0/8 trust\n",
         );
-        let mut postgres = as_pg_user();
+        // resurgo runs it as `nobody` (the service's `user:`) when the tests run as root.
+        let user = crate::pg::pg_service_user("    ");
+        let mut postgres: Vec<String> = Vec::new();
         postgres.extend([
             pg_bin("postgres").display().to_string(),
             "-D".into(),
@@ -108,7 +110,7 @@ impl Stack {
                  \x20 b: {{ provider: local, address: {b}, capacity: {{ cpu: 4, memory: 4Gi }}, root: {rb}, {repo_b} }}\n\
                  services:\n  db:\n    command: sh\n    args: [\"-c\", \"{script}\"]\n    ports: [{PORT}]\n\
                  \x20   health: {{ tcp: {{ port: {PORT} }}, interval: 200ms, start_timeout: 120s }}\n\
-                 \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n\
+                 \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n{user}\
                  datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n\
                  \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: {strategy}\n    rpo: {rpo}\n    replicate_to: [b]\n\
                  routes:\n  www:\n    service: db\n    type: dns\n\

@@ -32,6 +32,16 @@ pub(crate) fn pg_user() -> Option<(u32, u32)> {
     }
 }
 
+/// The `user:` line of a PostgreSQL service (at `indent`), naming [`pg_user`] when the tests
+/// run as root: resurgo runs the server as that user and gives it its folder and data.
+pub(crate) fn pg_service_user(indent: &str) -> String {
+    if pg_user().is_some() {
+        format!("{indent}user: nobody\n")
+    } else {
+        String::new()
+    }
+}
+
 /// The words that run a program as [`pg_user`]: `setpriv …` as root, nothing otherwise.
 pub(crate) fn as_pg_user() -> Vec<String> {
     let Some((uid, gid)) = pg_user() else {
@@ -274,23 +284,23 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
             password.strip_prefix(&root).unwrap().display()
         )
     };
-    let mut postgres = as_pg_user();
-    postgres.extend([
+    let postgres = [
         pg_bin("postgres").display().to_string(),
         "-D".into(),
         pgdata.display().to_string(),
         "-p".into(),
         port.to_string(),
-    ]);
+    ];
     let (program, args) = postgres.split_first().unwrap();
     let args: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
     env.write_spec(&format!(
         "apiVersion: resurgo.dev/v1alpha1\nsystem: pg\nsites:\n  a:\n    provider: local\n    address: {addr_a}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}  b:\n    provider: local\n    address: {addr_b}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}\
-         services:\n  db:\n    command: {program}\n    args: [{}]\n    ports: [{port}]\n    health:\n      tcp: {{ port: {port} }}\n      interval: 200ms\n      start_timeout: 120s\n    site: a\n    standby: [b]\n    stop_timeout: 5s\n\
+         services:\n  db:\n    command: {program}\n    args: [{}]\n    ports: [{port}]\n    health:\n      tcp: {{ port: {port} }}\n      interval: 200ms\n      start_timeout: 120s\n    site: a\n    standby: [b]\n    stop_timeout: 5s\n{}\
          datasets:\n  orders:\n    service: db\n    type: postgres\n    connection: \"host={addr_a} port={port} user=nobody dbname=postgres\"\n    rpo: 4s\n    replicate_to: [b]\n    check: {{ query: \"SELECT count(*) FROM orders\", expect: \"45\" }}\n",
         repo("a"),
         repo("b"),
-        args.join(", ")
+        args.join(", "),
+        pg_service_user("    ")
     ));
 
     let apply = env.run_shared(&["apply"]);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::pg::{as_pg_user, give, initdb_as_nobody, pg_bin, psql, stop_immediately};
+use crate::pg::{give, initdb_as_nobody, pg_bin, psql, stop_immediately};
 use crate::util::{alive, find_service, holds_file, poll, Env, Out};
 
 /// Two loopback sites, a and b, each with its own repository; PostgreSQL at a as the resurgo
@@ -89,7 +89,9 @@ impl PgPair {
                 password.display()
             )
         };
-        let mut postgres = as_pg_user();
+        // resurgo runs it as `nobody` (the service's `user:`) when the tests run as root.
+        let user = crate::pg::pg_service_user("    ");
+        let mut postgres: Vec<String> = Vec::new();
         postgres.extend([
             pg_bin("postgres").display().to_string(),
             "-D".into(),
@@ -102,7 +104,7 @@ impl PgPair {
             "apiVersion: resurgo.dev/v1alpha1\nsystem: pgfo\nsites:\n{}{}\
              services:\n  db:\n    command: sh\n    args: [\"-c\", \"{script}\"]\n    ports: [{port}]\n\
              \x20   health: {{ tcp: {{ port: {port} }}, interval: 200ms, start_timeout: 120s }}\n\
-             \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n\
+             \x20   site: a\n    standby: [b]\n    stop_timeout: 5s\n{user}\
              datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n\
              \x20   connection: \"host={addr_a} port={port} user=nobody dbname=postgres\"\n\
              \x20   rpo: {rpo}\n    replicate_to: [b]\n",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::pg::{as_pg_user, give, initdb_as_nobody, pg_bin, psql, stop_immediately};
+use crate::pg::{give, initdb_as_nobody, pg_bin, psql, stop_immediately};
 use crate::util::{alive, find_service, poll, signal, Env};
 
 /// The end of a site's PostgreSQL log (the service's stderr), for failure messages.
@@ -103,7 +103,9 @@ fn standby_pair(env: &Env, extra: &str) -> StandbyPair {
             password.display()
         )
     };
-    let mut postgres = as_pg_user();
+    // resurgo runs it as `nobody` (the service's `user:`) when the tests run as root.
+    let user = crate::pg::pg_service_user("    ");
+    let mut postgres: Vec<String> = Vec::new();
     postgres.extend([
         pg_bin("postgres").display().to_string(),
         "-D".into(),
@@ -114,7 +116,7 @@ fn standby_pair(env: &Env, extra: &str) -> StandbyPair {
     let script = format!("exec {} -c listen_addresses=$RESURGO_ADDRESS", postgres.join(" "));
     env.write_spec(&format!(
         "apiVersion: resurgo.dev/v1alpha1\nsystem: pgstandby\nsites:\n  a:\n    provider: local\n    address: {addr_a}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}  b:\n    provider: local\n    address: {addr_b}\n    capacity: {{ cpu: 4, memory: 4Gi }}\n{}\
-         services:\n  db:\n    command: sh\n    args: [\"-c\", \"{script}\"]\n    ports: [{port}]\n    health:\n      tcp: {{ port: {port} }}\n      interval: 200ms\n      start_timeout: 120s\n    site: a\n    standby: [b]\n    stop_timeout: 5s\n\
+         services:\n  db:\n    command: sh\n    args: [\"-c\", \"{script}\"]\n    ports: [{port}]\n    health:\n      tcp: {{ port: {port} }}\n      interval: 200ms\n      start_timeout: 120s\n    site: a\n    standby: [b]\n    stop_timeout: 5s\n{user}\
          datasets:\n  orders:\n    service: db\n    type: postgres\n    path: data\n    connection: \"host={addr_a} port={port} user=nobody dbname=postgres\"\n    strategy: standby\n    rpo: 2s\n{extra}",
         repo("a"),
         repo("b"),

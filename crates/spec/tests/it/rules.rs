@@ -412,3 +412,29 @@ fn the_site_api_address_defaults_to_the_site_address_and_port() {
         "without `api` the sites are reached through their files"
     );
 }
+
+#[test]
+fn a_user_must_be_a_name() {
+    assert_snapshot!(err(&base_with(
+        "    command: web\n",
+        "    command: web\n    user: \"1000\"\n"
+    )));
+}
+
+#[test]
+fn as_root_every_service_without_a_user_is_warned_about_and_only_as_root() {
+    let loaded = ok(&base_with(
+        "    command: postgres\n",
+        "    command: postgres\n    user: postgres\n",
+    ));
+    assert_eq!(loaded.system.services["db"].user.as_deref(), Some("postgres"));
+    let warnings = resurgo_spec::warnings(&loaded.system, true);
+    let named: Vec<&str> = warnings.iter().map(|w| w.service.as_str()).collect();
+    assert_eq!(named, ["web"]);
+    assert!(
+        warnings[0].to_string().contains("service `web` names no `user:`"),
+        "{}",
+        warnings[0]
+    );
+    assert!(resurgo_spec::warnings(&loaded.system, false).is_empty());
+}
