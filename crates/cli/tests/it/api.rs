@@ -97,6 +97,26 @@ impl Deployment {
         Out::of(out)
     }
 
+    /// `resurgo apply` as the operator, once both agents answer: each applies its own site.
+    fn apply(&self) {
+        let anonymous = self.client(&self.anonymous(), None);
+        for site in [1, 2] {
+            let up = poll(Duration::from_secs(20), || {
+                anonymous.get::<Health>(&self.addr(site), "/health").ok()
+            });
+            assert!(
+                up.is_some(),
+                "agent {site} does not answer:\n{}",
+                self.log("agent-a.log")
+            );
+        }
+        let applied = self.operator(&["apply", "--json"]);
+        assert_eq!(applied.code, 0, "apply: {}{}", applied.stdout, applied.stderr);
+        let sites = applied.json()["sites"].clone();
+        assert_eq!(sites[0]["applied"], true, "{sites}");
+        assert_eq!(sites[1]["applied"], true, "{sites}");
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.env.path().join(name)).unwrap_or_default()
     }
@@ -117,10 +137,9 @@ fn the_site_api_refuses_without_changing_anything_and_serves_every_documented_ro
     assert_eq!(mode(&d.certs.join("a/key.pem")), 0o600);
     assert_eq!(mode(&d.certs.join("ca-key.pem")), 0o600);
     assert_eq!(mode(&d.certs.join("a")), 0o700);
-    let applied = d.env.run(&["apply"]);
-    assert_eq!(applied.code, 0, "apply: {}{}", applied.stdout, applied.stderr);
     let _a = d.agent("a");
     let _b = d.agent("b");
+    d.apply();
 
     let anonymous = d.client(&d.anonymous(), None);
     let operator = d.client(&d.certs.join("operator"), None);
@@ -268,10 +287,9 @@ fn the_site_api_refuses_without_changing_anything_and_serves_every_documented_ro
 #[test]
 fn status_and_failover_reach_the_sites_only_through_their_agents() {
     let d = Deployment::new(161, 18161);
-    let applied = d.env.run(&["apply"]);
-    assert_eq!(applied.code, 0, "apply: {}{}", applied.stdout, applied.stderr);
     let a = d.agent("a");
     let b = d.agent("b");
+    d.apply();
     let anonymous = d.client(&d.anonymous(), None);
     let ready = poll(Duration::from_secs(20), || {
         anonymous.get::<Health>(&d.addr(1), "/primary").ok().filter(|h| h.ok)
