@@ -26,7 +26,7 @@ pub struct SpecArgs {
     #[arg(long, value_name = "VAR", requires = "repo", conflicts_with = "repo_token_file")]
     pub repo_token_env: Option<String>,
     /// A token for --repo, read from this file (without a trailing newline).
-    #[arg(long, value_name = "PATH", requires = "repo")]
+    #[arg(long, env = "RESURGO_REPO_TOKEN_FILE", value_name = "PATH", requires = "repo")]
     pub repo_token_file: Option<String>,
     /// Folder of the spec inside --repo.
     #[arg(long, value_name = "DIR", requires = "repo")]
