@@ -32,6 +32,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = args.spec.engine()?;
     let config = ControllerConfig {
+        site: None,
         source: args.spec.source(),
         overrides: args.spec.set.clone(),
         state_dir: args.spec.state.clone(),
