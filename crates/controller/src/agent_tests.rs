@@ -157,7 +157,7 @@ fn renewer(f: &Fixture, store: Arc<dyn CoordStore>, held: Arc<std::sync::Mutex<H
     Renewer {
         site: "a".into(),
         handle: f.engine.site(&f.spec, "a").unwrap(),
-        spec: f.spec.clone(),
+        spec: Arc::new(std::sync::Mutex::new(f.spec.clone())),
         engine: f.engine.clone(),
         store,
         events: EventLog::of_state(f.dir.path()),

@@ -1,22 +1,25 @@
-//! `resurgo agent --site S` (or `--witness`): the process that runs at each site and makes
-//! roles real — renews the primary lease and fences the site's writers when it cannot,
-//! answers heartbeats, watches the primary from a standby site and, when the policy says so,
-//! fails over to it; the witness holds a second view of every site. See
-//! `resurgo_controller::agent`.
+//! `resurgo agent --site S`: the one daemon at a site — its controller loop scoped to the site
+//! (reconcile, schedules, proxy routes), reading the spec from its source with a last-known-good
+//! copy, and its agent (leases, fencing, heartbeats, failure detection, automatic failover to
+//! the site, rejoining as a standby). `resurgo agent --witness`: the witness, which holds a
+//! second view of every site. See `resurgo_controller::daemon` and `resurgo_controller::agent`.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use resurgo_controller::agent::{Agent, Role};
+use resurgo_controller::{ControllerConfig, DaemonError, SiteDaemon};
 
-use crate::common::SpecArgs;
+use crate::commands::plan::PlanFlags;
+use crate::common::{positive_duration, SpecArgs};
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("who").required(true).args(["site", "witness"]))]
 pub struct Args {
-    /// The site this agent runs at: it acts on this site only.
+    /// The site this daemon runs at: it observes and acts on this site only.
     #[arg(long)]
     pub site: Option<String>,
     /// Run as the witness (at `failover.witness`): report which sites it still sees.
@@ -24,10 +27,64 @@ pub struct Args {
     pub witness: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
+    #[command(flatten)]
+    pub flags: PlanFlags,
+    /// Time between observations of the site.
+    #[arg(long, default_value = "500ms", value_parser = positive_duration)]
+    pub tick: Duration,
+    /// Time between polls of the spec's source (Git fetch).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub poll: Duration,
+}
+
+/// The controller loop's settings for `spec` (a site daemon sets the site).
+pub fn controller_config(spec: &SpecArgs, flags: &PlanFlags, tick: Duration, poll: Duration) -> ControllerConfig {
+    ControllerConfig {
+        site: None,
+        source: spec.source(),
+        overrides: spec.set.clone(),
+        state_dir: spec.state.clone(),
+        tick,
+        poll,
+        plan_options: flags.options(),
+        echo: true,
+    }
+}
+
+/// A flag set by the first SIGTERM or SIGINT.
+pub fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    Ok(stop)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // The spec as written: the agent reads the assignments from the store every interval.
+    let engine = args.spec.engine()?;
+    let stop = stop_on_signal()?;
+    let Some(site) = &args.site else {
+        return run_witness(&args, engine, &stop);
+    };
+    let config = controller_config(&args.spec, &args.flags, args.tick, args.poll);
+    let daemon = match SiteDaemon::new(engine, config, site, false) {
+        Ok(daemon) => daemon,
+        Err(e @ DaemonError::NoSpec { .. }) => {
+            eprintln!("{e}");
+            return Ok(exit::code(exit::ERROR));
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    daemon.run(&stop)?;
+    Ok(exit::code(exit::OK))
+}
+
+/// The witness reads the spec once, at start.
+fn run_witness(args: &Args, engine: resurgo_controller::Engine, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
     let loaded =
         match resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set) {
             Ok(loaded) => loaded,
@@ -37,21 +94,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Err(e) => anyhow::bail!("{e}"),
         };
-    let role = match &args.site {
-        Some(site) => Role::Site(site.clone()),
-        None => Role::Witness,
-    };
-    let engine = args.spec.engine()?;
-    let agent = Agent::new(loaded.loaded.system, loaded.source, engine, &args.spec.state, role)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            flag.store(true, Ordering::Relaxed);
-        }
-    });
-    agent.run(&stop).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let agent = Agent::new(
+        loaded.loaded.system,
+        loaded.source,
+        engine,
+        &args.spec.state,
+        Role::Witness,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    agent.run(stop).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(exit::code(exit::OK))
 }
