@@ -157,6 +157,20 @@ fn finish_fence(held: &Mutex<Held>, engine: &Engine, spec: &System, site: &str, 
     Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(site)
 }
 
+/// Which groups a site's agent serves as primary now: it holds the group's lease and is not
+/// fencing it, nor fenced. What its daemon's controller may start active instances of (see
+/// [`crate::reconcile::Controller::gated`]). Cheap to clone; every clone sees the agent's state.
+#[derive(Clone)]
+pub struct Serving(Arc<Mutex<Held>>);
+
+impl Serving {
+    /// Whether the agent serves `group` (`site-<s>`) as its primary now.
+    pub fn holds(&self, group: &str) -> bool {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.leases.contains_key(group) && !held.fencing.contains(group) && !held.fenced.contains_key(group)
+    }
+}
+
 /// What the heartbeat thread has seen of the other nodes.
 struct Probes {
     detector: FailureDetector,
@@ -228,6 +242,11 @@ impl Agent {
     pub fn in_process(mut self) -> Agent {
         self.in_process = true;
         self
+    }
+
+    /// The groups this agent serves as primary, as they change.
+    pub fn serving(&self) -> Serving {
+        Serving(self.held.clone())
     }
 
     /// The agent takes each spec published in `shared` (its daemon's controller publishes
@@ -327,7 +346,11 @@ impl Agent {
                 }
             }
         });
-        self.emit(Event::new(EventKind::AgentStarted, format!("listening on {addr}")));
+        let started = Event::new(EventKind::AgentStarted, format!("listening on {addr}"));
+        self.emit(match &self.role {
+            Role::Site(site) => started.site(site),
+            Role::Witness => started,
+        });
         let interval = self.spec.failover.timing().heartbeat_interval;
         let me = self.name();
         let peers: Vec<(String, SocketAddr)> = self

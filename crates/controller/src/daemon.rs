@@ -5,7 +5,8 @@
 //! proxy routes; its [`Agent`] holds and renews the site's leases, fences it, watches the
 //! primary from a standby and runs the recovery runs whose target it is. They share one spec:
 //! each the controller adopts is published ([`SharedSpec`]) and the agent takes it at its next
-//! tick, so a spec change needs no restart.
+//! tick, so a spec change needs no restart. The controller starts an active instance only of
+//! a group the agent serves as primary ([`Controller::gated`]).
 //!
 //! `resurgo controller --agents` runs one site daemon per site (and the witness) on threads of
 //! one process: the same code as on separate hosts, except that an agent there stands for its
@@ -124,6 +125,9 @@ impl SiteDaemon {
         })?
         .following(spec.clone());
         let agent = if in_process { agent.in_process() } else { agent };
+        // The lease decides who writes: the controller starts no active instance of a group
+        // the agent does not serve.
+        let controller = controller.gated(agent.serving());
         Ok(SiteDaemon {
             context: SiteContext {
                 site: site.to_string(),

@@ -12,7 +12,9 @@
 //! that site — another site's provider is never called —, runs the schedules of the datasets
 //! whose service is active there (see [`crate::schedule::Protection::scoped`]) and the proxy of
 //! each `type: proxy` route only while the route's service is active there: when the service
-//! moves, the proxy stops here and the new site's daemon starts its own.
+//! moves, the proxy stops here and the new site's daemon starts its own. Beside the site's
+//! agent ([`Controller::gated`]) it starts an active instance only of a group the agent serves
+//! as primary: the lease decides who writes, never the controller.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -100,6 +102,8 @@ pub struct Controller {
     load_error: Option<String>,
     /// Where each spec adopted is published (a site daemon's agent and API follow it).
     shared: Option<crate::desired::SharedSpec>,
+    /// Beside a site's agent: the groups it serves as primary (see [`Controller::gated`]).
+    serving: Option<crate::agent::Serving>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
 }
@@ -127,6 +131,7 @@ impl Controller {
             assignment_error: None,
             load_error: None,
             shared: None,
+            serving: None,
             tx,
             rx,
         }
@@ -139,6 +144,31 @@ impl Controller {
         }
         self.shared = Some(shared);
         self
+    }
+
+    /// Beside a site's agent, the controller corrects an active instance (creates, updates,
+    /// restarts it) only while the agent serves its group as primary — holds its lease, is not
+    /// fencing it: a restart at a site that is not primary, or whose lease is expiring, could
+    /// make a second writer. Those are the agent's to serve; standby instances, and removals,
+    /// stay the controller's.
+    pub fn gated(mut self, serving: crate::agent::Serving) -> Controller {
+        self.serving = Some(serving);
+        self
+    }
+
+    /// Whether `change` may be made as far as the primary leases go (see [`Controller::gated`]).
+    fn lease_allows(&self, change: &resurgo_plan::Change) -> bool {
+        let (Some(serving), Some(config)) = (&self.serving, &change.config) else {
+            return true;
+        };
+        if config.role != resurgo_plan::Role::Active {
+            return true;
+        }
+        // The group is named after the site the spec places the service at, as written.
+        self.desired
+            .as_ref()
+            .and_then(|d| d.loaded.system.services.get(&change.service))
+            .is_some_and(|svc| serving.holds(&crate::roles::group_of(&svc.site)))
     }
 
     /// Loads the desired state now — from the source, else from the last-known-good copy —
@@ -354,7 +384,11 @@ impl Controller {
                         .is_some_and(|s| s.sync == SyncPolicy::Auto),
                 };
                 // A failover or failback in progress owns the services it moves.
-                if !auto || self.inflight.contains(&key) || crate::failover::run_in_progress(&self.config.state_dir) {
+                if !auto
+                    || self.inflight.contains(&key)
+                    || !self.lease_allows(change)
+                    || crate::failover::run_in_progress(&self.config.state_dir)
+                {
                     continue;
                 }
                 let backoff = self.backoff.entry(key.clone()).or_insert(Backoff {

@@ -174,3 +174,41 @@ fn a_proxy_route_follows_its_service_across_site_controllers() {
     );
     assert!(said("b", "leads to 127.0.0.2:8080"), "{events:?}");
 }
+
+/// Beside a site's agent that does not serve web's group (it holds no lease yet), the
+/// controller reports web missing at a but does not start it: the lease decides who writes.
+#[test]
+fn beside_an_agent_the_controller_starts_no_active_instance_of_a_group_the_agent_does_not_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = spec("");
+    write_spec(dir.path(), &text);
+    let provider = Arc::new(Recording::default());
+    provider.site("a", true);
+    let source = resurgo_plan::SourceId {
+        kind: "folder".into(),
+        location: "unit".into(),
+        commit: None,
+        digest: "unit".into(),
+    };
+    let agent = crate::agent::Agent::new(
+        crate::testing::system(&text),
+        source,
+        Engine::new(provider.clone(), dir.path()),
+        dir.path(),
+        crate::agent::Role::Site("a".into()),
+    )
+    .unwrap();
+    let mut a = controller(dir.path(), &provider, Some("a")).gated(agent.serving());
+    for _ in 0..5 {
+        a.tick();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!provider.running("a", "web"), "{:?}", provider.log());
+    let events = EventLog::of_state(dir.path()).read().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::DriftSeen && e.service.as_deref() == Some("web")),
+        "{events:?}"
+    );
+}
