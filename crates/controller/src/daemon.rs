@@ -45,6 +45,7 @@ pub struct SiteContext {
     engine: Engine,
     state_dir: PathBuf,
     spec: SharedSpec,
+    serving: crate::agent::Serving,
 }
 
 impl SiteContext {
@@ -67,6 +68,12 @@ impl SiteContext {
         self.spec()
             .map(|d| crate::desired::with_assignments(Desired::clone(&d), &self.state_dir))
             .transpose()
+    }
+
+    /// Whether the site's agent serves `group` (`site-<s>`) as its primary now: holds its
+    /// primary lease and is not fencing it.
+    pub fn serves(&self, group: &str) -> bool {
+        self.serving.holds(group)
     }
 
     /// The engine: the provider and how sites are observed and changed. Its preparer is not
@@ -127,13 +134,15 @@ impl SiteDaemon {
         let agent = if in_process { agent.in_process() } else { agent };
         // The lease decides who writes: the controller starts no active instance of a group
         // the agent does not serve.
-        let controller = controller.gated(agent.serving());
+        let serving = agent.serving();
+        let controller = controller.gated(serving.clone());
         Ok(SiteDaemon {
             context: SiteContext {
                 site: site.to_string(),
                 engine,
                 state_dir,
                 spec,
+                serving,
             },
             controller,
             agent,
@@ -179,5 +188,49 @@ impl SiteDaemon {
         drop(stop_controller);
         let _ = thread.join();
         ended.map_err(|reason| DaemonError::Agent { site, reason })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> ControllerConfig {
+        ControllerConfig {
+            site: None,
+            source: crate::source::Source::Folder(dir.join("spec")),
+            overrides: Vec::new(),
+            state_dir: dir.to_path_buf(),
+            tick: std::time::Duration::from_millis(50),
+            poll: std::time::Duration::from_secs(60),
+            plan_options: Default::default(),
+            echo: false,
+        }
+    }
+
+    /// The daemon starts from its source, else from the last-known-good copy the source left;
+    /// with neither, it says there is no spec. Its context shares the spec it holds.
+    #[test]
+    fn a_site_daemon_starts_from_its_source_else_the_last_known_good_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = Arc::new(crate::testing::Recording::default());
+        let engine = Engine::new(provider, dir.path());
+        let none = SiteDaemon::new(engine.clone(), config(dir.path()), "a", false);
+        assert!(matches!(none, Err(DaemonError::NoSpec { .. })));
+
+        std::fs::create_dir_all(dir.path().join("spec")).unwrap();
+        let text = "apiVersion: resurgo.dev/v1alpha1\nsystem: unit\nsites:\n  a:\n    provider: local\n    address: 127.0.0.1\n    capacity: { cpu: 8, memory: 8Gi }\nservices: {}\n";
+        std::fs::write(dir.path().join("spec/resurgo.yaml"), text).unwrap();
+        let daemon = SiteDaemon::new(engine.clone(), config(dir.path()), "a", false).unwrap();
+        let context = daemon.context();
+        assert_eq!(context.site(), "a");
+        let first = context.spec().expect("the spec it loaded");
+        assert!(first.loaded.system.sites.contains_key("a"));
+        assert!(!context.serves("site-a"), "no lease taken before it runs");
+
+        // The source is gone: the copy it left stands in.
+        std::fs::remove_dir_all(dir.path().join("spec")).unwrap();
+        let daemon = SiteDaemon::new(engine, config(dir.path()), "a", false).unwrap();
+        assert_eq!(daemon.context().spec().unwrap().source, first.source);
     }
 }
