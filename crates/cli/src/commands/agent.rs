@@ -83,17 +83,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(exit::code(exit::OK))
 }
 
-/// The witness reads the spec once, at start.
+/// The witness reads the spec once, at start: from the source, else (the source cannot be
+/// read) from the last-known-good copy it keeps, as a site's daemon does.
 fn run_witness(args: &Args, engine: resurgo_controller::Engine, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
-    let loaded =
-        match resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set) {
-            Ok(loaded) => loaded,
-            Err(resurgo_controller::LoadError::Spec(e)) => {
-                eprintln!("{e}");
-                return Ok(exit::code(exit::ERROR));
+    let lkg = resurgo_controller::LastKnownGood::new(&args.spec.state);
+    let cache = args.spec.state.join("git");
+    let loaded = match resurgo_controller::desired::load_and_remember(&args.spec.source(), &cache, &args.spec.set, &lkg)
+    {
+        Ok(loaded) => loaded,
+        Err(resurgo_controller::LoadError::Spec(e)) => {
+            eprintln!("{e}");
+            return Ok(exit::code(exit::ERROR));
+        }
+        Err(e) => match lkg.load(&args.spec.set) {
+            Some(loaded) => {
+                tracing::warn!("{e}; using the last-known-good spec {}", loaded.source.label());
+                loaded
             }
-            Err(e) => anyhow::bail!("{e}"),
-        };
+            None => anyhow::bail!("{e}"),
+        },
+    };
     let agent = Agent::new(
         loaded.loaded.system,
         loaded.source,
