@@ -21,6 +21,13 @@
 //! The witness (`--witness`) probes every site's agent and holds the lease `witness-sees-<s>`
 //! while it receives `s`'s heartbeats.
 //!
+//! An agent in a site daemon ([`crate::daemon`]) follows the spec its daemon's controller
+//! loads ([`Agent::following`]): services, datasets, routes and the failover policy
+//! (`automatic`, `cooldown`) take effect at its next tick. The rest of `failover` — timing,
+//! coordination store, witness, agent port — and the sites' addresses stay those it started
+//! with until it restarts: its held leases were granted, its listener bound and its store
+//! opened under them.
+//!
 //! The decisions are `resurgo_coord::fence`'s pure functions; this file does the I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +85,10 @@ pub struct Agent {
     /// succeed (per lost site): when the next attempt may be, and the wait after it.
     crash_backoff: Option<(Instant, Duration)>,
     failover_backoff: BTreeMap<String, (Instant, Duration)>,
+    /// The spec its daemon publishes, and the generation of it taken last.
+    following: Option<(crate::desired::SharedSpec, u64)>,
+    /// The spec, shared with the [`Renewer`] (which fences the services it declares).
+    renewer_spec: Arc<Mutex<System>>,
 }
 
 /// Brings `site` to the desired state of `system`: creates, updates and starts (a standby
@@ -147,6 +158,20 @@ fn finish_fence(held: &Mutex<Held>, engine: &Engine, spec: &System, site: &str, 
     Event::new(EventKind::Fenced, format!("{group}: {why}; writes stopped here")).site(site)
 }
 
+/// Which groups a site's agent serves as primary now: it holds the group's lease and is not
+/// fencing it, nor fenced. What its daemon's controller may start active instances of (see
+/// [`crate::reconcile::Controller::gated`]). Cheap to clone; every clone sees the agent's state.
+#[derive(Clone)]
+pub struct Serving(Arc<Mutex<Held>>);
+
+impl Serving {
+    /// Whether the agent serves `group` (`site-<s>`) as its primary now.
+    pub fn holds(&self, group: &str) -> bool {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.leases.contains_key(group) && !held.fencing.contains(group) && !held.fenced.contains_key(group)
+    }
+}
+
 /// What the heartbeat thread has seen of the other nodes.
 struct Probes {
     detector: FailureDetector,
@@ -193,6 +218,8 @@ impl Agent {
         }));
         Ok(Agent {
             events: EventLog::of_state(state_dir),
+            renewer_spec: Arc::new(Mutex::new(spec.clone())),
+            following: None,
             spec,
             source,
             engine,
@@ -216,6 +243,63 @@ impl Agent {
     pub fn in_process(mut self) -> Agent {
         self.in_process = true;
         self
+    }
+
+    /// The groups this agent serves as primary, as they change.
+    pub fn serving(&self) -> Serving {
+        Serving(self.held.clone())
+    }
+
+    /// The agent takes each spec published in `shared` (its daemon's controller publishes
+    /// what it loads), at the start of its next tick.
+    pub fn following(mut self, shared: crate::desired::SharedSpec) -> Agent {
+        self.following = Some((shared, 0));
+        self
+    }
+
+    /// Takes the newest spec published, if there is a newer one (see the module's doc for
+    /// what waits for a restart). A spec that no longer declares this site is not taken.
+    fn follow(&mut self) {
+        let Some((shared, seen)) = &mut self.following else {
+            return;
+        };
+        let Some((generation, desired)) = shared.current().filter(|(g, _)| g != seen) else {
+            return;
+        };
+        *seen = generation;
+        let label = desired.source.label();
+        let mut spec = desired.loaded.system.clone();
+        if let Role::Site(site) = &self.role {
+            if !spec.sites.contains_key(site) {
+                self.emit(
+                    Event::new(
+                        EventKind::SpecInvalid,
+                        format!("{label} does not declare site `{site}`: the agent keeps the spec it has"),
+                    )
+                    .site(site),
+                );
+                return;
+            }
+        }
+        let failover = resurgo_spec::Failover {
+            automatic: spec.failover.automatic,
+            cooldown: spec.failover.cooldown,
+            ..self.spec.failover.clone()
+        };
+        if failover != spec.failover {
+            self.emit(Event::new(
+                EventKind::SpecInvalid,
+                format!(
+                    "{label} changes the failover timing, coordination, witness or agent port: \
+                     they take effect when the agent restarts"
+                ),
+            ));
+            spec.failover = failover;
+        }
+        tracing::debug!(commit = %label, "the agent follows the spec");
+        *self.renewer_spec.lock().unwrap_or_else(|e| e.into_inner()) = spec.clone();
+        self.spec = spec;
+        self.source = desired.source.clone();
     }
 
     fn name(&self) -> String {
@@ -263,7 +347,11 @@ impl Agent {
                 }
             }
         });
-        self.emit(Event::new(EventKind::AgentStarted, format!("listening on {addr}")));
+        let started = Event::new(EventKind::AgentStarted, format!("listening on {addr}"));
+        self.emit(match &self.role {
+            Role::Site(site) => started.site(site),
+            Role::Witness => started,
+        });
         let interval = self.spec.failover.timing().heartbeat_interval;
         let me = self.name();
         let peers: Vec<(String, SocketAddr)> = self
@@ -297,7 +385,7 @@ impl Agent {
             let renewer = Renewer {
                 site: site.clone(),
                 handle: self.handle(site).ok_or_else(|| format!("no site `{site}`"))?,
-                spec: self.spec.clone(),
+                spec: self.renewer_spec.clone(),
                 engine: self.engine.clone(),
                 store: self.store.clone(),
                 events: self.events.clone(),
@@ -312,6 +400,7 @@ impl Agent {
         let _stop_renewer = StopOnDrop(stop_renewer);
         while !stop.load(Ordering::Relaxed) {
             let begin = Instant::now();
+            self.follow();
             match self.role.clone() {
                 Role::Witness => self.witness_tick(),
                 Role::Site(site) => self.site_tick(&site),
@@ -777,7 +866,8 @@ struct Renewer {
     site: String,
     /// The site's handle, for its fence deadline.
     handle: resurgo_provider::SiteHandle,
-    spec: System,
+    /// The agent's spec, as it follows its daemon's (the failover timing never changes).
+    spec: Arc<Mutex<System>>,
     engine: Engine,
     store: Arc<dyn CoordStore>,
     events: EventLog,
@@ -788,8 +878,12 @@ struct Renewer {
 }
 
 impl Renewer {
+    fn spec(&self) -> System {
+        self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn run(self, stop: Arc<AtomicBool>) {
-        let interval = self.spec.failover.timing().heartbeat_interval;
+        let interval = self.spec().failover.timing().heartbeat_interval;
         while !stop.load(Ordering::Relaxed) {
             let begin = Instant::now();
             self.round();
@@ -808,7 +902,8 @@ impl Renewer {
 
     /// One round: renew each held lease, fence what must be fenced, move the fence deadline.
     fn round(&self) {
-        let deadline = self.spec.failover.timing().fencing_deadline;
+        let spec = self.spec();
+        let deadline = spec.failover.timing().fencing_deadline;
         let leases: Vec<(String, LeaseId, BootTime)> = self
             .held()
             .leases
@@ -845,14 +940,7 @@ impl Renewer {
                 ours && held.fence(&group, &why)
             };
             if fenced_now {
-                self.emit(finish_fence(
-                    &self.held,
-                    &self.engine,
-                    &self.spec,
-                    &self.site,
-                    &group,
-                    &why,
-                ));
+                self.emit(finish_fence(&self.held, &self.engine, &spec, &self.site, &group, &why));
             }
         }
         let until = self

@@ -157,7 +157,7 @@ fn renewer(f: &Fixture, store: Arc<dyn CoordStore>, held: Arc<std::sync::Mutex<H
     Renewer {
         site: "a".into(),
         handle: f.engine.site(&f.spec, "a").unwrap(),
-        spec: f.spec.clone(),
+        spec: Arc::new(std::sync::Mutex::new(f.spec.clone())),
         engine: f.engine.clone(),
         store,
         events: EventLog::of_state(f.dir.path()),
@@ -249,4 +249,48 @@ fn a_fence_in_progress_is_not_undone_by_a_tick_and_the_group_is_served_again_aft
     }
     assert!(f.provider.running("a", "web"), "served again after the fence");
     assert!(!a.held.lock().unwrap().fenced.contains_key("site-a"));
+}
+
+/// An agent in a site daemon takes each spec its daemon publishes, at its next tick: the
+/// services and the failover policy of the new spec, but the failover timing it started with
+/// (its leases were granted under it), saying that a restart takes the rest.
+#[test]
+fn a_following_agent_takes_each_published_spec_but_keeps_its_failover_timing() {
+    let f = fixture();
+    let shared = crate::desired::SharedSpec::default();
+    let mut a = f.agent("a").following(shared.clone());
+    let mut next = crate::testing::two_sites(false);
+    next.failover.automatic = true;
+    next.failover.lease_ttl = Some(resurgo_spec::Duration(Duration::from_secs(30)));
+    let source = resurgo_plan::SourceId {
+        kind: "folder".into(),
+        location: "unit".into(),
+        commit: None,
+        digest: "next".into(),
+    };
+    shared.publish(crate::desired::Desired {
+        loaded: resurgo_spec::Loaded {
+            system: next,
+            digest: "next".into(),
+        },
+        source,
+    });
+    a.follow();
+    assert!(!a.spec.services.contains_key("api"), "the new spec's services");
+    assert!(a.spec.failover.automatic, "the new spec's policy");
+    assert_eq!(
+        a.spec.failover.lease_ttl, f.spec.failover.lease_ttl,
+        "the timing it started with"
+    );
+    assert_eq!(a.source.digest, "next");
+    assert!(
+        !a.renewer_spec.lock().unwrap().services.contains_key("api"),
+        "the renewer fences what the new spec declares"
+    );
+    let said = EventLog::of_state(f.dir.path()).read().unwrap();
+    assert!(
+        said.iter()
+            .any(|e| e.message.contains("take effect when the agent restarts")),
+        "{said:?}"
+    );
 }

@@ -3,8 +3,8 @@
 //! folder, and the coordination store — never another site's files.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
-use std::sync::{mpsc, Arc, RwLock};
+use std::path::Path;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use resurgo_api::types::{DatasetDone, DatasetRequest, Health, RunStarted, Runs, StartRun, RUNS_FORMAT_VERSION};
@@ -12,70 +12,77 @@ use resurgo_api::{Handler, Op, Reply, Request};
 use resurgo_plan::SiteState;
 use resurgo_runbook::plan::PlanKind;
 
+use crate::daemon::SiteContext;
 use crate::desired::Desired;
 use crate::engine::Engine;
 use crate::failover::RunOptions;
 use crate::protect::Protector;
-use crate::roles::{group_of, open_store, primary_lease};
+use crate::roles::{group_of, open_store};
 
-/// The spec a site's agent runs, as written (no assignments applied), shared with whoever
-/// reloads it.
-pub type SharedSpec = Arc<RwLock<Desired>>;
+/// How long an apply waits for the daemon to read a spec it does not run yet.
+const RELOAD_WAIT: Duration = Duration::from_secs(15);
 
 /// How long a failback asked through the API waits for this site's standbys to catch up.
 const FAILBACK_CATCH_UP: Duration = Duration::from_secs(300);
 
-/// A site's agent's answers.
+/// A site's agent's answers, over the state its daemon shares ([`SiteContext`]).
 pub struct SiteApi {
-    pub site: String,
-    pub state_dir: PathBuf,
-    pub engine: Engine,
-    pub spec: SharedSpec,
-    /// Reads the spec again from its source (the Git repository), storing it in `spec`:
-    /// called before an apply, so that a commit just pushed is the one applied.
-    pub reload: Option<Reload>,
+    context: SiteContext,
 }
 
-/// See [`SiteApi::reload`].
-pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
-
 impl SiteApi {
-    fn written(&self) -> Desired {
-        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn new(context: SiteContext) -> SiteApi {
+        SiteApi { context }
     }
 
-    /// The spec with the store's assignments applied (where services are active now), or why
-    /// the store could not be read.
-    fn current(&self) -> Result<Desired, String> {
-        crate::desired::with_assignments(self.written(), &self.state_dir).map_err(|e| e.to_string())
+    fn site(&self) -> &str {
+        self.context.site()
     }
 
-    /// The groups this site holds the primary lease of, where the store names it primary.
-    fn primary_for(&self, desired: &Desired) -> Result<Vec<String>, String> {
-        let system = &desired.loaded.system;
-        let store = open_store(system, &self.state_dir).map_err(|e| e.to_string())?;
-        let mut groups = Vec::new();
-        for site in system.sites.keys() {
-            let group = group_of(site);
-            let holder = store.lease_holder(&primary_lease(&group)).map_err(|e| e.to_string())?;
-            let primary = store
-                .get_assignment(&group)
-                .map_err(|e| e.to_string())?
-                .map_or_else(|| site.clone(), |a| a.primary_site);
-            if primary == self.site && holder.is_some_and(|(h, _)| h == self.site) {
-                groups.push(group);
-            }
+    fn state_dir(&self) -> &Path {
+        self.context.state_dir()
+    }
+
+    fn engine(&self) -> &Engine {
+        self.context.engine()
+    }
+
+    /// The spec the daemon runs, as written (the daemon has one before it serves).
+    fn written(&self) -> Result<Desired, Reply> {
+        self.context
+            .spec()
+            .map(|d| Desired::clone(&d))
+            .ok_or_else(|| Reply::problem(503, "the agent has no spec yet"))
+    }
+
+    /// The spec with the store's assignments applied (where services are active now).
+    fn current(&self) -> Result<Desired, Reply> {
+        match self.context.desired() {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(Reply::problem(503, "the agent has no spec yet")),
+            Err(e) => Err(Reply::problem(503, format!("cannot read the assignments: {e}"))),
         }
-        Ok(groups)
+    }
+
+    /// The groups this site's agent serves as primary now (holds the lease, not fencing).
+    fn primary_for(&self, desired: &Desired) -> Vec<String> {
+        desired
+            .loaded
+            .system
+            .sites
+            .keys()
+            .map(|s| group_of(s))
+            .filter(|g| self.context.serves(g))
+            .collect()
     }
 
     /// Whether this site can be observed right now, or why not.
     fn observed(&self, desired: &Desired) -> Result<(), String> {
         let handle = self
-            .engine
-            .site(&desired.loaded.system, &self.site)
-            .ok_or_else(|| format!("`{}` is not a site of the spec", self.site))?;
-        match &self.engine.observe(std::slice::from_ref(&handle))[0].state {
+            .engine()
+            .site(&desired.loaded.system, self.site())
+            .ok_or_else(|| format!("`{}` is not a site of the spec", self.site()))?;
+        match &self.engine().observe(std::slice::from_ref(&handle))[0].state {
             SiteState::Reachable { .. } => Ok(()),
             SiteState::Unknown { reason } => Err(reason.clone()),
         }
@@ -83,7 +90,7 @@ impl SiteApi {
 
     fn health(&self, op: &Op, request: &Request) -> Reply {
         let mut answer = Health {
-            site: self.site.clone(),
+            site: self.site().to_string(),
             ok: false,
             primary_for: vec![],
             standby_for: vec![],
@@ -95,12 +102,16 @@ impl SiteApi {
             Ok(d) => d.map(|d| d.0),
             Err(e) => return Reply::problem(400, format!("max_lag: {e}")),
         };
-        let desired = self.written();
         let outcome = (|| -> Result<bool, String> {
-            self.observed(&desired)?;
-            let current = self.current()?;
-            answer.primary_for = self.primary_for(&current)?;
-            answer.standby_for = standby_groups(&self.engine, &desired, &current, &self.site);
+            let written = self.written().map_err(|_| "the agent has no spec yet".to_string())?;
+            self.observed(&written)?;
+            let current = self
+                .context
+                .desired()
+                .map_err(|e| e.to_string())?
+                .unwrap_or(written.clone());
+            answer.primary_for = self.primary_for(&current);
+            answer.standby_for = standby_groups(self.engine(), &written, &current, self.site());
             let wanted = |groups: &[String]| group.map_or(!groups.is_empty(), |g| groups.iter().any(|x| x == g));
             Ok(match op {
                 Op::Primary => wanted(&answer.primary_for),
@@ -125,14 +136,13 @@ impl SiteApi {
         Reply::json(if answer.ok { 200 } else { 503 }, &answer)
     }
 
-    /// The largest replay lag of the standbys kept here, measured now.
     fn standby_lag(&self, current: &Desired) -> Result<f64, String> {
         let system = &current.loaded.system;
-        let protector = Protector::new(system, &self.engine, &self.state_dir);
+        let protector = Protector::new(system, self.engine(), self.state_dir());
         let mut worst: f64 = 0.0;
         for name in system.datasets.keys() {
-            if protector.standby_site(name).ok().flatten().as_deref() == Some(self.site.as_str()) {
-                let lag = protector.standby_lag(name, &self.site).map_err(|e| e.to_string())?;
+            if protector.standby_site(name).ok().flatten().as_deref() == Some(self.site()) {
+                let lag = protector.standby_lag(name, self.site()).map_err(|e| e.to_string())?;
                 worst = worst.max(lag.seconds.ok_or_else(|| format!("the lag of `{name}` is unknown"))?);
             }
         }
@@ -144,37 +154,46 @@ impl SiteApi {
             Ok(s) => s,
             Err(reply) => return reply,
         };
-        if start.to != self.site {
+        if start.to != self.site() {
             return Reply::problem(
                 400,
                 format!(
                     "this is site `{}`'s agent: a run is executed by its target's agent; ask `{}`'s",
-                    self.site, start.to
+                    self.site(),
+                    start.to
                 ),
             );
         }
-        let written = self.written();
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
         if !written.loaded.system.sites.contains_key(&start.from) {
             return Reply::problem(400, format!("no site `{}` in the spec", start.from));
         }
         if let Err(reply) = self.check_epoch(&written, &start.from, start.epoch) {
             return reply;
         }
-        if crate::failover::run_in_progress(&self.state_dir) {
+        if crate::failover::run_in_progress(self.state_dir()) {
             return Reply::problem(409, "a run is in progress at this site; follow it with `resurgo runs`");
         }
         let current = match self.current() {
             Ok(c) => c,
-            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+            Err(reply) => return reply,
         };
         let options = RunOptions {
             failback: start.kind == PlanKind::Failback,
-            local: Some(self.site.clone()),
+            local: Some(self.site().to_string()),
             accept_data_loss: start.accept_data_loss,
             detection: None,
         };
         let (tx, rx) = mpsc::channel::<Result<String, String>>();
-        let (engine, state_dir, from, to) = (self.engine.clone(), self.state_dir.clone(), start.from, start.to);
+        let (engine, state_dir, from, to) = (
+            self.engine().clone(),
+            self.state_dir().to_path_buf(),
+            start.from,
+            start.to,
+        );
         let spawned = std::thread::Builder::new().name("api-run".into()).spawn(move || {
             // A failback first brings this site up as a standby of the current primary and
             // waits for it to catch up.
@@ -195,7 +214,8 @@ impl SiteApi {
                     return;
                 }
             }
-            let announce = tx.clone();
+            // mpsc senders are not Sync: shared behind a lock with the journal's observer.
+            let announce = std::sync::Mutex::new(tx.clone());
             let result = crate::failover::execute_announced(
                 &written.loaded.system,
                 &current.loaded.system,
@@ -204,9 +224,12 @@ impl SiteApi {
                 &from,
                 &to,
                 options,
-                &move |id: &str| {
-                    let _ = announce.send(Ok(id.to_string()));
-                },
+                Box::new(move |id: &str| {
+                    let _ = announce
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .send(Ok(id.to_string()));
+                }),
             );
             if let Err(e) = result {
                 let _ = tx.send(Err(e.to_string()));
@@ -229,7 +252,7 @@ impl SiteApi {
     /// store's: it acted on a view that has changed since.
     fn check_epoch(&self, desired: &Desired, group_site: &str, epoch: u64) -> Result<(), Reply> {
         let group = group_of(group_site);
-        let store = open_store(&desired.loaded.system, &self.state_dir)
+        let store = open_store(&desired.loaded.system, self.state_dir())
             .map_err(|e| Reply::problem(503, format!("cannot read the coordination store: {e}")))?;
         let now = store
             .get_assignment(&group)
@@ -256,12 +279,12 @@ impl SiteApi {
         };
         let current = match self.current() {
             Ok(c) => c,
-            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+            Err(reply) => return reply,
         };
         match crate::site::plan_site(
-            &self.engine,
+            self.engine(),
             &current,
-            &self.site,
+            self.site(),
             resurgo_plan::PlanOptions { prune, max_deletes },
         ) {
             Ok((plan, _)) => Reply::json(200, &plan),
@@ -274,14 +297,19 @@ impl SiteApi {
             Ok(a) => a,
             Err(reply) => return reply,
         };
-        if let Some(reload) = &self.reload {
-            if let Err(e) = reload() {
-                tracing::warn!("apply asked: the spec could not be read again ({e}); applying the one held");
+        // The spec asked for may be a commit just pushed: have the source read again, and
+        // wait a little for it.
+        let runs_asked = |api: &SiteApi| api.written().is_ok_and(|w| w.source.label() == asked.desired);
+        if !runs_asked(self) {
+            self.context.request_poll();
+            let deadline = std::time::Instant::now() + RELOAD_WAIT;
+            while !runs_asked(self) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
         let current = match self.current() {
             Ok(c) => c,
-            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+            Err(reply) => return reply,
         };
         let running = current.source.label();
         if running != asked.desired {
@@ -289,7 +317,7 @@ impl SiteApi {
                 409,
                 format!(
                     "`{}`'s agent runs the spec {running}, not {}: push the change to the spec's repository (the agents read it themselves), then plan and apply again",
-                    self.site, asked.desired
+                    self.site(), asked.desired
                 ),
             );
         }
@@ -297,14 +325,14 @@ impl SiteApi {
             prune: asked.prune,
             max_deletes: asked.max_deletes,
         };
-        match crate::site::apply_site(&self.engine, &current, &self.state_dir, &self.site, options) {
+        match crate::site::apply_site(self.engine(), &current, self.state_dir(), self.site(), options) {
             Ok(applied) => Reply::json(200, &applied),
             Err(e) => Reply::problem(500, e),
         }
     }
 
     fn runs(&self, only: Option<&str>) -> Reply {
-        match crate::report::runs(&self.state_dir, only) {
+        match crate::report::runs(self.state_dir(), only) {
             Ok(runs) if only.is_some() && runs.is_empty() => {
                 Reply::problem(404, format!("no run `{}` at this site", only.unwrap_or("")))
             }
@@ -324,7 +352,10 @@ impl SiteApi {
             Ok(a) => a,
             Err(reply) => return reply,
         };
-        let written = self.written();
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
         let Some(ds) = written.loaded.system.datasets.get(dataset) else {
             return Reply::problem(404, format!("no dataset `{dataset}` in the spec"));
         };
@@ -336,32 +367,32 @@ impl SiteApi {
         }
         let current = match self.current() {
             Ok(c) => c,
-            Err(e) => return Reply::problem(503, format!("cannot read the assignments: {e}")),
+            Err(reply) => return reply,
         };
         let system = &current.loaded.system;
-        let protector = Protector::new(system, &self.engine, &self.state_dir);
+        let protector = Protector::new(system, self.engine(), self.state_dir());
         let done = |detail: String| {
             Reply::json(
                 200,
                 &DatasetDone {
                     dataset: dataset.to_string(),
-                    site: self.site.clone(),
+                    site: self.site().to_string(),
                     action: action.to_string(),
                     detail,
                 },
             )
         };
         let failed = |e: crate::protect::ProtectError| {
-            Reply::problem(500, format!("{action} of `{dataset}` at `{}`: {e}", self.site))
+            Reply::problem(500, format!("{action} of `{dataset}` at `{}`: {e}", self.site()))
         };
         match action {
             "backup" => {
-                if protector.home_site(dataset).ok().as_deref() != Some(self.site.as_str()) {
+                if protector.home_site(dataset).ok().as_deref() != Some(self.site()) {
                     return Reply::problem(
                         409,
                         format!(
                             "`{dataset}` is not active at `{}`: back it up at its home site",
-                            self.site
+                            self.site()
                         ),
                     );
                 }
@@ -375,7 +406,7 @@ impl SiteApi {
                     Err(e) => failed(e),
                 }
             }
-            "verify" => match protector.verify(dataset, &self.site) {
+            "verify" => match protector.verify(dataset, self.site()) {
                 Ok(v) => done(format!(
                     "snapshot {} of {} verified: {}",
                     v.snapshot, v.snapshot_time, v.check
@@ -385,10 +416,10 @@ impl SiteApi {
             _ => {
                 // Restored beside the live data, never over it: a person moves it into place.
                 let to = self
-                    .state_dir
+                    .state_dir()
                     .join("restores")
                     .join(format!("{dataset}-{}", crate::events::now_rfc3339().replace(':', "")));
-                match protector.restore(dataset, &self.site, asked.at.as_deref(), &to, false) {
+                match protector.restore(dataset, self.site(), asked.at.as_deref(), &to, false) {
                     Ok(s) => done(format!(
                         "snapshot {} of {} restored into {}",
                         &s.id[..s.id.len().min(8)],
@@ -406,7 +437,7 @@ impl SiteApi {
             Ok(s) => s,
             Err(_) => return Reply::problem(400, "since: a line number"),
         };
-        let path = crate::events::EventLog::of_state(&self.state_dir).path().to_path_buf();
+        let path = crate::events::EventLog::of_state(self.state_dir()).path().to_path_buf();
         Reply::Events(Box::new(move |out: &mut dyn Write| {
             // Lines already there are skipped unless asked for; then every new line is sent
             // as it is written, with a comment every 10 s so that a dead client is noticed.
@@ -474,31 +505,29 @@ impl Handler for SiteApi {
     fn handle(&self, op: Op, request: &Request) -> Reply {
         match &op {
             Op::Health | Op::Primary | Op::Standby => self.health(&op, request),
-            Op::Site => match self.current() {
-                Ok(current) => Reply::json(
-                    200,
-                    &crate::report::site_report(
-                        &self.engine,
-                        &current.loaded.system,
-                        &current.source,
-                        &self.state_dir,
-                        &self.site,
-                    ),
-                ),
-                Err(e) => {
-                    // The store cannot be read: the site as written, and why the roles are missing.
-                    let written = self.written();
-                    let mut report = crate::report::site_report(
-                        &self.engine,
-                        &written.loaded.system,
-                        &written.source,
-                        &self.state_dir,
-                        &self.site,
-                    );
-                    report.roles_error = Some(e);
-                    Reply::json(200, &report)
+            Op::Site => {
+                let written = match self.written() {
+                    Ok(w) => w,
+                    Err(reply) => return reply,
+                };
+                // The store cannot be read: the site as written, and why the roles are missing.
+                let (current, error) = match self.context.desired() {
+                    Ok(Some(current)) => (current, None),
+                    Ok(None) => (written, None),
+                    Err(e) => (written, Some(e.to_string())),
+                };
+                let mut report = crate::report::site_report(
+                    self.engine(),
+                    &current.loaded.system,
+                    &current.source,
+                    self.state_dir(),
+                    self.site(),
+                );
+                if error.is_some() {
+                    report.roles_error = error;
                 }
-            },
+                Reply::json(200, &report)
+            }
             Op::Plan => self.plan(request),
             Op::Apply => self.apply(request),
             Op::Runs => self.runs(None),

@@ -137,3 +137,43 @@ pub fn load_and_remember(
     let _ = lkg.save(&fetched);
     Ok(desired)
 }
+
+/// The desired state a daemon holds, shared between its threads: its controller loop publishes
+/// each spec it adopts (from the source, or the last-known-good copy); its agent, and whatever
+/// else serves the site, read the newest. The spec as written: the assignments are not applied
+/// (they are read from the store when needed). Cheap to clone; every clone is the same cell.
+#[derive(Debug, Clone, Default)]
+pub struct SharedSpec(
+    std::sync::Arc<std::sync::RwLock<Option<Published>>>,
+    /// Someone asked for the source to be read again now (the site API, before an apply).
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+/// A published spec: its generation and the spec.
+pub type Published = (u64, std::sync::Arc<Desired>);
+
+impl SharedSpec {
+    /// Makes `desired` the current spec.
+    pub fn publish(&self, desired: Desired) {
+        let mut cell = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let generation = cell.as_ref().map_or(1, |(g, _)| g + 1);
+        *cell = Some((generation, std::sync::Arc::new(desired)));
+    }
+
+    /// Asks the controller that publishes here to read its source again at its next tick,
+    /// whatever its poll interval.
+    pub fn request_poll(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a poll was asked for since the last call.
+    pub fn take_poll_request(&self) -> bool {
+        self.1.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The current spec and its generation (1 for the first published, then one more each
+    /// time), or `None` before the first.
+    pub fn current(&self) -> Option<Published> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

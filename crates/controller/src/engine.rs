@@ -186,6 +186,9 @@ impl Engine {
             path: path.clone(),
             source,
         };
+        // Several daemons may share this state folder (`controller --agents`: one per site, one
+        // process); the record is read, changed and written under a lock so none loses another's.
+        let _lock = lock_file(&self.state_dir.join("sites-set-up.lock")).map_err(io)?;
         let mut record = SetUpRecord::load(&self.state_dir).map_err(io)?;
         for site in sites.iter().filter(|s| names.contains(&s.name)) {
             self.provider.set_up(site)?;
@@ -447,6 +450,20 @@ pub fn secure_state(state_dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Holds an exclusive lock on the file at `path` (made if absent) until the result is dropped:
+/// against other processes and, since each call opens the file anew, other threads.
+pub(crate) fn lock_file(path: &Path) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
 }
 
 /// Index of observed services by (site, service), for status and the reconcile loop.

@@ -94,11 +94,20 @@ pub fn execute(
     to: &str,
     options: RunOptions,
 ) -> Result<RunReport, FailoverError> {
-    execute_announced(spec_system, system, engine, state_dir, from, to, options, &|_| {})
+    execute_announced(
+        spec_system,
+        system,
+        engine,
+        state_dir,
+        from,
+        to,
+        options,
+        Box::new(|_| {}),
+    )
 }
 
-/// [`execute`], telling `announce` the run's id once its journal is about to begin (the site
-/// API answers with it, then the run goes on).
+/// [`execute`], telling `announce` the run's id once its journal has begun (the site API
+/// answers with it, then the run goes on).
 #[allow(clippy::too_many_arguments)]
 pub fn execute_announced(
     spec_system: &System,
@@ -108,7 +117,7 @@ pub fn execute_announced(
     from: &str,
     to: &str,
     options: RunOptions,
-    announce: &dyn Fn(&str),
+    announce: Box<dyn Fn(&str) + Send + Sync>,
 ) -> Result<RunReport, FailoverError> {
     let kind = if options.failback {
         PlanKind::Failback
@@ -173,8 +182,15 @@ pub fn execute_announced(
     // While the run moves services, the controller must not "correct" them under its feet.
     let _active = ActiveRun::mark(state_dir).map_err(|e| FailoverError::Run(e.to_string()))?;
     let _keeper = LeaseKeeper::start(&ctx, to);
-    announce(&run_id);
+    // Announced once the journal holds its first record: a reader asking for the run then
+    // finds it.
+    let announced = std::sync::Once::new();
+    let id = run_id.clone();
+    let announce = std::sync::Arc::new(move |_: &resurgo_runbook::journal::Record| {
+        announced.call_once(|| announce(&id));
+    });
     let report = Runner::new(runs)
+        .observer(announce)
         .start_as(&run_id, &plan, &impls(&steps, &ctx))
         .map_err(|e| FailoverError::Run(e.to_string()))?;
     record_measures(&ctx, &run_id, &sidecar.options);

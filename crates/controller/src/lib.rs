@@ -1,9 +1,10 @@
 //! The engine around the pure core: reading the desired state (folder or Git, with a
 //! last-known-good copy), observing sites through providers, applying plans, the event log,
-//! and the controller's reconcile loop.
+//! the controller's reconcile loop, the agent, and the site daemon that runs both for one site.
 
 pub mod agent;
 pub mod api;
+pub mod daemon;
 pub mod desired;
 pub mod engine;
 pub mod events;
@@ -21,7 +22,8 @@ pub mod source;
 #[cfg(test)]
 mod testing;
 
-pub use desired::{Desired, LastKnownGood, LoadError};
+pub use daemon::{DaemonError, SiteContext, SiteDaemon};
+pub use desired::{Desired, LastKnownGood, LoadError, SharedSpec};
 pub use engine::{ApplyError, ApplyReport, Engine};
 pub use events::{Event, EventKind, EventLog};
 pub use providers::Providers;

@@ -6,6 +6,15 @@
 //! last-known-good copy. Observation is per site with a timeout, so an unreachable site is
 //! `unknown` and the others carry on. Corrections run on their own threads so a slow start
 //! never delays detection elsewhere; a service that keeps dying is restarted with back-off.
+//!
+//! A controller serves every site (`resurgo controller`) or one ([`ControllerConfig::site`],
+//! a site daemon's: `resurgo agent --site S`). Scoped to a site, it observes and corrects only
+//! that site — another site's provider is never called —, runs the schedules of the datasets
+//! whose service is active there (see [`crate::schedule::Protection::scoped`]) and the proxy of
+//! each `type: proxy` route only while the route's service is active there: when the service
+//! moves, the proxy stops here and the new site's daemon starts its own. Beside the site's
+//! agent ([`Controller::gated`]) it starts an active instance only of a group the agent serves
+//! as primary: the lease decides who writes, never the controller.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -23,6 +32,8 @@ use crate::source::Source;
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
+    /// The one site this controller serves (a site daemon's), or `None`: every site.
+    pub site: Option<String>,
     pub source: Source,
     pub overrides: Vec<(String, String)>,
     pub state_dir: PathBuf,
@@ -87,6 +98,13 @@ pub struct Controller {
     /// Where each service is active, as of the last tick (to notice a failover).
     placement: Option<Vec<(String, String)>>,
     assignment_error: Option<String>,
+    /// Why the last load of the desired state failed, if it did (for a daemon that cannot
+    /// start without one).
+    load_error: Option<String>,
+    /// Where each spec adopted is published (a site daemon's agent and API follow it).
+    shared: Option<crate::desired::SharedSpec>,
+    /// Beside a site's agent: the groups it serves as primary (see [`Controller::gated`]).
+    serving: Option<crate::agent::Serving>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
 }
@@ -94,6 +112,7 @@ pub struct Controller {
 impl Controller {
     pub fn new(engine: Engine, config: ControllerConfig) -> Controller {
         let (tx, rx) = mpsc::channel();
+        let protection = crate::schedule::Protection::scoped(config.site.clone());
         Controller {
             events: EventLog::of_state(&config.state_dir),
             lkg: LastKnownGood::new(&config.state_dir),
@@ -106,14 +125,72 @@ impl Controller {
             drift: HashMap::new(),
             backoff: HashMap::new(),
             inflight: HashSet::new(),
-            protection: Default::default(),
+            protection,
             proxies: HashMap::new(),
             route_errors: HashSet::new(),
             placement: None,
             assignment_error: None,
+            load_error: None,
+            shared: None,
+            serving: None,
             tx,
             rx,
         }
+    }
+
+    /// Publishes every desired state adopted from now on (and the current one) to `shared`.
+    pub fn sharing(mut self, shared: crate::desired::SharedSpec) -> Controller {
+        if let Some(desired) = &self.desired {
+            shared.publish(desired.clone());
+        }
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Beside a site's agent, the controller corrects an active instance (creates, updates,
+    /// restarts it) only while the agent serves its group as primary — holds its lease, is not
+    /// fencing it: a restart at a site that is not primary, or whose lease is expiring, could
+    /// make a second writer. Those are the agent's to serve; standby instances, and removals,
+    /// stay the controller's.
+    pub fn gated(mut self, serving: crate::agent::Serving) -> Controller {
+        self.serving = Some(serving);
+        self
+    }
+
+    /// Whether `change` may be made as far as the primary leases go (see [`Controller::gated`]).
+    fn lease_allows(&self, change: &resurgo_plan::Change) -> bool {
+        let (Some(serving), Some(config)) = (&self.serving, &change.config) else {
+            return true;
+        };
+        if config.role != resurgo_plan::Role::Active {
+            return true;
+        }
+        // The group is named after the site the spec places the service at, as written.
+        self.desired
+            .as_ref()
+            .and_then(|d| d.loaded.system.services.get(&change.service))
+            .is_some_and(|svc| serving.holds(&crate::roles::group_of(&svc.site)))
+    }
+
+    /// Loads the desired state now — from the source, else from the last-known-good copy —
+    /// unless one is held already. The reason when there is none.
+    pub fn load(&mut self) -> Result<(), String> {
+        if self.desired.is_none() {
+            self.last_poll = None;
+            self.poll_source();
+        }
+        match &self.desired {
+            Some(_) => Ok(()),
+            None => Err(self
+                .load_error
+                .clone()
+                .unwrap_or_else(|| "no desired state".to_string())),
+        }
+    }
+
+    /// Whether `site` is one this controller serves.
+    fn serves(&self, site: &str) -> bool {
+        self.config.site.as_deref().is_none_or(|s| s == site)
     }
 
     fn commit(&self) -> Option<String> {
@@ -121,11 +198,15 @@ impl Controller {
     }
 
     fn emit(&self, event: Event) {
-        let event = if event.commit.is_none() {
+        let mut event = if event.commit.is_none() {
             event.commit(self.commit().as_deref())
         } else {
             event
         };
+        // A site daemon's events are its site's.
+        if event.site.is_none() {
+            event.site.clone_from(&self.config.site);
+        }
         if let Err(e) = self.events.append(&event) {
             tracing::warn!(path = %self.events.path().display(), "cannot write the event log: {e}");
         }
@@ -199,7 +280,8 @@ impl Controller {
         let system = &desired.loaded.system;
         self.protect(system);
         self.route(system);
-        let sites = self.engine.sites(system);
+        let mut sites = self.engine.sites(system);
+        sites.retain(|s| self.serves(&s.name));
         // A site never set up from this state folder is set up, as `apply` does; one set up
         // before whose folder is gone is lost or not mounted: unknown, nothing made in its place.
         let (observed, new_sites) = self.engine.observe_for_apply(&sites);
@@ -235,10 +317,13 @@ impl Controller {
             }
         }
 
+        let mut want = resurgo_plan::desired_state(system);
+        // Only what is observed is planned: another site's services are not this one's to make.
+        want.retain(|site, _| self.serves(site));
         let plan = match make_plan(
             &system.name,
             desired.source.clone(),
-            &resurgo_plan::desired_state(system),
+            &want,
             &observed,
             self.config.plan_options,
         ) {
@@ -300,7 +385,11 @@ impl Controller {
                         .is_some_and(|s| s.sync == SyncPolicy::Auto),
                 };
                 // A failover or failback in progress owns the services it moves.
-                if !auto || self.inflight.contains(&key) || crate::failover::run_in_progress(&self.config.state_dir) {
+                if !auto
+                    || self.inflight.contains(&key)
+                    || !self.lease_allows(change)
+                    || crate::failover::run_in_progress(&self.config.state_dir)
+                {
                     continue;
                 }
                 let backoff = self.backoff.entry(key.clone()).or_insert(Backoff {
@@ -351,6 +440,8 @@ impl Controller {
 
     /// Keeps each `type: proxy` route listening and pointed at its service's active site
     /// (level-triggered: whatever moved the service, the proxy follows on the next tick).
+    /// Scoped to a site, only the routes whose service is active there: a route whose service
+    /// moved away stops listening here, and the daemon of the site it moved to serves it.
     fn route(&mut self, system: &resurgo_spec::System) {
         let mut wanted: HashMap<String, (std::net::SocketAddr, std::net::SocketAddr)> = HashMap::new();
         for (name, route) in &system.routes {
@@ -360,6 +451,9 @@ impl Controller {
             let Some(svc) = system.services.get(&route.service) else {
                 continue;
             };
+            if !self.serves(&svc.site) {
+                continue;
+            }
             let Some(site) = system.sites.get(&svc.site) else {
                 continue;
             };
@@ -368,7 +462,28 @@ impl Controller {
             };
             wanted.insert(name.clone(), (listen, std::net::SocketAddr::new(site.address, port)));
         }
-        self.proxies.retain(|name, _| wanted.contains_key(name));
+        let released: Vec<String> = self
+            .proxies
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in released {
+            // Dropping the proxy stops its listener and the connections it carries.
+            drop(self.proxies.remove(&name));
+            let whence = system
+                .routes
+                .get(&name)
+                .and_then(|r| system.services.get(&r.service))
+                .map_or_else(
+                    || "it left the spec".to_string(),
+                    |s| format!("its service is active at {}", s.site),
+                );
+            self.emit(Event::new(
+                EventKind::RouteSwitched,
+                format!("route {name} no longer listens here: {whence}"),
+            ));
+        }
         for (name, (listen, backend)) in wanted {
             match self.proxies.get(&name) {
                 Some(proxy) if proxy.backend() == backend => {}
@@ -442,13 +557,15 @@ impl Controller {
     }
 
     fn poll_source(&mut self) {
-        if self.last_poll.is_some_and(|t| t.elapsed() < self.config.poll) {
+        let asked = self.shared.as_ref().is_some_and(|s| s.take_poll_request());
+        if !asked && self.last_poll.is_some_and(|t| t.elapsed() < self.config.poll) {
             return;
         }
         self.last_poll = Some(Instant::now());
         let cache = self.config.state_dir.join("git");
         match load_and_remember(&self.config.source, &cache, &self.config.overrides, &self.lkg) {
             Ok(desired) => {
+                self.load_error = None;
                 if self.git_down {
                     self.git_down = false;
                     self.emit(
@@ -463,6 +580,7 @@ impl Controller {
                 }
             }
             Err(LoadError::Source(e)) if e.is_transient() => {
+                self.load_error = Some(e.to_string());
                 if !self.git_down {
                     self.git_down = true;
                     self.emit(Event::new(EventKind::GitUnreachable, e.to_string()));
@@ -478,6 +596,10 @@ impl Controller {
                     LoadError::Source(s) => s.to_string(),
                     other => other.to_string(),
                 };
+                self.load_error = Some(match &e {
+                    LoadError::Spec(s) => s.to_string(),
+                    _ => first.clone(),
+                });
                 self.emit(Event::new(
                     EventKind::SpecInvalid,
                     format!("{first}; keeping the previous desired state"),
@@ -491,6 +613,9 @@ impl Controller {
     /// instances are seeded from the spec in force (it replaces any preparer given).
     fn adopt(&mut self, desired: Desired) {
         self.engine.preparer = Some(crate::protect::standby_preparer(&self.engine, &desired.loaded.system));
+        if let Some(shared) = &self.shared {
+            shared.publish(desired.clone());
+        }
         self.desired = Some(desired);
     }
 
@@ -521,6 +646,10 @@ fn describe(change: &resurgo_plan::Change) -> String {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod scope_tests;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,11 @@
 //! its primary, with an event when it starts lagging (behind by more than the RPO objective,
 //! or not streaming) and when it has caught up.
 //!
+//! A site daemon's protection is scoped to its site ([`Protection::scoped`]): the datasets
+//! whose service is active there now (their home) — backups into its repository, replication
+//! and log shipping from it to the others', verification, RPO, archiving status — and the warm
+//! standbys kept there. When a service moves, its datasets' schedules move with it.
+//!
 //! Everything here is rebuilt from the repositories at start (invariant: no state the
 //! controller cannot rebuild). Work runs on background threads, one job per dataset at a time,
 //! so a slow backup never delays the reconcile loop.
@@ -81,6 +86,10 @@ struct StandbyState {
 
 /// The protection part of the controller's state.
 pub struct Protection {
+    /// The site whose datasets this protects (a site daemon's), or `None`: every site's.
+    scope: Option<String>,
+    /// The datasets protected here at the last tick (when they change, points are re-read).
+    homed: Vec<String>,
     datasets: HashMap<String, DatasetState>,
     refreshed: Option<Instant>,
     refreshing: bool,
@@ -104,6 +113,8 @@ impl Default for Protection {
     fn default() -> Self {
         let (tx, rx) = mpsc::channel();
         Protection {
+            scope: None,
+            homed: Vec::new(),
             datasets: HashMap::new(),
             refreshed: None,
             refreshing: false,
@@ -146,10 +157,54 @@ fn read_points(system: &System, engine: &Engine, state_dir: &std::path::Path) ->
 }
 
 impl Protection {
+    /// The protection of `site`'s datasets and standbys (`None`: every site's).
+    pub fn scoped(site: Option<String>) -> Protection {
+        Protection {
+            scope: site,
+            ..Default::default()
+        }
+    }
+
+    /// Whether a dataset whose service is active at `home` is protected here.
+    fn homed_here(&self, home: &str) -> bool {
+        self.scope.as_deref().is_none_or(|s| s == home)
+    }
+
     /// One pass: collect finished work, start what is due, re-evaluate RPOs.
     pub fn tick(&mut self, system: &System, engine: &Engine, state_dir: &std::path::Path, emit: &mut dyn FnMut(Event)) {
         while let Ok(outcome) = self.rx.try_recv() {
             self.absorb(outcome, emit);
+        }
+        if system.datasets.is_empty() {
+            return;
+        }
+        // Standbys are measured where they are kept, so they are judged against the whole spec.
+        self.forget_standbys(system);
+        self.measure_standbys(system, engine, state_dir);
+        // Everything else concerns the datasets homed here: the rest of the spec is left out.
+        let view;
+        let system = match &self.scope {
+            None => system,
+            Some(_) => {
+                let mut scoped = system.clone();
+                scoped.datasets.retain(|_, ds| {
+                    system
+                        .services
+                        .get(&ds.service)
+                        .is_some_and(|svc| self.homed_here(&svc.site))
+                });
+                view = scoped;
+                &view
+            }
+        };
+        let homed: Vec<String> = system.datasets.keys().cloned().collect();
+        if homed != self.homed {
+            // A dataset moved here (a failover): what its repositories hold is read again
+            // before anything is scheduled.
+            if !self.refreshing {
+                self.refreshed = None;
+            }
+            self.homed = homed;
         }
         if system.datasets.is_empty() {
             return;
@@ -162,8 +217,6 @@ impl Protection {
                 let _ = tx.send(read_points(&system, &engine, &state_dir));
             });
         }
-        self.forget_standbys(system);
-        self.measure_standbys(system, engine, state_dir);
         self.ship_logs(system, engine, state_dir);
         // Until the first refresh is in, nothing is known: do not schedule blind.
         if self.refreshed.is_none() {
@@ -310,15 +363,17 @@ impl Protection {
             .iter()
             .filter_map(|(d, ds)| {
                 let site = protector.standby_site(d).ok()??;
-                Some((d.clone(), site, ds.rpo.or(system.objectives.rpo).map(|r| r.0)))
+                self.homed_here(&site)
+                    .then(|| (d.clone(), site, ds.rpo.or(system.objectives.rpo).map(|r| r.0)))
             })
             .collect();
         let archived: Vec<String> = system
             .datasets
             .iter()
-            .filter(|(_, ds)| {
+            .filter(|(d, ds)| {
                 ds.kind == resurgo_spec::DatasetKind::Postgres
                     && ds.method.unwrap_or(resurgo_spec::PgMethod::Physical) == resurgo_spec::PgMethod::Physical
+                    && protector.home_site(d).is_ok_and(|home| self.homed_here(&home))
             })
             .map(|(d, _)| d.clone())
             .collect();

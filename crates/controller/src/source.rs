@@ -331,6 +331,10 @@ fn read_git(url: &GitUrl, reference: &str, subdir: Option<&str>, cache: &Path) -
         path: cache.to_path_buf(),
         source: e,
     })?;
+    // One fetch into a mirror at a time: the daemons of one process (`controller --agents`)
+    // share the cache, and git's own ref locks would fail a concurrent fetch.
+    let lock = cache.join(format!(".{}.lock", cache_name(repo)));
+    let _lock = crate::engine::lock_file(&lock).map_err(|e| SourceError::Read { path: lock, source: e })?;
     let mirror = cache.join(cache_name(repo));
     if mirror.join("HEAD").exists() {
         git_at(

@@ -26,6 +26,8 @@ struct State {
     /// Sites whose services ignore a stop (a supervisor that hangs, a stop that fails silently).
     stubborn: BTreeSet<String>,
     log: Vec<String>,
+    /// The sites observed, in order (kept apart from `log`: observing changes nothing).
+    observed: Vec<String>,
     fence: BTreeMap<String, BootTime>,
 }
 
@@ -63,6 +65,11 @@ impl Recording {
         self.state().log.clone()
     }
 
+    /// The sites observed so far, in order.
+    pub fn observed(&self) -> Vec<String> {
+        self.state().observed.clone()
+    }
+
     /// The fence deadline last set at `site`.
     pub fn fence(&self, site: &str) -> Option<BootTime> {
         self.state().fence.get(site).cloned()
@@ -85,7 +92,8 @@ impl Provider for Recording {
     }
 
     fn observe(&self, site: &SiteHandle) -> Result<Vec<ObservedService>, ProviderError> {
-        let st = self.state();
+        let mut st = self.state();
+        st.observed.push(site.name.clone());
         let services = st.sites.get(&site.name).ok_or_else(|| Self::not_set_up(site))?;
         Ok(services
             .iter()

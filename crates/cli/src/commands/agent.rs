@@ -1,57 +1,61 @@
-//! `resurgo agent --site S` (or `--witness`): the process that runs at each site and makes
-//! roles real — renews the primary lease and fences the site's writers when it cannot,
-//! answers heartbeats, watches the primary from a standby site and, when the policy says so,
-//! fails over to it; the witness holds a second view of every site. See
-//! `resurgo_controller::agent`.
+//! `resurgo agent --site S`: the one daemon at a site — its controller loop scoped to the site
+//! (reconcile, schedules, proxy routes), reading the spec from its source with a last-known-good
+//! copy, and its agent (leases, fencing, heartbeats, failure detection, automatic failover to
+//! the site, rejoining as a standby). `resurgo agent --witness`: the witness, which holds a
+//! second view of every site. See `resurgo_controller::daemon` and `resurgo_controller::agent`.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use resurgo_controller::agent::{Agent, Role};
+use resurgo_controller::{ControllerConfig, DaemonError, SiteDaemon};
 
-use crate::common::SpecArgs;
+use crate::commands::plan::PlanFlags;
+use crate::common::{positive_duration, SpecArgs};
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("who").required(true).args(["site", "witness"]))]
 pub struct Args {
-    /// The site this agent runs at: it acts on this site only.
+    /// The site this daemon runs at: it observes and acts on this site only.
     #[arg(long)]
     pub site: Option<String>,
     /// Run as the witness (at `failover.witness`): report which sites it still sees.
     #[arg(long)]
     pub witness: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub flags: PlanFlags,
+    /// Time between observations of the site.
+    #[arg(long, default_value = "500ms", value_parser = positive_duration)]
+    pub tick: Duration,
+    /// Time between polls of the spec's source (Git fetch).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub poll: Duration,
     /// Serve the site API on this address instead of the site's (`api` in the spec).
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<std::net::SocketAddr>,
-    #[command(flatten)]
-    pub spec: SpecArgs,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // The spec as written: the agent reads the assignments from the store every interval.
-    let loaded =
-        match resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set) {
-            Ok(loaded) => loaded,
-            Err(resurgo_controller::LoadError::Spec(e)) => {
-                eprintln!("{e}");
-                return Ok(exit::code(exit::ERROR));
-            }
-            Err(e) => anyhow::bail!("{e}"),
-        };
-    let role = match &args.site {
-        Some(site) => Role::Site(site.clone()),
-        None => Role::Witness,
-    };
-    let engine = args.spec.engine()?;
-    // With `api`, the site's agent serves the site API for as long as it runs.
-    let _api = match (&args.site, &loaded.loaded.system.api) {
-        (Some(site), Some(_)) => Some(serve_api(&args, site, &loaded, &engine)?),
-        _ => None,
-    };
-    let agent = Agent::new(loaded.loaded.system, loaded.source, engine, &args.spec.state, role)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+/// The controller loop's settings for `spec` (a site daemon sets the site).
+pub fn controller_config(spec: &SpecArgs, flags: &PlanFlags, tick: Duration, poll: Duration) -> ControllerConfig {
+    ControllerConfig {
+        site: None,
+        source: spec.source(),
+        overrides: spec.set.clone(),
+        state_dir: spec.state.clone(),
+        tick,
+        poll,
+        plan_options: flags.options(),
+        echo: true,
+    }
+}
+
+/// A flag set by the first SIGTERM or SIGINT.
+pub fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
@@ -60,22 +64,80 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             flag.store(true, Ordering::Relaxed);
         }
     });
-    agent.run(&stop).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(stop)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let engine = args.spec.engine()?;
+    let stop = stop_on_signal()?;
+    let Some(site) = &args.site else {
+        return run_witness(&args, engine, &stop);
+    };
+    let config = controller_config(&args.spec, &args.flags, args.tick, args.poll);
+    let daemon = match SiteDaemon::new(engine, config, site, false) {
+        Ok(daemon) => daemon,
+        Err(e @ DaemonError::NoSpec { .. }) => {
+            eprintln!("{e}");
+            return Ok(exit::code(exit::ERROR));
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    // With `api`, the daemon serves the site API for as long as it runs.
+    let _api = serve_api(daemon.context(), args.spec.tls.as_deref(), args.listen)?;
+    daemon.run(&stop)?;
     Ok(exit::code(exit::OK))
 }
 
-/// Starts the site API of `site` at its address (or `--listen`), with this host's TLS files
-/// and the deployment's token.
-fn serve_api(
-    args: &Args,
-    site: &str,
-    loaded: &resurgo_controller::Desired,
-    engine: &resurgo_controller::Engine,
-) -> anyhow::Result<resurgo_api::Server> {
+/// The witness reads the spec once, at start: from the source, else (the source cannot be
+/// read) from the last-known-good copy it keeps, as a site's daemon does.
+fn run_witness(args: &Args, engine: resurgo_controller::Engine, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
+    let lkg = resurgo_controller::LastKnownGood::new(&args.spec.state);
+    let cache = args.spec.state.join("git");
+    let loaded = match resurgo_controller::desired::load_and_remember(&args.spec.source(), &cache, &args.spec.set, &lkg)
+    {
+        Ok(loaded) => loaded,
+        Err(resurgo_controller::LoadError::Spec(e)) => {
+            eprintln!("{e}");
+            return Ok(exit::code(exit::ERROR));
+        }
+        Err(e) => match lkg.load(&args.spec.set) {
+            Some(loaded) => {
+                tracing::warn!("{e}; using the last-known-good spec {}", loaded.source.label());
+                loaded
+            }
+            None => anyhow::bail!("{e}"),
+        },
+    };
+    let agent = Agent::new(
+        loaded.loaded.system,
+        loaded.source,
+        engine,
+        &args.spec.state,
+        Role::Witness,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    agent.run(stop).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(exit::code(exit::OK))
+}
+
+/// Starts the site API of the daemon's site when the spec declares `api`: at the site's API
+/// address (or `listen`), with this host's TLS files (`tls`, else the spec's `api.tls`) and the
+/// deployment's token. `None` without `api`.
+pub fn serve_api(
+    context: resurgo_controller::SiteContext,
+    tls: Option<&std::path::Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<resurgo_api::Server>> {
     use anyhow::Context as _;
-    let system = &loaded.loaded.system;
-    let api = system.api.as_ref().context("the spec declares no `api`")?;
-    let tls = resurgo_api::TlsFiles::new(args.spec.tls.clone().unwrap_or_else(|| api.tls.clone().into()));
+    let Some(spec) = context.spec() else {
+        return Ok(None);
+    };
+    let system = &spec.loaded.system;
+    let Some(api) = &system.api else {
+        return Ok(None);
+    };
+    let site = context.site().to_string();
+    let tls = resurgo_api::TlsFiles::new(tls.map_or_else(|| api.tls.clone().into(), std::path::Path::to_path_buf));
     let token = match &api.token {
         Some(secret) => Some(
             resurgo_provider::read_secret(secret)
@@ -83,11 +145,11 @@ fn serve_api(
         ),
         None => None,
     };
-    let listen = match &args.listen {
-        Some(addr) => *addr,
+    let listen = match listen {
+        Some(addr) => addr,
         None => {
             let addr = system
-                .api_address(site)
+                .api_address(&site)
                 .with_context(|| format!("no site `{site}` in the spec"))?;
             std::net::ToSocketAddrs::to_socket_addrs(&addr)
                 .with_context(|| format!("cannot resolve the API address {addr}"))?
@@ -95,33 +157,13 @@ fn serve_api(
                 .with_context(|| format!("the API address {addr} resolves to nothing"))?
         }
     };
-    let spec = std::sync::Arc::new(std::sync::RwLock::new(loaded.clone()));
-    let reload: resurgo_controller::api::Reload = {
-        let (spec, source, cache, set) = (
-            spec.clone(),
-            args.spec.source(),
-            args.spec.state.join("git"),
-            args.spec.set.clone(),
-        );
-        std::sync::Arc::new(move || {
-            let fresh = resurgo_controller::desired::load(&source, &cache, &set).map_err(|e| e.to_string())?;
-            *spec.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-            Ok(())
-        })
-    };
-    let handler = resurgo_controller::api::SiteApi {
-        site: site.to_string(),
-        state_dir: args.spec.state.clone(),
-        engine: engine.clone(),
-        spec,
-        reload: Some(reload),
-    };
     let config = resurgo_api::ServerConfig {
         tls: tls.server_config()?,
         token,
     };
-    let server = resurgo_api::server::serve(listen, config, std::sync::Arc::new(handler))
-        .with_context(|| format!("cannot serve the site API on {listen}"))?;
+    let handler = Arc::new(resurgo_controller::api::SiteApi::new(context));
+    let server = resurgo_api::server::serve(listen, config, handler)
+        .with_context(|| format!("cannot serve the site API of `{site}` on {listen}"))?;
     tracing::info!(site, addr = %server.addr(), "serving the site API");
-    Ok(server)
+    Ok(Some(server))
 }

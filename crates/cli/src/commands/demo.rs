@@ -167,6 +167,7 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
     let sites = engine.sites(&desired.loaded.system);
     let pid = running_pid(&engine, &sites, "web").context("web is not running after apply")?;
     let config = ControllerConfig {
+        site: None,
         source: spec.source(),
         overrides: spec.set.clone(),
         state_dir: spec.state.clone(),

@@ -329,6 +329,14 @@ fn status_and_failover_reach_the_sites_only_through_their_agents() {
     // and serves web.
     drop(a);
     let _b = d.agent("b");
+    let up = poll(Duration::from_secs(20), || {
+        anonymous.get::<Health>(&d.addr(2), "/health").ok()
+    });
+    assert!(
+        up.is_some(),
+        "b's agent does not answer again:\n{}",
+        d.log("agent-b.log")
+    );
     let out = d.operator(&["failover", "--to", "b", "--wait", "60s"]);
     assert_eq!(
         out.code,

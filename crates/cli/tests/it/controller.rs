@@ -236,6 +236,52 @@ fn git_unreachable_falls_back_to_last_known_good() {
     assert!(corrected["message"].as_str().unwrap().contains("update"), "{corrected}");
 }
 
+/// A site's daemon reads the spec from Git itself and keeps the last-known-good copy:
+/// restarted while the Git host is down, `agent --site a` runs from that copy — it serves
+/// the site and heals it — instead of refusing to start.
+#[test]
+fn site_agent_restarted_while_git_is_unreachable_runs_from_the_last_known_good_copy() {
+    let mut env = Env::new(139);
+    let repo = env.path().join("repo");
+    // Fast timing: a restarted agent waits out the lease it held before (one ttl).
+    let spec = env.spec(&Env::web("web", "a", 7191, "auto", &[]))
+        + "failover:\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n";
+    let sha = git_repo(&repo, &[("resurgo.yaml", &spec)]);
+    // `status` reads the same spec from a folder.
+    env.write_spec(&spec);
+    let repo_s = repo.to_str().unwrap().to_string();
+    let agent = ["agent", "--site", "a"];
+    env.start_daemon(&agent, &["--repo", &repo_s, "--ref", "main"], &[]);
+    let pid = wait_healthy(&env, "a", "web", Duration::from_secs(15));
+    env.wait_event("a's desired state from Git", Duration::from_secs(5), |e| {
+        e["kind"] == "desired_changed" && e["commit"] == sha && e["site"] == "a"
+    });
+    env.stop_controller();
+
+    // The Git host goes away; the site's daemon restarts.
+    std::fs::rename(&repo, env.path().join("repo-gone")).unwrap();
+    env.start_daemon(&agent, &["--repo", &repo_s, "--ref", "main"], &[]);
+    let lkg = env.wait_event("using_last_known_good", Duration::from_secs(10), |e| {
+        e["kind"] == "using_last_known_good"
+    });
+    assert_eq!(lkg["commit"], sha, "{}", env.dump_events());
+    assert!(
+        env.events().iter().any(|e| e["kind"] == "git_unreachable"),
+        "{}",
+        env.dump_events()
+    );
+    env.wait_event("the agent started again", Duration::from_secs(10), |e| {
+        e["kind"] == "agent_started" && e["site"] == "a" && e["time"].as_str() >= lkg["time"].as_str()
+    });
+    // It serves the site — web was fenced by its supervisor once the stopped agent's lease
+    // went unrenewed — and keeps it as declared.
+    let (pid, _) = wait_new_pid(&env, "a", "web", pid, Instant::now());
+    signal(pid, Signal::SIGKILL);
+    let (_, took) = wait_new_pid(&env, "a", "web", pid, Instant::now());
+    assert!(took <= Duration::from_secs(15), "{took:?}");
+    assert_eq!(env.stop_controller().code(), Some(0), "it ran until stopped");
+}
+
 #[test]
 fn unreachable_site_is_unknown_while_others_reconcile() {
     let mut env = Env::new(115);
@@ -421,13 +467,19 @@ fn failover_killed_at_step_boundaries_resumes_to_the_same_end_state() {
 /// web at a (standby b), automatic failover with a witness, fast timing; applied, with
 /// `controller --agents` running and a serving. Returns the env and web's pid at a.
 fn agents_env(block: u8) -> (Env, u32) {
+    agents_env_with(block, "")
+}
+
+/// [`agents_env`] with `extra` appended to the spec.
+fn agents_env_with(block: u8, extra: &str) -> (Env, u32) {
     let mut env = Env::new(block);
     let web = Env::web("web", "a", 8080, "manual", &[]).replace("    site: a\n", "    site: a\n    standby: [b]\n");
     let spec = env.spec(&web)
         + &format!(
             "failover:\n  automatic: true\n  witness: \"{}:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n",
             env.addr(9)
-        );
+        )
+        + extra;
     env.write_spec(&spec);
     let applied = env.run(&["apply"]);
     assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
@@ -532,6 +584,52 @@ fn maintenance_holds_back_automatic_failover_until_it_is_off() {
             .unwrap_or_default()
             .ends_with(": succeeded"),
         "{finished}"
+    );
+    env.stop_controller();
+}
+
+/// Routes survive the loss of a site: the proxy of a `type: proxy` route is served by the
+/// daemon of the site where its service is active, not by one controller. Site a is lost, b's
+/// agent fails over; a's daemon lets the route go and b's serves it, leading to b.
+#[test]
+fn controller_agents_proxy_route_follows_the_service_to_the_site_it_moved_to() {
+    let route = "routes:\n  front:\n    service: web\n    type: proxy\n    listen: 127.0.0.1:18138\n";
+    let (mut env, pid) = agents_env_with(138, route);
+    let through = |want: &str| {
+        poll(Duration::from_secs(15), || {
+            let body = crate::util::http_get("127.0.0.1:18138", "/")?;
+            body.contains(want).then_some(body)
+        })
+    };
+    assert!(through("at site a").is_some(), "{}", env.dump_events());
+    lose_site_a(&env, pid);
+    let finished = env.wait_event("failover finished", Duration::from_secs(30), |e| {
+        e["kind"] == "failover_finished"
+    });
+    assert!(
+        finished["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(": succeeded"),
+        "{finished}\n{}",
+        env.dump_events()
+    );
+    assert!(through("at site b").is_some(), "{}", env.dump_events());
+    let said = |site: &str, what: &str| {
+        env.events().iter().any(|e| {
+            e["kind"] == "route_switched"
+                && e["site"] == site
+                && e["message"].as_str().is_some_and(|m| m.contains(what))
+        })
+    };
+    assert!(said("a", "no longer listens here"), "{}", env.dump_events());
+    assert!(
+        said(
+            "b",
+            &format!("listens on 127.0.0.1:18138, leads to {}:8080", env.addr(2))
+        ),
+        "{}",
+        env.dump_events()
     );
     env.stop_controller();
 }

@@ -572,7 +572,7 @@ fn partition_cut_link_no_failover_isolated_primary_fenced_then_replaced_healed_a
 }
 
 /// DESIGN §6.2 with the backup strategy, in the namespaces: a's base backup and WAL archive in
-/// a's repository, shipped to b's by the controller at a; a is cut from everyone; b's agent
+/// a's repository, shipped to b's by a's agent (its site daemon); a is cut from everyone; b's agent
 /// declares it dead and fails over, restoring the newest point from b's own repository. Every
 /// row whose WAL reached b is there, b accepts writes, and the DNS record leads to b.
 #[test]
@@ -597,8 +597,8 @@ fn partition_backup_strategy_isolated_primary_restored_at_b() {
             stack.logs()
         );
     }
-    // The controller at a ships the archive to b's repository.
-    stack.start_process("a", "controller-a", &["controller", "--tick", "200ms"]);
+    // a's agent ships the archive to b's repository: the datasets homed at a are its site
+    // daemon's to protect (no other process runs at a).
     for id in 1..=30 {
         stack
             .sql("w", "a", &format!("INSERT INTO orders VALUES ({id})"))

@@ -139,10 +139,18 @@ impl Env {
     /// [`Env::start_controller`] with environment variables; its stderr goes to
     /// `controller-<n>.log` (n from 0, one per controller started).
     pub fn start_controller_env(&mut self, extra: &[&str], vars: &[(&str, &str)]) {
+        self.start_daemon(&["controller"], extra, vars);
+    }
+
+    /// Starts `resurgo COMMAND --tick 200ms --poll 300ms --state … [--spec …] EXTRA` in the
+    /// background (`controller`, or `agent --site S`: a site daemon), stopped by
+    /// [`Env::stop_controller`]; its stderr goes to `controller-<n>.log`.
+    pub fn start_daemon(&mut self, command: &[&str], extra: &[&str], vars: &[(&str, &str)]) {
         let n = self.controllers.len();
         let log = std::fs::File::create(self.path().join(format!("controller-{n}.log"))).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["controller", "--tick", "200ms", "--poll", "300ms", "--state"])
+        cmd.args(command)
+            .args(["--tick", "200ms", "--poll", "300ms", "--state"])
             .arg(self.state());
         if !extra.contains(&"--repo") {
             cmd.arg("--spec").arg(self.spec_dir());
