@@ -85,6 +85,9 @@ pub struct Agent {
     /// succeed (per lost site): when the next attempt may be, and the wait after it.
     crash_backoff: Option<(Instant, Duration)>,
     failover_backoff: BTreeMap<String, (Instant, Duration)>,
+    /// Groups handed over to a run at another site, and the epoch that run takes them at
+    /// ([`crate::roles::handover`]).
+    handed_over: BTreeMap<String, u64>,
     /// The spec its daemon publishes, and the generation of it taken last.
     following: Option<(crate::desired::SharedSpec, u64)>,
     /// The spec, shared with the [`Renewer`] (which fences the services it declares).
@@ -235,6 +238,7 @@ impl Agent {
             answering: Arc::new(AtomicBool::new(true)),
             crash_backoff: None,
             failover_backoff: BTreeMap::new(),
+            handed_over: BTreeMap::new(),
         })
     }
 
@@ -547,6 +551,9 @@ impl Agent {
     /// and fencing are the [`Renewer`]'s.
     fn keep_primary(&mut self, site: &str, group: &str, system: &System) {
         let timing = self.spec.failover.timing();
+        if self.hand_over_if_asked(site, group, system) {
+            return;
+        }
         if self.held().fencing.contains(group) {
             // The renewer is stopping the group's services: serve once they are stopped.
             return;
@@ -604,6 +611,77 @@ impl Agent {
                 fence_group(&self.engine, &self.spec, site, group);
             }
         }
+    }
+
+    /// A run at another site asks for `group` (a planned failover or failback whose target
+    /// cannot reach this site's files): stops the group's services here — writers first, then
+    /// databases, shut down cleanly — lets its lease go unrenewed, and answers with each
+    /// database's shutdown checkpoint ([`crate::roles::handover`]). While the request stands the
+    /// group is not served here; once it is gone, either the group moved (this site rejoins as a
+    /// standby) or the run gave up (the group is served here again, its lease permitting).
+    /// Returns whether the group is handed over.
+    fn hand_over_if_asked(&mut self, site: &str, group: &str, system: &System) -> bool {
+        use crate::roles::handover::{answer_lease, request_lease, Answer, Request};
+        let Ok(Some((holder, _))) = self.store.lease_holder(&request_lease(group)) else {
+            return false;
+        };
+        let Some(request) = Request::parse(&holder) else {
+            return false;
+        };
+        let epoch = match self.store.get_assignment(group) {
+            Ok(a) => a.map_or(0, |a| a.epoch),
+            Err(_) => return false,
+        };
+        // Only a request for the very next epoch, from another site, is this group's.
+        if request.to == site || request.epoch != epoch + 1 {
+            return false;
+        }
+        if self.handed_over.get(group) == Some(&request.epoch) {
+            return true;
+        }
+        let why = format!("handing {group} over to {} at epoch {}", request.to, request.epoch);
+        self.held().fence(group, &why);
+        self.reported.remove(&format!("serving {group}"));
+        fence_group(&self.engine, &self.spec, site, group);
+        self.held().fencing.remove(group);
+        // Each database's shutdown checkpoint, read here where its data directory is.
+        let protector = crate::protect::Protector::new(system, &self.engine, &self.state_dir);
+        let home = group.trim_start_matches("site-");
+        let checkpoints = self
+            .spec
+            .datasets
+            .iter()
+            .filter(|(_, ds)| ds.kind == resurgo_spec::DatasetKind::Postgres)
+            .filter(|(_, ds)| self.spec.services.get(&ds.service).is_some_and(|s| s.site == home))
+            .filter_map(|(name, _)| {
+                let pgdata = protector.data_path(name, site).ok()?;
+                let lsn = resurgo_vault::pg::shutdown_checkpoint(&pgdata).ok()??;
+                Some((name.clone(), lsn.to_string()))
+            })
+            .collect();
+        let answer = Answer {
+            from: site.to_string(),
+            epoch: request.epoch,
+            checkpoints,
+        };
+        let ttl = self.spec.failover.timing().lease_ttl * 3;
+        // An answer to an older request may still be there: this one replaces it.
+        if let Ok(Some(old)) = self.store.lease_of(&answer_lease(group)) {
+            let _ = self.store.revoke(old);
+        }
+        if let Err(e) = self.store.grant_lease(&answer_lease(group), &answer.holder(), ttl) {
+            tracing::warn!(group, "cannot answer the handover: {e}");
+            return true;
+        }
+        self.handed_over.insert(group.to_string(), request.epoch);
+        self.emit(
+            Event::new(
+                EventKind::Fenced,
+                format!("{why}: writes stopped here ({})", answer.holder()),
+            )
+            .site(site),
+        );
+        true
     }
 
     fn handle(&self, site: &str) -> Option<resurgo_provider::SiteHandle> {
@@ -850,10 +928,21 @@ fn fence_group(engine: &Engine, spec: &System, site: &str, group: &str) {
     let Some(handle) = engine.site(spec, site) else {
         return;
     };
-    for (name, svc) in &spec.services {
-        if svc.site == home {
-            let _ = engine.provider.stop(&handle, name);
-        }
+    // Writers first, then the databases they write to: a database's clean shutdown then sends
+    // everything acknowledged to its standbys.
+    let owns_database = |service: &str| {
+        spec.datasets
+            .values()
+            .any(|d| d.service == service && d.kind == resurgo_spec::DatasetKind::Postgres)
+    };
+    let (databases, writers): (Vec<&String>, Vec<&String>) = spec
+        .services
+        .iter()
+        .filter(|(_, svc)| svc.site == home)
+        .map(|(name, _)| name)
+        .partition(|name| owns_database(name));
+    for name in writers.into_iter().chain(databases) {
+        let _ = engine.provider.stop(&handle, name);
     }
 }
 

@@ -294,3 +294,68 @@ fn a_following_agent_takes_each_published_spec_but_keeps_its_failover_timing() {
         "{said:?}"
     );
 }
+
+/// A planned failover run at b (which cannot reach a's files) asks through the store; a's own
+/// agent, ticking, stops a's services and answers; the run counts a as fenced only then, takes
+/// the lease at once (not after it expires) and assigns b. Without a's answer the run would wait
+/// the whole lease out.
+#[test]
+fn a_run_on_another_host_is_handed_the_group_by_the_old_primarys_agent() {
+    let f = Fixture::new(two_sites(false));
+    let mut a = f.agent("a");
+    a.site_tick("a");
+    assert!(f.provider.running("a", "web"), "a serves web");
+    let store = f.store();
+    assert_eq!(
+        store
+            .lease_holder(&primary_lease(&group_of("a")))
+            .unwrap()
+            .map(|(h, _)| h)
+            .as_deref(),
+        Some("a")
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticking = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                a.site_tick("a");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            a
+        })
+    };
+    let started = std::time::Instant::now();
+    let options = crate::failover::RunOptions {
+        local: Some("b".into()),
+        ..Default::default()
+    };
+    let report = crate::failover::execute(&f.spec, &f.spec, &f.engine, f.dir.path(), "a", "b", options).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let _a = ticking.join().unwrap();
+    assert_eq!(
+        report.outcome,
+        resurgo_runbook::run::RunOutcome::Succeeded,
+        "{report:?}"
+    );
+    let ttl = f.spec.failover.timing().lease_ttl;
+    assert!(
+        started.elapsed() < ttl,
+        "the run waited {:?}, as long as a's lease ({ttl:?}): it was not handed over",
+        started.elapsed()
+    );
+    assert!(!f.provider.running("a", "web"), "a's web was stopped by a's agent");
+    assert!(f.provider.running("b", "web"), "b serves web");
+    let assignment = store.get_assignment(&group_of("a")).unwrap().unwrap();
+    assert_eq!((assignment.primary_site.as_str(), assignment.epoch), ("b", 1));
+    assert!(
+        f.fenced()
+            .iter()
+            .any(|m| m.contains("handing site-a over to b at epoch 1")),
+        "{:?}",
+        f.fenced()
+    );
+    // The request is withdrawn once the run holds the lease.
+    let request = crate::roles::handover::request_lease(&group_of("a"));
+    assert_eq!(store.lease_holder(&request).unwrap(), None);
+}

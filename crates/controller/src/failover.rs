@@ -43,6 +43,14 @@ struct Ctx {
     to: String,
 }
 
+/// Where a planned switch's final sync learns the old primary's shutdown checkpoints: from its
+/// data directory (a site this process reaches), or from its agent's handover answer.
+#[derive(Clone, Copy)]
+enum Checkpoints<'a> {
+    At(&'a str),
+    Told(&'a crate::roles::handover::Answer),
+}
+
 /// How a run may act.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
@@ -671,10 +679,53 @@ impl ActionStep {
             .any(|s| moving.contains(&s.service) && matches!(s.process, ProcessState::Running { .. }))
     }
 
+    /// Asks `from`'s agent, through the store, to hand the group over to `to` at `epoch` (the
+    /// request lease is made or kept alive), and returns its answer once it has stopped the
+    /// group's services there ([`crate::roles::handover`]). `None` while it has not (or cannot:
+    /// a site that is lost never answers, and its lease is waited out).
+    fn handed_over(&self, from: &str, to: &str, epoch: u64) -> Option<crate::roles::handover::Answer> {
+        use crate::roles::handover::{answer_lease, request_lease, Answer, Request};
+        let store = &self.ctx.store;
+        let name = request_lease(&self.ctx.group);
+        let request = Request {
+            to: to.to_string(),
+            epoch,
+        };
+        let ttl = self.ctx.before.failover.timing().lease_ttl;
+        match store.lease_holder(&name) {
+            Ok(Some((holder, _))) if holder == request.holder() => {
+                if let Ok(Some(id)) = store.lease_of(&name) {
+                    let _ = store.keep_alive(id);
+                }
+            }
+            Ok(None) => {
+                let _ = store.grant_lease(&name, &request.holder(), ttl);
+            }
+            _ => {}
+        }
+        let (holder, _) = store.lease_holder(&answer_lease(&self.ctx.group)).ok()??;
+        Answer::parse(&holder).filter(|a| a.from == from && a.epoch == epoch)
+    }
+
+    /// Withdraws this run's handover request, once the group's lease is the run's.
+    fn end_handover_request(&self) {
+        let name = crate::roles::handover::request_lease(&self.ctx.group);
+        if let Ok(Some(id)) = self.ctx.store.lease_of(&name) {
+            let _ = self.ctx.store.revoke(id);
+        }
+    }
+
     /// A planned switch's final sync: each standby at `to` has replayed everything its old
     /// primary at `from` wrote before its clean shutdown; recorded as a lag of zero, which the
     /// promotion's lag gate reads. A primary that did not shut down cleanly says nothing.
-    fn final_sync(&self, from: &str, to: &str, deadline: Instant, ctx: &StepContext) -> Result<(), StepError> {
+    fn final_sync(
+        &self,
+        from: &str,
+        to: &str,
+        deadline: Instant,
+        ctx: &StepContext,
+        checkpoints: Checkpoints<'_>,
+    ) -> Result<(), StepError> {
         let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
         for (name, ds) in &self.ctx.before.datasets {
             if ds.strategy != resurgo_spec::Strategy::Standby
@@ -682,11 +733,26 @@ impl ActionStep {
             {
                 continue;
             }
-            let (Ok(pgdata), Ok(standby)) = (before.data_path(name, from), before.standby_target(name, to)) else {
+            let Ok(standby) = before.standby_target(name, to) else {
                 continue;
             };
             loop {
-                match resurgo_vault::pg::caught_up_with_shutdown(&standby, &pgdata) {
+                let caught_up = match checkpoints {
+                    Checkpoints::At(site) => match before.data_path(name, site) {
+                        Ok(pgdata) => resurgo_vault::pg::caught_up_with_shutdown(&standby, &pgdata),
+                        Err(_) => Ok(None),
+                    },
+                    Checkpoints::Told(answer) => match answer
+                        .checkpoints
+                        .iter()
+                        .find(|(d, _)| d == name)
+                        .and_then(|(_, lsn)| lsn.parse::<resurgo_vault::pg::Lsn>().ok())
+                    {
+                        Some(lsn) => resurgo_vault::pg::replayed_to(&standby, lsn).map(Some),
+                        None => Ok(None),
+                    },
+                };
+                match caught_up {
                     Ok(Some(true)) => {
                         crate::protect::record_lag(&self.ctx.state_dir, name, to, 0, Some(0.0), true);
                         break;
@@ -910,17 +976,28 @@ impl Step for ActionStep {
                     // its lease, and the lease tells when that must have happened.
                     // Fenced only once its services are *seen* stopped: a site that cannot be
                     // observed is unknown, never counted as fenced.
+                    // One on another host is asked through the store to hand the group over,
+                    // and counted as fenced once its own agent answers that it stopped.
                     let fenced = match self.observe_site(site) {
                         Some(seen) => {
                             self.stop_writers(site, &seen)?;
-                            self.final_sync(site, &to, deadline, ctx)?;
+                            self.final_sync(site, &to, deadline, ctx, Checkpoints::At(site))?;
                             self.observe_site(site)
                                 .is_some_and(|seen| self.none_running(site, &seen))
                         }
-                        None => false,
+                        None => match self.handed_over(site, &to, ctx.epoch()) {
+                            Some(answer) => {
+                                self.final_sync(site, &to, deadline, ctx, Checkpoints::Told(&answer))?;
+                                true
+                            }
+                            None => false,
+                        },
                     };
                     let waiting = match self.take_lease(site, &to, fenced) {
-                        Ok(true) => return Ok(()),
+                        Ok(true) => {
+                            self.end_handover_request();
+                            return Ok(());
+                        }
                         Ok(false) => StepError::Transient(held()),
                         Err(e) => e,
                     };

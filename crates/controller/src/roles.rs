@@ -37,6 +37,102 @@ pub fn witness_lease(site: &str) -> String {
     format!("witness-sees-{site}")
 }
 
+/// A planned handover through the coordination store, for a run whose target cannot reach the
+/// old primary's files (another host): the run asks (the lease `handover-<group>`, held by
+/// `<to>@<epoch>`), the old primary's own agent stops the group's services — writers first,
+/// then databases, whose clean shutdown sends their last WAL to the standbys — and answers (the
+/// lease `handed-over-<group>`, held by `<from>@<epoch>` and each database's shutdown checkpoint).
+/// The run then counts the old primary as fenced, revokes its lease and checks that each standby
+/// has replayed up to its checkpoint: no acknowledged write is lost. An old primary that does not
+/// answer (lost, cut off) is waited out as before: its lease expires.
+pub mod handover {
+    /// The lease a run holds while it asks for `group`.
+    pub fn request_lease(group: &str) -> String {
+        format!("handover-{group}")
+    }
+
+    /// The lease the old primary's agent grants once it has stopped `group`'s services.
+    pub fn answer_lease(group: &str) -> String {
+        format!("handed-over-{group}")
+    }
+
+    /// A run's request: hand the group over to `to`, which will take it at `epoch`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Request {
+        pub to: String,
+        pub epoch: u64,
+    }
+
+    impl Request {
+        pub fn holder(&self) -> String {
+            format!("{}@{}", self.to, self.epoch)
+        }
+
+        pub fn parse(holder: &str) -> Option<Request> {
+            let (to, epoch) = holder.rsplit_once('@')?;
+            Some(Request {
+                to: to.to_string(),
+                epoch: epoch.parse().ok()?,
+            })
+        }
+    }
+
+    /// The old primary's answer: `from` stopped the group's services for `epoch`; each
+    /// database (dataset) was shut down cleanly at its checkpoint (an LSN, `0/3000028`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Answer {
+        pub from: String,
+        pub epoch: u64,
+        pub checkpoints: Vec<(String, String)>,
+    }
+
+    impl Answer {
+        pub fn holder(&self) -> String {
+            let mut out = format!("{}@{}", self.from, self.epoch);
+            for (dataset, lsn) in &self.checkpoints {
+                out.push_str(&format!(";{dataset}={lsn}"));
+            }
+            out
+        }
+
+        pub fn parse(holder: &str) -> Option<Answer> {
+            let mut parts = holder.split(';');
+            let (from, epoch) = parts.next()?.rsplit_once('@')?;
+            let checkpoints = parts
+                .map(|p| p.split_once('=').map(|(d, l)| (d.to_string(), l.to_string())))
+                .collect::<Option<Vec<_>>>()?;
+            Some(Answer {
+                from: from.to_string(),
+                epoch: epoch.parse().ok()?,
+                checkpoints,
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn requests_and_answers_read_back_as_written() {
+            let r = Request {
+                to: "b".into(),
+                epoch: 3,
+            };
+            assert_eq!(Request::parse(&r.holder()), Some(r));
+            let a = Answer {
+                from: "a".into(),
+                epoch: 3,
+                checkpoints: vec![("orders".into(), "0/3000028".into())],
+            };
+            assert_eq!(a.holder(), "a@3;orders=0/3000028");
+            assert_eq!(Answer::parse(&a.holder()), Some(a));
+            assert_eq!(Answer::parse("a@x"), None);
+            assert_eq!(Request::parse("b"), None);
+        }
+    }
+}
+
 /// The store the spec names. Requests to etcd time out after one heartbeat interval (at least
 /// 500 ms), so an agent cut from its quorum notices within its fencing deadline.
 pub fn open_store(system: &System, state_dir: &Path) -> Result<Arc<dyn CoordStore>, StoreError> {

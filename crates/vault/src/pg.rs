@@ -28,7 +28,9 @@ pub use physical::{
     archiver_status, base_backup, base_backup_labels, choose_base_backup, configure_archiving, restore_physical,
     Archiver, PhysicalRestore, RecoveryTarget, RecoveryTime, BASE_FILE,
 };
-pub use standby::{build_standby, caught_up_with_shutdown, promote, standby_lag, Lag};
+pub use standby::{
+    build_standby, caught_up_with_shutdown, promote, replayed_to, shutdown_checkpoint, standby_lag, Lag,
+};
 pub use target::{is_in_recovery, query, wait_for, wait_ready, wait_until_primary, BadConnection, Lsn, PgTarget};
 pub use wal::{wal_fetch, wal_fetch_status, wal_push, wal_push_status, FETCH_FAILED, FETCH_MISSING, PUSH_FAILED};
 

@@ -140,10 +140,20 @@ pub fn promote(standby: &PgTarget, timeout: Duration) -> Result<(), VaultError> 
 /// has reached the shutdown checkpoint `pg_controldata` reads there. `Ok(None)` when that
 /// server was not shut down cleanly (killed, or still running): nothing can be said.
 pub fn caught_up_with_shutdown(standby: &PgTarget, old_pgdata: &Path) -> Result<Option<bool>, VaultError> {
+    match shutdown_checkpoint(old_pgdata)? {
+        Some(checkpoint) => replayed_to(standby, checkpoint).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The checkpoint a cleanly shut down server wrote last, as `pg_controldata` reads it in its
+/// data directory: everything it wrote is at or before it. `None` when the server was not shut
+/// down cleanly (killed, or still running). Read where the data directory is: a site's agent,
+/// handing its group over, tells the new primary this.
+pub fn shutdown_checkpoint(pgdata: &Path) -> Result<Option<Lsn>, VaultError> {
     let mut cmd = std::process::Command::new(super::program("pg_controldata")?);
-    cmd.arg(old_pgdata).env("LC_ALL", "C");
-    let out = super::run(cmd, Some(&old_pgdata.display().to_string()))?;
-    let text = out;
+    cmd.arg(pgdata).env("LC_ALL", "C");
+    let text = super::run(cmd, Some(&pgdata.display().to_string()))?;
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -152,9 +162,11 @@ pub fn caught_up_with_shutdown(standby: &PgTarget, old_pgdata: &Path) -> Result<
     if field("Database cluster state:").as_deref() != Some("shut down") {
         return Ok(None);
     }
-    let Some(checkpoint) = field("Latest checkpoint location:").and_then(|v| v.parse::<Lsn>().ok()) else {
-        return Ok(None);
-    };
+    Ok(field("Latest checkpoint location:").and_then(|v| v.parse::<Lsn>().ok()))
+}
+
+/// Whether `standby` has replayed the WAL up to `lsn`.
+pub fn replayed_to(standby: &PgTarget, lsn: Lsn) -> Result<bool, VaultError> {
     let replayed = query_row(standby, "SELECT COALESCE(pg_last_wal_replay_lsn()::text, '')", 1)?;
-    Ok(Some(replayed[0].parse::<Lsn>().is_ok_and(|r| r.0 >= checkpoint.0)))
+    Ok(replayed[0].parse::<Lsn>().is_ok_and(|r| r.0 >= lsn.0))
 }
