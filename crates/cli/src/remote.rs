@@ -121,12 +121,7 @@ pub fn start_and_follow(
     use resurgo_api::types::{RunStarted, Runs, StartRun};
     use resurgo_runbook::run::{RunOutcome, StepOutcome};
     // The group moved is named by where the spec places the services active at `from`.
-    let group_site = current
-        .services
-        .iter()
-        .find(|(_, s)| s.site == from)
-        .and_then(|(name, _)| written.services.get(name))
-        .map(|s| s.site.clone())
+    let group_site = resurgo_controller::failover::group_site(written, current, from)
         .with_context(|| format!("no service is active at `{from}`"))?;
     let group = format!("site-{group_site}");
     let epoch = roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch);

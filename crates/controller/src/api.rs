@@ -171,16 +171,23 @@ impl SiteApi {
         if !written.loaded.system.sites.contains_key(&start.from) {
             return Reply::problem(400, format!("no site `{}` in the spec", start.from));
         }
-        if let Err(reply) = self.check_epoch(&written, &start.from, start.epoch) {
+        let current = match self.current() {
+            Ok(c) => c,
+            Err(reply) => return reply,
+        };
+        let Some(group_site) = crate::failover::group_site(&written.loaded.system, &current.loaded.system, &start.from)
+        else {
+            return Reply::problem(
+                409,
+                format!("no service is active at `{}`: nothing to move", start.from),
+            );
+        };
+        if let Err(reply) = self.check_epoch(&written, &group_site, start.epoch) {
             return reply;
         }
         if crate::failover::run_in_progress(self.state_dir()) {
             return Reply::problem(409, "a run is in progress at this site; follow it with `resurgo runs`");
         }
-        let current = match self.current() {
-            Ok(c) => c,
-            Err(reply) => return reply,
-        };
         let options = RunOptions {
             failback: start.kind == PlanKind::Failback,
             local: Some(self.site().to_string()),

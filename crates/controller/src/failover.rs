@@ -91,6 +91,17 @@ pub enum FailoverError {
     Run(String),
 }
 
+/// The group a move from `from` moves: the site where the spec (`spec_system`, as written)
+/// places the services that are active at `from` now (`system`, assignments applied).
+pub fn group_site(spec_system: &System, system: &System, from: &str) -> Option<String> {
+    system
+        .services
+        .iter()
+        .find(|(_, s)| s.site == from)
+        .and_then(|(n, _)| spec_system.services.get(n))
+        .map(|s| s.site.clone())
+}
+
 /// Plans and runs the move of every service active at `from` (in `system`, assignments
 /// applied) to `to`. `spec_system` is the spec as written, to name the assignment group.
 pub fn execute(
@@ -134,14 +145,8 @@ pub fn execute_announced(
     };
     let refused = |reason: String| FailoverError::Refused { to: to.into(), reason };
     let steps = failover_steps(system, from, to).map_err(|e| refused(e.to_string()))?;
-    // The group: where the spec places the services that now run at `from`.
-    let group_site = system
-        .services
-        .iter()
-        .find(|(_, s)| s.site == from)
-        .and_then(|(n, _)| spec_system.services.get(n))
-        .map(|s| s.site.clone())
-        .ok_or_else(|| refused(format!("no service is active at `{from}`")))?;
+    let group_site =
+        group_site(spec_system, system, from).ok_or_else(|| refused(format!("no service is active at `{from}`")))?;
     let store = crate::roles::open_store(system, state_dir).map_err(|e| FailoverError::Coord(e.to_string()))?;
     let current = store
         .get_assignment(&group_of(&group_site))

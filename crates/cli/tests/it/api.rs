@@ -367,3 +367,89 @@ fn status_and_failover_reach_the_sites_only_through_their_agents() {
     let runs = d.operator(&["runs", "--json"]);
     assert_eq!(runs.code, 0, "{}", runs.stderr);
 }
+
+#[test]
+fn a_planned_failover_and_failback_through_the_agents_are_handed_over_by_the_live_old_primary() {
+    // A lease long enough that waiting it out would show: each switch must take far less.
+    let d = Deployment::new(162, 18162);
+    let spec = std::fs::read_to_string(d.env.spec_dir().join("resurgo.yaml"))
+        .unwrap()
+        .replace("lease_ttl: 3s", "lease_ttl: 20s")
+        .replace("fencing_deadline: 1s", "fencing_deadline: 10s")
+        .replace("promotion_delay: 1s", "promotion_delay: 10s");
+    d.env.write_spec(&spec);
+    let _a = d.agent("a");
+    let _b = d.agent("b");
+    d.apply();
+    let anonymous = d.client(&d.anonymous(), None);
+    let primary_at = |site: u8| {
+        poll(Duration::from_secs(30), || {
+            anonymous.get::<Health>(&d.addr(site), "/primary").ok().filter(|h| h.ok)
+        })
+    };
+    assert!(
+        primary_at(1).is_some(),
+        "a never became primary:\n{}",
+        d.log("agent-a.log")
+    );
+
+    let started = std::time::Instant::now();
+    let out = d.operator(&["failover", "--to", "b", "--wait", "60s"]);
+    assert_eq!(
+        out.code,
+        0,
+        "failover:\n{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        d.log("agent-a.log")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the failover took {:?}: a's lease (20 s) was waited out instead of handed over",
+        started.elapsed()
+    );
+    assert!(primary_at(2).is_some(), "b is not primary after the failover");
+    let status = d.operator(&["status", "--json"]).json();
+    assert_eq!(
+        find_service(&status, "b", "web").unwrap()["health"],
+        "healthy",
+        "{status}"
+    );
+    let events = d.env.dump_events();
+    assert!(events.contains("handing site-a over to b at epoch 1"), "{events}");
+
+    let started = std::time::Instant::now();
+    let out = d.operator(&["failback"]);
+    assert_eq!(
+        out.code,
+        0,
+        "failback:\n{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        d.log("agent-b.log")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the failback took {:?}: b's lease was waited out",
+        started.elapsed()
+    );
+    assert!(primary_at(1).is_some(), "a is not primary after the failback");
+    let status = d.operator(&["status", "--json"]).json();
+    let role = status["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == "site-a")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (role["primary"].clone(), role["epoch"].clone()),
+        (json!("a"), json!(2)),
+        "{status}"
+    );
+    assert_eq!(
+        find_service(&status, "a", "web").unwrap()["health"],
+        "healthy",
+        "{status}"
+    );
+}
