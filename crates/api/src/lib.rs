@@ -1,10 +1,10 @@
-//! The site API (DESIGN §10): what each site's agent serves and the operator's CLI (and the
-//! other agents) call — HTTP/1.1 + JSON over TLS, authenticated by a client certificate
+//! The site API (ARCHITECTURE.md, "Deployment"): what each site's agent serves and the
+//! operator's CLI calls — HTTP/1.1 + JSON over TLS, authenticated by a client certificate
 //! signed by the deployment CA or by a bearer token.
 //!
 //! - [`types`]: the request and response types, shared by server and client;
 //! - [`routes`]: the route table, which the server dispatches on and from which the OpenAPI
-//!   document (`openapi/site-api.json`) is generated;
+//!   document (`schema/site-api.openapi.json`) is generated;
 //! - [`server`]: the server, which authenticates every request before a [`server::Handler`]
 //!   (the agent's, in the controller) sees it;
 //! - [`client`]: the blocking client;

@@ -1,5 +1,6 @@
 //! The site API's routes: one table that the server dispatches on and the OpenAPI document is
-//! generated from, so the two cannot disagree (`openapi/site-api.json` is checked against it).
+//! generated from, so the two cannot disagree (`schema/site-api.openapi.json` is checked
+//! against it).
 
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};

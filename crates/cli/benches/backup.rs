@@ -1,8 +1,8 @@
 //! Benchmark: resurgo vs restic vs borg on one generated 1 GiB mixed tree, in one run.
 //! First backup, unchanged re-backup, 1%-changed re-backup, full restore: time, throughput,
-//! repository size, peak memory, and resurgo's ratios to the others. Targets (../shared/
-//! DESIGN.md §8): first backup ≥ restic's throughput and ≥ 2× borg's; unchanged re-backup
-//! ≤ restic's time; restore ≥ 1.5× restic's throughput.
+//! repository size, peak memory, and resurgo's ratios to the others. Targets: first backup
+//! ≥ restic's throughput and ≥ 2× borg's; unchanged re-backup ≤ restic's time; restore
+//! ≥ 1.5× restic's throughput.
 //!
 //! `cargo bench -p resurgo --bench backup` (needs restic and borg: Debian packages `restic`,
 //! `borgbackup`; GNU time at /usr/bin/time). RESURGO_BENCH_MB sets the tree size (default 1024).

@@ -1,7 +1,7 @@
 //! Benchmark: RTO and RPO of the quickstart (SQLite with the backup strategy, built-in proxy
 //! route) over several runs of the whole story — lose site a, fail over to b, fail back —
-//! through `resurgo demo`, reporting min / median / max with the breakdown. Targets
-//! (../shared/DESIGN.md §8): RTO ≤ 10 s with detection ≤ 3 s; RPO ≤ 5 s with backups.
+//! through `resurgo demo`, reporting min / median / max with the breakdown. Targets: RTO
+//! ≤ 10 s with detection ≤ 3 s; RPO ≤ 5 s with backups.
 //!
 //! `cargo bench -p resurgo --bench failover` (RESURGO_BENCH_RUNS sets the count, default 5).
 

@@ -1,7 +1,8 @@
-//! Benchmark: RTO and RPO of the PostgreSQL reference stack (DESIGN §6.2), both strategies,
-//! each over several runs, reporting min / median / max with the breakdown and a verdict per
-//! target (../shared/DESIGN.md §8): RTO ≤ 10 s from fault to the first acknowledged write at
-//! the DR site, with detection ≤ 3 s; RPO ≤ 1 s with a standby, ≤ 5 s with backups.
+//! Benchmark: RTO and RPO of the PostgreSQL reference stack (PostgreSQL at site a, site a
+//! lost, recovered at b), both strategies, each over several runs, reporting min / median /
+//! max with the breakdown and a verdict per target: RTO ≤ 10 s from fault to the first
+//! acknowledged write at the DR site, with detection ≤ 3 s; RPO ≤ 1 s with a standby, ≤ 5 s
+//! with backups.
 //!
 //! - standby: the partition tests' stack (`Stack`, borrowed with the test modules it needs) (network namespaces a, b and the witness w, a 3-member
 //!   etcd, agents with automatic failover, a streaming standby at b); fault = a isolated.

@@ -1,6 +1,6 @@
 //! Benchmark: `resurgo plan` over a generated spec of 10,000 services across 3 sites.
 //! Runs the real binary, as a user would, and reports wall time and peak memory (max RSS of
-//! the child) against the targets of ../shared/DESIGN.md §8: ≤ 1 s and ≤ 200 MB.
+//! the child) against the targets: ≤ 1 s and ≤ 200 MB.
 //!
 //! `cargo bench -p resurgo --bench plan` (set RESURGO_BENCH_SERVICES to change the size).
 
