@@ -1,4 +1,4 @@
-//! The site API's client, as the CLI (and a peer agent) uses it: reqwest's blocking client
+//! The site API's client, as the CLI uses it: reqwest's blocking client
 //! with the deployment CA as the only root, the host's certificate when it has one (mutual
 //! TLS), else the bearer token.
 

@@ -6,7 +6,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::types::{
-    Applied, ApplyRequest, DatasetDone, DatasetRequest, Health, Problem, RunStarted, Runs, SiteReport, StartRun,
+    Applied, ApplyRequest, DatasetDone, DatasetRequest, Health, MaintenanceRequest, MaintenanceState, Problem,
+    RunStarted, Runs, SiteReport, StartRun,
 };
 
 /// What a request asks for, with its path parameters.
@@ -18,6 +19,8 @@ pub enum Op {
     Site,
     Plan,
     Apply,
+    Maintenance,
+    SetMaintenance,
     Runs,
     Run { id: String },
     StartRun,
@@ -111,6 +114,26 @@ pub const ROUTES: &[Route] = &[
         summary: "Make this site match the spec its agent runs; refused (409) when that is not the spec the caller planned with.",
         request: Some(schema::<ApplyRequest>),
         response: Body::Json(schema::<Applied>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/maintenance",
+        public: false,
+        operation: "maintenance",
+        summary: "Whether the maintenance switch is on (no agent fails over by itself), by whom, for how long.",
+        request: None,
+        response: Body::Json(schema::<MaintenanceState>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/maintenance",
+        public: false,
+        operation: "set_maintenance",
+        summary: "Turn the maintenance switch on (for `seconds`, by `by`) or off; refused (409) when it is on already.",
+        request: Some(schema::<MaintenanceRequest>),
+        response: Body::Json(schema::<MaintenanceState>),
         status: 200,
     },
     Route {
@@ -212,6 +235,8 @@ pub fn find(method: &str, path: &str) -> Matched {
             "site" => Op::Site,
             "plan" => Op::Plan,
             "apply" => Op::Apply,
+            "maintenance" => Op::Maintenance,
+            "set_maintenance" => Op::SetMaintenance,
             "runs" => Op::Runs,
             "run" => Op::Run { id: param(0) },
             "start_run" => Op::StartRun,

@@ -362,6 +362,10 @@ pub struct DatasetRequest {
     /// `restore`: the point in time to restore to (RFC 3339; default the newest point).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+    /// `backup`: also replicate the new snapshot to the dataset's replica sites' repositories
+    /// (from here, where the data is).
+    #[serde(default)]
+    pub replicate: bool,
 }
 
 /// What a dataset operation did.
@@ -419,4 +423,25 @@ pub struct AppliedChange {
     /// `create`, `update`, `start` or `delete`.
     pub action: resurgo_plan::Action,
     pub millis: u64,
+}
+
+/// Turn the maintenance switch on or off (`POST /v1/maintenance`): while it is on, no agent
+/// fails over by itself.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    pub on: bool,
+    /// With `on`: for how many seconds (it ends by itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    /// With `on`: who or why, shown by `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// The maintenance switch (`GET` and `POST /v1/maintenance`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MaintenanceState {
+    /// While it is on: who turned it on, and for how much longer.
+    pub maintenance: Option<Maintenance>,
 }

@@ -313,3 +313,75 @@ pub fn apply(
             .collect()
     })
 }
+
+/// The spec, when it declares `api`: the command then reaches the sites through their agents.
+pub fn declared(spec: &SpecArgs) -> Option<resurgo_controller::Desired> {
+    spec.load().ok().filter(|d| d.loaded.system.api.is_some())
+}
+
+/// What to do with a dataset at a site's agent.
+pub enum DatasetAction<'a> {
+    Backup { replicate: bool },
+    Verify,
+    Restore { at: Option<&'a str> },
+}
+
+/// Asks `site`'s agent to do `action` with `dataset` there, with the epoch of the dataset's
+/// group as the agents report it.
+pub fn dataset_op(
+    client: &Client,
+    written: &System,
+    roles: &[RoleStatus],
+    site: &str,
+    dataset: &str,
+    action: DatasetAction<'_>,
+) -> anyhow::Result<resurgo_api::types::DatasetDone> {
+    let (action, at, replicate) = match action {
+        DatasetAction::Backup { replicate } => ("backup", None, replicate),
+        DatasetAction::Verify => ("verify", None, false),
+        DatasetAction::Restore { at } => ("restore", at, false),
+    };
+    let ds = written
+        .datasets
+        .get(dataset)
+        .with_context(|| format!("no dataset `{dataset}` in the spec"))?;
+    let group = written
+        .services
+        .get(&ds.service)
+        .map(|s| format!("site-{}", s.site))
+        .unwrap_or_default();
+    let epoch = roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch);
+    let body = resurgo_api::types::DatasetRequest {
+        epoch,
+        at: at.map(String::from),
+        replicate,
+    };
+    Ok(client.post(
+        &address(written, site)?,
+        &format!("/v1/datasets/{dataset}/{action}"),
+        &body,
+    )?)
+}
+
+/// The maintenance switch, asked of the first site's agent that answers (they share the
+/// coordination store): `asked` changes it, `None` only reads it.
+pub fn maintenance(
+    client: &Client,
+    system: &System,
+    asked: Option<resurgo_api::types::MaintenanceRequest>,
+) -> anyhow::Result<resurgo_api::types::MaintenanceState> {
+    let mut last = None;
+    for site in system.sites.keys() {
+        let addr = address(system, site)?;
+        let answer = match &asked {
+            Some(body) => client.post(&addr, "/v1/maintenance", body),
+            None => client.get(&addr, "/v1/maintenance"),
+        };
+        match answer {
+            Ok(state) => return Ok(state),
+            Err(e @ ClientError::Unreachable { .. }) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("the spec declares no site"), Into::into))
+}

@@ -338,6 +338,63 @@ impl SiteApi {
         }
     }
 
+    /// The maintenance switch (the lease `maintenance` in the store), changed as `asked`.
+    fn maintenance(&self, asked: Option<resurgo_api::types::MaintenanceRequest>) -> Reply {
+        use crate::roles::MAINTENANCE;
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        let store = match open_store(&written.loaded.system, self.state_dir()) {
+            Ok(s) => s,
+            Err(e) => return Reply::problem(503, format!("cannot open the coordination store: {e}")),
+        };
+        let unavailable = |e: resurgo_coord::StoreError| Reply::problem(503, format!("coordination store: {e}"));
+        match asked {
+            Some(asked) if asked.on => {
+                let Some(seconds) = asked.seconds.filter(|s| *s > 0) else {
+                    return Reply::problem(
+                        400,
+                        "maintenance on needs `seconds` greater than zero: it ends by itself",
+                    );
+                };
+                let by = asked.by.unwrap_or_else(|| "the site API".into());
+                match store.grant_lease(MAINTENANCE, &by, Duration::from_secs(seconds)) {
+                    Ok(_) => {}
+                    Err(resurgo_coord::StoreError::LeaseHeld { holder, .. }) => {
+                        return Reply::problem(
+                            409,
+                            format!("maintenance is already on (by {holder}); turn it off first"),
+                        )
+                    }
+                    Err(e) => return unavailable(e),
+                }
+            }
+            Some(_) => match store.lease_of(MAINTENANCE) {
+                Ok(Some(id)) => {
+                    if let Err(e) = store.revoke(id) {
+                        return unavailable(e);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return unavailable(e),
+            },
+            None => {}
+        }
+        match store.lease_holder(MAINTENANCE) {
+            Ok(held) => Reply::json(
+                200,
+                &resurgo_api::types::MaintenanceState {
+                    maintenance: held.map(|(by, left)| resurgo_api::types::Maintenance {
+                        by,
+                        seconds_left: left.as_secs(),
+                    }),
+                },
+            ),
+            Err(e) => unavailable(e),
+        }
+    }
+
     fn runs(&self, only: Option<&str>) -> Reply {
         match crate::report::runs(self.state_dir(), only) {
             Ok(runs) if only.is_some() && runs.is_empty() => {
@@ -537,6 +594,11 @@ impl Handler for SiteApi {
             }
             Op::Plan => self.plan(request),
             Op::Apply => self.apply(request),
+            Op::Maintenance => self.maintenance(None),
+            Op::SetMaintenance => match request.json::<resurgo_api::types::MaintenanceRequest>() {
+                Ok(asked) => self.maintenance(Some(asked)),
+                Err(reply) => reply,
+            },
             Op::Runs => self.runs(None),
             Op::Run { id } => self.runs(Some(id)),
             Op::StartRun => self.start_run(request),

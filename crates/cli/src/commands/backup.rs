@@ -22,6 +22,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(desired) = crate::remote::declared(&args.spec) {
+        return through_agents(&args, &desired.loaded.system);
+    }
     let Some(ctx) = Context::load(&args.spec, args.json)? else {
         return Ok(exit::code(exit::ERROR));
     };
@@ -69,4 +72,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit::code(if failed { exit::ERROR } else { exit::OK }))
+}
+
+/// With `api`: each dataset is backed up by the agent of the site where it is active now (its
+/// data is there), which also replicates it with `--replicate`.
+fn through_agents(args: &Args, written: &resurgo_spec::System) -> anyhow::Result<ExitCode> {
+    let client = crate::remote::client(&args.spec, written, std::time::Duration::from_secs(3600))?;
+    let (current, roles, _) = crate::remote::current(&client, written);
+    let mut failed = 0;
+    for dataset in crate::common::datasets(written, args.dataset.as_deref())? {
+        let home = current
+            .services
+            .get(&written.datasets[&dataset].service)
+            .map(|s| s.site.clone())
+            .unwrap_or_default();
+        match crate::remote::dataset_op(
+            &client,
+            written,
+            &roles,
+            &home,
+            &dataset,
+            crate::remote::DatasetAction::Backup {
+                replicate: args.replicate,
+            },
+        ) {
+            Ok(done) if args.json => println!("{}", serde_json::to_string(&done)?),
+            Ok(done) => println!("{dataset} at {home}: {}", done.detail),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{dataset} at {home}: not backed up: {e:#}");
+            }
+        }
+    }
+    Ok(exit::code(if failed == 0 { exit::OK } else { exit::ERROR }))
 }

@@ -35,6 +35,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(desired) = load_or_report(&args.spec, false)? else {
         return Ok(exit::code(exit::ERROR));
     };
+    if desired.loaded.system.api.is_some() {
+        return through_agents(&args, &desired.loaded.system);
+    }
     let store = open_store(&desired.loaded.system, &args.spec.state)?;
     match args.action {
         Action::On => match store.grant_lease(MAINTENANCE, &args.by, args.duration.0) {
@@ -57,6 +60,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some((by, left)) => println!("maintenance on (by {by}), {}s left", left.as_secs()),
             None => println!("maintenance off"),
         },
+    }
+    Ok(exit::code(exit::OK))
+}
+
+/// With `api`: the switch is changed through an agent (they share the coordination store).
+fn through_agents(args: &Args, system: &resurgo_spec::System) -> anyhow::Result<ExitCode> {
+    use resurgo_api::types::MaintenanceRequest;
+    let client = crate::remote::client(&args.spec, system, crate::remote::TIMEOUT)?;
+    let asked = match args.action {
+        Action::On => Some(MaintenanceRequest {
+            on: true,
+            seconds: Some(args.duration.0.as_secs().max(1)),
+            by: Some(args.by.clone()),
+        }),
+        Action::Off => Some(MaintenanceRequest {
+            on: false,
+            seconds: None,
+            by: None,
+        }),
+        Action::Status => None,
+    };
+    match crate::remote::maintenance(&client, system, asked)?.maintenance {
+        Some(m) => println!(
+            "maintenance on (by {}), {}s left: agents will not fail over",
+            m.by, m.seconds_left
+        ),
+        None => println!("maintenance off: agents fail over by the spec's policy"),
     }
     Ok(exit::code(exit::OK))
 }

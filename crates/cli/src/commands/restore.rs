@@ -32,6 +32,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(desired) = crate::remote::declared(&args.spec) {
+        return through_agents(&args, &desired.loaded.system);
+    }
     let Some(ctx) = Context::load(&args.spec, args.json)? else {
         return Ok(exit::code(exit::ERROR));
     };
@@ -76,4 +79,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(exit::code(exit::ERROR))
         }
     }
+}
+
+/// With `api`: the site's agent restores from its own repository into a folder of its own
+/// beside the live data (`<state>/restores/`), never over it, and says where.
+fn through_agents(args: &Args, written: &resurgo_spec::System) -> anyhow::Result<ExitCode> {
+    if args.to.is_some() {
+        bail!("--to names a folder on this machine; through the agents the restore goes into the site's own `restores` folder, which the answer names");
+    }
+    let client = crate::remote::client(&args.spec, written, std::time::Duration::from_secs(3600))?;
+    let (_, roles, _) = crate::remote::current(&client, written);
+    let done = crate::remote::dataset_op(
+        &client,
+        written,
+        &roles,
+        &args.site,
+        &args.dataset,
+        crate::remote::DatasetAction::Restore { at: args.at.as_deref() },
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&done)?);
+    } else {
+        println!("{} at {}: {}", args.dataset, args.site, done.detail);
+    }
+    Ok(exit::code(exit::OK))
 }

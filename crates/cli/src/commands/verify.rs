@@ -22,6 +22,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(desired) = crate::remote::declared(&args.spec) {
+        return through_agents(&args, &desired.loaded.system);
+    }
     let Some(ctx) = Context::load(&args.spec, args.json)? else {
         return Ok(exit::code(exit::ERROR));
     };
@@ -58,4 +61,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit::code(if failed { exit::ERROR } else { exit::OK }))
+}
+
+/// With `api`: each site verifies the newest point in its own repository, by its agent.
+fn through_agents(args: &Args, written: &resurgo_spec::System) -> anyhow::Result<ExitCode> {
+    let client = crate::remote::client(&args.spec, written, std::time::Duration::from_secs(3600))?;
+    let (current, roles, _) = crate::remote::current(&client, written);
+    let ds = written
+        .datasets
+        .get(&args.dataset)
+        .ok_or_else(|| anyhow::anyhow!("no dataset `{}` in the spec", args.dataset))?;
+    let service = current.services.get(&ds.service);
+    let sites = match &args.site {
+        Some(site) => vec![site.clone()],
+        None if !ds.replicate_to.is_empty() => ds.replicate_to.clone(),
+        None => match service {
+            Some(s) if !s.standby.is_empty() => s.standby.clone(),
+            Some(s) => vec![s.site.clone()],
+            None => vec![],
+        },
+    };
+    let mut failed = 0;
+    for site in sites {
+        match crate::remote::dataset_op(
+            &client,
+            written,
+            &roles,
+            &site,
+            &args.dataset,
+            crate::remote::DatasetAction::Verify,
+        ) {
+            Ok(done) if args.json => println!("{}", serde_json::to_string(&done)?),
+            Ok(done) => println!("{} at {site}: {}", args.dataset, done.detail),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{} at {site}: not verified: {e:#}", args.dataset);
+            }
+        }
+    }
+    Ok(exit::code(if failed == 0 { exit::OK } else { exit::ERROR }))
 }

@@ -311,6 +311,13 @@ fn status_and_failover_reach_the_sites_only_through_their_agents() {
         !d.env.path().join("operator-state/sites").exists(),
         "the operator's status looked for sites on its own disk"
     );
+    // The maintenance switch, through an agent: status shows it, off clears it.
+    let on = d.operator(&["maintenance", "on", "--for", "5m", "--by", "api-test"]);
+    assert_eq!(on.code, 0, "{}", on.stderr);
+    assert!(on.stdout.contains("maintenance on (by api-test)"), "{}", on.stdout);
+    assert_eq!(d.operator(&["status", "--json"]).json()["maintenance"]["by"], "api-test");
+    assert_eq!(d.operator(&["maintenance", "off"]).code, 0);
+    assert!(d.operator(&["status", "--json"]).json()["maintenance"].is_null());
 
     // b's agent is gone: b is unknown, never healthy or empty.
     drop(b);
