@@ -282,10 +282,12 @@ pub fn plan(
 }
 
 /// Asks every site's agent to apply the spec it runs, which must be `desired`; each site's
-/// outcome in the spec's order.
+/// outcome in the spec's order. Sites where services are active go first, all at once, then the
+/// others: a standby is seeded from its primary, which must be up by then.
 pub fn apply(
     client: &Client,
     system: &System,
+    current: &System,
     desired: &resurgo_plan::SourceId,
     options: resurgo_plan::PlanOptions,
 ) -> Vec<(String, Result<resurgo_api::types::Applied, ClientError>)> {
@@ -294,24 +296,28 @@ pub fn apply(
         prune: options.prune,
         max_deletes: options.max_deletes,
     };
-    std::thread::scope(|scope| {
-        let asks: Vec<_> = system
-            .sites
-            .keys()
-            .map(|site| {
-                let (addr, body) = (system.api_address(site).unwrap_or_default(), &body);
-                (site.clone(), scope.spawn(move || client.post(&addr, "/v1/apply", body)))
-            })
-            .collect();
-        asks.into_iter()
-            .map(|(site, ask)| {
+    let active = |site: &str| current.services.values().any(|s| s.site == site);
+    let (first, then): (Vec<&String>, Vec<&String>) = system.sites.keys().partition(|s| active(s));
+    let mut outcomes: Vec<(String, Result<resurgo_api::types::Applied, ClientError>)> = Vec::new();
+    for wave in [first, then] {
+        std::thread::scope(|scope| {
+            let asks: Vec<_> = wave
+                .into_iter()
+                .map(|site| {
+                    let (addr, body) = (system.api_address(site).unwrap_or_default(), &body);
+                    (site.clone(), scope.spawn(move || client.post(&addr, "/v1/apply", body)))
+                })
+                .collect();
+            for (site, ask) in asks {
                 let answer = ask
                     .join()
                     .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
-                (site, answer)
-            })
-            .collect()
-    })
+                outcomes.push((site, answer));
+            }
+        });
+    }
+    outcomes.sort_by_key(|(site, _)| system.sites.get_index_of(site));
+    outcomes
 }
 
 /// The spec, when it declares `api`: the command then reaches the sites through their agents.

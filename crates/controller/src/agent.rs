@@ -524,6 +524,11 @@ impl Agent {
                 self.fence_now(site, group, &format!("the epoch memory cannot be written: {e}"));
                 continue;
             }
+            // A run moving services here (or away) is at work: it starts, stops and promotes
+            // them; serving or rejoining under its feet could undo a step.
+            if crate::failover::run_in_progress(&self.state_dir) {
+                continue;
+            }
             if let StartupDecision::Standby { primary, .. } = decision {
                 let primary = primary.unwrap_or_else(|| home.clone());
                 // Was primary here until now: it must come back as a standby (again).
@@ -641,9 +646,19 @@ impl Agent {
         }
         let why = format!("handing {group} over to {} at epoch {}", request.to, request.epoch);
         self.held().fence(group, &why);
-        self.reported.remove(&format!("serving {group}"));
+        // Still counted as served here until the group moves: then this site rejoins as a
+        // standby afresh (see `site_tick`), or, if the run gives up, serves again.
+        self.reported.remove(&format!("standby {group}"));
         fence_group(&self.engine, &self.spec, site, group);
         self.held().fencing.remove(group);
+        // The fence deadline the last renewal set would otherwise still pass in a moment and
+        // stop what starts here next (this site's standby, rejoining): with no lease held any
+        // more, it is now.
+        if self.held().leases.is_empty() {
+            if let Some(handle) = self.handle(site) {
+                let _ = self.engine.provider.extend_fence(&handle, &BootTime::now());
+            }
+        }
         // Each database's shutdown checkpoint, read here where its data directory is.
         let protector = crate::protect::Protector::new(system, &self.engine, &self.state_dir);
         let home = group.trim_start_matches("site-");

@@ -460,15 +460,29 @@ impl SiteApi {
                         ),
                     );
                 }
-                match protector.backup(dataset) {
-                    Ok(s) => done(format!(
-                        "snapshot {} at {} ({} bytes)",
-                        &s.id[..s.id.len().min(8)],
-                        s.time,
-                        s.bytes
-                    )),
-                    Err(e) => failed(e),
+                let snapshot = match protector.backup(dataset) {
+                    Ok(s) => s,
+                    Err(e) => return failed(e),
+                };
+                let mut detail = format!(
+                    "snapshot {} at {} ({} bytes)",
+                    &snapshot.id[..snapshot.id.len().min(8)],
+                    snapshot.time,
+                    snapshot.bytes
+                );
+                if asked.replicate {
+                    // From here, where the data is, into each replica site's repository.
+                    for to in protector.replica_sites(dataset).unwrap_or_default() {
+                        match protector.replicate(Some(dataset), self.site(), &to) {
+                            Ok(r) => detail.push_str(&format!(
+                                "; replicated to {to} ({} snapshots copied)",
+                                r.snapshots_copied
+                            )),
+                            Err(e) => return failed(e),
+                        }
+                    }
                 }
+                done(detail)
             }
             "verify" => match protector.verify(dataset, self.site()) {
                 Ok(v) => done(format!(

@@ -194,11 +194,53 @@ impl SiteDaemon {
         let span = tracing::info_span!("site", site = %site);
         let loop_span = span.clone();
         let thread = std::thread::spawn(move || loop_span.in_scope(|| controller.run(stopped)));
+        // Runs whose target is this site and whose process died mid-run (this daemon, killed)
+        // are resumed to their end, on a thread of their own.
+        let resuming = {
+            let (context, span) = (self.context.clone(), span.clone());
+            std::thread::spawn(move || span.in_scope(|| resume_interrupted(&context)))
+        };
         let ended = span.in_scope(|| self.agent.run(stop));
         // Closing the channel ends the controller's loop after its current tick.
         drop(stop_controller);
         let _ = thread.join();
+        let _ = resuming.join();
         ended.map_err(|reason| DaemonError::Agent { site, reason })
+    }
+}
+
+/// Resumes each interrupted run whose target is the context's site (see
+/// [`crate::failover::interrupted`]), reporting its end in the event log.
+fn resume_interrupted(context: &SiteContext) {
+    use crate::events::{Event, EventKind};
+    for run in crate::failover::interrupted(context.state_dir(), context.site()) {
+        let current = match context.desired() {
+            Ok(Some(current)) => current,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(run, "cannot resume the run: {e}");
+                return;
+            }
+        };
+        let system = &current.loaded.system;
+        let engine = context
+            .engine()
+            .clone()
+            .with_preparer(crate::protect::standby_preparer(context.engine(), system));
+        let log = context.event_log();
+        let _ = log.append(
+            &Event::new(EventKind::FailoverStarted, format!("resuming run {run}, interrupted")).site(context.site()),
+        );
+        let event = match crate::failover::resume(system, &engine, context.state_dir(), &run) {
+            Ok(report) => Event::new(
+                EventKind::FailoverFinished,
+                format!("run {}: {}", report.run, report.outcome),
+            ),
+            Err(e) => Event::new(EventKind::FailoverFailed, format!("run {run}: {e}")),
+        };
+        let event = event.site(context.site());
+        event.log(false);
+        let _ = log.append(&event);
     }
 }
 

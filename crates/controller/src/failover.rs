@@ -349,6 +349,28 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
     Ok(report)
 }
 
+/// The runs whose target is `to` that were interrupted (their process died mid-run), oldest
+/// first: a site's daemon, restarted, resumes them to their end.
+pub fn interrupted(state_dir: &Path, to: &str) -> Vec<String> {
+    use resurgo_runbook::run::RunOutcome;
+    let runs = state_dir.join("runs");
+    let runner = Runner::new(&runs);
+    let mut ids: Vec<(u64, String)> = std::fs::read_dir(&runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".moves.json")?.to_string();
+            let moves = read_moves(state_dir, &id).ok()?;
+            (moves.to == to).then_some((started_ms(&id)?, id))
+        })
+        .filter(|(_, id)| runner.report(id).is_ok_and(|r| r.outcome == RunOutcome::Incomplete))
+        .collect();
+    ids.sort();
+    ids.into_iter().map(|(_, id)| id).collect()
+}
+
 /// The newest run moving `from` → `to` that was interrupted or stopped part-way (to resume
 /// rather than start another, which would find nothing left to move).
 pub fn unfinished(state_dir: &Path, from: &str, to: &str) -> Option<String> {

@@ -119,13 +119,14 @@ pub fn site_status(engine: &Engine, system: &System, source: &SourceId, site: &s
 /// A site that could not be observed or did not answer: `unknown`, and so is every service the
 /// spec puts there.
 pub fn unknown_site(system: &System, site: &str, reason: &str) -> SiteStatus {
-    let services = system
-        .services
-        .iter()
-        .filter(|(_, svc)| svc.site == site)
-        .map(|(name, _)| ServiceStatus {
-            service: name.clone(),
-            role: None,
+    let desired = resurgo_plan::desired_state(system);
+    let services = desired
+        .get(site)
+        .into_iter()
+        .flat_map(|services| services.values())
+        .map(|config| ServiceStatus {
+            service: config.service.clone(),
+            role: (config.role == Role::Standby).then(|| "standby".to_string()),
             process: "unknown".into(),
             pid: None,
             health: "unknown".into(),
@@ -153,7 +154,14 @@ pub fn unknown_site(system: &System, site: &str, reason: &str) -> SiteStatus {
 fn holders(protector: &Protector, dataset: &str) -> (String, Vec<String>) {
     let home = protector.home_site(dataset).unwrap_or_default();
     let mut sites = vec![home.clone()];
-    sites.extend(protector.replica_sites(dataset).unwrap_or_default());
+    // After a failover a replica site may be the home: listed once.
+    sites.extend(
+        protector
+            .replica_sites(dataset)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| *s != home),
+    );
     (home, sites)
 }
 

@@ -149,7 +149,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn through_agents(args: &Args, desired: &resurgo_controller::Desired) -> anyhow::Result<ExitCode> {
     let system = &desired.loaded.system;
     let client = crate::remote::client(&args.spec, system, std::time::Duration::from_secs(600))?;
-    let outcomes = crate::remote::apply(&client, system, &desired.source, args.flags.options());
+    let (current, _, _) = crate::remote::current(&client, system);
+    let outcomes = crate::remote::apply(&client, system, &current, &desired.source, args.flags.options());
     let mut failed = 0;
     for (site, outcome) in &outcomes {
         match outcome {

@@ -315,7 +315,10 @@ fn status_and_failover_reach_the_sites_only_through_their_agents() {
     let on = d.operator(&["maintenance", "on", "--for", "5m", "--by", "api-test"]);
     assert_eq!(on.code, 0, "{}", on.stderr);
     assert!(on.stdout.contains("maintenance on (by api-test)"), "{}", on.stdout);
-    assert_eq!(d.operator(&["status", "--json"]).json()["maintenance"]["by"], "api-test");
+    assert_eq!(
+        d.operator(&["status", "--json"]).json()["maintenance"]["by"],
+        "api-test"
+    );
     assert_eq!(d.operator(&["maintenance", "off"]).code, 0);
     assert!(d.operator(&["status", "--json"]).json()["maintenance"].is_null());
 

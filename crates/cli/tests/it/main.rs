@@ -9,6 +9,7 @@ mod cli;
 mod controller;
 mod demo;
 mod dns_route;
+mod hosts;
 mod logs;
 mod netns;
 mod output;
