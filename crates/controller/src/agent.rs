@@ -524,9 +524,9 @@ impl Agent {
                 self.fence_now(site, group, &format!("the epoch memory cannot be written: {e}"));
                 continue;
             }
-            // A run moving services here (or away) is at work: it starts, stops and promotes
-            // them; serving or rejoining under its feet could undo a step.
-            if crate::failover::run_in_progress(&self.state_dir) {
+            // A run moving the group here is at work: it starts and promotes its services;
+            // serving or rejoining under its feet could undo a step.
+            if crate::failover::moving_to(&self.state_dir, site, group) {
                 continue;
             }
             if let StartupDecision::Standby { primary, .. } = decision {

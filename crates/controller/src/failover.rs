@@ -349,6 +349,25 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
     Ok(report)
 }
 
+/// Whether a run moving `group` to `to` is at work now (in this process or another sharing the
+/// state folder): the site's agent then leaves the group's services to it.
+pub fn moving_to(state_dir: &Path, to: &str, group: &str) -> bool {
+    use resurgo_runbook::run::RunOutcome;
+    if !run_in_progress(state_dir) {
+        return false;
+    }
+    let runs = state_dir.join("runs");
+    let runner = Runner::new(&runs);
+    std::fs::read_dir(&runs).into_iter().flatten().flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".moves.json") else {
+            return false;
+        };
+        read_moves(state_dir, id).is_ok_and(|m| m.to == to && m.group == group)
+            && runner.report(id).is_ok_and(|r| r.outcome == RunOutcome::Incomplete)
+    })
+}
+
 /// The runs whose target is `to` that were interrupted (their process died mid-run), oldest
 /// first: a site's daemon, restarted, resumes them to their end.
 pub fn interrupted(state_dir: &Path, to: &str) -> Vec<String> {
