@@ -94,6 +94,22 @@ impl Drop for Cleanup {
     }
 }
 
+/// The stderr of each service that has ended (an apply that failed says why).
+fn ended_services(state: &Path) -> String {
+    let mut out = String::new();
+    for dir in std::fs::read_dir(state.join("sites/a/services"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if dir.path().join("exit.json").exists() {
+            let log = std::fs::read_to_string(dir.path().join("logs/stderr.log")).unwrap_or_default();
+            let _ = writeln!(out, "{}: {}", dir.file_name().to_string_lossy(), log.trim());
+        }
+    }
+    out
+}
+
 fn resurgo(spec: &Path, state: &Path, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .args(args)
@@ -141,9 +157,10 @@ fn main() {
     let applied = begun.elapsed();
     assert!(
         out.status.success(),
-        "apply failed:\n{}\n{}",
+        "apply failed:\n{}\n{}\nthe services that ended said:\n{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        ended_services(&state)
     );
     let out = resurgo(&spec_dir, &state, &["status", "--json"]);
     let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
