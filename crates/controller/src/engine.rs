@@ -204,9 +204,10 @@ impl Engine {
             let provider = Arc::clone(&self.provider);
             let site = site.clone();
             // Detached on purpose: a hung site must not hang us. Its answer, if it ever
-            // comes, goes to a closed channel.
+            // comes, goes to a closed channel. What the provider logs is the caller's (a tick's).
+            let span = tracing::Span::current();
             std::thread::spawn(move || {
-                let _ = tx.send((i, provider.observe(&site)));
+                let _ = tx.send((i, span.in_scope(|| provider.observe(&site))));
             });
         }
         drop(tx);

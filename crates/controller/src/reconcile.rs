@@ -234,10 +234,17 @@ impl Controller {
         ));
     }
 
-    /// One reconcile pass, in a `reconcile` span that carries the commit judged against.
+    /// One reconcile pass, in a `reconcile` span that carries the commit judged against; its
+    /// duration is logged at debug (`tick`, `millis`: the agent's benchmark reads it).
     pub fn tick(&mut self) {
         let span = tracing::info_span!("reconcile", commit = tracing::field::Empty);
         let _entered = span.enter();
+        let begun = Instant::now();
+        self.reconcile(&span);
+        tracing::debug!(millis = begun.elapsed().as_secs_f64() * 1e3, "tick");
+    }
+
+    fn reconcile(&mut self, span: &tracing::Span) {
         self.drain();
         self.poll_source();
         if let Some(commit) = self.commit() {

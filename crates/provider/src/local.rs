@@ -28,7 +28,13 @@
 //!
 //! A process counts as running only if its pid is alive *and* started at the recorded clock
 //! tick, so a pid recycled by the kernel is never taken for the service.
+//!
+//! Observing probes a running service only once its check's `interval` has passed since its
+//! last probe; in between it reports the last result, which the provider keeps in memory
+//! (shared by its clones) for that process and that check. A daemon observes its site every
+//! tick, from more than one thread; without this every observation probed every service.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
@@ -36,7 +42,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -44,7 +50,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use resurgo_plan::desired::DEFAULT_STOP_TIMEOUT_MS;
 use resurgo_plan::{Health, ObservedService, ProcessState, RunConfig};
-use resurgo_spec::{EnvValue, SecretRef};
+use resurgo_spec::{EnvValue, HealthCheck, SecretRef};
 use serde::{Deserialize, Serialize};
 
 use crate::account::{private_dir, Account};
@@ -106,6 +112,29 @@ pub struct LocalProvider {
     /// The state folder the sites' folders live in by default: a service's user is let
     /// through it (search only) to reach its folder, and no further up.
     state_dir: Option<PathBuf>,
+    /// The last probe of each running service, by service name (see the module's doc).
+    probed: Arc<Mutex<HashMap<String, LastProbe>>>,
+}
+
+/// A service's last probe: of which process, with which check, when, and what it saw.
+#[derive(Debug, Clone)]
+struct LastProbe {
+    pid: u32,
+    pid_start_ticks: u64,
+    check: HealthCheck,
+    at: Instant,
+    result: ProbeResult,
+}
+
+impl LastProbe {
+    /// Whether this result still stands for `run` checked by `check` at `now`: the same
+    /// process, the same check, and less than the check's interval ago.
+    fn stands_for(&self, pid: u32, pid_start_ticks: u64, check: &HealthCheck, now: Instant) -> bool {
+        self.pid == pid
+            && self.pid_start_ticks == pid_start_ticks
+            && &self.check == check
+            && now.saturating_duration_since(self.at) < crate::probe::interval(check)
+    }
 }
 
 /// `site.json`: which site a root belongs to.
@@ -133,6 +162,7 @@ impl LocalProvider {
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             log_limits: LogLimits::default(),
             state_dir: None,
+            probed: Arc::default(),
         }
     }
 
@@ -398,7 +428,8 @@ impl Provider for LocalProvider {
         names.sort();
 
         let mut observed = Vec::with_capacity(names.len());
-        let mut probes = Vec::new();
+        // The running services with a check.
+        let mut checked = Vec::new();
         for name in names {
             let dir = services_dir.join(&name);
             // A folder without config.json is a start in progress or debris, not a service.
@@ -440,8 +471,13 @@ impl Provider for LocalProvider {
                     at: String::new(),
                 }
             };
-            if running.is_some() && config.health.is_some() {
-                probes.push((observed.len(), workdir(&dir, &config)));
+            if let (Some(run), Some(_)) = (running, &config.health) {
+                checked.push(ProbeJob {
+                    index: observed.len(),
+                    pid: run.pid,
+                    pid_start_ticks: run.pid_start_ticks,
+                    workdir: workdir(&dir, &config),
+                });
             }
             observed.push(ObservedService {
                 service: config.service.clone(),
@@ -453,15 +489,47 @@ impl Provider for LocalProvider {
             });
         }
 
-        for (index, result) in probe_all(site.address, &observed, &probes) {
-            observed[index].health = if result.healthy {
-                Health::Healthy
-            } else {
-                Health::Unhealthy {
-                    last_probe: result.detail,
+        // A check whose interval has not passed since its last probe of this process keeps
+        // that result; the others are probed now.
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let memory = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+            for job in checked {
+                let service = &mut observed[job.index];
+                let check = service.config.health.as_ref().expect("only services with a check");
+                match memory.get(&service.service) {
+                    Some(last) if last.stands_for(job.pid, job.pid_start_ticks, check, now) => {
+                        service.health = health_of(&last.result);
+                    }
+                    _ => due.push(job),
                 }
-            };
+            }
         }
+        let results = probe_all(site.address, &observed, &due);
+        tracing::debug!(site = %site.name, services = observed.len(), probed = due.len(), "observed");
+        let mut memory = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+        for (job, result) in due.iter().zip(results) {
+            let service = &mut observed[job.index];
+            service.health = health_of(&result);
+            let check = service.config.health.clone().expect("only services with a check");
+            let last = LastProbe {
+                pid: job.pid,
+                pid_start_ticks: job.pid_start_ticks,
+                check,
+                at: now,
+                result,
+            };
+            memory.insert(service.service.clone(), last);
+        }
+        // What no longer runs is forgotten.
+        let running: HashSet<&str> = observed
+            .iter()
+            .filter(|s| matches!(s.process, ProcessState::Running { .. }))
+            .map(|s| s.service.as_str())
+            .collect();
+        memory.retain(|name, _| running.contains(name.as_str()));
+        drop(memory);
         Ok(observed)
     }
 
@@ -578,26 +646,45 @@ impl Provider for LocalProvider {
     }
 }
 
-/// Runs the health checks of `observed[index]` for each `(index, workdir)`, a few at a time.
-fn probe_all(address: IpAddr, observed: &[ObservedService], jobs: &[(usize, PathBuf)]) -> Vec<(usize, ProbeResult)> {
+fn health_of(result: &ProbeResult) -> Health {
+    if result.healthy {
+        Health::Healthy
+    } else {
+        Health::Unhealthy {
+            last_probe: result.detail.clone(),
+        }
+    }
+}
+
+/// A running service to probe: its index in what is observed, its process, its workdir.
+struct ProbeJob {
+    index: usize,
+    pid: u32,
+    pid_start_ticks: u64,
+    workdir: PathBuf,
+}
+
+/// Runs the health check of each job's service, a few at a time; the results in the jobs' order.
+fn probe_all(address: IpAddr, observed: &[ObservedService], jobs: &[ProbeJob]) -> Vec<ProbeResult> {
     let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(jobs.len()));
+    let results = Mutex::new(vec![None; jobs.len()]);
     std::thread::scope(|scope| {
         for _ in 0..jobs.len().min(PROBE_WORKERS) {
-            scope.spawn(|| {
-                while let Some((index, workdir)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let check = observed[*index]
-                        .config
-                        .health
-                        .as_ref()
-                        .expect("only services with a check are probed");
-                    let result = crate::probe::probe(address, check, workdir);
-                    results.lock().unwrap_or_else(|e| e.into_inner()).push((*index, result));
-                }
+            scope.spawn(|| loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(n) else { break };
+                let check = observed[job.index]
+                    .config
+                    .health
+                    .as_ref()
+                    .expect("only services with a check are probed");
+                let result = crate::probe::probe(address, check, &job.workdir);
+                results.lock().unwrap_or_else(|e| e.into_inner())[n] = Some(result);
             });
         }
     });
-    results.into_inner().unwrap_or_else(|e| e.into_inner())
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.into_iter().map(|r| r.expect("every job is probed")).collect()
 }
 
 /// Ends the run's process group: SIGTERM, then SIGKILL after `grace`; then waits for the shim
@@ -1384,7 +1471,8 @@ mod tests {
             exec: Some(ExecProbe {
                 command: vec!["test".into(), "-f".into(), "ready".into()],
             }),
-            interval: None,
+            // Probed at every observe (see the next test for the interval).
+            interval: Some(resurgo_spec::Duration(Duration::from_millis(1))),
             timeout: None,
             start_timeout: None,
         });
@@ -1401,6 +1489,61 @@ mod tests {
         assert!(f.provider.probe(&f.site, &config).healthy);
         f.provider.stop(&f.site, "checked").unwrap();
         assert_eq!(f.observe_one("checked").health, Health::Unknown);
+    }
+
+    /// A daemon observes its site every tick, from more than one thread (issue 9): a service
+    /// is probed only once its check's `interval` has passed since its last probe of that
+    /// process, and in between the last result stands. A new process, a changed check or a new
+    /// provider (a restarted daemon) is probed at once.
+    #[test]
+    fn observe_probes_a_service_only_once_its_interval_has_passed() {
+        let f = fixture();
+        let checked_every = |ms: u64| HealthCheck {
+            http: None,
+            tcp: None,
+            // Each probe leaves a line in `probes`.
+            exec: Some(ExecProbe {
+                command: ["sh", "-c", "echo >> probes; test -f ready"].map(String::from).to_vec(),
+            }),
+            interval: Some(resurgo_spec::Duration(Duration::from_millis(ms))),
+            timeout: None,
+            start_timeout: None,
+        };
+        let mut config = sh("paced", "exec sleep 60");
+        config.health = Some(checked_every(3_600_000));
+        f.provider.start(&f.site, &config).unwrap();
+        let probes = || fs::read_to_string(f.dir("paced").join("probes")).map_or(0, |t| t.lines().count());
+        let unhealthy = Health::Unhealthy {
+            last_probe: "exit code 1".into(),
+        };
+
+        assert_eq!(f.observe_one("paced").health, unhealthy);
+        assert_eq!(probes(), 1);
+        fs::write(f.dir("paced").join("ready"), "").unwrap();
+        for _ in 0..3 {
+            assert_eq!(f.observe_one("paced").health, unhealthy, "the last result stands");
+        }
+        assert_eq!(probes(), 1, "no probe before the interval has passed");
+        let clone = f.provider.clone();
+        assert_eq!(clone.observe(&f.site).unwrap()[0].health, unhealthy, "clones share it");
+
+        let restarted = LocalProvider::at(f.provider.root());
+        assert_eq!(restarted.observe(&f.site).unwrap()[0].health, Health::Healthy);
+        assert_eq!(probes(), 2, "a new provider remembers nothing");
+
+        // A new process with a new check, probed every 200 ms.
+        fs::remove_file(f.dir("paced").join("ready")).unwrap();
+        config.health = Some(checked_every(200));
+        f.provider.start(&f.site, &config).unwrap();
+        let before = probes();
+        assert_eq!(f.observe_one("paced").health, unhealthy, "probed at once");
+        fs::write(f.dir("paced").join("ready"), "").unwrap();
+        assert_eq!(f.observe_one("paced").health, unhealthy);
+        assert_eq!(probes(), before + 1);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(f.observe_one("paced").health, Health::Healthy, "probed again");
+        assert_eq!(probes(), before + 2);
+        f.provider.remove(&f.site, "paced").unwrap();
     }
 
     #[test]

@@ -19,6 +19,14 @@ use crate::ProbeResult;
 /// A probe's time limit when the check names none.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The time between probes when the check names none (`health.interval`).
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The time between probes of `check`: its `interval`, else [`DEFAULT_PROBE_INTERVAL`].
+pub fn interval(check: &HealthCheck) -> Duration {
+    check.interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0)
+}
+
 /// Runs `check` once against `address`. `exec` probes run in `workdir` with `RESURGO_ADDRESS`
 /// set. Never fails: every outcome, including "could not even try", is an unhealthy result
 /// with a detail.
