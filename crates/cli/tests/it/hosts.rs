@@ -29,9 +29,9 @@ const API_TOKEN: &str = "hosts-api-token-0123456789";
 pub struct Hosts {
     pub lab: Lab,
     /// The test's folder, in the root mount namespace (the infrastructure node's data, logs).
-    root: PathBuf,
+    pub root: PathBuf,
     /// The folder every host mounts its own tmpfs on: its state, TLS files and secrets.
-    host: PathBuf,
+    pub host: PathBuf,
     /// Per host, the process that holds its mount namespace (a `sleep` inside it).
     keepers: BTreeMap<String, Child>,
     agents: BTreeMap<String, Child>,
@@ -686,17 +686,42 @@ fn sites_on_their_own_hosts_backup_strategy_a_lost_is_restored_at_b_from_bs_own_
     let init = hosts.operator(&["repo", "init"]);
     assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
     let applied = hosts.operator(&["apply"]);
-    assert_eq!(applied.code, 0, "apply:\n{}{}\n{}", applied.stdout, applied.stderr, hosts.logs());
+    assert_eq!(
+        applied.code,
+        0,
+        "apply:\n{}{}\n{}",
+        applied.stdout,
+        applied.stderr,
+        hosts.logs()
+    );
     wait_serving(&mut hosts, false);
     hosts.sql("a", "CREATE TABLE orders (id bigint PRIMARY KEY)").unwrap();
     insert(&hosts, "a", 0, 30);
 
     // A base backup at a into a's bucket, replicated from a into b's; verified at b.
     let backup = hosts.operator(&["backup", "--replicate"]);
-    assert_eq!(backup.code, 0, "backup:\n{}{}\n{}", backup.stdout, backup.stderr, hosts.logs());
+    assert_eq!(
+        backup.code,
+        0,
+        "backup:\n{}{}\n{}",
+        backup.stdout,
+        backup.stderr,
+        hosts.logs()
+    );
     let verify = hosts.operator(&["verify", "orders"]);
-    assert_eq!(verify.code, 0, "verify:\n{}{}\n{}", verify.stdout, verify.stderr, hosts.logs());
-    assert!(verify.stdout.contains("orders at b"), "verified at the replica site: {}", verify.stdout);
+    assert_eq!(
+        verify.code,
+        0,
+        "verify:\n{}{}\n{}",
+        verify.stdout,
+        verify.stderr,
+        hosts.logs()
+    );
+    assert!(
+        verify.stdout.contains("orders at b"),
+        "verified at the replica site: {}",
+        verify.stdout
+    );
 
     // Later writes reach b's bucket as archived WAL, shipped by a's agent.
     insert(&hosts, "a", 30, 40);
@@ -705,15 +730,26 @@ fn sites_on_their_own_hosts_backup_strategy_a_lost_is_restored_at_b_from_bs_own_
     let shipped = poll(Duration::from_secs(60), || {
         crate::util::holds_file(&hosts.root.join("s3/bucket-b"), &segment).then_some(())
     });
-    assert!(shipped.is_some(), "segment {segment} never reached b's bucket:\n{}", hosts.logs());
+    assert!(
+        shipped.is_some(),
+        "segment {segment} never reached b's bucket:\n{}",
+        hosts.logs()
+    );
 
     // a is lost: b's agent restores the newest point from b's own bucket and serves.
     let cut = Instant::now();
     hosts.lab.isolate("a");
     let restored = poll(Duration::from_secs(120), || hosts.is_primary("b")?.then_some(()));
     assert!(restored.is_some(), "b was not restored and promoted:\n{}", hosts.logs());
-    eprintln!("isolation → b restored and serving: {:.2} s", cut.elapsed().as_secs_f64());
-    assert_eq!(hosts.count("b"), Some(40), "every row whose WAL reached b's bucket is at b");
+    eprintln!(
+        "isolation → b restored and serving: {:.2} s",
+        cut.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        hosts.count("b"),
+        Some(40),
+        "every row whose WAL reached b's bucket is at b"
+    );
     let status = hosts.status();
     assert_eq!(status["sites"][0]["state"], "unknown", "{status}");
     assert_eq!(status["sites"][1]["services"][0]["health"], "healthy", "{status}");
