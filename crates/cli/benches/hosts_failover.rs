@@ -7,6 +7,10 @@
 //! backups. Detection is included: the fault is site a isolated from everyone, and b's agent
 //! detects it, decides and runs the failover with no command.
 //!
+//! The spec's failover timing is `Hosts::QUICK`: heartbeats every 300 ms, suspect after three
+//! missed, the old primary fenced by 1.8 s, its lease gone at 3 s, a promotion no earlier than
+//! 2.4 s (the tests use a slower one).
+//!
 //! A canary writes one row every 50 ms from the witness's host to whichever server accepts
 //! writes; RTO = fault → first write acknowledged at b; RPO = the last acknowledged write at a
 //! minus the newest of a's acknowledged writes present at b (0 if all are).
@@ -58,7 +62,7 @@ struct Sample {
 }
 
 fn run(i: usize, strategy: &str) -> Sample {
-    let hosts = Hosts::start(&format!("hb{}{i}", &strategy[..1]), strategy);
+    let hosts = Hosts::start_timed(&format!("hb{}{i}", &strategy[..1]), strategy, Hosts::QUICK);
     let ok = |out: util::Out, what: &str, hosts: &Hosts| {
         assert_eq!(
             out.code,

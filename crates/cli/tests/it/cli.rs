@@ -110,17 +110,27 @@ fn validate_as_root_warns_about_each_service_without_a_user() {
     assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
-#[test]
-fn validate_accepts_the_quickstart() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart");
+/// `resurgo validate --json` of an example in the repository: valid, with `sites` sites.
+fn example_is_valid(name: &str, sites: u64) {
+    let dir = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(BIN)
-        .args(["validate", "--json", "--spec", dir])
+        .args(["validate", "--json", "--spec", &dir])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["valid"], true);
-    assert_eq!(v["sites"], 2);
+    assert_eq!(v["valid"], true, "{name}: {v}");
+    assert_eq!(v["sites"], sites, "{name}: {v}");
+}
+
+#[test]
+fn validate_accepts_the_quickstart() {
+    example_is_valid("quickstart", 2);
+}
+
+#[test]
+fn validate_accepts_the_three_host_example() {
+    example_is_valid("three-hosts", 2);
 }
 
 #[test]
