@@ -76,10 +76,6 @@ impl Hosts {
         Hosts::start_timed(tag, strategy, Hosts::FAST)
     }
 
-    /// Tighter timing, for the benchmark: heartbeats every 300 ms, suspect after 0.9 s, the old
-    /// primary fenced by 1.8 s, its lease gone at 3 s, a promotion no earlier than 2.4 s.
-    pub const QUICK: &'static str = "  heartbeat_interval: 300ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1500ms\n  promotion_delay: 1500ms\n  cooldown: 1s\n";
-
     /// [`Hosts::start`] with the spec's failover `timing` (lines of `failover:`).
     pub fn start_timed(tag: &str, strategy: &str, timing: &str) -> Hosts {
         let lab = Lab::new(tag, &["a", "b", "w", "infra", "op"]);
