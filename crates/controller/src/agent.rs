@@ -659,6 +659,21 @@ impl Agent {
                 let _ = self.engine.provider.extend_fence(&handle, &BootTime::now());
             }
         }
+        // Its services stopped, the site lets go of the group's lease itself: the run takes it
+        // once it is free and never has to revoke a lease (which, were this site to serve again
+        // meanwhile, would be a live one).
+        let lease = primary_lease(group);
+        if self
+            .store
+            .lease_holder(&lease)
+            .is_ok_and(|h| h.is_some_and(|(h, _)| h == site))
+        {
+            if let Ok(Some(id)) = self.store.lease_of(&lease) {
+                if let Err(e) = self.store.revoke(id) {
+                    tracing::warn!(group, "cannot let go of the lease: {e}; the run waits for it to expire");
+                }
+            }
+        }
         // Each database's shutdown checkpoint, read here where its data directory is.
         let protector = crate::protect::Protector::new(system, &self.engine, &self.state_dir);
         let home = group.trim_start_matches("site-");

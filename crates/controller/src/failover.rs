@@ -730,7 +730,29 @@ impl ActionStep {
     /// group's services there ([`crate::roles::handover`]). `None` while it has not (or cannot:
     /// a site that is lost never answers, and its lease is waited out).
     fn handed_over(&self, from: &str, to: &str, epoch: u64) -> Option<crate::roles::handover::Answer> {
-        use crate::roles::handover::{answer_lease, request_lease, Answer, Request};
+        use crate::roles::handover::{answer_lease, Answer};
+        // Only a move a person asked for asks a live primary to stand down. An agent's own
+        // failover is for a primary it believes dead: one that still answers keeps serving, and
+        // the run waits its lease out (it gives up while the primary renews it).
+        if self.ctx.options.detection.is_some() {
+            return None;
+        }
+        // And only once the target can take over: a primary that stood down for a standby
+        // that is not there would leave nothing serving.
+        if !self.standbys_answer(to) {
+            return None;
+        }
+        if !self.ask(to, epoch) {
+            return None;
+        }
+        let (holder, _) = self.ctx.store.lease_holder(&answer_lease(&self.ctx.group)).ok()??;
+        Answer::parse(&holder).filter(|a| a.from == from && a.epoch == epoch)
+    }
+
+    /// Makes or keeps alive this run's request to hand the group over to `to` at `epoch` (the
+    /// old primary does not serve it while the request stands); whether it stands.
+    fn ask(&self, to: &str, epoch: u64) -> bool {
+        use crate::roles::handover::{request_lease, Request};
         let store = &self.ctx.store;
         let name = request_lease(&self.ctx.group);
         let request = Request {
@@ -739,18 +761,26 @@ impl ActionStep {
         };
         let ttl = self.ctx.before.failover.timing().lease_ttl;
         match store.lease_holder(&name) {
-            Ok(Some((holder, _))) if holder == request.holder() => {
-                if let Ok(Some(id)) = store.lease_of(&name) {
-                    let _ = store.keep_alive(id);
-                }
-            }
-            Ok(None) => {
-                let _ = store.grant_lease(&name, &request.holder(), ttl);
-            }
-            _ => {}
+            Ok(Some((holder, _))) if holder == request.holder() => match store.lease_of(&name) {
+                Ok(Some(id)) => store.keep_alive(id).unwrap_or(false),
+                _ => false,
+            },
+            Ok(None) => store.grant_lease(&name, &request.holder(), ttl).is_ok(),
+            _ => false,
         }
-        let (holder, _) = store.lease_holder(&answer_lease(&self.ctx.group)).ok()??;
-        Answer::parse(&holder).filter(|a| a.from == from && a.epoch == epoch)
+    }
+
+    /// Whether every standby the move promotes at `to` answers (as a standby or already
+    /// promoted).
+    fn standbys_answer(&self, to: &str) -> bool {
+        let before = Protector::new(&self.ctx.before, &self.ctx.engine, &self.ctx.state_dir);
+        self.ctx.before.datasets.iter().all(|(name, ds)| {
+            ds.strategy != resurgo_spec::Strategy::Standby
+                || before.standby_site(name).ok().flatten().as_deref() != Some(to)
+                || before
+                    .standby_target(name, to)
+                    .is_ok_and(|target| resurgo_vault::pg::is_in_recovery(&target).is_ok())
+        })
     }
 
     /// Withdraws this run's handover request, once the group's lease is the run's.
@@ -788,12 +818,13 @@ impl ActionStep {
                         Ok(pgdata) => resurgo_vault::pg::caught_up_with_shutdown(&standby, &pgdata),
                         Err(_) => Ok(None),
                     },
-                    Checkpoints::Told(answer) => match answer
-                        .checkpoints
-                        .iter()
-                        .find(|(d, _)| d == name)
-                        .and_then(|(_, lsn)| lsn.parse::<resurgo_vault::pg::Lsn>().ok())
-                    {
+                    Checkpoints::Told(answer) => match self.ask(to, answer.epoch).then_some(answer).and_then(|answer| {
+                        answer
+                            .checkpoints
+                            .iter()
+                            .find(|(d, _)| d == name)
+                            .and_then(|(_, lsn)| lsn.parse::<resurgo_vault::pg::Lsn>().ok())
+                    }) {
                         Some(lsn) => resurgo_vault::pg::replayed_to(&standby, lsn).map(Some),
                         None => Ok(None),
                     },
@@ -1031,13 +1062,15 @@ impl Step for ActionStep {
                             self.observe_site(site)
                                 .is_some_and(|seen| self.none_running(site, &seen))
                         }
-                        None => match self.handed_over(site, &to, ctx.epoch()) {
-                            Some(answer) => {
+                        // Its agent, handing over, let go of its lease itself: the run then
+                        // takes it once it is free, never revoking it — had that primary
+                        // served again meanwhile, its lease would be held and the run wait.
+                        None => {
+                            if let Some(answer) = self.handed_over(site, &to, ctx.epoch()) {
                                 self.final_sync(site, &to, deadline, ctx, Checkpoints::Told(&answer))?;
-                                true
                             }
-                            None => false,
-                        },
+                            false
+                        }
                     };
                     let waiting = match self.take_lease(site, &to, fenced) {
                         Ok(true) => {

@@ -656,6 +656,38 @@ fn sites_on_their_own_hosts_standby_apply_back_up_verify_switch_and_survive_the_
     insert(&hosts, "a", 30, 40);
     let caught_up = poll(Duration::from_secs(30), || (hosts.count("b")? == 40).then_some(()));
     assert!(caught_up.is_some(), "b did not receive a's rows:\n{}", hosts.logs());
+
+    // Only the link a↔b cut (DESIGN §6.3): b suspects a, the witness still sees it and vetoes;
+    // nothing moves, for longer than a failover would take.
+    hosts.lab.cut("a", "b");
+    let events_b =
+        || std::fs::read_to_string(hosts.file("b", &hosts.host.join("state/events.jsonl"))).unwrap_or_default();
+    let vetoed = poll(Duration::from_secs(20), || {
+        events_b().contains("witness still sees it").then_some(())
+    });
+    assert!(
+        vetoed.is_some(),
+        "b never suspected a with the witness's veto:\n{}",
+        hosts.logs()
+    );
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            hosts.is_primary("a"),
+            Some(true),
+            "a must stay primary while only a↔b is cut:\n{}",
+            hosts.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500)); // observation interval, not synchronisation
+    }
+    hosts.lab.heal();
+    let caught_up = poll(Duration::from_secs(30), || (hosts.count("b")? == 40).then_some(()));
+    assert!(
+        caught_up.is_some(),
+        "b did not follow a again after the heal:\n{}",
+        hosts.logs()
+    );
+
     let cut = Instant::now();
     hosts.lab.isolate("a");
     let promoted = poll(Duration::from_secs(60), || hosts.is_primary("b")?.then_some(()));

@@ -50,12 +50,12 @@ fn healthy_pid(status: &Value, site: &str, service: &str) -> Option<u32> {
 
 /// Site a's folder is not where this state folder, which set a up, expects it (a volume
 /// mounted elsewhere, or gone), while a's agent runs and renews its lease: `status` says a is
-/// unknown, `failover` does not revoke a's live lease (it waits, and gives up: a has not fenced
-/// itself), and a controller makes nothing in a's place. a's service runs untouched throughout.
-/// (The same from another host, in its own namespace and mount namespace, with etcd between:
-/// `partition::partition_failover_from_a_host_that_cannot_see_a_never_revokes_its_live_lease`.)
+/// unknown, `failover` does not count a as fenced from what it sees — a's own agent stops a's
+/// service and hands the group over before a's lease is revoked —, and a controller makes
+/// nothing in a's place. (The same from another host, in its own namespace and mount
+/// namespace, with etcd between: `partition::partition_failover_from_a_host_that_cannot_see_a_goes_through_as_own_agent`.)
 #[test]
-fn a_site_this_host_cannot_see_is_unknown_never_empty_and_its_live_lease_is_not_revoked() {
+fn a_site_this_host_cannot_see_is_unknown_never_empty_and_only_its_own_agent_fences_it() {
     let env = Env::new(150);
     let web = Env::web("web", "a", 7150, "auto", &[]).replace("    site: a\n", "    site: a\n    standby: [b]\n");
     let with_root = |root: &Path| {
@@ -97,27 +97,31 @@ fn a_site_this_host_cannot_see_is_unknown_never_empty_and_its_live_lease_is_not_
     assert!(a["reason"].as_str().unwrap().contains("not set up here"), "{a}");
     assert_eq!(find_service(&status, "a", "web").unwrap()["health"], "unknown");
 
-    // failover from that host: a cannot be seen, so it is not fenced by this run and its lease
-    // is waited out — and a's agent keeps renewing it, so the run gives up.
+    // failover from that host: a cannot be seen, so this run does not count it as fenced from
+    // what it sees: it asks through the store, and a's own agent (which sees a's folder) stops
+    // a's service and answers; only then is a's lease revoked and b assigned.
     let failover = run_with(&env, &operator, &["failover", "--to", "b"]);
-    assert_ne!(failover.code, 0, "{}{}", failover.stdout, failover.stderr);
+    assert_eq!(failover.code, 0, "{}{}", failover.stdout, failover.stderr);
+    let handed = env.events().into_iter().find(|e| {
+        e["kind"] == "fenced"
+            && e["site"] == "a"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("handing site-a over to b at epoch 1"))
+    });
     assert!(
-        format!("{}{}", failover.stdout, failover.stderr).contains("has not fenced itself"),
-        "{}{}",
-        failover.stdout,
-        failover.stderr
+        handed.is_some(),
+        "a's own agent did not hand over:\n{}",
+        env.dump_events()
     );
+    assert!(!crate::util::alive(pid), "a's service was stopped by a's agent");
     let status = run_with(&env, &a_host, &["status", "--json"]).json();
-    assert_eq!(
-        lease(&status, "site-a").map(|(h, _)| h).as_deref(),
-        Some("a"),
-        "a's live lease was not revoked"
-    );
-    assert_eq!(healthy_pid(&status, "a", "web"), Some(pid), "a's service ran untouched");
     let roles = status["roles"].as_array().cloned().unwrap_or_default();
     assert!(
-        roles.iter().all(|r| r["group"] != "site-a" || r["primary"] == "a"),
-        "nothing was assigned to b: {roles:?}"
+        roles
+            .iter()
+            .any(|r| r["group"] == "site-a" && r["primary"] == "b" && r["epoch"] == 1),
+        "site-a assigned to b at epoch 1: {roles:?}"
     );
 
     // A controller on that host: a stays unknown, nothing is made where its folder would be.
