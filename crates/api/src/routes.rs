@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::types::{
     Applied, ApplyRequest, DatasetDone, DatasetRequest, Health, MaintenanceRequest, MaintenanceState, Problem,
-    RunStarted, Runs, SiteReport, StartRun,
+    RepositoryDone, RepositoryRequest, RunStarted, Runs, SiteReport, StartRun,
 };
 
 /// What a request asks for, with its path parameters.
@@ -21,6 +21,7 @@ pub enum Op {
     Apply,
     Maintenance,
     SetMaintenance,
+    Repository,
     Runs,
     Run { id: String },
     StartRun,
@@ -168,6 +169,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "POST",
+        path: "/v1/repository",
+        public: false,
+        operation: "repository",
+        summary: "Create (`init`) or check (`check`, `read_data`) this site's backup repository, from this site.",
+        request: Some(schema::<RepositoryRequest>),
+        response: Body::Json(schema::<RepositoryDone>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
         path: "/v1/datasets/{name}/backup",
         public: false,
         operation: "backup",
@@ -237,6 +248,7 @@ pub fn find(method: &str, path: &str) -> Matched {
             "apply" => Op::Apply,
             "maintenance" => Op::Maintenance,
             "set_maintenance" => Op::SetMaintenance,
+            "repository" => Op::Repository,
             "runs" => Op::Runs,
             "run" => Op::Run { id: param(0) },
             "start_run" => Op::StartRun,

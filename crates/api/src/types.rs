@@ -445,3 +445,34 @@ pub struct MaintenanceState {
     /// While it is on: who turned it on, and for how much longer.
     pub maintenance: Option<Maintenance>,
 }
+
+/// What to do with the site's backup repository (`POST /v1/repository`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RepositoryAction {
+    /// Create it (refused if one is there already).
+    Init,
+    /// Check its structure (with `read_data`, every stored byte).
+    Check,
+}
+
+/// A request about the site's own backup repository.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryRequest {
+    pub action: RepositoryAction,
+    /// `check`: read and verify all data (slow, thorough).
+    #[serde(default)]
+    pub read_data: bool,
+}
+
+/// What was done with the site's repository.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RepositoryDone {
+    pub site: String,
+    pub action: RepositoryAction,
+    /// Where the repository is.
+    pub location: String,
+    /// What was found or made, for a person.
+    pub detail: String,
+}

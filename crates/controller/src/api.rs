@@ -395,6 +395,53 @@ impl SiteApi {
         }
     }
 
+    /// This site's own repository: made or checked from here.
+    fn repository(&self, request: &Request) -> Reply {
+        use resurgo_api::types::{RepositoryAction, RepositoryDone, RepositoryRequest};
+        let asked: RepositoryRequest = match request.json() {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        let system = &written.loaded.system;
+        let protector = Protector::new(system, self.engine(), self.state_dir());
+        let done = |location: String, detail: String| {
+            Reply::json(
+                200,
+                &RepositoryDone {
+                    site: self.site().to_string(),
+                    action: asked.action,
+                    location,
+                    detail,
+                },
+            )
+        };
+        let failed = |e: String| Reply::problem(500, format!("the repository of `{}`: {e}", self.site()));
+        match asked.action {
+            RepositoryAction::Init => match protector.init(self.site()) {
+                Ok(repo) => done(repo.location(), "created".into()),
+                Err(e) => failed(e.to_string()),
+            },
+            RepositoryAction::Check => match protector.open(self.site()) {
+                Ok(repo) => match repo.check(asked.read_data) {
+                    Ok(report) if report.errors.is_empty() => done(
+                        repo.location(),
+                        format!(
+                            "no errors ({} snapshots, {} packs read)",
+                            report.snapshots, report.packs_read
+                        ),
+                    ),
+                    Ok(report) => failed(format!("{} errors: {}", report.errors.len(), report.errors.join("; "))),
+                    Err(e) => failed(e.to_string()),
+                },
+                Err(e) => failed(e.to_string()),
+            },
+        }
+    }
+
     fn runs(&self, only: Option<&str>) -> Reply {
         match crate::report::runs(self.state_dir(), only) {
             Ok(runs) if only.is_some() && runs.is_empty() => {
@@ -613,6 +660,7 @@ impl Handler for SiteApi {
                 Ok(asked) => self.maintenance(Some(asked)),
                 Err(reply) => reply,
             },
+            Op::Repository => self.repository(request),
             Op::Runs => self.runs(None),
             Op::Run { id } => self.runs(Some(id)),
             Op::StartRun => self.start_run(request),

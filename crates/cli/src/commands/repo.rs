@@ -45,6 +45,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (spec, site, json) = match &args.command {
         RepoCommand::Init { spec, site, json } | RepoCommand::Check { spec, site, json, .. } => (spec, site, *json),
     };
+    if let Some(desired) = crate::remote::declared(spec) {
+        return through_agents(&args, spec, &desired.loaded.system, site.as_deref(), json);
+    }
     let Some(ctx) = Context::load(spec, json)? else {
         return Ok(exit::code(exit::ERROR));
     };
@@ -95,6 +98,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         step.failed(&e.to_string());
                     }
                 }
+            }
+        }
+    }
+    Ok(exit::code(if failed { exit::ERROR } else { exit::OK }))
+}
+
+/// With `api`: each site's agent makes or checks its own repository (the repositories' secrets
+/// are at the sites; this host needs none).
+fn through_agents(
+    args: &Args,
+    spec: &SpecArgs,
+    system: &resurgo_spec::System,
+    only: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use resurgo_api::types::{RepositoryAction, RepositoryDone, RepositoryRequest};
+    let body = match &args.command {
+        RepoCommand::Init { .. } => RepositoryRequest {
+            action: RepositoryAction::Init,
+            read_data: false,
+        },
+        RepoCommand::Check { read_data, .. } => RepositoryRequest {
+            action: RepositoryAction::Check,
+            read_data: *read_data,
+        },
+    };
+    let client = crate::remote::client(spec, system, std::time::Duration::from_secs(3600))?;
+    let mut failed = false;
+    for site in crate::common::repository_sites(system, only)? {
+        let answer: Result<RepositoryDone, _> =
+            client.post(&crate::remote::address(system, &site)?, "/v1/repository", &body);
+        match answer {
+            Ok(done) if json => println!("{}", serde_json::to_string(&done)?),
+            Ok(done) => println!("{site}: {} — {}", done.detail, done.location),
+            Err(e) => {
+                failed = true;
+                eprintln!("{site}: {e}");
             }
         }
     }
