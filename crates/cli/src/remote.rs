@@ -51,21 +51,31 @@ pub type Reports = Vec<(String, Result<SiteReport, ClientError>)>;
 
 /// Every site's report, asked of all agents at once, in the spec's order.
 pub fn site_reports(client: &Client, system: &System) -> Reports {
+    let sites: Vec<&String> = system.sites.keys().collect();
+    ask_each(client, system, &sites, |client, addr| {
+        client.get::<SiteReport>(addr, "/v1/site")
+    })
+}
+
+/// Asks each of `sites` at once — `ask(client, its agent's address)`, each on a thread of its
+/// own —, in their order.
+fn ask_each<T: Send>(
+    client: &Client,
+    system: &System,
+    sites: &[&String],
+    ask: impl Fn(&Client, &str) -> Result<T, ClientError> + Sync,
+) -> Vec<(String, Result<T, ClientError>)> {
     std::thread::scope(|scope| {
-        let asks: Vec<_> = system
-            .sites
-            .keys()
+        let asks: Vec<_> = sites
+            .iter()
             .map(|site| {
-                let addr = system.api_address(site).unwrap_or_default();
-                (
-                    site.clone(),
-                    scope.spawn(move || client.get::<SiteReport>(&addr, "/v1/site")),
-                )
+                let (addr, ask) = (system.api_address(site).unwrap_or_default(), &ask);
+                (site.to_string(), scope.spawn(move || ask(client, &addr)))
             })
             .collect();
         asks.into_iter()
-            .map(|(site, ask)| {
-                let answer = ask
+            .map(|(site, asked)| {
+                let answer = asked
                     .join()
                     .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
                 (site, answer)
@@ -219,24 +229,8 @@ pub fn plan(
 ) -> (resurgo_plan::Plan, Vec<String>) {
     use resurgo_plan::{Plan, SitePlan, Summary, PLAN_FORMAT_VERSION};
     let path = format!("/v1/plan?prune={}&max_deletes={}", options.prune, options.max_deletes);
-    let answers: Vec<(String, Result<Plan, ClientError>)> = std::thread::scope(|scope| {
-        let asks: Vec<_> = system
-            .sites
-            .keys()
-            .map(|site| {
-                let (addr, path) = (system.api_address(site).unwrap_or_default(), &path);
-                (site.clone(), scope.spawn(move || client.get::<Plan>(&addr, path)))
-            })
-            .collect();
-        asks.into_iter()
-            .map(|(site, ask)| {
-                let answer = ask
-                    .join()
-                    .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
-                (site, answer)
-            })
-            .collect()
-    });
+    let sites: Vec<&String> = system.sites.keys().collect();
+    let answers = ask_each(client, system, &sites, |client, addr| client.get::<Plan>(addr, &path));
     let mut summary = Summary::default();
     let mut sites = Vec::new();
     let mut hashes = Vec::new();
@@ -298,23 +292,11 @@ pub fn apply(
     };
     let active = |site: &str| current.services.values().any(|s| s.site == site);
     let (first, then): (Vec<&String>, Vec<&String>) = system.sites.keys().partition(|s| active(s));
-    let mut outcomes: Vec<(String, Result<resurgo_api::types::Applied, ClientError>)> = Vec::new();
+    let mut outcomes = Vec::new();
     for wave in [first, then] {
-        std::thread::scope(|scope| {
-            let asks: Vec<_> = wave
-                .into_iter()
-                .map(|site| {
-                    let (addr, body) = (system.api_address(site).unwrap_or_default(), &body);
-                    (site.clone(), scope.spawn(move || client.post(&addr, "/v1/apply", body)))
-                })
-                .collect();
-            for (site, ask) in asks {
-                let answer = ask
-                    .join()
-                    .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
-                outcomes.push((site, answer));
-            }
-        });
+        outcomes.extend(ask_each(client, system, &wave, |client, addr| {
+            client.post(addr, "/v1/apply", &body)
+        }));
     }
     outcomes.sort_by_key(|(site, _)| system.sites.get_index_of(site));
     outcomes
