@@ -2,7 +2,7 @@
 //! first). Everything here acts on this site only: its provider, its repository, its state
 //! folder, and the coordination store — never another site's files.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -565,17 +565,21 @@ impl SiteApi {
         let path = crate::events::EventLog::of_state(self.state_dir()).path().to_path_buf();
         Reply::Events(Box::new(move |out: &mut dyn Write| {
             // Lines already there are skipped unless asked for; then every new line is sent
-            // as it is written, with a comment every 10 s so that a dead client is noticed.
-            let mut sent = match since {
-                Some(n) => n,
-                None => count_lines(&path),
-            };
+            // once it is whole, with a comment every 10 s so that a dead client is noticed.
+            let mut tail = Tail::new(path);
+            let there = tail.new_lines();
+            let mut sent = since.unwrap_or(there.len()).min(there.len());
+            let mut pending = there[sent..].to_vec();
             let mut idle = std::time::Instant::now();
             loop {
-                let lines = read_lines_from(&path, sent);
+                let lines = if pending.is_empty() {
+                    tail.new_lines()
+                } else {
+                    std::mem::take(&mut pending)
+                };
                 for line in &lines {
-                    write!(out, "id: {}\ndata: {line}\n\n", sent + 1)?;
                     sent += 1;
+                    write!(out, "id: {sent}\ndata: {line}\n\n")?;
                 }
                 if !lines.is_empty() {
                     out.flush()?;
@@ -591,23 +595,37 @@ impl SiteApi {
     }
 }
 
-fn count_lines(path: &std::path::Path) -> usize {
-    std::fs::File::open(path)
-        .map(|f| std::io::BufReader::new(f).lines().count())
-        .unwrap_or(0)
+/// Follows an append-only JSON-lines file from a byte offset: each read gets only what was
+/// appended since, and only whole lines.
+struct Tail {
+    path: std::path::PathBuf,
+    offset: u64,
 }
 
-fn read_lines_from(path: &std::path::Path, skip: usize) -> Vec<String> {
-    std::fs::File::open(path)
-        .map(|f| {
-            std::io::BufReader::new(f)
-                .lines()
-                .skip(skip)
-                .map_while(Result::ok)
-                .filter(|l| !l.trim().is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+impl Tail {
+    fn new(path: std::path::PathBuf) -> Tail {
+        Tail { path, offset: 0 }
+    }
+
+    /// The whole non-empty lines appended since the last call.
+    fn new_lines(&mut self) -> Vec<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&self.path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(self.offset))?;
+            f.read_to_end(&mut bytes)
+        });
+        if read.is_err() {
+            return Vec::new();
+        }
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.offset += whole as u64;
+        String::from_utf8_lossy(&bytes[..whole])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect()
+    }
 }
 
 /// The groups whose standby this site keeps: a `strategy: standby` dataset's service placed

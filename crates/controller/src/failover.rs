@@ -352,66 +352,63 @@ pub fn resume(system: &System, engine: &Engine, state_dir: &Path, run_id: &str) 
 /// Whether a run moving `group` to `to` is at work now (in this process or another sharing the
 /// state folder): the site's agent then leaves the group's services to it.
 pub fn moving_to(state_dir: &Path, to: &str, group: &str) -> bool {
-    use resurgo_runbook::run::RunOutcome;
-    if !run_in_progress(state_dir) {
-        return false;
-    }
-    let runs = state_dir.join("runs");
-    let runner = Runner::new(&runs);
-    std::fs::read_dir(&runs).into_iter().flatten().flatten().any(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_suffix(".moves.json") else {
-            return false;
-        };
-        read_moves(state_dir, id).is_ok_and(|m| m.to == to && m.group == group)
-            && runner.report(id).is_ok_and(|r| r.outcome == RunOutcome::Incomplete)
-    })
+    run_in_progress(state_dir)
+        && moves_of(state_dir)
+            .into_iter()
+            .any(|(id, m)| m.to == to && m.group == group && outcome_is(state_dir, &id, incomplete))
 }
 
 /// The runs whose target is `to` that were interrupted (their process died mid-run), oldest
 /// first: a site's daemon, restarted, resumes them to their end.
 pub fn interrupted(state_dir: &Path, to: &str) -> Vec<String> {
-    use resurgo_runbook::run::RunOutcome;
-    let runs = state_dir.join("runs");
-    let runner = Runner::new(&runs);
-    let mut ids: Vec<(u64, String)> = std::fs::read_dir(&runs)
+    moves_of(state_dir)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id = name.strip_suffix(".moves.json")?.to_string();
-            let moves = read_moves(state_dir, &id).ok()?;
-            (moves.to == to).then_some((started_ms(&id)?, id))
-        })
-        .filter(|(_, id)| runner.report(id).is_ok_and(|r| r.outcome == RunOutcome::Incomplete))
-        .collect();
-    ids.sort();
-    ids.into_iter().map(|(_, id)| id).collect()
+        .filter(|(id, m)| m.to == to && outcome_is(state_dir, id, incomplete))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// The newest run moving `from` → `to` that was interrupted or stopped part-way (to resume
 /// rather than start another, which would find nothing left to move).
 pub fn unfinished(state_dir: &Path, from: &str, to: &str) -> Option<String> {
     use resurgo_runbook::run::RunOutcome;
-    let runs = state_dir.join("runs");
-    let runner = Runner::new(&runs);
-    let mut ids: Vec<(u64, String)> = std::fs::read_dir(&runs)
-        .ok()?
+    moves_of(state_dir)
+        .into_iter()
+        .rev()
+        .filter(|(_, m)| m.from == from && m.to == to)
+        .map(|(id, _)| id)
+        .find(|id| {
+            outcome_is(state_dir, id, |o| {
+                matches!(o, RunOutcome::Stopped { .. } | RunOutcome::Incomplete)
+            })
+        })
+}
+
+/// Every run that recorded its move (`<id>.moves.json`), oldest first.
+fn moves_of(state_dir: &Path) -> Vec<(String, Moves)> {
+    let mut runs: Vec<(u64, String, Moves)> = std::fs::read_dir(state_dir.join("runs"))
+        .into_iter()
+        .flatten()
         .flatten()
         .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id = name.strip_suffix(".moves.json")?.to_string();
+            let id = e.file_name().to_string_lossy().strip_suffix(".moves.json")?.to_string();
             let moves = read_moves(state_dir, &id).ok()?;
-            (moves.from == from && moves.to == to).then_some((started_ms(&id)?, id))
+            Some((started_ms(&id)?, id, moves))
         })
         .collect();
-    ids.sort();
-    ids.into_iter().rev().map(|(_, id)| id).find(|id| {
-        runner
-            .report(id)
-            .is_ok_and(|r| matches!(r.outcome, RunOutcome::Stopped { .. } | RunOutcome::Incomplete))
-    })
+    runs.sort_by_key(|(at, id, _)| (*at, id.clone()));
+    runs.into_iter().map(|(_, id, m)| (id, m)).collect()
+}
+
+/// Whether run `id`'s journal, as it stands, ends as `wanted` says.
+fn outcome_is(state_dir: &Path, id: &str, wanted: impl Fn(&resurgo_runbook::run::RunOutcome) -> bool) -> bool {
+    Runner::new(state_dir.join("runs"))
+        .report(id)
+        .is_ok_and(|r| wanted(&r.outcome))
+}
+
+fn incomplete(outcome: &resurgo_runbook::run::RunOutcome) -> bool {
+    *outcome == resurgo_runbook::run::RunOutcome::Incomplete
 }
 
 /// For a run that did not succeed, a sentence for a person: where the system stands and how
