@@ -67,18 +67,8 @@ struct Sample {
 
 fn run(i: usize, strategy: &str) -> Sample {
     let hosts = Hosts::start_timed(&format!("hb{}{i}", &strategy[..1]), strategy, QUICK);
-    let ok = |out: util::Out, what: &str, hosts: &Hosts| {
-        assert_eq!(
-            out.code,
-            0,
-            "run {i}: {what}:\n{}{}\n{}",
-            out.stdout,
-            out.stderr,
-            hosts.logs()
-        );
-    };
-    ok(hosts.operator(&["repo", "init"]), "repo init", &hosts);
-    ok(hosts.operator(&["apply"]), "apply", &hosts);
+    hosts.succeeds(&["repo", "init"]);
+    hosts.succeeds(&["apply"]);
     let standby = strategy == "standby";
     let ready = poll(Duration::from_secs(120), || {
         (hosts.is_primary("a")? && (!standby || !hosts.is_primary("b")?)).then_some(())
@@ -91,7 +81,7 @@ fn run(i: usize, strategy: &str) -> Sample {
         )
         .unwrap();
     if !standby {
-        ok(hosts.operator(&["backup", "--replicate"]), "backup", &hosts);
+        hosts.succeeds(&["backup", "--replicate"]);
     }
     let (a, b) = (hosts.lab.addr("a").to_string(), hosts.lab.addr("b").to_string());
     let conninfo = format!(

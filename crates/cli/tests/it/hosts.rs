@@ -44,15 +44,6 @@ pub struct Hosts {
 
 impl Drop for Hosts {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = std::fs::create_dir_all("/tmp/hosts-debug");
-            for n in ["a", "b", "w"] {
-                let _ = std::fs::copy(
-                    self.root.join(format!("agent-{n}.log")),
-                    format!("/tmp/hosts-debug/agent-{n}.log"),
-                );
-            }
-        }
         for child in self
             .agents
             .values_mut()
@@ -385,6 +376,13 @@ impl Hosts {
         crate::util::Out::of(out)
     }
 
+    /// `resurgo ARGS` as the operator, which must succeed (else the agents' logs are shown).
+    pub fn succeeds(&self, args: &[&str]) -> crate::util::Out {
+        let out = self.operator(args);
+        assert_eq!(out.code, 0, "{args:?}:\n{}{}\n{}", out.stdout, out.stderr, self.logs());
+        out
+    }
+
     /// The operator's `status --json`.
     pub fn status(&self) -> Value {
         let out = self.operator(&["status", "--json"]);
@@ -512,15 +510,7 @@ fn sites_on_their_own_hosts_standby_apply_back_up_verify_switch_and_survive_the_
     assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
     // apply through the agents: each applies its own site (a's primary, b's standby seeded
     // from a over the network).
-    let applied = hosts.operator(&["apply", "--json"]);
-    assert_eq!(
-        applied.code,
-        0,
-        "apply:\n{}{}\n{}",
-        applied.stdout,
-        applied.stderr,
-        hosts.logs()
-    );
+    hosts.succeeds(&["apply", "--json"]);
     wait_serving(&mut hosts, true);
     let status = hosts.status();
     for (i, site) in ["a", "b"].iter().enumerate() {
@@ -544,25 +534,9 @@ fn sites_on_their_own_hosts_standby_apply_back_up_verify_switch_and_survive_the_
 
     // Backup at a (where the data is) into a's S3 bucket, replicated to b's; verified at b from
     // b's own repository.
-    let backup = hosts.operator(&["backup", "--replicate"]);
-    assert_eq!(
-        backup.code,
-        0,
-        "backup:\n{}{}\n{}",
-        backup.stdout,
-        backup.stderr,
-        hosts.logs()
-    );
+    let backup = hosts.succeeds(&["backup", "--replicate"]);
     assert!(backup.stdout.contains("replicated to b"), "{}", backup.stdout);
-    let verify = hosts.operator(&["verify", "orders", "--site", "b"]);
-    assert_eq!(
-        verify.code,
-        0,
-        "verify:\n{}{}\n{}",
-        verify.stdout,
-        verify.stderr,
-        hosts.logs()
-    );
+    hosts.succeeds(&["verify", "orders", "--site", "b"]);
     let status = hosts.status();
     let points = &status["datasets"][0]["points"];
     for (i, site) in ["a", "b"].iter().enumerate() {
@@ -578,29 +552,13 @@ fn sites_on_their_own_hosts_standby_apply_back_up_verify_switch_and_survive_the_
     );
 
     // A planned failover, asked of b's agent: a's agent hands the group over; nothing is lost.
-    let failover = hosts.operator(&["failover", "--to", "b"]);
-    assert_eq!(
-        failover.code,
-        0,
-        "failover:\n{}{}\n{}",
-        failover.stdout,
-        failover.stderr,
-        hosts.logs()
-    );
+    hosts.succeeds(&["failover", "--to", "b"]);
     assert_eq!(hosts.is_primary("b"), Some(true), "b is primary:\n{}", hosts.logs());
     assert_eq!(hosts.count("b"), Some(20), "every row is at b");
     insert(&hosts, "b", 20, 30);
 
     // Failback: a rejoins as b's standby, catches up, b hands the group back: nothing lost.
-    let failback = hosts.operator(&["failback"]);
-    assert_eq!(
-        failback.code,
-        0,
-        "failback:\n{}{}\n{}",
-        failback.stdout,
-        failback.stderr,
-        hosts.logs()
-    );
+    hosts.succeeds(&["failback"]);
     assert_eq!(
         hosts.is_primary("a"),
         Some(true),
@@ -647,15 +605,7 @@ fn sites_on_their_own_hosts_standby_apply_back_up_verify_switch_and_survive_the_
 
     // Fail back to a, then lose a for real: a cut off from everyone fences itself, b's agent
     // fails over by itself (the witness no longer sees a), every row acknowledged is at b.
-    let failback = hosts.operator(&["failback"]);
-    assert_eq!(
-        failback.code,
-        0,
-        "failback:\n{}{}\n{}",
-        failback.stdout,
-        failback.stderr,
-        hosts.logs()
-    );
+    hosts.succeeds(&["failback"]);
     wait_serving(&mut hosts, true);
     insert(&hosts, "a", 30, 40);
     let caught_up = poll(Duration::from_secs(30), || (hosts.count("b")? == 40).then_some(()));
@@ -731,38 +681,14 @@ fn sites_on_their_own_hosts_backup_strategy_a_lost_is_restored_at_b_from_bs_own_
     let mut hosts = Hosts::start("hsb", "backup");
     let init = hosts.operator(&["repo", "init"]);
     assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
-    let applied = hosts.operator(&["apply"]);
-    assert_eq!(
-        applied.code,
-        0,
-        "apply:\n{}{}\n{}",
-        applied.stdout,
-        applied.stderr,
-        hosts.logs()
-    );
+    hosts.succeeds(&["apply"]);
     wait_serving(&mut hosts, false);
     hosts.sql("a", "CREATE TABLE orders (id bigint PRIMARY KEY)").unwrap();
     insert(&hosts, "a", 0, 30);
 
     // A base backup at a into a's bucket, replicated from a into b's; verified at b.
-    let backup = hosts.operator(&["backup", "--replicate"]);
-    assert_eq!(
-        backup.code,
-        0,
-        "backup:\n{}{}\n{}",
-        backup.stdout,
-        backup.stderr,
-        hosts.logs()
-    );
-    let verify = hosts.operator(&["verify", "orders"]);
-    assert_eq!(
-        verify.code,
-        0,
-        "verify:\n{}{}\n{}",
-        verify.stdout,
-        verify.stderr,
-        hosts.logs()
-    );
+    hosts.succeeds(&["backup", "--replicate"]);
+    let verify = hosts.succeeds(&["verify", "orders"]);
     assert!(
         verify.stdout.contains("orders at b"),
         "verified at the replica site: {}",
