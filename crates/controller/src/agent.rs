@@ -584,8 +584,12 @@ impl Agent {
                 return;
             };
             tracing::debug!(group, lease = id.0, "primary lease taken");
-            self.held().leases.insert(group.to_string(), (id, sent.clone()));
-            if let Some(handle) = self.handle(site) {
+            let handle = self.handle(site);
+            // The fence deadline is written under the lock that guards the leases, as the
+            // renewer and a handover write it: none overwrites a newer decision.
+            let mut held = self.held();
+            held.leases.insert(group.to_string(), (id, sent.clone()));
+            if let Some(handle) = handle {
                 let _ = self
                     .engine
                     .provider
@@ -653,12 +657,16 @@ impl Agent {
         self.held().fencing.remove(group);
         // The fence deadline the last renewal set would otherwise still pass in a moment and
         // stop what starts here next (this site's standby, rejoining): with no lease held any
-        // more, it is now.
-        if self.held().leases.is_empty() {
-            if let Some(handle) = self.handle(site) {
+        // more, it is now. Under the leases' lock: a renewal round that read the lease before
+        // it went cannot then move the deadline forward again.
+        let handle = self.handle(site);
+        let held = self.held();
+        if held.leases.is_empty() {
+            if let Some(handle) = handle {
                 let _ = self.engine.provider.extend_fence(&handle, &BootTime::now());
             }
         }
+        drop(held);
         // Its services stopped, the site lets go of the group's lease itself: the run takes it
         // once it is free and never has to revoke a lease (which, were this site to serve again
         // meanwhile, would be a live one).
@@ -965,10 +973,23 @@ fn fence_group(engine: &Engine, spec: &System, site: &str, group: &str) {
             .values()
             .any(|d| d.service == service && d.kind == resurgo_spec::DatasetKind::Postgres)
     };
+    // A standby instance writes nothing: a fence leaves it alone (one that overlaps this
+    // site rejoining as a standby must not stop the standby it just started). What cannot be
+    // observed is stopped, whatever its role.
+    let standbys: BTreeSet<String> = engine
+        .provider
+        .observe(&handle)
+        .map(|seen| {
+            seen.into_iter()
+                .filter(|s| s.config.role == resurgo_plan::Role::Standby)
+                .map(|s| s.service)
+                .collect()
+        })
+        .unwrap_or_default();
     let (databases, writers): (Vec<&String>, Vec<&String>) = spec
         .services
         .iter()
-        .filter(|(_, svc)| svc.site == home)
+        .filter(|(name, svc)| svc.site == home && !standbys.contains(*name))
         .map(|(name, _)| name)
         .partition(|name| owns_database(name));
     for name in writers.into_iter().chain(databases) {
@@ -1062,19 +1083,21 @@ impl Renewer {
                 self.emit(finish_fence(&self.held, &self.engine, &spec, &self.site, &group, &why));
             }
         }
-        let until = self
-            .held()
-            .leases
-            .values()
-            .map(|(_, sent)| sent.plus(deadline))
-            .min_by_key(|t| t.ms);
-        if let Some(until) = until {
-            if let Err(e) = self.engine.provider.extend_fence(&self.handle, &until) {
-                self.emit(
-                    Event::new(EventKind::ApplyFailed, format!("cannot extend the fence deadline: {e}"))
-                        .site(&self.site),
-                );
-            }
+        // Computed and written under the leases' lock: a lease let go meanwhile (a handover)
+        // is not counted, and the deadline the handover set is not overwritten.
+        let extended = {
+            let held = self.held();
+            let until = held
+                .leases
+                .values()
+                .map(|(_, sent)| sent.plus(deadline))
+                .min_by_key(|t| t.ms);
+            until.map(|until| self.engine.provider.extend_fence(&self.handle, &until))
+        };
+        if let Some(Err(e)) = extended {
+            self.emit(
+                Event::new(EventKind::ApplyFailed, format!("cannot extend the fence deadline: {e}")).site(&self.site),
+            );
         }
     }
 }
