@@ -484,6 +484,7 @@ fn merge(
             diags,
         );
         merge_section("routes", "route", doc.routes, &mut system.routes, i, sources, diags);
+        merge_section("drills", "drill", doc.drills, &mut system.drills, i, sources, diags);
     }
     if name_file.is_none() {
         system.name = "system".into();

@@ -48,6 +48,10 @@ pub struct Document {
     /// host: the CLI reaches a site only through its agent, never through its files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<Api>,
+    /// Practised losses: scenarios of faults run against the objectives, each leaving a
+    /// report as evidence (`resurgo drill run NAME`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub drills: IndexMap<String, Drill>,
 }
 
 /// An input: a default value, optionally described.
@@ -622,6 +626,215 @@ pub struct Objectives {
     pub rpo: Option<Duration>,
 }
 
+/// A drill: the loss of a service, a workload, a site or a link, practised. Its faults are
+/// injected, the recovery is measured against the objectives, and every fault is undone at
+/// teardown, whatever happens (`resurgo drill run NAME`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    /// What the drill puts at risk: exactly one of `service`, `services` (a workload),
+    /// `site` or `link`. A drill is refused while a failover, a failback or another drill
+    /// runs on the same services.
+    pub scope: DrillScope,
+    /// The faults, injected in this order once the probes answer. Each has its undo, written
+    /// down before the fault is injected and run at teardown.
+    pub faults: Vec<Fault>,
+    /// `isolated` (a test failover in a sandbox at the DR site, production untouched) or
+    /// `live` (the faults are real: the agents detect them and fail over). `resurgo drill run`
+    /// may choose the other with `--isolated` or `--live`.
+    #[serde(default)]
+    pub mode: DrillMode,
+    /// Client probes through routes (for RTO) and canary writes into datasets (for RPO).
+    #[serde(default)]
+    pub probes: DrillProbes,
+    /// The objectives the drill is judged against; left out, the spec's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<Objectives>,
+    /// How long the whole drill may take, teardown excluded; past it the drill goes straight
+    /// to teardown. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Duration>,
+    /// What aborts a drill and reverts its faults at once. Required for `live` drills.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<StopCondition>,
+    /// How old the last passing run may be before `status` warns, e.g. `30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cadence: Option<Duration>,
+    /// Who answers for this drill (names, teams or addresses), shown in its report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Live drills: fail back to the original site once recovery is measured. Default true.
+    #[serde(default = "yes")]
+    pub failback: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Drill {
+    /// How long the drill may take before it goes straight to teardown.
+    pub fn deadline(&self) -> std::time::Duration {
+        self.deadline.map_or(std::time::Duration::from_secs(600), |d| d.0)
+    }
+}
+
+/// What a drill puts at risk. Exactly one field is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrillScope {
+    /// One service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// A workload: a named set of services, lost together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// A whole site, with every service active there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// The link between two sites, e.g. `[a, b]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<String>,
+}
+
+impl DrillScope {
+    /// The kind of scope, as reports name it.
+    pub fn kind(&self) -> &'static str {
+        if self.service.is_some() {
+            "service"
+        } else if !self.services.is_empty() {
+            "workload"
+        } else if self.site.is_some() {
+            "site"
+        } else {
+            "link"
+        }
+    }
+
+    /// The names the scope lists: services, the site, or the link's two sites.
+    pub fn targets(&self) -> Vec<String> {
+        match (&self.service, &self.site) {
+            (Some(s), _) => vec![s.clone()],
+            (_, Some(site)) => vec![site.clone()],
+            _ if !self.services.is_empty() => self.services.clone(),
+            _ => self.link.clone(),
+        }
+    }
+
+    /// The services at risk: those named, those active at the site, or (a link) every
+    /// service active at either end.
+    pub fn services(&self, system: &System) -> Vec<String> {
+        let at = |sites: &[String]| -> Vec<String> {
+            system
+                .services
+                .iter()
+                .filter(|(_, s)| sites.contains(&s.site))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        match (&self.service, &self.site) {
+            (Some(s), _) => vec![s.clone()],
+            (_, Some(site)) => at(std::slice::from_ref(site)),
+            _ if !self.services.is_empty() => self.services.clone(),
+            _ => at(&self.link),
+        }
+    }
+}
+
+/// A fault a drill injects, each with its undo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Kill a service's process (SIGKILL) where it is active. Undo: start it again.
+    Kill(String),
+    /// Stop a whole site: its services and its agent, as if the host were lost. Undo: the
+    /// site comes back (as a standby, if the system failed over meanwhile).
+    StopSite(String),
+    /// Cut a site off from every other site, the witness and the coordination store. Undo:
+    /// the network is healed.
+    IsolateSite(String),
+    /// Cut the link between two sites, e.g. `[a, b]`; each still reaches the others. Undo:
+    /// the link is healed.
+    CutLink(Vec<String>),
+    /// Add latency and loss on the link between two sites. Undo: the link is healed.
+    DegradeLink(LinkDegradation),
+}
+
+impl Fault {
+    /// The fault's kind, as reports name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Kill(_) => "kill",
+            Fault::StopSite(_) => "stop_site",
+            Fault::IsolateSite(_) => "isolate_site",
+            Fault::CutLink(_) => "cut_link",
+            Fault::DegradeLink(_) => "degrade_link",
+        }
+    }
+
+    /// What it is injected into: a service, a site, or `a-b` for a link.
+    pub fn target(&self) -> String {
+        match self {
+            Fault::Kill(s) | Fault::StopSite(s) | Fault::IsolateSite(s) => s.clone(),
+            Fault::CutLink(l) => l.join("-"),
+            Fault::DegradeLink(d) => d.between.join("-"),
+        }
+    }
+}
+
+/// Latency and loss added on a link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDegradation {
+    /// The link's two sites.
+    pub between: Vec<String>,
+    /// Delay added to every packet, e.g. `200ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Duration>,
+    /// Share of packets dropped, in percent (0 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+}
+
+/// Whether a drill touches production.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillMode {
+    /// A test failover in a sandbox at the DR site, on copies of its latest restore point;
+    /// production keeps serving and is provably unreachable from the sandbox.
+    #[default]
+    Isolated,
+    /// The faults are real: the agents detect them and fail over; measured, then failed back.
+    Live,
+}
+
+/// A drill's probes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrillProbes {
+    /// Routes a client probe goes through, from the drill's start to its end: RTO is the time
+    /// from the fault to the first answer after it. Left out: every route of a service in
+    /// scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    /// Datasets the drill writes a numbered canary into (PostgreSQL, SQLite or directory):
+    /// RPO is what the recovered copy lacks. Left out: every dataset of a service in scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<String>,
+}
+
+/// What aborts a drill and reverts its faults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StopCondition {
+    /// A probe has failed without a break for this long, e.g. `2m`.
+    UnavailableFor(Duration),
+    /// More canary writes than this are lost.
+    WritesLostOver(u64),
+    /// An event of this kind is logged during the drill, e.g. `apply_failed`.
+    Event(String),
+}
+
 /// A whole system: all files merged, inputs resolved. What validation and planning read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct System {
@@ -635,6 +848,7 @@ pub struct System {
     pub failover: Failover,
     /// The site API (None: every site is on this machine, reached through its files).
     pub api: Option<Api>,
+    pub drills: IndexMap<String, Drill>,
 }
 
 impl System {

@@ -80,7 +80,7 @@ impl Duration {
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || {
             format!(
-                "malformed duration `{text}`: write a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`"
+                "malformed duration `{text}`: write a number and a unit (ms, s, m, h, d), e.g. `500ms`, `10s`, `1m30s`, `30d`"
             )
         };
         let too_large = || format!("duration `{text}` is too large: at most {} (100 years)", Duration::MAX);
@@ -103,6 +103,7 @@ impl Duration {
                 "s" => 1_000_000_000,
                 "m" => 60_000_000_000,
                 "h" => 3_600_000_000_000,
+                "d" => 86_400_000_000_000,
                 _ => return Err(bad()),
             };
             let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -142,8 +143,10 @@ impl fmt::Display for Duration {
             write!(f, "{}s", ms / 1000)
         } else if ms % 3_600_000 != 0 {
             write!(f, "{}m", ms / 60_000)
-        } else {
+        } else if ms % 86_400_000 != 0 {
             write!(f, "{}h", ms / 3_600_000)
+        } else {
+            write!(f, "{}d", ms / 86_400_000)
         }
     }
 }
@@ -152,7 +155,7 @@ string_scalar!(
     Duration,
     "Duration",
     "^([0-9.]+(ms|s|m|h))+$",
-    "A duration: a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `1m30s`."
+    "A duration: a number and a unit (ms, s, m, h, d), e.g. `500ms`, `10s`, `1m30s`, `30d`."
 );
 
 /// An amount of memory or storage in bytes, written `512Mi`, `2Gi`, `1G`, or a plain number.

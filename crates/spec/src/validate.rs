@@ -10,7 +10,10 @@ use indexmap::IndexMap;
 
 use crate::diag::Diagnostic;
 use crate::load::{list_or_none, Sources};
-use crate::model::{DatasetKind, EnvValue, EtcdCluster, Resources, RouteKind, SecretRef, Strategy, System};
+use crate::model::{
+    DatasetKind, Drill, DrillMode, EnvValue, EtcdCluster, Fault, Resources, RouteKind, SecretRef, StopCondition,
+    Strategy, System,
+};
 use crate::units::Duration;
 use crate::yaml::Seg;
 
@@ -93,6 +96,7 @@ pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
     check_datasets(&mut c);
     check_routes(&mut c);
     check_failover(&mut c);
+    check_drills(&mut c);
     check_positive_durations(&mut c);
     c.diags
 }
@@ -129,11 +133,12 @@ fn check_system_name(c: &mut Checker) {
 }
 
 fn check_names(c: &mut Checker) {
-    let sections: [(&str, &str, Vec<&String>); 4] = [
+    let sections: [(&str, &str, Vec<&String>); 5] = [
         ("sites", "site", c.system.sites.keys().collect()),
         ("services", "service", c.system.services.keys().collect()),
         ("datasets", "dataset", c.system.datasets.keys().collect()),
         ("routes", "route", c.system.routes.keys().collect()),
+        ("drills", "drill", c.system.drills.keys().collect()),
     ];
     for (section, what, names) in sections {
         for name in names {
@@ -933,6 +938,232 @@ fn check_etcd(c: &mut Checker, etcd: &EtcdCluster) {
 
 /// Durations that pace or bound work are greater than zero: a zero `schedule` would back up
 /// without pause, a zero probe interval would spin, a zero timeout would fail at once.
+/// Drills: one scope, references that resolve, faults inside the scope, stop conditions for a
+/// live drill, and somewhere for an isolated one to run its test failover.
+fn check_drills(c: &mut Checker) {
+    let system = c.system;
+    for (name, drill) in &system.drills {
+        check_drill_scope(c, name, drill);
+        if drill.faults.is_empty() {
+            c.err_key(
+                "drills",
+                name,
+                &[key("faults")],
+                format!("drill `{name}` injects no fault: list at least one under `faults`"),
+            );
+        }
+        for (i, fault) in drill.faults.iter().enumerate() {
+            if let Some(why) = fault_problem(system, drill, fault) {
+                c.err(
+                    "drills",
+                    name,
+                    &[key("faults"), Seg::Index(i)],
+                    format!("drill `{name}`: {why}"),
+                );
+            }
+        }
+        if drill.mode == DrillMode::Live && drill.stop.is_empty() {
+            c.err_key(
+                "drills",
+                name,
+                &[key("mode")],
+                format!("drill `{name}` is live but has no `stop` conditions: a live drill must say what aborts it (e.g. `stop: [unavailable_for: 2m]`)"),
+            );
+        }
+        if drill.mode == DrillMode::Isolated && !drill.scope.link.is_empty() {
+            c.err_key(
+                "drills",
+                name,
+                &[key("scope")],
+                format!("drill `{name}`: a link cannot be cut in a sandbox; a link drill is `mode: live`"),
+            );
+        } else if drill.mode == DrillMode::Isolated {
+            for svc in drill.scope.services(system) {
+                if system.services.get(&svc).is_some_and(|s| s.standby.is_empty()) {
+                    c.err_key(
+                        "drills",
+                        name,
+                        &[key("scope")],
+                        format!("drill `{name}` is isolated, a test failover at the DR site, but service `{svc}` names no `standby` site to run it at"),
+                    );
+                }
+            }
+        }
+        for (i, route) in drill.probes.routes.iter().enumerate() {
+            if !system.routes.contains_key(route) {
+                c.err(
+                    "drills",
+                    name,
+                    &[key("probes"), key("routes"), Seg::Index(i)],
+                    format!("drill `{name}` probes route `{route}`, which is not declared"),
+                );
+            }
+        }
+        for (i, ds) in drill.probes.canaries.iter().enumerate() {
+            if !system.datasets.contains_key(ds) {
+                c.err(
+                    "drills",
+                    name,
+                    &[key("probes"), key("canaries"), Seg::Index(i)],
+                    format!("drill `{name}` writes a canary into dataset `{ds}`, which is not declared"),
+                );
+            }
+        }
+        for (i, stop) in drill.stop.iter().enumerate() {
+            let bad = match stop {
+                StopCondition::UnavailableFor(d) => {
+                    d.0.is_zero()
+                        .then(|| "`unavailable_for` must be greater than zero".to_string())
+                }
+                StopCondition::WritesLostOver(_) => None,
+                StopCondition::Event(kind) => {
+                    (!valid_name(kind)).then(|| format!("`{kind}` is not an event kind (e.g. `apply_failed`)"))
+                }
+            };
+            if let Some(why) = bad {
+                c.err(
+                    "drills",
+                    name,
+                    &[key("stop"), Seg::Index(i)],
+                    format!("drill `{name}`: {why}"),
+                );
+            }
+        }
+        for (field, value) in [("deadline", drill.deadline), ("cadence", drill.cadence)] {
+            if value.is_some_and(|d| d.0.is_zero()) {
+                c.err(
+                    "drills",
+                    name,
+                    &[key(field)],
+                    format!("drill `{name}`: {field} must be greater than zero"),
+                );
+            }
+        }
+    }
+}
+
+fn check_drill_scope(c: &mut Checker, name: &str, drill: &Drill) {
+    let scope = &drill.scope;
+    let given = [
+        scope.service.is_some(),
+        !scope.services.is_empty(),
+        scope.site.is_some(),
+        !scope.link.is_empty(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given != 1 {
+        c.err_key(
+            "drills",
+            name,
+            &[key("scope")],
+            format!(
+                "drill `{name}`: the scope is exactly one of `service`, `services`, `site` or `link` ({given} given)"
+            ),
+        );
+        return;
+    }
+    let services = c.names("services");
+    for svc in scope.service.iter().chain(&scope.services) {
+        if !c.system.services.contains_key(svc) {
+            c.err(
+                "drills",
+                name,
+                &[key("scope")],
+                format!("drill `{name}`: unknown service `{svc}` in its scope (services: {services})"),
+            );
+        }
+    }
+    let sites = c.names("sites");
+    if let Some(site) = &scope.site {
+        if !c.system.sites.contains_key(site) {
+            c.err(
+                "drills",
+                name,
+                &[key("scope"), key("site")],
+                format!("drill `{name}`: unknown site `{site}` (sites: {sites})"),
+            );
+        }
+    }
+    if !scope.link.is_empty() {
+        if let Some(why) = link_problem(c.system, &scope.link) {
+            c.err(
+                "drills",
+                name,
+                &[key("scope"), key("link")],
+                format!("drill `{name}`: {why}"),
+            );
+        }
+    }
+}
+
+/// What is wrong with a link `[a, b]`, if anything.
+fn link_problem(system: &System, link: &[String]) -> Option<String> {
+    if link.len() != 2 || link[0] == link[1] {
+        return Some(format!(
+            "a link is two different sites, e.g. `[a, b]` (given [{}])",
+            link.join(", ")
+        ));
+    }
+    link.iter()
+        .find(|s| !system.sites.contains_key(*s))
+        .map(|s| format!("unknown site `{s}` in the link [{}]", link.join(", ")))
+}
+
+/// What is wrong with a fault of a drill, if anything: it names what exists, inside the scope.
+fn fault_problem(system: &System, drill: &Drill, fault: &Fault) -> Option<String> {
+    let scope = &drill.scope;
+    let same_link = |l: &[String]| {
+        let mut a = l.to_vec();
+        let mut b = scope.link.clone();
+        a.sort();
+        b.sort();
+        a == b
+    };
+    match fault {
+        Fault::Kill(svc) => {
+            if !system.services.contains_key(svc) {
+                Some(format!("`kill` names unknown service `{svc}`"))
+            } else if !scope.services(system).contains(svc) {
+                Some(format!("`kill: {svc}` is outside the drill's scope"))
+            } else {
+                None
+            }
+        }
+        Fault::StopSite(site) | Fault::IsolateSite(site) => {
+            if !system.sites.contains_key(site) {
+                Some(format!("`{}` names unknown site `{site}`", fault.kind()))
+            } else if scope.site.as_deref() != Some(site.as_str()) {
+                Some(format!("`{}: {site}` needs the scope `site: {site}`", fault.kind()))
+            } else {
+                None
+            }
+        }
+        Fault::CutLink(link) | Fault::DegradeLink(crate::model::LinkDegradation { between: link, .. }) => {
+            if let Some(why) = link_problem(system, link) {
+                return Some(why);
+            }
+            if !same_link(link) {
+                let link = link.join(", ");
+                return Some(format!(
+                    "`{}` of [{link}] needs the scope `link: [{link}]`",
+                    fault.kind()
+                ));
+            }
+            match fault {
+                Fault::DegradeLink(d) if d.loss.is_some_and(|l| !(0.0..=100.0).contains(&l)) => {
+                    Some("`loss` is a percentage, from 0 to 100".to_string())
+                }
+                Fault::DegradeLink(d) if d.latency.is_none() && d.loss.is_none() => {
+                    Some("`degrade_link` adds `latency`, `loss` or both".to_string())
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
 fn check_positive_durations(c: &mut Checker) {
     let system = c.system;
     let zero = |d: Option<Duration>| d.is_some_and(|d| d.0.is_zero());

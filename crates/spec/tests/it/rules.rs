@@ -438,3 +438,62 @@ fn as_root_every_service_without_a_user_is_warned_about_and_only_as_root() {
     );
     assert!(resurgo_spec::warnings(&loaded.system, false).is_empty());
 }
+
+/// BASE with one drill appended.
+fn with_drill(drill: &str) -> String {
+    format!("{BASE}drills:\n{drill}")
+}
+
+#[test]
+fn drills_of_each_scope_load_with_their_defaults() {
+    let l = ok(&with_drill(
+        "  lose-web:\n    scope: { service: web }\n    faults: [kill: web]\n  lose-a:\n    scope: { site: a }\n    faults: [stop_site: a]\n    mode: live\n    stop: [unavailable_for: 2m, writes_lost_over: 100, event: apply_failed]\n    cadence: 30d\n    owners: [sre]\n  slow-link:\n    scope: { link: [a, b] }\n    faults: [{ degrade_link: { between: [b, a], latency: 200ms, loss: 5 } }]\n    mode: live\n    stop: [unavailable_for: 1m]\n",
+    ));
+    let d = &l.system.drills;
+    assert_eq!(
+        d["lose-web"].mode,
+        resurgo_spec::DrillMode::Isolated,
+        "isolated by default"
+    );
+    assert_eq!(d["lose-web"].deadline(), std::time::Duration::from_secs(600));
+    assert!(d["lose-a"].failback, "a live drill fails back by default");
+    assert_eq!(d["lose-a"].scope.services(&l.system), ["db", "web"]);
+    assert_eq!(d["slow-link"].scope.kind(), "link");
+    assert_eq!(d["slow-link"].faults[0].target(), "b-a");
+}
+
+#[test]
+fn a_drill_scope_is_exactly_one_thing() {
+    assert_snapshot!(err(&with_drill(
+        "  x:\n    scope: { service: web, site: a }\n    faults: [kill: web]\n"
+    )));
+}
+
+#[test]
+fn a_drill_fault_outside_its_scope() {
+    assert_snapshot!(err(&with_drill(
+        "  x:\n    scope: { service: web }\n    faults: [kill: web, kill: db]\n"
+    )));
+}
+
+#[test]
+fn a_live_drill_without_stop_conditions() {
+    assert_snapshot!(err(&with_drill(
+        "  x:\n    scope: { site: a }\n    faults: [stop_site: a]\n    mode: live\n"
+    )));
+}
+
+#[test]
+fn an_isolated_drill_needs_a_standby_site_and_a_link_drill_is_live() {
+    let no_standby = BASE.replace("    site: a\n    standby: [b]\n  web", "    site: a\n  web");
+    assert_snapshot!(err(&format!(
+        "{no_standby}drills:\n  x:\n    scope: {{ service: db }}\n    faults: [kill: db]\n  y:\n    scope: {{ link: [a, b] }}\n    faults: [cut_link: [a, b]]\n"
+    )));
+}
+
+#[test]
+fn a_drill_names_what_exists() {
+    assert_snapshot!(err(&with_drill(
+        "  x:\n    scope: { link: [a, c] }\n    faults: [{ degrade_link: { between: [a, b], loss: 150 } }]\n    mode: live\n    stop: [event: Bad-Kind]\n    probes: { routes: [www], canaries: [orders] }\n    deadline: 0s\n"
+    )));
+}
