@@ -67,6 +67,13 @@ pub enum EventKind {
     Rejoined,
     /// A failover was due but the policy held it back (off, maintenance, cool-down).
     FailoverSuppressed,
+    /// A drill began (`resurgo drill run`).
+    DrillStarted,
+    /// A drill ended and its report's verdict is pass.
+    DrillPassed,
+    /// A drill ended and its report's verdict is fail (an objective missed, something left
+    /// behind, or it did not complete).
+    DrillFailed,
 }
 
 /// The kind as the event log spells it (`failover_finished`), so echoed lines and the log agree.
@@ -179,6 +186,7 @@ impl EventKind {
                 | SiteDead
                 | Fenced
                 | FailoverSuppressed
+                | DrillFailed
         )
     }
 }

@@ -6,6 +6,8 @@ pub mod agent;
 pub mod api;
 pub mod daemon;
 pub mod desired;
+pub mod drill;
+mod drill_probe;
 pub mod engine;
 pub mod events;
 pub mod failover;

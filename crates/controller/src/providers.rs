@@ -142,6 +142,18 @@ impl Provider for Providers {
         self.get(&site.name)?.stop(site, service)
     }
 
+    fn kill(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        self.get(&site.name)?.kill(site, service)
+    }
+
+    fn disconnect(&self, site: &SiteHandle) -> Result<(), ProviderError> {
+        self.get(&site.name)?.disconnect(site)
+    }
+
+    fn reconnect(&self, site: &SiteHandle) -> Result<bool, ProviderError> {
+        self.get(&site.name)?.reconnect(site)
+    }
+
     fn remove(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
         self.get(&site.name)?.remove(site, service)
     }

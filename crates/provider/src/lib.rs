@@ -156,4 +156,32 @@ pub trait Provider: Send + Sync {
 
     /// Where the site is, for people (`set-up` says it): the local provider's folder.
     fn describe(&self, site: &SiteHandle) -> String;
+
+    /// A drill's fault: kills the service's process at once (SIGKILL), as a crash would. It
+    /// stays known, as exited; whatever restarts crashed services restarts it.
+    fn kill(&self, site: &SiteHandle, _service: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: "this provider cannot inject a drill's faults".into(),
+        })
+    }
+
+    /// A drill's fault: the site is lost, as its host would be — every service's process
+    /// killed and the site's state out of reach (it observes as not set up, `unknown`) until
+    /// [`Provider::reconnect`]. Doing it twice is doing it once.
+    fn disconnect(&self, site: &SiteHandle) -> Result<(), ProviderError> {
+        Err(ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: "this provider cannot inject a drill's faults".into(),
+        })
+    }
+
+    /// Undoes [`Provider::disconnect`]: the site's state is back within reach (its services
+    /// stay as the loss left them). Returns whether it was disconnected.
+    fn reconnect(&self, site: &SiteHandle) -> Result<bool, ProviderError> {
+        Err(ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: "this provider cannot inject a drill's faults".into(),
+        })
+    }
 }

@@ -644,6 +644,60 @@ impl Provider for LocalProvider {
     fn describe(&self, _: &SiteHandle) -> String {
         self.root.display().to_string()
     }
+
+    fn kill(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        self.check_name(site, service)?;
+        let seen = self.observe(site)?;
+        let pid = seen
+            .iter()
+            .find(|s| s.service == service)
+            .and_then(|s| match s.process {
+                ProcessState::Running { pid, .. } => Some(pid),
+                _ => None,
+            });
+        let Some(pid) = pid else {
+            return Err(ProviderError::SiteUnreachable {
+                site: site.name.clone(),
+                reason: format!("service `{service}` is not running there: nothing to kill"),
+            });
+        };
+        // The service leads its own process group: the whole group dies, as in a crash; its
+        // supervisor records the end.
+        killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).map_err(|e| ProviderError::SiteUnreachable {
+            site: site.name.clone(),
+            reason: format!("cannot kill service `{service}` (pid {pid}): {e}"),
+        })
+    }
+
+    fn disconnect(&self, site: &SiteHandle) -> Result<(), ProviderError> {
+        let lost = self.lost_root();
+        if !self.root.exists() && lost.exists() {
+            return Ok(());
+        }
+        for s in self.observe(site)? {
+            if let ProcessState::Running { pid, .. } = s.process {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        // Out of reach, not gone: the site observes as not set up (unknown, never empty).
+        fs::rename(&self.root, &lost).map_err(io_error(site, "cannot move aside", &self.root))
+    }
+
+    fn reconnect(&self, site: &SiteHandle) -> Result<bool, ProviderError> {
+        let lost = self.lost_root();
+        if self.root.exists() || !lost.exists() {
+            return Ok(false);
+        }
+        fs::rename(&lost, &self.root).map_err(io_error(site, "cannot move back", &lost))?;
+        Ok(true)
+    }
+}
+
+impl LocalProvider {
+    /// Where a disconnected site's folder is kept (a drill's site loss): beside it.
+    fn lost_root(&self) -> PathBuf {
+        self.root.with_extension("lost")
+    }
 }
 
 fn health_of(result: &ProbeResult) -> Health {

@@ -962,6 +962,17 @@ fn check_drills(c: &mut Checker) {
                 );
             }
         }
+        let objectives = drill.objectives.unwrap_or(system.objectives);
+        for (what, missing) in [("rto", objectives.rto.is_none()), ("rpo", objectives.rpo.is_none())] {
+            if missing {
+                c.err_key(
+                    "drills",
+                    name,
+                    &[],
+                    format!("drill `{name}` is judged against an {} objective, and none is declared: set `objectives.{what}` for the system or the drill", what.to_uppercase()),
+                );
+            }
+        }
         if drill.mode == DrillMode::Live && drill.stop.is_empty() {
             c.err_key(
                 "drills",

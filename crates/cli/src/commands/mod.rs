@@ -11,6 +11,7 @@ pub mod backup;
 pub mod certs;
 pub mod controller;
 pub mod demo;
+pub mod drill;
 pub mod example_app;
 pub mod failback;
 pub mod failover;
@@ -102,6 +103,9 @@ pub enum Command {
     Failback(failback::Args),
     /// The history of failovers and failbacks, with timelines.
     Runs(runs::Args),
+    /// Practise a declared loss (a service, a workload, a site, a link) and keep the
+    /// evidence: run a drill, finish one whose process died, list them, render a report.
+    Drill(drill::Args),
     /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
     Wal(wal::Args),
     /// A tiny HTTP service used by the quickstart example.
@@ -136,6 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Maintenance(a) => maintenance::run(a),
         Command::Failback(a) => failback::run(a),
         Command::Runs(a) => runs::run(a),
+        Command::Drill(a) => drill::run(a),
         Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),
         Command::Shim(a) => shim::run(a),

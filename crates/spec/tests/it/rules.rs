@@ -441,7 +441,7 @@ fn as_root_every_service_without_a_user_is_warned_about_and_only_as_root() {
 
 /// BASE with one drill appended.
 fn with_drill(drill: &str) -> String {
-    format!("{BASE}drills:\n{drill}")
+    format!("{BASE}objectives: {{ rto: 1m, rpo: 5m }}\ndrills:\n{drill}")
 }
 
 #[test]
@@ -495,5 +495,12 @@ fn an_isolated_drill_needs_a_standby_site_and_a_link_drill_is_live() {
 fn a_drill_names_what_exists() {
     assert_snapshot!(err(&with_drill(
         "  x:\n    scope: { link: [a, c] }\n    faults: [{ degrade_link: { between: [a, b], loss: 150 } }]\n    mode: live\n    stop: [event: Bad-Kind]\n    probes: { routes: [www], canaries: [orders] }\n    deadline: 0s\n"
+    )));
+}
+
+#[test]
+fn a_drill_needs_objectives_to_be_judged_against() {
+    assert_snapshot!(err(&format!(
+        "{BASE}drills:\n  x:\n    scope: {{ service: web }}\n    faults: [kill: web]\n    objectives: {{ rto: 30s }}\n"
     )));
 }

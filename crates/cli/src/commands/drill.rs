@@ -1,0 +1,378 @@
+//! `resurgo drill run|resume|list|report`: practise a declared loss and keep the evidence.
+//! `run` injects the drill's faults, lets the system recover on its own, measures RTO and RPO
+//! against the objectives, always tears down, checks for leftovers and writes the report
+//! (`<state>/drills/<run>/report.json`); `report` renders one as JSON, Markdown, HTML (with a
+//! timeline picture) or JUnit XML. Exit codes: 0 the drill passed, 1 it failed or could not
+//! run, 64 a bad command line.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Subcommand, ValueEnum};
+use resurgo_controller::drill::{self, DrillContext};
+use resurgo_drill::{Report, Verdict};
+use resurgo_spec::DrillMode;
+
+use crate::common::{load_or_report, SpecArgs};
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: DrillCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Run a drill declared in the spec: steady state, faults (each undo written first),
+    /// recovery measured, teardown (always: also on SIGINT, SIGTERM or the deadline), leak
+    /// check, report. Exit 0 when its verdict is pass.
+    Run {
+        /// The drill's name in the spec (`drills:`).
+        name: String,
+        /// Run it isolated (a sandbox at the DR site), whatever the spec says.
+        #[arg(long, conflicts_with = "live")]
+        isolated: bool,
+        /// Run it live (the faults are real), whatever the spec says.
+        #[arg(long)]
+        live: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Print the report as JSON instead of its summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish a drill run whose process died: straight to teardown, leak check, report.
+    Resume {
+        /// The run (`resurgo drill list` names unfinished ones); default: the one unfinished.
+        run: Option<String>,
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The drills the spec declares, each with its last run and whether it is due.
+    List {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render a drill run's report.
+    Report {
+        /// The run (as `resurgo drill list` shows it); `latest` for the newest.
+        run: String,
+        /// json (the report itself), md, html (a page with the timeline drawn) or junit (one
+        /// test case per objective, probe, data check and the leak check).
+        #[arg(long, value_enum, default_value = "md")]
+        format: Format,
+        /// Write it to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Json,
+    Md,
+    Html,
+    Junit,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DrillCommand::Run {
+            name,
+            isolated,
+            live,
+            spec,
+            json,
+        } => {
+            let Some(desired) = load_or_report(&spec, json)? else {
+                return Ok(exit::code(exit::ERROR));
+            };
+            let Some(declared) = desired.loaded.system.drills.get(&name) else {
+                let names: Vec<&String> = desired.loaded.system.drills.keys().collect();
+                bail!("no drill `{name}` in the spec (drills: {names:?})");
+            };
+            let mode = match (isolated, live) {
+                (true, _) => DrillMode::Isolated,
+                (_, true) => DrillMode::Live,
+                _ => declared.mode,
+            };
+            with_context(&spec, |ctx| drill::run(ctx, &name, mode), json)
+        }
+        DrillCommand::Resume { run, spec, json } => {
+            let run = match run {
+                Some(r) => r,
+                None => match drill::unfinished(&spec.state).as_slice() {
+                    [one] => one.clone(),
+                    [] => bail!("no drill run is unfinished: nothing to resume"),
+                    many => bail!("several drill runs are unfinished ({}): name one", many.join(", ")),
+                },
+            };
+            with_context(&spec, |ctx| drill::resume(ctx, &run), json)
+        }
+        DrillCommand::List { spec, json } => list(&spec, json),
+        DrillCommand::Report {
+            run,
+            format,
+            output,
+            spec,
+        } => {
+            let report = find(&spec, &run)?;
+            let text = match format {
+                Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+                Format::Md => resurgo_drill::markdown(&report),
+                Format::Html => resurgo_drill::html(&report),
+                Format::Junit => resurgo_drill::junit(&report),
+            };
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
+                }
+                None => print!("{text}"),
+            }
+            Ok(exit::code(exit::OK))
+        }
+    }
+}
+
+/// Sets up what a drill needs — the engine, the spec now and as written, the failback, and
+/// SIGINT/SIGTERM turned into a flag the drill watches — and runs `f` with it.
+fn with_context(
+    spec: &SpecArgs,
+    f: impl FnOnce(&DrillContext) -> Result<Report, drill::DrillError>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let written = resurgo_controller::desired::load(&spec.source(), &spec.state.join("git"), &spec.set)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if written.loaded.system.api.is_some() {
+        bail!("drills through the site API (sites on their own hosts) are not in this build yet: run the drill on one machine without `api`");
+    }
+    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = spec.engine_for(&desired)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone()).context("cannot watch for SIGINT/SIGTERM")?;
+    }
+    let load = || -> Result<(resurgo_spec::System, String), String> {
+        let d = spec.load().map_err(|e| e.to_string())?;
+        Ok((d.loaded.system, d.source.label()))
+    };
+    let failback = |from: &str, to: &str| -> Result<(), String> {
+        let desired = spec.load().map_err(|e| e.to_string())?;
+        let engine = spec.engine_for(&desired).map_err(|e| e.to_string())?;
+        resurgo_controller::failover::prepare_failback(
+            &engine,
+            &desired,
+            &spec.state,
+            from,
+            to,
+            Duration::from_secs(300),
+            &|line| eprintln!("  {line}"),
+        )
+        .map_err(|e| e.to_string())?;
+        let desired = spec.load().map_err(|e| e.to_string())?;
+        let report = resurgo_controller::failover::execute(
+            &written.loaded.system,
+            &desired.loaded.system,
+            &engine,
+            &spec.state,
+            from,
+            to,
+            resurgo_controller::failover::RunOptions {
+                failback: true,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        match report.outcome {
+            resurgo_runbook::run::RunOutcome::Succeeded => Ok(()),
+            other => Err(format!("the failback run {}: {other}", report.run)),
+        }
+    };
+    let ctx = DrillContext {
+        engine: &engine,
+        state_dir: &spec.state,
+        load: &load,
+        written: &written.loaded.system,
+        failback: &failback,
+        interrupted: interrupted.clone(),
+        operator: operator(),
+    };
+    if !json {
+        eprintln!("drill running; Ctrl-C ends it (teardown still runs)");
+    }
+    let report = match f(&ctx) {
+        Ok(r) => r,
+        Err(drill::DrillError::Refused(why)) => {
+            eprintln!("error: {why}");
+            return Ok(exit::code(exit::ERROR));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if interrupted.load(Ordering::Relaxed) && !json {
+        eprintln!("interrupted: torn down");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report, &spec.state);
+    }
+    Ok(exit::code(if report.verdict == Verdict::Pass {
+        exit::OK
+    } else {
+        exit::ERROR
+    }))
+}
+
+fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown host".into());
+    format!("{user}@{host}")
+}
+
+fn print_summary(report: &Report, state: &std::path::Path) {
+    println!(
+        "drill {} ({}) — {}: {}",
+        report.drill,
+        report.run,
+        report.outcome.as_str(),
+        report.verdict.as_str()
+    );
+    if let Some(rto) = &report.rto {
+        let part = |name: &str, v: Option<f64>| v.map(|v| format!("{name} {v:.2}s"));
+        let parts: Vec<String> = [
+            part("detect", rto.detect_s),
+            part("decide", rto.decide_s),
+            part("execute", rto.execute_s),
+            part("propagate", rto.propagate_s),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match rto.measured_s {
+            Some(m) => println!("RTO {m:.2}s ({}); objective {}s", parts.join(", "), rto.objective_s),
+            None => println!("RTO: the service did not come back; objective {}s", rto.objective_s),
+        }
+    }
+    if let Some(rpo) = &report.rpo {
+        match (rpo.writes_lost, rpo.seconds) {
+            (Some(n), Some(s)) => println!("RPO {s:.2}s, {n} canary writes lost; objective {}s", rpo.objective_s),
+            _ => println!(
+                "RPO unknown (the recovered data could not be read); objective {}s",
+                rpo.objective_s
+            ),
+        }
+    }
+    println!(
+        "leftovers: {}",
+        if report.leftovers.is_empty() {
+            "[]".to_string()
+        } else {
+            report
+                .leftovers
+                .iter()
+                .map(|l| format!("{} ({})", l.what, l.kind))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    );
+    for f in &report.findings {
+        println!("finding: {f}");
+    }
+    println!(
+        "report: {} (render it with `resurgo drill report {} --format html`)",
+        drill::report_path(state, &report.run).display(),
+        report.run
+    );
+}
+
+fn find(spec: &SpecArgs, run: &str) -> anyhow::Result<Report> {
+    let all = drill::reports(&spec.state);
+    let found = if run == "latest" {
+        all.into_iter().next()
+    } else {
+        all.into_iter().find(|r| r.run == run)
+    };
+    found.with_context(|| {
+        format!(
+            "no report of drill run `{run}` in {} (see `resurgo drill list`)",
+            spec.state.display()
+        )
+    })
+}
+
+fn list(spec: &SpecArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(desired) = load_or_report(spec, json)? else {
+        return Ok(exit::code(exit::ERROR));
+    };
+    let reports = drill::reports(&spec.state);
+    let unfinished = drill::unfinished(&spec.state);
+    let now = resurgo_spec::units::parse_rfc3339(&resurgo_controller::events::now_rfc3339()).unwrap_or(0.0);
+    let mut rows = Vec::new();
+    for (name, d) in &desired.loaded.system.drills {
+        let last = reports.iter().find(|r| &r.drill == name);
+        let passed = reports.iter().find(|r| &r.drill == name && r.verdict == Verdict::Pass);
+        let age = passed.and_then(|r| resurgo_spec::units::parse_rfc3339(&r.started).ok().map(|t| now - t));
+        let due = match (d.cadence, age) {
+            (Some(c), Some(age)) => age > c.0.as_secs_f64(),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        rows.push(serde_json::json!({
+            "drill": name,
+            "scope": d.scope.kind(),
+            "targets": d.scope.targets(),
+            "mode": match d.mode { DrillMode::Isolated => "isolated", DrillMode::Live => "live" },
+            "cadence": d.cadence.map(|c| c.to_string()),
+            "owners": d.owners,
+            "last_run": last.map(|r| &r.run),
+            "last_verdict": last.map(|r| r.verdict.as_str()),
+            "last_pass": passed.map(|r| &r.started),
+            "last_rto_s": passed.and_then(|r| r.rto.as_ref()?.measured_s),
+            "last_rpo_s": passed.and_then(|r| r.rpo.as_ref()?.seconds),
+            "due": due,
+        }));
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "drills": rows, "unfinished": unfinished }))?
+        );
+        return Ok(exit::code(exit::OK));
+    }
+    if rows.is_empty() {
+        println!("no drills declared (add them under `drills:` in the spec)");
+    }
+    for r in &rows {
+        println!(
+            "{:<20} {:<8} {:<8} last: {} {}{}",
+            r["drill"].as_str().unwrap_or_default(),
+            r["scope"].as_str().unwrap_or_default(),
+            r["mode"].as_str().unwrap_or_default(),
+            r["last_run"].as_str().unwrap_or("never run"),
+            r["last_verdict"].as_str().unwrap_or(""),
+            if r["due"] == true {
+                "  (due: no pass within its cadence)"
+            } else {
+                ""
+            }
+        );
+    }
+    for run in &unfinished {
+        println!("unfinished: {run} (`resurgo drill resume {run}` tears it down)");
+    }
+    Ok(exit::code(exit::OK))
+}

@@ -1,0 +1,1123 @@
+//! Drills (`resurgo drill run NAME`): a declared loss practised and measured, leaving a
+//! report as evidence. A live drill, on the sites as they are:
+//!
+//! 1. refused while a failover, a failback or another drill runs, or a drill run was left
+//!    unfinished (it must be resumed — torn down — first);
+//! 2. probes through the routes and canary writers into the datasets start, and must answer
+//!    (the steady state) before anything is injected;
+//! 3. each fault's undo is journaled, then the fault is injected (through the site's provider);
+//! 4. the drill waits — the agents detect the loss and recover by themselves, no command —
+//!    until every route answers again and, for a site loss, a failover finished; its stop
+//!    conditions and deadline are checked meanwhile, and SIGINT/SIGTERM end it;
+//! 5. teardown, whatever happened: the faults undone newest first, the canaries removed, a
+//!    failback to the original site (if declared) — then the leak check;
+//! 6. the report ([`resurgo_drill::Report`]) is judged and written beside the journal.
+//!
+//! The journal (`<state>/drills/<run>/journal.jsonl`) is written before and after every act,
+//! so a drill whose process died is resumed by [`resume`]: its measurement died with its
+//! probes, so it goes straight to teardown and reports `interrupted`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::fcntl::{Flock, FlockArg};
+use resurgo_drill::{
+    CanaryResult, DataCheck, FaultRecord, Leftover, Mode, Outcome, Phase, PhaseName, Probe, ProbeKind, Report, Rpo,
+    Rto, Scope, ScopeKind, TimelineEntry, Verdict,
+};
+use resurgo_provider::Provider;
+use resurgo_spec::{Drill, DrillMode, Fault, StopCondition, System};
+use serde::{Deserialize, Serialize};
+
+use crate::drill_probe::{self as probe, Canary, RouteProbe};
+use crate::engine::Engine;
+use crate::events::{Event, EventKind, EventLog};
+
+/// How a drill reaches the system: the engine (providers), the state folder, a way to load the
+/// spec as it stands now (with the primary assignments), and a way to fail back.
+pub struct DrillContext<'a> {
+    pub engine: &'a Engine,
+    pub state_dir: &'a Path,
+    /// The spec now (the primary assignments applied: where services are active), and its
+    /// commit.
+    pub load: &'a dyn Fn() -> Result<(System, String), String>,
+    /// The spec as written: where each service belongs, which a drill leaves it at.
+    pub written: &'a System,
+    /// Moves the services active at `from` back to `to` (a planned failback).
+    pub failback: &'a dyn Fn(&str, &str) -> Result<(), String>,
+    /// Set by SIGINT/SIGTERM: the drill ends and tears down.
+    pub interrupted: Arc<AtomicBool>,
+    /// Who runs it (`user@host`), for the report.
+    pub operator: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("drill journal {path}: {reason}")]
+    Journal { path: String, reason: String },
+}
+
+/// One line of a drill's journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum Record {
+    Begun {
+        run: String,
+        name: String,
+        drill: Drill,
+        mode: DrillMode,
+        started: String,
+        started_unix: f64,
+        spec_commit: String,
+        operator: String,
+    },
+    /// Written before fault `index` is injected: what undoes it.
+    Undo {
+        index: usize,
+        fault: Fault,
+        undo: String,
+    },
+    Injected {
+        index: usize,
+        at_s: f64,
+        error: Option<String>,
+    },
+    /// The measurement, once it ended (however it ended).
+    Measured {
+        report: Box<Report>,
+    },
+    TeardownBegun {
+        at_s: f64,
+        outcome: Outcome,
+    },
+    Reverted {
+        index: usize,
+        at_s: f64,
+        error: Option<String>,
+    },
+    Ended {
+        at_s: f64,
+    },
+}
+
+/// The folder of drill runs.
+pub fn drills_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("drills")
+}
+
+fn run_dir(state_dir: &Path, run: &str) -> PathBuf {
+    drills_dir(state_dir).join(run)
+}
+
+/// Where a drill run's report is.
+pub fn report_path(state_dir: &Path, run: &str) -> PathBuf {
+    run_dir(state_dir, run).join("report.json")
+}
+
+/// The journal of one drill run: append-only, each record fsynced before the act it announces.
+struct Journal {
+    path: PathBuf,
+    records: Vec<Record>,
+}
+
+impl Journal {
+    fn open(state_dir: &Path, run: &str) -> Result<Journal, DrillError> {
+        let dir = run_dir(state_dir, run);
+        resurgo_provider::private_dir(&dir).map_err(|e| DrillError::Journal {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let path = dir.join("journal.jsonl");
+        let records = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                // A torn last line (the process died writing it) is dropped: its act never began.
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(DrillError::Journal {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        Ok(Journal { path, records })
+    }
+
+    fn append(&mut self, record: Record) -> Result<(), DrillError> {
+        let fail = |e: std::io::Error| DrillError::Journal {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut line = serde_json::to_string(&record).map_err(|e| fail(std::io::Error::other(e)))?;
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(fail)?;
+        file.write_all(line.as_bytes()).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        self.records.push(record);
+        resurgo_runbook::crash::after_record(self.records.len() as u64);
+        Ok(())
+    }
+
+    fn begun(&self) -> Option<(&String, &String, &Drill, DrillMode, &String, f64, &String, &String)> {
+        self.records.iter().find_map(|r| match r {
+            Record::Begun {
+                run,
+                name,
+                drill,
+                mode,
+                started,
+                started_unix,
+                spec_commit,
+                operator,
+            } => Some((run, name, drill, *mode, started, *started_unix, spec_commit, operator)),
+            _ => None,
+        })
+    }
+
+    fn ended(&self) -> bool {
+        self.records.iter().any(|r| matches!(r, Record::Ended { .. }))
+    }
+
+    /// The faults whose undo was written (injected or maybe injected), with their undo.
+    fn undos(&self) -> Vec<(usize, Fault, String)> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Undo { index, fault, undo } => Some((*index, fault.clone(), undo.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reverted(&self, index: usize) -> bool {
+        self.records
+            .iter()
+            .any(|r| matches!(r, Record::Reverted { index: i, error: None, .. } if *i == index))
+    }
+}
+
+/// Drill runs whose journal has no end: their process died, or is running now.
+pub fn unfinished(state_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(drills_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().join("journal.jsonl").exists())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|run| Journal::open(state_dir, run).is_ok_and(|j| !j.ended()))
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// The drill runs with a report, newest first.
+pub fn reports(state_dir: &Path) -> Vec<Report> {
+    let Ok(entries) = std::fs::read_dir(drills_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut all: Vec<Report> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("report.json")).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    all.sort_by(|a: &Report, b: &Report| b.started.cmp(&a.started));
+    all
+}
+
+/// The lock a drill holds for its whole run (`<state>/drills/active.lock`): another drill, or
+/// a resume of this one, is refused while it is held; the kernel drops it when the process
+/// ends, however it ends.
+fn lock(state_dir: &Path) -> Result<Flock<std::fs::File>, DrillError> {
+    let dir = drills_dir(state_dir);
+    let io = |e: std::io::Error| DrillError::Journal {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    resurgo_provider::private_dir(&dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("active.lock"))
+        .map_err(io)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| DrillError::Refused("another drill is running now: one drill at a time".into()))
+}
+
+/// Runs drill `name` in `mode`. Returns the report (judged, written beside its journal).
+pub fn run(ctx: &DrillContext, name: &str, mode: DrillMode) -> Result<Report, DrillError> {
+    let _lock = lock(ctx.state_dir)?;
+    if let Some(run) = unfinished(ctx.state_dir).first() {
+        return Err(DrillError::Refused(format!(
+            "drill run {run} did not finish (its process died): `resurgo drill resume {run}` tears it down first"
+        )));
+    }
+    if crate::failover::run_in_progress(ctx.state_dir) {
+        return Err(DrillError::Refused(
+            "a failover or failback is in progress: a drill waits until it is over".into(),
+        ));
+    }
+    let (system, commit) = (ctx.load)().map_err(DrillError::Refused)?;
+    let drill =
+        system.drills.get(name).cloned().ok_or_else(|| {
+            DrillError::Refused(format!("no drill `{name}` in the spec (drills: {})", names(&system)))
+        })?;
+    if mode == DrillMode::Live && drill.stop.is_empty() {
+        return Err(DrillError::Refused(format!(
+            "drill `{name}` has no `stop` conditions: a live drill must say what aborts it"
+        )));
+    }
+    if mode == DrillMode::Isolated {
+        return Err(DrillError::Refused(format!(
+            "drill `{name}`: isolated drills (a sandbox at the DR site) are not in this build yet; run it `--live`"
+        )));
+    }
+    let began = Instant::now();
+    let started = SystemTime::now();
+    let stamp = crate::events::format_rfc3339(started)
+        .replace([':', '-'], "")
+        .replace('.', "");
+    let run = format!("drill-{name}-{}", stamp.trim_end_matches('Z'));
+    let mut journal = Journal::open(ctx.state_dir, &run)?;
+    journal.append(Record::Begun {
+        run: run.clone(),
+        name: name.to_string(),
+        drill: drill.clone(),
+        mode,
+        started: crate::events::format_rfc3339(started),
+        started_unix: unix(started),
+        spec_commit: commit.clone(),
+        operator: ctx.operator.clone(),
+    })?;
+    emit(
+        ctx,
+        EventKind::DrillStarted,
+        &format!("drill {name} ({run}) started, {}", mode_name(mode)),
+    );
+    let mut report = new_report(&run, name, &drill, mode, &commit, &ctx.operator, started);
+    let outcome = measure(ctx, &mut journal, &drill, &system, &mut report, began);
+    report.outcome = outcome;
+    journal.append(Record::Measured {
+        report: Box::new(report.clone()),
+    })?;
+    finish(ctx, &mut journal, report, began)
+}
+
+/// Finishes drill run `run` whose process died: straight to teardown (its measurement died
+/// with its probes), then the leak check and the report.
+pub fn resume(ctx: &DrillContext, run: &str) -> Result<Report, DrillError> {
+    let _lock = lock(ctx.state_dir)?;
+    let mut journal = Journal::open(ctx.state_dir, run)?;
+    let Some((_, name, drill, mode, started, started_unix, commit, operator)) = journal.begun() else {
+        return Err(DrillError::Refused(format!("no drill run {run} was begun here")));
+    };
+    if journal.ended() {
+        return Err(DrillError::Refused(format!(
+            "drill run {run} has ended already: nothing to resume"
+        )));
+    }
+    let started_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(started_unix);
+    let mut report = journal
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Measured { report } => Some((**report).clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            let mut r = new_report(run, name, drill, mode, commit, operator, started_at);
+            r.started = started.clone();
+            r.outcome = Outcome::Interrupted;
+            r.findings.push(
+                "the drill's process died before its measurement ended: resumed, it went straight to teardown".into(),
+            );
+            r
+        });
+    // The drill's clock: its start, as the journal says.
+    let elapsed = SystemTime::now().duration_since(started_at).unwrap_or_default();
+    let began = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
+    if !journal.records.iter().any(|r| matches!(r, Record::Measured { .. })) {
+        journal.append(Record::Measured {
+            report: Box::new(report.clone()),
+        })?;
+    }
+    report
+        .timeline
+        .push(entry(began, "resumed", "resumed after its process died"));
+    finish(ctx, &mut journal, report, began)
+}
+
+fn names(system: &System) -> String {
+    let names: Vec<&str> = system.drills.keys().map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn mode_name(mode: DrillMode) -> &'static str {
+    match mode {
+        DrillMode::Isolated => "isolated",
+        DrillMode::Live => "live",
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+fn emit(ctx: &DrillContext, kind: EventKind, message: &str) {
+    let event = Event::new(kind, message);
+    event.log(true);
+    let _ = EventLog::of_state(ctx.state_dir).append(&event);
+}
+
+fn entry(began: Instant, kind: &str, message: &str) -> TimelineEntry {
+    TimelineEntry {
+        at_s: began.elapsed().as_secs_f64(),
+        kind: kind.into(),
+        message: message.into(),
+    }
+}
+
+fn new_report(
+    run: &str,
+    name: &str,
+    drill: &Drill,
+    mode: DrillMode,
+    commit: &str,
+    operator: &str,
+    started: SystemTime,
+) -> Report {
+    Report {
+        schema: resurgo_drill::REPORT_SCHEMA.into(),
+        run: run.into(),
+        drill: name.into(),
+        mode: match mode {
+            DrillMode::Isolated => Mode::Isolated,
+            DrillMode::Live => Mode::Live,
+        },
+        scope: Scope {
+            kind: match drill.scope.kind() {
+                "service" => ScopeKind::Service,
+                "workload" => ScopeKind::Workload,
+                "site" => ScopeKind::Site,
+                _ => ScopeKind::Link,
+            },
+            targets: drill.scope.targets(),
+        },
+        spec_commit: commit.into(),
+        resurgo_version: env!("CARGO_PKG_VERSION").into(),
+        operator: operator.into(),
+        started: crate::events::format_rfc3339(started),
+        ended: None,
+        deadline_s: drill.deadline().as_secs_f64(),
+        outcome: Outcome::InProgress,
+        timeline: Vec::new(),
+        phases: Vec::new(),
+        rto: None,
+        rpo: None,
+        probes: Vec::new(),
+        isolation: None,
+        data_checks: Vec::new(),
+        faults: Vec::new(),
+        leftovers: Vec::new(),
+        verdict: Verdict::Fail,
+        findings: Vec::new(),
+    }
+}
+
+/// What undoes `fault`, for people (journaled before it is injected).
+fn undo_of(fault: &Fault) -> String {
+    match fault {
+        Fault::Kill(s) => format!("start `{s}` again if nothing restarted it"),
+        Fault::StopSite(s) => format!("bring site `{s}` back within reach (it rejoins as its agent decides)"),
+        Fault::IsolateSite(s) => format!("heal site `{s}`'s network"),
+        Fault::CutLink(_) | Fault::DegradeLink(_) => format!("heal the link {}", fault.target()),
+    }
+}
+
+fn inject(ctx: &DrillContext, system: &System, fault: &Fault) -> Result<(), String> {
+    let handle = |site: &str| {
+        ctx.engine
+            .site(system, site)
+            .ok_or_else(|| format!("site `{site}` is not declared"))
+    };
+    match fault {
+        Fault::Kill(service) => {
+            let site = system
+                .services
+                .get(service)
+                .map(|s| s.site.clone())
+                .ok_or_else(|| format!("service `{service}` is not declared"))?;
+            ctx.engine
+                .provider
+                .kill(&handle(&site)?, service)
+                .map_err(|e| e.to_string())
+        }
+        Fault::StopSite(site) => ctx
+            .engine
+            .provider
+            .disconnect(&handle(site)?)
+            .map_err(|e| e.to_string()),
+        Fault::IsolateSite(_) | Fault::CutLink(_) | Fault::DegradeLink(_) => Err(format!(
+            "`{}` faults are not in this build yet (network faults); use `kill` or `stop_site`",
+            fault.kind()
+        )),
+    }
+}
+
+fn revert(ctx: &DrillContext, system: &System, fault: &Fault) -> Result<(), String> {
+    match fault {
+        // A killed service is restarted by what restarts crashed services (its `sync: auto`,
+        // or the agent serving its group): the leak check says whether it came back.
+        Fault::Kill(_) => Ok(()),
+        Fault::StopSite(site) => {
+            let handle = ctx
+                .engine
+                .site(system, site)
+                .ok_or_else(|| format!("site `{site}` is not declared"))?;
+            ctx.engine
+                .provider
+                .reconnect(&handle)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Fault::IsolateSite(_) | Fault::CutLink(_) | Fault::DegradeLink(_) => Ok(()),
+    }
+}
+
+/// The datasets a drill writes its canary into: those it names, else every dataset of a
+/// service in its scope.
+fn canary_datasets(drill: &Drill, system: &System) -> Vec<String> {
+    if !drill.probes.canaries.is_empty() {
+        return drill.probes.canaries.clone();
+    }
+    let services = drill.scope.services(system);
+    system
+        .datasets
+        .iter()
+        .filter(|(_, d)| services.contains(&d.service))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Steady state, faults, and the wait for recovery. Fills the report's measures; returns how
+/// the measurement ended.
+fn measure(
+    ctx: &DrillContext,
+    journal: &mut Journal,
+    drill: &Drill,
+    system: &System,
+    report: &mut Report,
+    began: Instant,
+) -> Outcome {
+    let deadline = drill.deadline();
+    let services = drill.scope.services(system);
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes: Vec<RouteProbe> = RouteProbe::for_drill(system, &drill.probes.routes, &services)
+        .into_iter()
+        .map(|(route, listen, port)| {
+            let check = system
+                .routes
+                .get(&route)
+                .and_then(|r| system.services.get(&r.service))
+                .and_then(|s| s.health.clone());
+            RouteProbe::start(&route, listen, port, check, began, stop.clone())
+        })
+        .collect();
+    let canaries: Vec<Canary> = canary_datasets(drill, system)
+        .iter()
+        .map(|d| Canary::start(system, ctx.engine, ctx.state_dir, d, began))
+        .collect();
+    let outcome = measure_with(ctx, journal, drill, system, report, began, deadline, &probes, &canaries);
+    stop.store(true, Ordering::Relaxed);
+    for c in &canaries {
+        c.halt();
+    }
+    for p in &probes {
+        let answers = p.answers();
+        let failures = answers.iter().filter(|(_, ok)| !ok).count() as u64;
+        let back = report
+            .faults
+            .first()
+            .and_then(|f| f.injected_at_s)
+            .and_then(|t| probe::back_at(&answers, t));
+        report.probes.push(Probe {
+            name: p.route.clone(),
+            kind: ProbeKind::Route,
+            target: p.listen.to_string(),
+            attempts: answers.len() as u64,
+            failures,
+            passed: back.is_some() || report.faults.is_empty(),
+            detail: match back {
+                Some(t) => Some(format!("answered again {t:.2} s into the drill")),
+                None => p
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .map(|e| format!("never answered again: {e}")),
+            },
+        });
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_with(
+    ctx: &DrillContext,
+    journal: &mut Journal,
+    drill: &Drill,
+    system: &System,
+    report: &mut Report,
+    began: Instant,
+    deadline: Duration,
+    probes: &[RouteProbe],
+    canaries: &[Canary],
+) -> Outcome {
+    let over = |began: Instant| began.elapsed() >= deadline;
+    // Steady state: every probe answers and every canary writes before anything is injected.
+    let steady = loop {
+        let probes_ok = probes.iter().all(|p| p.answers().last().is_some_and(|(_, ok)| *ok));
+        let canaries_ok = canaries
+            .iter()
+            .all(|c| !c.acked.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+        if probes_ok && canaries_ok {
+            break true;
+        }
+        if ctx.interrupted.load(Ordering::Relaxed) || over(began) || began.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !steady {
+        let mut why: Vec<String> = probes
+            .iter()
+            .filter(|p| !p.answers().last().is_some_and(|(_, ok)| *ok))
+            .map(|p| {
+                format!(
+                    "route `{}` ({}) does not answer: {}",
+                    p.route,
+                    p.listen,
+                    p.last_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        why.extend(
+            canaries
+                .iter()
+                .filter(|c| c.acked.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
+                .map(|c| {
+                    format!(
+                        "no canary write into `{}` was acknowledged: {}",
+                        c.dataset,
+                        c.last_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone()
+                            .unwrap_or_default()
+                    )
+                }),
+        );
+        report
+            .findings
+            .push(format!("steady state not reached before any fault: {}", why.join("; ")));
+        return if ctx.interrupted.load(Ordering::Relaxed) {
+            Outcome::Interrupted
+        } else if over(began) {
+            Outcome::DeadlinePassed
+        } else {
+            Outcome::Failed
+        };
+    }
+    report
+        .timeline
+        .push(entry(began, "steady", "every probe answers and every canary writes"));
+    let events_before = EventLog::of_state(ctx.state_dir).read().map(|e| e.len()).unwrap_or(0);
+    // The canaries stop as the first fault goes in: what they had acknowledged is what the
+    // recovery must keep.
+    let acked: Vec<Vec<(u64, f64)>> = canaries.iter().map(Canary::halt).collect();
+    let mut fault_s = None;
+    for (index, fault) in drill.faults.iter().enumerate() {
+        let undo = undo_of(fault);
+        if journal
+            .append(Record::Undo {
+                index,
+                fault: fault.clone(),
+                undo: undo.clone(),
+            })
+            .is_err()
+        {
+            report
+                .findings
+                .push("the journal could not be written: no fault injected".into());
+            return Outcome::Failed;
+        }
+        let at = began.elapsed().as_secs_f64();
+        let result = inject(ctx, system, fault);
+        let _ = journal.append(Record::Injected {
+            index,
+            at_s: at,
+            error: result.clone().err(),
+        });
+        report.faults.push(FaultRecord {
+            kind: fault.kind().into(),
+            target: fault.target(),
+            injected_at_s: result.is_ok().then_some(at),
+            reverted_at_s: None,
+            undo,
+        });
+        match result {
+            Ok(()) => {
+                fault_s.get_or_insert(at);
+                report.timeline.push(entry(
+                    began,
+                    "fault_injected",
+                    &format!("{} {}", fault.kind(), fault.target()),
+                ));
+            }
+            Err(e) => {
+                report.findings.push(format!(
+                    "fault {} {} could not be injected: {e}",
+                    fault.kind(),
+                    fault.target()
+                ));
+                return Outcome::Failed;
+            }
+        }
+    }
+    let fault_s = fault_s.unwrap_or(0.0);
+    // Recovery, by the agents and the controller on their own.
+    let site_loss = drill.faults.iter().any(|f| matches!(f, Fault::StopSite(_)));
+    let objective = drill.objectives.unwrap_or(system.objectives);
+    let outcome = loop {
+        let backs: Vec<Option<f64>> = probes.iter().map(|p| probe::back_at(&p.answers(), fault_s)).collect();
+        let events = EventLog::of_state(ctx.state_dir)
+            .read()
+            .unwrap_or_default()
+            .into_iter()
+            .skip(events_before)
+            .collect::<Vec<_>>();
+        let failed_over = events.iter().any(|e| e.kind == EventKind::FailoverFinished);
+        if backs.iter().all(Option::is_some) && (!site_loss || failed_over) {
+            break Outcome::Completed;
+        }
+        if let Some(why) = stop_condition(drill, probes, &events) {
+            report.findings.push(format!("stopped: {why}"));
+            break Outcome::Aborted;
+        }
+        if ctx.interrupted.load(Ordering::Relaxed) {
+            break Outcome::Interrupted;
+        }
+        if over(began) {
+            break Outcome::DeadlinePassed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let events: Vec<Event> = EventLog::of_state(ctx.state_dir)
+        .read()
+        .unwrap_or_default()
+        .into_iter()
+        .skip(events_before)
+        .collect();
+    let started_unix = unix(SystemTime::now()) - began.elapsed().as_secs_f64();
+    let at_s = |e: &Event| {
+        resurgo_spec::units::parse_rfc3339(&e.time)
+            .ok()
+            .map(|t| t - started_unix)
+    };
+    for e in &events {
+        if let Some(t) = at_s(e) {
+            report.timeline.push(TimelineEntry {
+                at_s: t,
+                kind: e.kind.to_string(),
+                message: match (&e.site, &e.service) {
+                    (Some(site), Some(svc)) => format!("{svc} at {site}: {}", e.message),
+                    (Some(site), None) => format!("{site}: {}", e.message),
+                    _ => e.message.clone(),
+                },
+            });
+        }
+    }
+    // RTO: the fault until every route answers again, in phases from the event log.
+    let back = probes
+        .iter()
+        .map(|p| probe::back_at(&p.answers(), fault_s))
+        .try_fold(fault_s, |acc, b| b.map(|b| acc.max(b)));
+    let first = |kinds: &[EventKind]| {
+        events
+            .iter()
+            .filter(|e| kinds.contains(&e.kind))
+            .filter_map(at_s)
+            .find(|t| *t >= fault_s)
+    };
+    let detected = first(&[
+        EventKind::DriftSeen,
+        EventKind::SiteDead,
+        EventKind::SiteUnreachable,
+        EventKind::SiteSuspect,
+    ]);
+    let decided = first(&[EventKind::FailoverStarted, EventKind::DriftCorrected]).or(detected);
+    let executed = first(&[
+        EventKind::FailoverFinished,
+        EventKind::DriftCleared,
+        EventKind::DriftCorrected,
+    ]);
+    let end = back.filter(|_| !probes.is_empty());
+    let span = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    };
+    let mut phases = Vec::new();
+    let mut at = fault_s;
+    for (name, until) in [
+        (PhaseName::Detect, detected),
+        (PhaseName::Decide, decided),
+        (PhaseName::Execute, executed),
+        (PhaseName::Propagate, end.map(|e| e.max(executed.unwrap_or(e)))),
+    ] {
+        if let Some(until) = until.filter(|u| *u >= at) {
+            phases.push(Phase {
+                name,
+                start_s: at,
+                end_s: until,
+            });
+            at = until;
+        }
+    }
+    report.phases = phases;
+    report.rto = Some(Rto {
+        measured_s: end.map(|e| e - fault_s),
+        objective_s: objective.rto.map_or(0.0, |d| d.0.as_secs_f64()),
+        detect_s: span(Some(fault_s), detected),
+        decide_s: span(detected, decided),
+        preempt_s: None,
+        execute_s: span(decided, executed),
+        propagate_s: span(executed, end),
+    })
+    .filter(|_| !probes.is_empty());
+    // RPO: what the canaries had acknowledged before the fault, against what is there now.
+    if !canaries.is_empty() {
+        let (now, _) = (ctx.load)().unwrap_or_else(|_| (system.clone(), String::new()));
+        let mut datasets = Vec::new();
+        for (c, acked) in canaries.iter().zip(&acked) {
+            let last = acked.last().copied();
+            let site = probe::active_site(&now, &c.dataset).unwrap_or_default();
+            let found = probe::recovered(&now, ctx.engine, ctx.state_dir, &c.dataset);
+            let (recovered, lost, seconds, detail) = match (&found, last) {
+                (Ok(n), Some((last_seq, last_at))) => {
+                    let lost = acked.iter().filter(|(s, _)| s > n).count() as u64;
+                    let kept_at = acked.iter().find(|(s, _)| s == n).map_or(0.0, |(_, t)| *t);
+                    let secs = if lost == 0 { 0.0 } else { last_at - kept_at };
+                    (
+                        Some(*n),
+                        Some(lost),
+                        Some(secs),
+                        Some(format!("last acknowledged #{last_seq}, recovered up to #{n}")),
+                    )
+                }
+                (Ok(n), None) => (Some(*n), Some(0), Some(0.0), None),
+                (Err(e), _) => (None, None, None, Some(format!("cannot read the recovered copy: {e}"))),
+            };
+            datasets.push(CanaryResult {
+                dataset: c.dataset.clone(),
+                kind: probe::kind_name(c.kind).into(),
+                site: site.clone(),
+                acknowledged: acked.len() as u64,
+                recovered,
+                writes_lost: lost,
+                seconds,
+                detail,
+            });
+            let (method, result) = probe::data_check(&now, ctx.engine, ctx.state_dir, &c.dataset);
+            report.data_checks.push(DataCheck {
+                dataset: c.dataset.clone(),
+                site,
+                method,
+                passed: result.is_ok(),
+                detail: Some(result.unwrap_or_else(|e| e)),
+            });
+        }
+        let lost: Option<u64> = datasets.iter().map(|d| d.writes_lost).sum();
+        let seconds = datasets
+            .iter()
+            .map(|d| d.seconds)
+            .try_fold(0.0f64, |acc, s| s.map(|s| acc.max(s)));
+        report.rpo = Some(Rpo {
+            objective_s: objective.rpo.map_or(0.0, |d| d.0.as_secs_f64()),
+            writes_lost: lost,
+            seconds,
+            datasets,
+        });
+        if let Some(limit) = drill.stop.iter().find_map(|s| match s {
+            StopCondition::WritesLostOver(n) => Some(*n),
+            _ => None,
+        }) {
+            if lost.is_some_and(|l| l > limit) {
+                report.findings.push(format!(
+                    "stopped: {} canary writes lost, over the limit {limit}",
+                    lost.unwrap_or(0)
+                ));
+                return Outcome::Aborted;
+            }
+        }
+    }
+    outcome
+}
+
+/// The first stop condition that holds, said for people.
+fn stop_condition(drill: &Drill, probes: &[RouteProbe], events: &[Event]) -> Option<String> {
+    drill.stop.iter().find_map(|s| match s {
+        StopCondition::UnavailableFor(d) => probes.iter().find_map(|p| {
+            let down = probe::failing_for(&p.answers());
+            (down >= d.0.as_secs_f64()).then(|| format!("route `{}` unavailable for {down:.1} s (limit {d})", p.route))
+        }),
+        StopCondition::Event(kind) => events
+            .iter()
+            .find(|e| e.kind.to_string() == *kind)
+            .map(|e| format!("event {kind}: {}", e.message)),
+        StopCondition::WritesLostOver(_) => None,
+    })
+}
+
+/// Teardown (always), failback, leak check, verdict; the report written and the journal ended.
+fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: Instant) -> Result<Report, DrillError> {
+    let teardown_from = began.elapsed().as_secs_f64();
+    journal.append(Record::TeardownBegun {
+        at_s: teardown_from,
+        outcome: report.outcome,
+    })?;
+    report.timeline.push(entry(began, "teardown", "teardown begins"));
+    let (system, _) = (ctx.load)().map_err(DrillError::Refused)?;
+    let Some((_, name, drill, ..)) = journal.begun() else {
+        return Err(DrillError::Refused(
+            "the journal does not say which drill it was".into(),
+        ));
+    };
+    let (name, drill) = (name.clone(), drill.clone());
+    // The faults undone newest first; one that fails to revert does not stop the others.
+    let mut undos = journal.undos();
+    undos.reverse();
+    for (index, fault, _) in undos {
+        if journal.reverted(index) {
+            continue;
+        }
+        let result = revert(ctx, &system, &fault);
+        let at = began.elapsed().as_secs_f64();
+        journal.append(Record::Reverted {
+            index,
+            at_s: at,
+            error: result.clone().err(),
+        })?;
+        if let Some(f) = report.faults.get_mut(index) {
+            f.reverted_at_s = Some(at);
+        }
+        match result {
+            Ok(()) => report.timeline.push(entry(
+                began,
+                "fault_reverted",
+                &format!("{} {}", fault.kind(), fault.target()),
+            )),
+            Err(e) => report.findings.push(format!(
+                "fault {} {} could not be reverted: {e}",
+                fault.kind(),
+                fault.target()
+            )),
+        }
+    }
+    // The system back where the spec puts it: a live site loss that failed over fails back.
+    let (now, _) = (ctx.load)().map_err(DrillError::Refused)?;
+    let services = drill.scope.services(ctx.written);
+    let moved: Vec<(String, String)> = services
+        .iter()
+        .filter_map(|s| {
+            let at = now.services.get(s)?.site.clone();
+            let home = ctx.written.services.get(s)?.site.clone();
+            (at != home).then_some((at, home))
+        })
+        .collect();
+    let mut failback_span = None;
+    if let (true, Some((from, to))) = (drill.failback, moved.first().cloned()) {
+        let t0 = began.elapsed().as_secs_f64();
+        // The old site rejoins as a standby first (its agent's doing), then the switch back.
+        let result = wait_for(Duration::from_secs(120), || standby_ready(ctx, &now, &to))
+            .ok_or_else(|| format!("site `{to}` did not come back as a standby within 120 s"))
+            .and_then(|()| (ctx.failback)(&from, &to));
+        match result {
+            Ok(()) => {
+                report
+                    .timeline
+                    .push(entry(began, "failed_back", &format!("services back at {to}")));
+                failback_span = Some((t0, began.elapsed().as_secs_f64()));
+            }
+            Err(e) => report
+                .findings
+                .push(format!("failback from {from} to {to} failed: {e}")),
+        }
+    }
+    // The canaries removed where the data now is.
+    let (now, _) = (ctx.load)().map_err(DrillError::Refused)?;
+    for dataset in canary_datasets(&drill, ctx.written) {
+        if let Err(e) = probe::remove(&now, ctx.engine, ctx.state_dir, &dataset) {
+            report
+                .findings
+                .push(format!("the canary in `{dataset}` could not be removed: {e}"));
+        }
+    }
+    report.leftovers = leak_check(ctx, &drill, journal, &now);
+    if let Some((a, b)) = failback_span {
+        report.phases.push(Phase {
+            name: PhaseName::Failback,
+            start_s: a,
+            end_s: b,
+        });
+    }
+    report.phases.push(Phase {
+        name: PhaseName::Teardown,
+        start_s: teardown_from,
+        end_s: began.elapsed().as_secs_f64(),
+    });
+    report.ended = Some(crate::events::now_rfc3339());
+    report.judge();
+    let path = report_path(ctx.state_dir, &report.run);
+    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    std::fs::write(&path, text).map_err(|e| DrillError::Journal {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    journal.append(Record::Ended {
+        at_s: began.elapsed().as_secs_f64(),
+    })?;
+    emit(
+        ctx,
+        if report.verdict == Verdict::Pass {
+            EventKind::DrillPassed
+        } else {
+            EventKind::DrillFailed
+        },
+        &format!("drill {name} ({}): {}", report.run, report.verdict.as_str()),
+    );
+    Ok(report)
+}
+
+/// Whether every service active elsewhere that names `site` as its standby runs there as one.
+fn standby_ready(ctx: &DrillContext, system: &System, site: &str) -> Option<()> {
+    let handle = ctx.engine.site(system, site)?;
+    let seen = ctx.engine.provider.observe(&handle).ok()?;
+    let wanted: Vec<&String> = system
+        .services
+        .iter()
+        .filter(|(_, s)| s.site != site && s.standby.iter().any(|x| x == site))
+        .map(|(n, _)| n)
+        .collect();
+    wanted
+        .iter()
+        .all(|name| {
+            seen.iter().any(|s| {
+                &&s.service == name
+                    && matches!(s.process, resurgo_plan::ProcessState::Running { .. })
+                    && s.config.role == resurgo_plan::Role::Standby
+            })
+        })
+        .then_some(())
+}
+
+fn wait_for(limit: Duration, mut f: impl FnMut() -> Option<()>) -> Option<()> {
+    let until = Instant::now() + limit;
+    loop {
+        if f().is_some() {
+            return Some(());
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What the drill left behind: faults not undone, services in scope not running where the
+/// spec puts them, sites still out of reach, canaries still in the data.
+fn leak_check(ctx: &DrillContext, drill: &Drill, journal: &Journal, now: &System) -> Vec<Leftover> {
+    let mut left = Vec::new();
+    for (index, fault, _) in journal.undos() {
+        if !journal.reverted(index) {
+            left.push(Leftover {
+                kind: "fault".into(),
+                what: format!("{} {} not undone", fault.kind(), fault.target()),
+                place: fault.target(),
+            });
+        }
+    }
+    for site in now.sites.keys() {
+        if let Some(handle) = ctx.engine.site(now, site) {
+            if let Err(e) = ctx.engine.provider.observe(&handle) {
+                left.push(Leftover {
+                    kind: "site".into(),
+                    what: format!("site `{site}` cannot be observed: {e}"),
+                    place: site.clone(),
+                });
+            }
+        }
+    }
+    // Services in scope: running where they are active, within a minute of teardown (the
+    // controller restarts a killed one; a failed-back one starts).
+    for service in drill.scope.services(now) {
+        let Some(site) = now.services.get(&service).map(|s| s.site.clone()) else {
+            continue;
+        };
+        let running = wait_for(Duration::from_secs(60), || {
+            let handle = ctx.engine.site(now, &site)?;
+            ctx.engine
+                .provider
+                .observe(&handle)
+                .ok()?
+                .iter()
+                .any(|s| s.service == service && matches!(s.process, resurgo_plan::ProcessState::Running { .. }))
+                .then_some(())
+        });
+        if running.is_none() {
+            left.push(Leftover {
+                kind: "process".into(),
+                what: format!("service `{service}` is not running at `{site}` after the drill"),
+                place: site.clone(),
+            });
+        }
+    }
+    for dataset in canary_datasets(drill, ctx.written) {
+        let place = probe::active_site(now, &dataset).unwrap_or_default();
+        match probe::recovered(now, ctx.engine, ctx.state_dir, &dataset) {
+            Ok(0) => {}
+            Ok(n) => left.push(Leftover {
+                kind: "canary".into(),
+                what: format!("{n} canary writes left in `{dataset}`"),
+                place,
+            }),
+            Err(e) => left.push(Leftover {
+                kind: "canary".into(),
+                what: format!("cannot tell whether the canary left `{dataset}`: {e}"),
+                place,
+            }),
+        }
+    }
+    left
+}
