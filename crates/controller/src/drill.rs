@@ -18,6 +18,7 @@
 //! probes, so it goes straight to teardown and reports `interrupted`.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
 use resurgo_drill::{
-    CanaryResult, DataCheck, FaultRecord, Leftover, Mode, Outcome, Phase, PhaseName, Probe, ProbeKind, Report, Rpo,
-    Rto, Scope, ScopeKind, TimelineEntry, Verdict,
+    CanaryResult, ConnectionAttempt, DataCheck, FaultRecord, Isolation, Leftover, Mode, Outcome, Phase, PhaseName,
+    Probe, ProbeKind, Report, Rpo, Rto, Scope, ScopeKind, TimelineEntry, Verdict,
 };
 use resurgo_provider::Provider;
 use resurgo_spec::{Drill, DrillMode, Fault, StopCondition, System};
@@ -98,6 +99,15 @@ enum Record {
     Reverted {
         index: usize,
         at_s: f64,
+        error: Option<String>,
+    },
+    /// Written before sandbox `id` is made at `site` (an isolated drill's test failover).
+    Sandbox {
+        id: String,
+        site: String,
+    },
+    SandboxDestroyed {
+        id: String,
         error: Option<String>,
     },
     Ended {
@@ -200,6 +210,23 @@ impl Journal {
             .collect()
     }
 
+    /// The sandboxes begun and not destroyed yet: (id, site).
+    fn sandboxes(&self) -> Vec<(String, String)> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Sandbox { id, site } => Some((id.clone(), site.clone())),
+                _ => None,
+            })
+            .filter(|(id, _)| {
+                !self
+                    .records
+                    .iter()
+                    .any(|r| matches!(r, Record::SandboxDestroyed { id: d, error: None } if d == id))
+            })
+            .collect()
+    }
+
     fn reverted(&self, index: usize) -> bool {
         self.records
             .iter()
@@ -277,11 +304,6 @@ pub fn run(ctx: &DrillContext, name: &str, mode: DrillMode) -> Result<Report, Dr
     if mode == DrillMode::Live && drill.stop.is_empty() {
         return Err(DrillError::Refused(format!(
             "drill `{name}` has no `stop` conditions: a live drill must say what aborts it"
-        )));
-    }
-    if mode == DrillMode::Isolated {
-        return Err(DrillError::Refused(format!(
-            "drill `{name}`: isolated drills (a sandbox at the DR site) are not in this build yet; run it `--live`"
         )));
     }
     let began = Instant::now();
@@ -545,10 +567,16 @@ fn measure(
         .iter()
         .map(|d| Canary::start(system, ctx.engine, ctx.state_dir, d, began))
         .collect();
-    let outcome = measure_with(ctx, journal, drill, system, report, began, deadline, &probes, &canaries);
+    let mode = report.mode;
+    let outcome = match mode {
+        Mode::Live => measure_with(ctx, journal, drill, system, report, began, deadline, &probes, &canaries),
+        Mode::Isolated => measure_isolated(ctx, journal, drill, system, report, began, deadline, &probes, &canaries),
+    };
     stop.store(true, Ordering::Relaxed);
-    for c in &canaries {
-        c.halt();
+    let production_acked: Vec<Vec<(u64, f64)>> = canaries.iter().map(Canary::halt).collect();
+    if mode == Mode::Isolated {
+        production_untouched(ctx, system, report, &probes, &canaries, &production_acked);
+        return outcome;
     }
     for p in &probes {
         let answers = p.answers();
@@ -579,8 +607,13 @@ fn measure(
     outcome
 }
 
+/// An isolated drill: a test failover into a sandbox at the DR site, on copies of its newest
+/// restore point, while production keeps serving (its probes and canaries run throughout).
+/// RTO: from the start of the test failover until the sandbox serves; RPO: how old the
+/// restore point was then, and the canary writes it lacks; the isolation proven by trying
+/// production's endpoints from inside the sandbox.
 #[allow(clippy::too_many_arguments)]
-fn measure_with(
+fn measure_isolated(
     ctx: &DrillContext,
     journal: &mut Journal,
     drill: &Drill,
@@ -591,6 +624,329 @@ fn measure_with(
     probes: &[RouteProbe],
     canaries: &[Canary],
 ) -> Outcome {
+    if let Some(outcome) = steady_state(ctx, report, began, deadline, probes, canaries) {
+        return outcome;
+    }
+    let services = drill.scope.services(system);
+    let Some(site) = services
+        .iter()
+        .find_map(|s| system.services.get(s)?.standby.first().cloned())
+    else {
+        report
+            .findings
+            .push("no service in scope names a standby site to run the test failover at".into());
+        return Outcome::Failed;
+    };
+    let id = report.run.clone();
+    if journal
+        .append(Record::Sandbox {
+            id: id.clone(),
+            site: site.clone(),
+        })
+        .is_err()
+    {
+        report
+            .findings
+            .push("the journal could not be written: no sandbox made".into());
+        return Outcome::Failed;
+    }
+    let t0 = began.elapsed().as_secs_f64();
+    let t0_unix = unix(SystemTime::now());
+    report.faults.push(FaultRecord {
+        kind: "sandbox".into(),
+        target: site.clone(),
+        injected_at_s: Some(t0),
+        reverted_at_s: None,
+        undo: format!("destroy sandbox {id} at {site}: its services, network namespace and copies"),
+    });
+    report.timeline.push(entry(
+        began,
+        "test_failover",
+        &format!("test failover of {} into a sandbox at {site}", services.join(", ")),
+    ));
+    let made = crate::sandbox::Sandbox::create(ctx.engine, system, ctx.state_dir, &site, &id, &services);
+    let (sandbox, copies) = match made {
+        Ok(m) => m,
+        Err(e) => {
+            report
+                .findings
+                .push(format!("the sandbox at {site} could not be made: {e}"));
+            return Outcome::Failed;
+        }
+    };
+    resurgo_runbook::crash::crash_point("drill-sandbox-made");
+    let started = began.elapsed().as_secs_f64();
+    report.timeline.push(entry(
+        began,
+        "sandbox_started",
+        &format!(
+            "copies restored ({}) and services started in network namespace {}",
+            copies
+                .iter()
+                .map(|c| format!("{} from snapshot {}", c.dataset, c.snapshot))
+                .collect::<Vec<_>>()
+                .join(", "),
+            sandbox.netns
+        ),
+    ));
+    // Until the sandbox serves, asked from inside.
+    let mut last_error = String::new();
+    let outcome = loop {
+        match sandbox.serving(system) {
+            Ok(()) => break Outcome::Completed,
+            Err(e) => last_error = e,
+        }
+        if ctx.interrupted.load(Ordering::Relaxed) {
+            break Outcome::Interrupted;
+        }
+        if began.elapsed() >= deadline {
+            break Outcome::DeadlinePassed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let serving = (outcome == Outcome::Completed).then(|| began.elapsed().as_secs_f64());
+    if let Some(at) = serving {
+        report.timeline.push(entry(
+            began,
+            "sandbox_serving",
+            "every service in the sandbox answers its health check",
+        ));
+        report.phases = vec![
+            Phase {
+                name: PhaseName::Execute,
+                start_s: t0,
+                end_s: started,
+            },
+            Phase {
+                name: PhaseName::Propagate,
+                start_s: started,
+                end_s: at,
+            },
+        ];
+    } else {
+        report.findings.push(format!("the sandbox never served: {last_error}"));
+    }
+    let objective = drill.objectives.unwrap_or(system.objectives);
+    report.rto = Some(Rto {
+        measured_s: serving.map(|at| at - t0),
+        objective_s: objective.rto.map_or(0.0, |d| d.0.as_secs_f64()),
+        detect_s: None,
+        decide_s: None,
+        preempt_s: None,
+        execute_s: Some(started - t0),
+        propagate_s: serving.map(|at| at - started),
+    });
+    // RPO: the restore point's age at the test failover, and the canary writes it lacks.
+    let mut datasets = Vec::new();
+    for copy in &copies {
+        let acked: Vec<(u64, f64)> = canaries
+            .iter()
+            .find(|c| c.dataset == copy.dataset)
+            .map(|c| c.acked.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, at)| *at <= t0)
+            .collect();
+        let found = probe::recovered_in(copy.kind, &copy.path);
+        let lost = found
+            .as_ref()
+            .ok()
+            .map(|n| acked.iter().filter(|(s, _)| s > n).count() as u64);
+        let age = (t0_unix - copy.taken_unix as f64).max(0.0);
+        datasets.push(CanaryResult {
+            dataset: copy.dataset.clone(),
+            kind: probe::kind_name(copy.kind).into(),
+            site: site.clone(),
+            acknowledged: acked.len() as u64,
+            recovered: found.as_ref().ok().copied(),
+            writes_lost: lost,
+            seconds: Some(age),
+            detail: Some(match &found {
+                Ok(_) => format!(
+                    "restore point {} taken {age:.1} s before the test failover",
+                    copy.snapshot
+                ),
+                Err(e) => format!("cannot read the copy: {e}"),
+            }),
+        });
+        let (method, result) = probe::check_copy(copy.kind, &copy.path);
+        report.data_checks.push(DataCheck {
+            dataset: copy.dataset.clone(),
+            site: format!("sandbox at {site}"),
+            method,
+            passed: result.is_ok(),
+            detail: Some(result.unwrap_or_else(|e| e)),
+        });
+    }
+    let seconds = datasets
+        .iter()
+        .map(|d| d.seconds)
+        .try_fold(0.0f64, |acc, s| s.map(|s| acc.max(s)));
+    report.rpo = Some(Rpo {
+        objective_s: objective.rpo.map_or(0.0, |d| d.0.as_secs_f64()),
+        writes_lost: datasets.iter().map(|d| d.writes_lost).sum(),
+        seconds,
+        datasets,
+    });
+    // The isolation: production's endpoints tried from inside; none may answer.
+    let own: Vec<SocketAddr> = services
+        .iter()
+        .filter_map(|s| system.services.get(s))
+        .flat_map(|s| s.ports.iter().map(|p| SocketAddr::new(sandbox.address, *p)))
+        .collect();
+    let endpoints: Vec<(String, SocketAddr)> = production_endpoints(system, &services)
+        .into_iter()
+        .filter(|(_, addr)| !own.contains(addr))
+        .collect();
+    report.isolation = Some(Isolation {
+        sandbox: format!("network namespace {} at {site}", sandbox.netns),
+        attempts: sandbox
+            .attempts(&endpoints)
+            .into_iter()
+            .map(|(what, to, reached, detail)| ConnectionAttempt {
+                from: format!("sandbox at {site}"),
+                to: format!("{to} ({what})"),
+                reached,
+                detail,
+            })
+            .collect(),
+    });
+    outcome
+}
+
+/// Production's endpoints a sandbox must not reach: the services in scope where they are
+/// active, the routes, the coordination store, and the repositories on S3.
+fn production_endpoints(system: &System, services: &[String]) -> Vec<(String, SocketAddr)> {
+    let mut out = Vec::new();
+    for name in services {
+        let Some(svc) = system.services.get(name) else { continue };
+        let Some(site) = system.sites.get(&svc.site) else {
+            continue;
+        };
+        for port in &svc.ports {
+            out.push((
+                format!("`{name}` at {}", svc.site),
+                SocketAddr::new(site.address, *port),
+            ));
+        }
+    }
+    for (name, route) in &system.routes {
+        if let Some(listen) = route.listen {
+            out.push((format!("route `{name}`"), listen));
+        }
+    }
+    let etcd = system
+        .failover
+        .etcd()
+        .map(|e| e.endpoints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| ("coordination store".to_string(), u));
+    let repositories = system
+        .sites
+        .iter()
+        .filter_map(|(n, s)| Some((format!("{n}'s repository"), s.repository.as_ref()?.url.clone())));
+    for (what, url) in etcd.chain(repositories) {
+        if let Some(addr) = url_address(&url) {
+            out.push((what, addr));
+        }
+    }
+    out
+}
+
+/// The address of an `http(s)://` or `s3://` URL whose host is an IP address.
+fn url_address(url: &str) -> Option<SocketAddr> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if let Ok(addr) = host.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, if scheme == "http" { 80 } else { 443 }))
+}
+
+/// Production kept serving through an isolated drill: its route probes never failed, its
+/// canaries lost nothing, and no service moved.
+fn production_untouched(
+    ctx: &DrillContext,
+    system: &System,
+    report: &mut Report,
+    probes: &[RouteProbe],
+    canaries: &[Canary],
+    acked: &[Vec<(u64, f64)>],
+) {
+    for p in probes {
+        let answers = p.answers();
+        let failures = answers.iter().filter(|(_, ok)| !ok).count() as u64;
+        report.probes.push(Probe {
+            name: format!("production {}", p.route),
+            kind: ProbeKind::Production,
+            target: p.listen.to_string(),
+            attempts: answers.len() as u64,
+            failures,
+            passed: failures == 0 && !answers.is_empty(),
+            detail: Some(if failures == 0 {
+                format!("answered all {} probes during the drill", answers.len())
+            } else {
+                format!(
+                    "failed {failures} of {} probes during the drill: {}",
+                    answers.len(),
+                    p.last_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                        .unwrap_or_default()
+                )
+            }),
+        });
+    }
+    let now = (ctx.load)().map(|(s, _)| s).unwrap_or_else(|_| system.clone());
+    for (c, acked) in canaries.iter().zip(acked) {
+        let found = probe::recovered(&now, ctx.engine, ctx.state_dir, &c.dataset);
+        let last = acked.last().map_or(0, |(s, _)| *s);
+        let (passed, detail) = match found {
+            Ok(n) if n >= last && last > 0 => (true, format!("all {} writes kept (up to #{n})", acked.len())),
+            Ok(n) => (
+                false,
+                format!("{} acknowledged, production holds up to #{n}", acked.len()),
+            ),
+            Err(e) => (false, format!("cannot read production's copy: {e}")),
+        };
+        report.probes.push(Probe {
+            name: format!("production canary {}", c.dataset),
+            kind: ProbeKind::Canary,
+            target: probe::active_site(&now, &c.dataset).unwrap_or_default(),
+            attempts: acked.len() as u64,
+            failures: u64::from(!passed),
+            passed,
+            detail: Some(detail),
+        });
+    }
+    let moved: Vec<&str> = system
+        .services
+        .iter()
+        .filter(|(n, s)| now.services.get(*n).is_some_and(|m| m.site != s.site))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !moved.is_empty() {
+        report.findings.push(format!(
+            "production moved during an isolated drill: {}",
+            moved.join(", ")
+        ));
+    }
+}
+
+/// Waits until every probe answers and every canary writes (the steady state), before
+/// anything is injected. `None` once it holds; else how the drill ends, with a finding.
+fn steady_state(
+    ctx: &DrillContext,
+    report: &mut Report,
+    began: Instant,
+    deadline: Duration,
+    probes: &[RouteProbe],
+    canaries: &[Canary],
+) -> Option<Outcome> {
     let over = |began: Instant| began.elapsed() >= deadline;
     // Steady state: every probe answers and every canary writes before anything is injected.
     let steady = loop {
@@ -642,17 +998,36 @@ fn measure_with(
         report
             .findings
             .push(format!("steady state not reached before any fault: {}", why.join("; ")));
-        return if ctx.interrupted.load(Ordering::Relaxed) {
+        return Some(if ctx.interrupted.load(Ordering::Relaxed) {
             Outcome::Interrupted
         } else if over(began) {
             Outcome::DeadlinePassed
         } else {
             Outcome::Failed
-        };
+        });
     }
     report
         .timeline
         .push(entry(began, "steady", "every probe answers and every canary writes"));
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_with(
+    ctx: &DrillContext,
+    journal: &mut Journal,
+    drill: &Drill,
+    system: &System,
+    report: &mut Report,
+    began: Instant,
+    deadline: Duration,
+    probes: &[RouteProbe],
+    canaries: &[Canary],
+) -> Outcome {
+    let over = |began: Instant| began.elapsed() >= deadline;
+    if let Some(outcome) = steady_state(ctx, report, began, deadline, probes, canaries) {
+        return outcome;
+    }
     let events_before = EventLog::of_state(ctx.state_dir).read().map(|e| e.len()).unwrap_or(0);
     // The canaries stop as the first fault goes in: what they had acknowledged is what the
     // recovery must keep.
@@ -915,6 +1290,27 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
         ));
     };
     let (name, drill) = (name.clone(), drill.clone());
+    // Sandboxes first: their services, namespaces and copies.
+    for (id, site) in journal.sandboxes() {
+        let result = crate::sandbox::destroy(ctx.state_dir, &id);
+        journal.append(Record::SandboxDestroyed {
+            id: id.clone(),
+            error: result.clone().err(),
+        })?;
+        if let Some(f) = report.faults.iter_mut().find(|f| f.kind == "sandbox") {
+            f.reverted_at_s = Some(began.elapsed().as_secs_f64());
+        }
+        match result {
+            Ok(()) => report.timeline.push(entry(
+                began,
+                "sandbox_destroyed",
+                &format!("sandbox at {site} destroyed"),
+            )),
+            Err(e) => report
+                .findings
+                .push(format!("sandbox {id} at {site} could not be destroyed: {e}")),
+        }
+    }
     // The faults undone newest first; one that fails to revert does not stop the others.
     let mut undos = journal.undos();
     undos.reverse();
@@ -1066,6 +1462,13 @@ fn leak_check(ctx: &DrillContext, drill: &Drill, journal: &Journal, now: &System
                 what: format!("{} {} not undone", fault.kind(), fault.target()),
                 place: fault.target(),
             });
+        }
+    }
+    for record in &journal.records {
+        if let Record::Sandbox { id, site } = record {
+            for (kind, what, place) in crate::sandbox::leftovers(ctx.state_dir, id, site) {
+                left.push(Leftover { kind, what, place });
+            }
         }
     }
     for site in now.sites.keys() {

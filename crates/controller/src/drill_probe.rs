@@ -251,11 +251,31 @@ pub fn recovered(system: &System, engine: &Engine, state_dir: &Path, name: &str)
     let ds = dataset(system, name)?;
     let protector = Protector::new(system, engine, state_dir);
     match ds.kind {
-        DatasetKind::Sqlite => {
+        DatasetKind::Sqlite | DatasetKind::Directory => {
             let path = protector
                 .data_path(name, &active_site(system, name)?)
                 .map_err(|e| e.to_string())?;
-            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            recovered_in(ds.kind, &path)
+        }
+        DatasetKind::Postgres => {
+            let target = protector.pg_target(name, ds).map_err(|e| e.to_string())?;
+            let out = resurgo_vault::pg::query(
+                &target,
+                &format!("SELECT CASE WHEN to_regclass('{CANARY}') IS NULL THEN 0 ELSE (SELECT coalesce(max(seq), 0) FROM {CANARY}) END"),
+            )
+            .map_err(|e| e.to_string())?;
+            out.trim()
+                .parse()
+                .map_err(|_| format!("unexpected answer `{}`", out.trim()))
+        }
+    }
+}
+
+/// The highest canary number a copy at `path` holds (an SQLite file or a directory; 0: none).
+pub fn recovered_in(kind: DatasetKind, path: &Path) -> Result<u64, String> {
+    match kind {
+        DatasetKind::Sqlite => {
+            let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             let exists: bool = db
                 .query_row(
@@ -274,10 +294,7 @@ pub fn recovered(system: &System, engine: &Engine, state_dir: &Path, name: &str)
             .map_err(|e| e.to_string())
         }
         DatasetKind::Directory => {
-            let dir = protector
-                .data_path(name, &active_site(system, name)?)
-                .map_err(|e| e.to_string())?
-                .join(CANARY);
+            let dir = path.join(CANARY);
             let entries = match std::fs::read_dir(&dir) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
                 other => other.map_err(|e| format!("{}: {e}", dir.display()))?,
@@ -288,17 +305,7 @@ pub fn recovered(system: &System, engine: &Engine, state_dir: &Path, name: &str)
                 .max()
                 .unwrap_or(0))
         }
-        DatasetKind::Postgres => {
-            let target = protector.pg_target(name, ds).map_err(|e| e.to_string())?;
-            let out = resurgo_vault::pg::query(
-                &target,
-                &format!("SELECT CASE WHEN to_regclass('{CANARY}') IS NULL THEN 0 ELSE (SELECT coalesce(max(seq), 0) FROM {CANARY}) END"),
-            )
-            .map_err(|e| e.to_string())?;
-            out.trim()
-                .parse()
-                .map_err(|_| format!("unexpected answer `{}`", out.trim()))
-        }
+        DatasetKind::Postgres => Err("a PostgreSQL copy is read through its server".into()),
     }
 }
 
@@ -345,42 +352,22 @@ pub fn data_check(system: &System, engine: &Engine, state_dir: &Path, name: &str
         return ("none".into(), Err(format!("dataset `{name}` is not declared")));
     };
     let protector = Protector::new(system, engine, state_dir);
-    let path =
-        || active_site(system, name).and_then(|site| protector.data_path(name, &site).map_err(|e| e.to_string()));
     match ds.kind {
-        DatasetKind::Sqlite => ("integrity_check".into(), {
-            path().and_then(|path| {
-                let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let answer: String = db
-                    .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-                    .map_err(|e| e.to_string())?;
-                if answer == "ok" {
-                    Ok("PRAGMA integrity_check → ok".into())
-                } else {
-                    Err(format!("PRAGMA integrity_check → {answer}"))
-                }
-            })
-        }),
-        DatasetKind::Directory => ("files".into(), {
-            path().and_then(|root| {
-                let mut files = 0u64;
-                let mut stack = vec![root];
-                while let Some(dir) = stack.pop() {
-                    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-                        let entry = entry.map_err(|e| e.to_string())?;
-                        let p = entry.path();
-                        if p.is_dir() {
-                            stack.push(p);
-                        } else {
-                            std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-                            files += 1;
-                        }
+        DatasetKind::Sqlite | DatasetKind::Directory => {
+            match active_site(system, name).and_then(|site| protector.data_path(name, &site).map_err(|e| e.to_string()))
+            {
+                Ok(path) => check_copy(ds.kind, &path),
+                Err(e) => (
+                    if ds.kind == DatasetKind::Sqlite {
+                        "integrity_check"
+                    } else {
+                        "files"
                     }
-                }
-                Ok(format!("{files} files read"))
-            })
-        }),
+                    .into(),
+                    Err(e),
+                ),
+            }
+        }
         DatasetKind::Postgres => {
             let query = ds
                 .check
@@ -400,6 +387,57 @@ pub fn data_check(system: &System, engine: &Engine, state_dir: &Path, name: &str
                 });
             ("query".into(), result)
         }
+    }
+}
+
+/// Checks a copy at `path`: an SQLite file's `integrity_check`, or every file of a directory
+/// read. The method and what it said, or why it failed.
+pub fn check_copy(kind: DatasetKind, path: &Path) -> (String, Result<String, String>) {
+    match kind {
+        DatasetKind::Sqlite => ("integrity_check".into(), {
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| format!("{}: {e}", path.display()))
+                .and_then(|db| {
+                    db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|answer| {
+                    if answer == "ok" {
+                        Ok("PRAGMA integrity_check → ok".to_string())
+                    } else {
+                        Err(format!("PRAGMA integrity_check → {answer}"))
+                    }
+                })
+        }),
+        DatasetKind::Directory => ("files".into(), {
+            let mut files = 0u64;
+            let mut stack = vec![path.to_path_buf()];
+            let mut result = Ok(());
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        result = Err(format!("{}: {e}", dir.display()));
+                        break;
+                    }
+                };
+                for entry in entries.flatten() {
+                    let p = entry.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if let Err(e) = std::fs::read(&p) {
+                        result = Err(format!("{}: {e}", p.display()));
+                    } else {
+                        files += 1;
+                    }
+                }
+            }
+            result.map(|()| format!("{files} files read"))
+        }),
+        DatasetKind::Postgres => (
+            "query".into(),
+            Err("a PostgreSQL copy is checked through its server".into()),
+        ),
     }
 }
 

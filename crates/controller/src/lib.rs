@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod report;
 pub mod roles;
 pub mod routes;
+pub mod sandbox;
 pub mod schedule;
 mod scratch_pg;
 pub mod site;

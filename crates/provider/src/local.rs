@@ -114,6 +114,8 @@ pub struct LocalProvider {
     state_dir: Option<PathBuf>,
     /// The last probe of each running service, by service name (see the module's doc).
     probed: Arc<Mutex<HashMap<String, LastProbe>>>,
+    /// The network namespace every service of this provider runs in (a drill's sandbox).
+    netns: Option<PathBuf>,
 }
 
 /// A service's last probe: of which process, with which check, when, and what it saw.
@@ -163,7 +165,15 @@ impl LocalProvider {
             log_limits: LogLimits::default(),
             state_dir: None,
             probed: Arc::default(),
+            netns: None,
         }
+    }
+
+    /// Runs every service it starts inside the network namespace at `netns`
+    /// (`/run/netns/NAME`): a sandbox whose services see only that namespace's network.
+    pub fn in_netns(mut self, netns: PathBuf) -> LocalProvider {
+        self.netns = Some(netns);
+        self
     }
 
     /// Sets the program its shims run as, `shim_exe __shim <service_dir>`; it must hand that
@@ -265,6 +275,7 @@ impl LocalProvider {
             fence_file: Some(self.root.join(crate::shim::FENCE_FILE)),
             stop_timeout_ms: config.stop_timeout_ms,
             run_as,
+            netns: self.netns.clone(),
         };
         let launch_path = dir.join(LAUNCH_FILE);
         write_launch(&launch_path, &launch).map_err(|e| {

@@ -83,6 +83,10 @@ pub struct Launch {
     /// service, so nothing it runs keeps root.
     #[serde(default)]
     pub run_as: Option<crate::account::Account>,
+    /// A network namespace (`/run/netns/NAME`) the supervisor enters before it starts the
+    /// service, so the service sees only that namespace's network (a drill's sandbox).
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 /// The name of a site's fence file (`<site root>/fence-until`), see [`Launch::fence_file`].
@@ -170,6 +174,23 @@ fn supervise(dir: &Path) -> Result<(), String> {
     let launch: Launch =
         serde_json::from_slice(&text?).map_err(|e| format!("malformed {}: {e}", launch_path.display()))?;
 
+    // The namespace first: entering one takes privileges the service's user may not have.
+    if let Some(netns) = &launch.netns {
+        let entered = fs::File::open(netns)
+            .map_err(|e| e.to_string())
+            .and_then(|ns| nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string()));
+        if let Err(e) = entered {
+            let how = format!("cannot enter the network namespace {}: {e}", netns.display());
+            let _ = write_json_atomic(
+                &dir.join(EXIT_FILE),
+                &ExitRecord {
+                    how: how.clone(),
+                    at: rfc3339(SystemTime::now()),
+                },
+            );
+            return Err(how);
+        }
+    }
     if let Some(account) = &launch.run_as {
         account.become_it().map_err(|e| {
             let how = format!("cannot start `{}` as `{}`: {e}", launch.program, account.name);

@@ -312,3 +312,132 @@ fn a_live_site_drill_is_detected_and_failed_over_by_the_agents() {
     );
     env.stop_controller();
 }
+
+/// The network namespaces resurgo's sandboxes use that exist now.
+fn sandbox_namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("resurgo-"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// DESIGN §11, isolated: a test failover of web into a sandbox at b (its own network
+/// namespace) on a copy of b's newest restore point, while production at a keeps serving.
+/// Production's canary loses nothing and its route never fails; the report carries the
+/// isolation proof (production's endpoints tried from inside, none reached); the sandbox's
+/// namespace, processes and copies are gone afterwards. Killed after it made its sandbox,
+/// the drill is resumed and the sandbox is destroyed all the same.
+#[test]
+fn an_isolated_drill_tries_the_failover_in_a_sandbox_and_leaves_production_untouched() {
+    let try_b = "  try-b:\n    scope: { service: web }\n    faults: [kill: web]\n    deadline: 2m\n";
+    let mut env = drill_env(166, 18166, try_b, "");
+    applied_with_controller(&mut env);
+    for args in [&["repo", "init"][..], &["backup", "--replicate"]] {
+        let out = env.run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+    }
+    let web_pid = env.healthy_pid("a", "web").unwrap();
+    let (code, report, out) = drill(&env, &["drill", "run", "try-b", "--json"]);
+    eprintln!(
+        "isolated drill: sandbox serving after {} s (execute {}, propagate {}); restore point {} s old",
+        report["rto"]["measured_s"], report["rto"]["execute_s"], report["rto"]["propagate_s"], report["rpo"]["seconds"]
+    );
+    assert_eq!(report["mode"], "isolated", "{out}");
+    assert_eq!(report["outcome"], "completed", "{report:#}\n{}", env.dump_events());
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert_eq!(code, 0);
+    assert!(report["rto"]["measured_s"].as_f64().is_some(), "{report:#}");
+    // Production untouched: the same process served throughout, its route never failed, its
+    // canary lost nothing.
+    assert_eq!(
+        env.healthy_pid("a", "web"),
+        Some(web_pid),
+        "production's web was not touched"
+    );
+    let probes = report["probes"].as_array().unwrap();
+    let route = probes
+        .iter()
+        .find(|p| p["kind"] == "production")
+        .expect("a production probe");
+    assert_eq!(route["failures"], 0, "{route}");
+    assert!(route["attempts"].as_u64().unwrap() > 0);
+    let canary = probes
+        .iter()
+        .find(|p| p["kind"] == "canary")
+        .expect("a production canary");
+    assert_eq!(canary["passed"], true, "{canary}");
+    // The isolation proof: production's endpoints tried from inside the sandbox, none reached.
+    let attempts = report["isolation"]["attempts"].as_array().expect("isolation proof");
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a["to"].as_str().unwrap().contains(&env.addr(1))),
+        "web at a was tried: {attempts:?}"
+    );
+    assert!(attempts.iter().all(|a| a["reached"] == false), "{attempts:?}");
+    assert_eq!(report["data_checks"][0]["passed"], true, "{report:#}");
+    assert!(
+        report["rpo"]["seconds"].as_f64().is_some_and(|s| s < 300.0),
+        "{report:#}"
+    );
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
+    assert!(sandbox_namespaces()
+        .iter()
+        .all(|n| !report["isolation"]["sandbox"].as_str().unwrap().contains(n.as_str())));
+    assert!(
+        std::fs::read_dir(env.state().join("sandboxes")).map_or(true, |mut d| d.next().is_none()),
+        "the sandbox's folder is gone"
+    );
+    let junit = env.path().join("isolated.xml");
+    let out = env.run(&[
+        "drill",
+        "report",
+        "latest",
+        "--format",
+        "junit",
+        "-o",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cases = crate::report_consumers::junit_cases(&junit);
+    assert!(cases.iter().any(|(n, ok)| n == "isolation" && *ok), "{cases:?}");
+    let html = env.path().join("isolated.html");
+    let out = env.run(&[
+        "drill",
+        "report",
+        "latest",
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let errors = crate::report_consumers::open_in_chromium(&html, &screenshot_path("drill-isolated.png", &env));
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // Killed once its sandbox is made and serving: resumed, it destroys the sandbox.
+    let before = sandbox_namespaces();
+    let out = Command::new(BIN)
+        .args(["drill", "run", "try-b", "--json", "--state"])
+        .arg(env.state())
+        .arg("--spec")
+        .arg(env.spec_dir())
+        .env("RESURGO_CRASH_AT", "drill-sandbox-made")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9));
+    assert_eq!(sandbox_namespaces().len(), before.len() + 1, "the sandbox was made");
+    let (_, report, out) = drill(&env, &["drill", "resume", "--json"]);
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{out}");
+    assert_eq!(sandbox_namespaces(), before, "no namespace left");
+    assert_eq!(
+        env.healthy_pid("a", "web"),
+        Some(web_pid),
+        "production's web still untouched"
+    );
+    env.stop_controller();
+}

@@ -1,0 +1,315 @@
+//! Sandboxes at a DR site: services started on copies of the site's latest restore point, in a
+//! network namespace of their own, so they can be tried (an isolated drill's test failover)
+//! without touching production. The namespace has only its loopback: nothing in it reaches
+//! another host, and [`Sandbox::attempts`] proves that by trying production's endpoints from
+//! inside. The copies are restored from the DR site's repository by resurgo; the services in
+//! the sandbox get no repository credentials (services never do) and are found by their own
+//! supervisor, which enters the namespace before it starts them.
+//!
+//! Everything a sandbox makes is under `<state>/sandboxes/<id>/` and its namespace
+//! `resurgo-<id>`; its record (`sandbox.json`) is written before anything is made, so
+//! [`destroy`] can undo a sandbox whose maker died, and [`leftovers`] says what is left.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use resurgo_plan::RunConfig;
+use resurgo_provider::local::LocalProvider;
+use resurgo_provider::{Provider, SiteHandle};
+use resurgo_spec::{DatasetKind, System};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::protect::Protector;
+
+/// What a sandbox's record says: enough to find and undo it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub id: String,
+    /// The DR site it stands in for.
+    pub site: String,
+    /// Its network namespace (`/run/netns/<netns>`).
+    pub netns: String,
+    /// Its folder: the copies and the services' state.
+    pub root: PathBuf,
+    /// The site's address, which its services listen on inside the namespace.
+    pub address: std::net::IpAddr,
+    pub services: Vec<String>,
+}
+
+/// A copy the sandbox runs on: which restore point, how old it was when copied.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub dataset: String,
+    pub kind: DatasetKind,
+    pub snapshot: String,
+    /// When the restore point was taken (Unix seconds).
+    pub taken_unix: i64,
+    pub path: PathBuf,
+}
+
+/// The folder of sandboxes.
+pub fn sandboxes_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("sandboxes")
+}
+
+fn netns_path(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `ip` (iproute2): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Sandbox {
+    fn record_path(root: &Path) -> PathBuf {
+        root.join("sandbox.json")
+    }
+
+    fn provider(&self) -> LocalProvider {
+        LocalProvider::at(self.root.join("site")).in_netns(netns_path(&self.netns))
+    }
+
+    fn handle(&self) -> SiteHandle {
+        SiteHandle {
+            name: self.site.clone(),
+            address: self.address,
+        }
+    }
+
+    /// Makes sandbox `id` at `site` for `services`: its record, its namespace, copies of the
+    /// newest restore point of each of their datasets in `site`'s repository, and the services
+    /// started inside, in dependency order. Returns the copies made.
+    pub fn create(
+        engine: &Engine,
+        system: &System,
+        state_dir: &Path,
+        site: &str,
+        id: &str,
+        services: &[String],
+    ) -> Result<(Sandbox, Vec<Copy>), String> {
+        let address = system
+            .sites
+            .get(site)
+            .map(|s| s.address)
+            .ok_or_else(|| format!("site `{site}` is not declared"))?;
+        let root = sandboxes_dir(state_dir).join(id);
+        resurgo_provider::private_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let sandbox = Sandbox {
+            id: id.to_string(),
+            site: site.to_string(),
+            netns: format!("resurgo-{}", short(id)),
+            root: root.clone(),
+            address,
+            services: services.to_vec(),
+        };
+        // The record first: whatever happens next, `destroy` knows what to undo.
+        let text = serde_json::to_vec_pretty(&sandbox).map_err(|e| e.to_string())?;
+        std::fs::write(Self::record_path(&root), text).map_err(|e| format!("{}: {e}", root.display()))?;
+        ip(&["netns", "add", &sandbox.netns])?;
+        ip(&["-n", &sandbox.netns, "link", "set", "lo", "up"])?;
+        let provider = sandbox.provider();
+        let handle = sandbox.handle();
+        provider.set_up(&handle).map_err(|e| e.to_string())?;
+        // The services as they would run at the DR site after a failover.
+        let mut moved = system.clone();
+        for name in services {
+            if let Some(svc) = moved.services.get_mut(name) {
+                svc.site = site.to_string();
+                svc.standby.clear();
+            }
+        }
+        let configs: Vec<RunConfig> = resurgo_plan::desired::desired_state(&moved)
+            .get(site)
+            .map(|at| services.iter().filter_map(|name| at.get(name).cloned()).collect())
+            .unwrap_or_default();
+        // The copies: the newest restore point in the DR site's own repository.
+        let protector = Protector::new(system, engine, state_dir);
+        let mut copies = Vec::new();
+        for (name, ds) in &system.datasets {
+            if !services.contains(&ds.service) {
+                continue;
+            }
+            let svc = &system.services[&ds.service];
+            let path = provider
+                .data_path(
+                    &handle,
+                    &ds.service,
+                    svc.workdir.as_deref(),
+                    ds.path.as_deref().unwrap_or(name),
+                )
+                .map_err(|e| e.to_string())?;
+            let into = match ds.kind {
+                DatasetKind::Sqlite => path.parent().map(Path::to_path_buf).unwrap_or_else(|| path.clone()),
+                DatasetKind::Directory => path.clone(),
+                DatasetKind::Postgres => {
+                    return Err(format!(
+                        "dataset `{name}`: PostgreSQL copies in a sandbox are not in this build yet"
+                    ))
+                }
+            };
+            std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
+            let snapshot = protector
+                .restore(name, site, None, &into, false)
+                .map_err(|e| format!("copying `{name}` from {site}'s repository: {e}"))?;
+            copies.push(Copy {
+                dataset: name.clone(),
+                kind: ds.kind,
+                snapshot: snapshot.id.chars().take(8).collect(),
+                taken_unix: snapshot.unix,
+                path,
+            });
+        }
+        for config in &configs {
+            provider.start(&handle, config).map_err(|e| e.to_string())?;
+        }
+        Ok((sandbox, copies))
+    }
+
+    /// Runs `f` on a thread inside the sandbox's namespace (only that thread enters it).
+    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+        let ns = std::fs::File::open(netns_path(&self.netns))
+            .map_err(|e| format!("the sandbox's namespace {}: {e}", self.netns))?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| format!("cannot enter {}: {e}", self.netns))?;
+                    Ok(f())
+                })
+                .join()
+                .map_err(|_| "a sandbox probe panicked".to_string())?
+        })
+    }
+
+    /// Whether every service of the sandbox answers its own health check, asked from inside;
+    /// the first failure's detail when one does not.
+    pub fn serving(&self, system: &System) -> Result<(), String> {
+        let checks: Vec<(String, resurgo_spec::HealthCheck)> = self
+            .services
+            .iter()
+            .filter_map(|s| Some((s.clone(), system.services.get(s)?.health.clone()?)))
+            .collect();
+        let workdir = self.root.clone();
+        let address = self.address;
+        self.within(move || {
+            for (service, check) in &checks {
+                let result = resurgo_provider::probe::probe(address, check, &workdir);
+                if !result.healthy {
+                    return Err(format!("`{service}` in the sandbox: {}", result.detail));
+                }
+            }
+            Ok(())
+        })?
+    }
+
+    /// Tries each endpoint from inside the sandbox: (what, endpoint, reached, what happened).
+    pub fn attempts(&self, endpoints: &[(String, SocketAddr)]) -> Vec<(String, SocketAddr, bool, String)> {
+        let endpoints = endpoints.to_vec();
+        self.within(move || {
+            endpoints
+                .into_iter()
+                .map(
+                    |(what, addr)| match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                        Ok(_) => (what, addr, true, "connected".to_string()),
+                        Err(e) => (what, addr, false, e.to_string()),
+                    },
+                )
+                .collect()
+        })
+        .unwrap_or_else(|e| {
+            // Not entered: nothing was proven either way.
+            vec![("sandbox".into(), SocketAddr::from(([0, 0, 0, 0], 0)), true, e)]
+        })
+    }
+
+    /// The sandbox recorded under `id`, if any.
+    pub fn find(state_dir: &Path, id: &str) -> Option<Sandbox> {
+        let text = std::fs::read(Self::record_path(&sandboxes_dir(state_dir).join(id))).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
+/// A short, stable name part for `id` (namespace names stay readable and short).
+fn short(id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// Undoes sandbox `id`, whoever made it and however far it got: its services stopped (every
+/// process of its supervisors killed), its namespace deleted, its folder and copies removed.
+pub fn destroy(state_dir: &Path, id: &str) -> Result<(), String> {
+    let root = sandboxes_dir(state_dir).join(id);
+    let Some(sandbox) = Sandbox::find(state_dir, id) else {
+        // No record: nothing was made (the record comes first), or it is gone already.
+        return match std::fs::remove_dir_all(&root) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", root.display())),
+            _ => Ok(()),
+        };
+    };
+    let mut problems = Vec::new();
+    let provider = sandbox.provider();
+    let handle = sandbox.handle();
+    if let Ok(seen) = provider.observe(&handle) {
+        for s in seen {
+            if let Err(e) = provider.remove(&handle, &s.service) {
+                problems.push(format!("cannot stop `{}` in the sandbox: {e}", s.service));
+            }
+        }
+    }
+    if netns_path(&sandbox.netns).exists() {
+        if let Err(e) = ip(&["netns", "del", &sandbox.netns]) {
+            problems.push(e);
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&root) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            problems.push(format!("{}: {e}", root.display()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// What is left of sandbox `id`: (kind, what, place), empty when nothing is.
+pub fn leftovers(state_dir: &Path, id: &str, site: &str) -> Vec<(String, String, String)> {
+    let root = sandboxes_dir(state_dir).join(id);
+    let mut left = Vec::new();
+    let netns = format!("resurgo-{}", short(id));
+    if netns_path(&netns).exists() {
+        left.push((
+            "namespace".into(),
+            format!("network namespace {netns}"),
+            site.to_string(),
+        ));
+    }
+    if root.exists() {
+        left.push((
+            "clone".into(),
+            format!("sandbox folder {} (copies of the restore point)", root.display()),
+            site.to_string(),
+        ));
+    }
+    left
+}
