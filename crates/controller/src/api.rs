@@ -544,7 +544,13 @@ impl SiteApi {
                     .state_dir()
                     .join("restores")
                     .join(format!("{dataset}-{}", crate::events::now_rfc3339().replace(':', "")));
-                match protector.restore(dataset, self.site(), asked.at.as_deref(), &to, false) {
+                match protector.restore(
+                    dataset,
+                    self.site(),
+                    asked.at.as_deref(),
+                    &to,
+                    crate::protect::RestoreFor::Inspection,
+                ) {
                     Ok(s) => done(format!(
                         "snapshot {} of {} restored into {}",
                         &s.id[..s.id.len().min(8)],

@@ -690,9 +690,10 @@ fn measure_isolated(
         ),
     ));
     // Until the sandbox serves, asked from inside.
+    let protector = crate::protect::Protector::new(system, ctx.engine, ctx.state_dir);
     let mut last_error = String::new();
     let outcome = loop {
-        match sandbox.serving(system) {
+        match sandbox.serving(&protector, system) {
             Ok(()) => break Outcome::Completed,
             Err(e) => last_error = e,
         }
@@ -747,7 +748,7 @@ fn measure_isolated(
             .into_iter()
             .filter(|(_, at)| *at <= t0)
             .collect();
-        let found = probe::recovered_in(copy.kind, &copy.path);
+        let found = sandbox.recovered(&protector, system, copy);
         let lost = found
             .as_ref()
             .ok()
@@ -769,7 +770,7 @@ fn measure_isolated(
                 Err(e) => format!("cannot read the copy: {e}"),
             }),
         });
-        let (method, result) = probe::check_copy(copy.kind, &copy.path);
+        let (method, result) = sandbox.check(&protector, system, copy);
         report.data_checks.push(DataCheck {
             dataset: copy.dataset.clone(),
             site: format!("sandbox at {site}"),

@@ -259,16 +259,23 @@ pub fn recovered(system: &System, engine: &Engine, state_dir: &Path, name: &str)
         }
         DatasetKind::Postgres => {
             let target = protector.pg_target(name, ds).map_err(|e| e.to_string())?;
-            let out = resurgo_vault::pg::query(
-                &target,
-                &format!("SELECT CASE WHEN to_regclass('{CANARY}') IS NULL THEN 0 ELSE (SELECT coalesce(max(seq), 0) FROM {CANARY}) END"),
-            )
-            .map_err(|e| e.to_string())?;
-            out.trim()
-                .parse()
-                .map_err(|_| format!("unexpected answer `{}`", out.trim()))
+            pg_canary_max(|sql| resurgo_vault::pg::query(&target, sql).map_err(|e| e.to_string()))
         }
     }
+}
+
+/// The highest canary number a PostgreSQL server holds (0: no canary table), asked through
+/// `query`.
+pub fn pg_canary_max(query: impl Fn(&str) -> Result<String, String>) -> Result<u64, String> {
+    // Two statements: a query naming a table that does not exist fails even where its branch
+    // would not run.
+    if query(&format!("SELECT to_regclass('{CANARY}') IS NOT NULL"))?.trim() != "t" {
+        return Ok(0);
+    }
+    let out = query(&format!("SELECT coalesce(max(seq), 0) FROM {CANARY}"))?;
+    out.trim()
+        .parse()
+        .map_err(|_| format!("unexpected answer `{}`", out.trim()))
 }
 
 /// The highest canary number a copy at `path` holds (an SQLite file or a directory; 0: none).

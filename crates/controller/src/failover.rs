@@ -1114,7 +1114,7 @@ impl Step for ActionStep {
                     std::fs::remove_dir_all(&scratch).map_err(permanent)?;
                 }
                 self.protector()
-                    .restore(dataset, site, None, &scratch, true)
+                    .restore(dataset, site, None, &scratch, crate::protect::RestoreFor::Serving)
                     .map_err(permanent)?;
                 if self.ctx.after.datasets[dataset].kind == DatasetKind::Postgres {
                     self.give_pgdata(dataset, &scratch)?;

@@ -90,6 +90,21 @@ pub struct Protector<'a> {
     pub scratch: PathBuf,
 }
 
+/// What a restored copy is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreFor {
+    /// To become the dataset's own data at the site once moved into place (a failover's
+    /// restore into its scratch folder): a PostgreSQL server restored there archives into the
+    /// site's repository.
+    Serving,
+    /// A copy to look at, beside the live data: it archives nothing and replays WAL from the
+    /// repository's log archive.
+    Inspection,
+    /// A copy that runs on its own (a drill's sandbox): the WAL it needs is fetched into it
+    /// first, so it never reads the repository, and it archives nothing.
+    Detached,
+}
+
 impl<'a> Protector<'a> {
     /// The protector of `system`'s datasets, at the sites `engine` serves.
     pub fn new(system: &'a System, engine: &Engine, state_dir: &Path) -> Protector<'a> {
@@ -432,16 +447,15 @@ impl<'a> Protector<'a> {
     }
 
     /// Restores a dataset from `site`'s repository into `to` (a folder for directories, the
-    /// folder that receives the database file for SQLite). `serve`: the restored data becomes
-    /// the dataset's own at `site` once moved into place (a failover's restore into its scratch
-    /// folder), so a PostgreSQL server restored there archives into `site`'s repository.
+    /// folder that receives the database file for SQLite), for `purpose` (which, for a
+    /// physical PostgreSQL dataset, says whether the server archives and where it reads WAL).
     pub fn restore(
         &self,
         dataset: &str,
         site: &str,
         at: Option<&str>,
         to: &Path,
-        serve: bool,
+        purpose: RestoreFor,
     ) -> Result<SnapshotInfo, ProtectError> {
         let ds = self.dataset(dataset)?;
         let repo = self.open(site)?;
@@ -453,7 +467,7 @@ impl<'a> Protector<'a> {
                 let target = self.pg_target(dataset, ds)?;
                 resurgo_vault::pg::logical_restore(&repo, &snapshot.id, &target)?;
             }
-            DatasetKind::Postgres => return self.restore_physical(dataset, site, &repo, at, to, serve),
+            DatasetKind::Postgres => return self.restore_physical(dataset, site, &repo, at, to, purpose),
         }
         Ok(snapshot)
     }
@@ -467,7 +481,7 @@ impl<'a> Protector<'a> {
         repo: &Repository,
         at: Option<&str>,
         pgdata: &Path,
-        serve: bool,
+        purpose: RestoreFor,
     ) -> Result<SnapshotInfo, ProtectError> {
         let unsupported = |reason: String| ProtectError::Unsupported {
             dataset: dataset.to_string(),
@@ -522,7 +536,7 @@ impl<'a> Protector<'a> {
         // Restored as the dataset's own data at its active site (a failover's target), the
         // server is the new primary: it archives into that site's repository, as the old one
         // did into its own. Anywhere else (a copy to inspect) it archives nothing.
-        let serves = serve
+        let serves = purpose == RestoreFor::Serving
             || (self.home_site(dataset).is_ok_and(|home| home == site)
                 && self.data_path(dataset, site).is_ok_and(|own| own == pgdata));
         let options = PhysicalRestore {
@@ -530,8 +544,9 @@ impl<'a> Protector<'a> {
             restore_command: self.wal_command("fetch", site, dataset, "%f %p"),
             archive_command: serves.then(|| self.wal_command("push", site, dataset, "%p")),
             // A failover's restore: the archive no longer grows (its source is lost), so it is
-            // fetched whole now rather than one repository open per segment.
-            prefetch: serves.then(|| dataset.to_string()),
+            // fetched whole now rather than one repository open per segment. A detached copy
+            // recovers from that folder too: it never reads the repository itself.
+            prefetch: (serves || purpose == RestoreFor::Detached).then(|| dataset.to_string()),
         };
         resurgo_vault::pg::restore_physical(repo, &base.id, pgdata, &options)?;
         Ok(base)
@@ -551,7 +566,7 @@ impl<'a> Protector<'a> {
             if ds.kind == DatasetKind::Postgres {
                 self.prepare_scratch_pgdata(dataset, &scratch)?;
             }
-            let snapshot = self.restore(dataset, site, None, &scratch, false)?;
+            let snapshot = self.restore(dataset, site, None, &scratch, RestoreFor::Inspection)?;
             let check = self.run_check(dataset, site, ds, &scratch, &snapshot)?;
             Ok(VerifyReport {
                 dataset: dataset.to_string(),

@@ -81,7 +81,12 @@ impl Sandbox {
     }
 
     fn provider(&self) -> LocalProvider {
-        LocalProvider::at(self.root.join("site")).in_netns(netns_path(&self.netns))
+        let provider = LocalProvider::at(self.root.join("site")).in_netns(netns_path(&self.netns));
+        // `<state>/sandboxes/<id>`: a service's user is let through up to the state folder.
+        match self.root.parent().and_then(Path::parent) {
+            Some(state) => provider.with_state_dir(state.to_path_buf()),
+            None => provider,
+        }
     }
 
     fn handle(&self) -> SiteHandle {
@@ -156,15 +161,20 @@ impl Sandbox {
             let into = match ds.kind {
                 DatasetKind::Sqlite => path.parent().map(Path::to_path_buf).unwrap_or_else(|| path.clone()),
                 DatasetKind::Directory => path.clone(),
+                // A physical copy: its data directory, recovered from WAL fetched into it
+                // first, archiving off and no replication (`RestoreFor::Detached`).
+                DatasetKind::Postgres if ds.method != Some(resurgo_spec::PgMethod::Logical) => path.clone(),
                 DatasetKind::Postgres => {
                     return Err(format!(
-                        "dataset `{name}`: PostgreSQL copies in a sandbox are not in this build yet"
+                        "dataset `{name}`: a logical dump restores into a running server, which a sandbox does not have yet; use `method: physical` for isolated drills"
                     ))
                 }
             };
-            std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
+            if ds.kind != DatasetKind::Postgres {
+                std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
+            }
             let snapshot = protector
-                .restore(name, site, None, &into, false)
+                .restore(name, site, None, &into, crate::protect::RestoreFor::Detached)
                 .map_err(|e| format!("copying `{name}` from {site}'s repository: {e}"))?;
             copies.push(Copy {
                 dataset: name.clone(),
@@ -196,9 +206,20 @@ impl Sandbox {
         })
     }
 
-    /// Whether every service of the sandbox answers its own health check, asked from inside;
-    /// the first failure's detail when one does not.
-    pub fn serving(&self, system: &System) -> Result<(), String> {
+    /// Whether every service of the sandbox answers its own health check, asked from inside,
+    /// and every PostgreSQL copy takes queries (its recovery is over); the first failure's
+    /// detail when not.
+    pub fn serving(&self, protector: &Protector, system: &System) -> Result<(), String> {
+        for (name, ds) in &system.datasets {
+            if ds.kind == DatasetKind::Postgres && self.services.contains(&ds.service) {
+                let recovering = self
+                    .pg_query(protector, system, name, "SELECT pg_is_in_recovery()")
+                    .map_err(|e| format!("`{name}` in the sandbox takes no queries yet: {e}"))?;
+                if recovering.trim() != "f" {
+                    return Err(format!("`{name}` in the sandbox is still replaying WAL"));
+                }
+            }
+        }
         let checks: Vec<(String, resurgo_spec::HealthCheck)> = self
             .services
             .iter()
@@ -235,6 +256,50 @@ impl Sandbox {
             // Not entered: nothing was proven either way.
             vec![("sandbox".into(), SocketAddr::from(([0, 0, 0, 0], 0)), true, e)]
         })
+    }
+
+    /// One statement against the sandbox's copy of PostgreSQL dataset `dataset`, from inside.
+    fn pg_query(&self, protector: &Protector, system: &System, dataset: &str, sql: &str) -> Result<String, String> {
+        let ds = system
+            .datasets
+            .get(dataset)
+            .ok_or_else(|| format!("dataset `{dataset}` is not declared"))?;
+        let mut target = protector.pg_target(dataset, ds).map_err(|e| e.to_string())?;
+        target.host = self.address.to_string();
+        let sql = sql.to_string();
+        self.within(move || resurgo_vault::pg::query(&target, &sql).map_err(|e| e.to_string()))?
+    }
+
+    /// The highest canary number the copy holds (0: none), read from the copy itself or, for
+    /// PostgreSQL, through its server in the sandbox.
+    pub fn recovered(&self, protector: &Protector, system: &System, copy: &Copy) -> Result<u64, String> {
+        if copy.kind != DatasetKind::Postgres {
+            return crate::drill_probe::recovered_in(copy.kind, &copy.path);
+        }
+        crate::drill_probe::pg_canary_max(|sql| self.pg_query(protector, system, &copy.dataset, sql))
+    }
+
+    /// Checks the copy: SQLite's `integrity_check`, a directory's files read, PostgreSQL's
+    /// `pg_amcheck` run against the server in the sandbox (every table and index).
+    pub fn check(&self, protector: &Protector, system: &System, copy: &Copy) -> (String, Result<String, String>) {
+        if copy.kind != DatasetKind::Postgres {
+            return crate::drill_probe::check_copy(copy.kind, &copy.path);
+        }
+        let Some(ds) = system.datasets.get(&copy.dataset) else {
+            return (
+                "pg_amcheck".into(),
+                Err(format!("dataset `{}` is not declared", copy.dataset)),
+            );
+        };
+        let target = match protector.pg_target(&copy.dataset, ds) {
+            Ok(mut t) => {
+                t.host = self.address.to_string();
+                t
+            }
+            Err(e) => return ("pg_amcheck".into(), Err(e.to_string())),
+        };
+        let result = self.within(move || resurgo_vault::pg::amcheck(&target).map_err(|e| e.to_string()));
+        ("pg_amcheck".into(), result.and_then(|r| r))
     }
 
     /// The sandbox recorded under `id`, if any.

@@ -91,6 +91,36 @@ fn pg_command(name: &str, target: Option<&target::PgTarget>) -> Result<Command, 
     Ok(cmd)
 }
 
+/// Checks every table and index of every database `target`'s server holds for corruption
+/// (`pg_amcheck --all`, installing the `amcheck` extension where it is missing). What it said.
+pub fn amcheck(target: &target::PgTarget) -> Result<String, VaultError> {
+    let mut cmd = pg_command("pg_amcheck", Some(target))?;
+    cmd.args([
+        "--host",
+        &target.host,
+        "--port",
+        &target.port.to_string(),
+        "--username",
+        &target.user,
+    ])
+    .args([
+        "--maintenance-db",
+        &target.dbname,
+        "--all",
+        "--install-missing",
+        "--no-password",
+    ]);
+    let server = target.to_string();
+    run(cmd, Some(&server)).map(|out| {
+        let out = out.trim();
+        if out.is_empty() {
+            "pg_amcheck --all: no corruption found".to_string()
+        } else {
+            format!("pg_amcheck --all: {out}")
+        }
+    })
+}
+
 /// The last part of a program's standard error, trimmed: enough to say what went wrong
 /// without flooding a message.
 fn tail(stderr: &[u8]) -> String {

@@ -66,7 +66,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.site,
         to.display()
     ));
-    match protector.restore(&args.dataset, &args.site, args.at.as_deref(), &to, false) {
+    match protector.restore(
+        &args.dataset,
+        &args.site,
+        args.at.as_deref(),
+        &to,
+        resurgo_controller::protect::RestoreFor::Inspection,
+    ) {
         Ok(snap) => {
             step.done(
                 &format!("snapshot {} of {}", &snap.id[..8.min(snap.id.len())], snap.time),

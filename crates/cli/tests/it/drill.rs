@@ -441,3 +441,63 @@ fn an_isolated_drill_tries_the_failover_in_a_sandbox_and_leaves_production_untou
     );
     env.stop_controller();
 }
+
+/// The PostgreSQL reference stack, isolated: a's cluster backed up and its WAL archived and
+/// replicated to b; the drill restores b's newest point into a sandbox at b — the WAL fetched
+/// in first, archiving off, no replication — starts PostgreSQL there, checks the copy with
+/// `pg_amcheck` and reads the canary through the sandboxed server, while a keeps serving and
+/// its canary loses nothing.
+#[test]
+fn an_isolated_drill_of_postgresql_runs_a_detached_copy_at_b() {
+    let pair = crate::pg_failover::PgPair::start(167, "2s");
+    let spec = pair.env.spec_dir().join("resurgo.yaml");
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("objectives: { rto: 2m, rpo: 5m }\ndrills:\n  try-db:\n    scope: { service: db }\n    faults: [kill: db]\n    deadline: 3m\n");
+    std::fs::write(&spec, text).unwrap();
+    pair.wait_archived(Duration::from_secs(60));
+    let replicate = pair.resurgo(&["replicate", "orders", "--json"]);
+    assert_eq!(replicate.code, 0, "{}{}", replicate.stdout, replicate.stderr);
+    let before = sandbox_namespaces();
+    let out = pair.resurgo(&["drill", "run", "try-db", "--json"]);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    eprintln!(
+        "isolated PostgreSQL drill: sandbox serving after {} s; restore point {} s old",
+        report["rto"]["measured_s"], report["rpo"]["seconds"]
+    );
+    assert_eq!(
+        report["outcome"],
+        "completed",
+        "{}{}\n{}",
+        out.stdout,
+        out.stderr,
+        pair.log("a")
+    );
+    let check = &report["data_checks"][0];
+    assert_eq!(check["method"], "pg_amcheck", "{report:#}");
+    assert_eq!(check["passed"], true, "{report:#}");
+    assert!(
+        report["rpo"]["datasets"][0]["recovered"].is_u64(),
+        "the canary was read in the sandbox: {report:#}"
+    );
+    let canary = report["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "canary")
+        .cloned()
+        .expect("a production canary");
+    assert_eq!(canary["passed"], true, "{canary}");
+    assert!(report["isolation"]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["reached"] == false));
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert_eq!(sandbox_namespaces(), before);
+    assert_eq!(
+        pair.sql("a", "SELECT pg_is_in_recovery()").unwrap(),
+        "f",
+        "a still the primary"
+    );
+}
