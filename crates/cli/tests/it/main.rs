@@ -18,6 +18,7 @@ mod pg;
 mod pg_failover;
 mod pg_standby;
 mod protect;
+mod report_consumers;
 mod tidy;
 mod trust;
 mod util;

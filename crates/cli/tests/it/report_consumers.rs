@@ -1,0 +1,556 @@
+//! A drill report's renderings as the tools outside resurgo read them: the JUnit XML through
+//! Python's `junitparser`, the HTML page in headless Chromium (it must open offline with no
+//! console error). [`junit_cases`] and [`open_in_chromium`] are for every test that produces
+//! a real report; the tests here run them on a sample report rendered through
+//! `resurgo-drill`, and prove the Chromium check can fail.
+//!
+//! How Chromium's complaints are caught. With `--enable-logging=stderr`, Chromium logs what a
+//! page writes to its console (and its uncaught exceptions) as lines whose source is
+//! `CONSOLE`, all at one level, among its own noise (D-Bus, GPU, sandbox lines, some marked
+//! `ERROR:`, none a page's). It does not log a resource that failed to load (a broken
+//! image): that only reaches DevTools. So a page is opened twice: once for the screenshot,
+//! whose log is read for `CONSOLE` lines, and once under the DevTools protocol
+//! (`--remote-debugging-pipe`), which reports console errors and warnings, exceptions, and
+//! the browser's own log entries — failed loads, blocked content — and gives the DOM after
+//! load (what `--dump-dom` prints). Each run is killed, with all its processes, after 60 s.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+/// How long one Chromium run may take before it is killed.
+const CHROMIUM_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Every test case of a JUnit XML file as `junitparser` reads it: its name and whether it
+/// passed, in order. Panics if the file does not parse, or if a suite's `tests`, `failures`,
+/// `errors` and `skipped` counts disagree with the cases it holds.
+pub(crate) fn junit_cases(path: &Path) -> Vec<(String, bool)> {
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    from junitparser import JUnitXml, TestSuite
+except ImportError:
+    sys.exit(3)
+xml = JUnitXml.fromfile(sys.argv[1])
+suites = [xml] if isinstance(xml, TestSuite) else list(xml)
+for suite in suites:
+    cases = list(suite)
+    not_passed = sum(1 for c in cases if not c.is_passed)
+    counted = (suite.failures or 0) + (suite.errors or 0) + (suite.skipped or 0)
+    if suite.tests != len(cases) or counted != not_passed:
+        sys.exit("suite %r says tests=%s failures=%s errors=%s skipped=%s, but holds %d cases of which %d did not pass"
+                 % (suite.name, suite.tests, suite.failures, suite.errors, suite.skipped, len(cases), not_passed))
+    for case in cases:
+        print(json.dumps([case.name, case.is_passed]))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed to read JUnit XML with junitparser: {e}"));
+    if out.status.code() == Some(3) {
+        panic!(
+            "the Python package junitparser is not installed: `pip install junitparser` \
+             (scripts/test.sh installs it)"
+        );
+    }
+    assert!(
+        out.status.success(),
+        "junitparser could not read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Opens `html` (an HTML page or an SVG image) in headless Chromium, saves a screenshot to
+/// `screenshot`, and returns every console error and warning the page caused, failed loads
+/// included; empty for a clean page. Panics if Chromium is missing, does not finish within 60
+/// s, writes no screenshot, or the loaded document holds no `<svg`.
+pub(crate) fn open_in_chromium(html: &Path, screenshot: &Path) -> Vec<String> {
+    let chromium = chromium();
+    let url = file_url(html);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut problems = Vec::new();
+
+    // The screenshot, with Chromium's log on stderr.
+    let _ = std::fs::remove_file(screenshot);
+    let log_path = scratch.path().join("screenshot.log");
+    let mut command = Command::new(&chromium);
+    command
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .args(["--enable-logging=stderr", "--v=0", "--window-size=1280,2000"])
+        .arg(format!(
+            "--user-data-dir={}",
+            scratch.path().join("profile-screenshot").display()
+        ))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
+    let status = Watchdog::arm(&child).reap(&mut child, "taking the screenshot");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "chromium failed ({status}) taking the screenshot of {url}:\n{log}"
+    );
+    problems.extend(console_lines(&log));
+    let size = std::fs::metadata(screenshot).map_or(0, |m| m.len());
+    assert!(
+        size > 0,
+        "chromium wrote no screenshot of {url} to {}:\n{log}",
+        screenshot.display()
+    );
+
+    // The page again, under the DevTools protocol.
+    let session = devtools(&chromium, &url, scratch.path());
+    assert!(
+        session.dom.contains("<svg"),
+        "the document chromium loaded from {url} holds no <svg:\n{}",
+        session.dom
+    );
+    problems.extend(session.problems);
+    problems
+}
+
+/// The lines of Chromium's log that carry a page's console message. A log line reads
+/// `[pid:tid:MMDD/HHMMSS.micros:LEVEL:source.cc:line] text`; a page's message has the source
+/// `CONSOLE` (`CONSOLE(line)` in older versions). Chromium logs every console message at the
+/// same level, so a `console.log` is reported too: a report's page runs no script at all.
+fn console_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| {
+            let (head, text) = line.strip_prefix('[')?.split_once("] ")?;
+            let source = head.split(':').nth(4)?;
+            source.starts_with("CONSOLE").then(|| format!("console: {text}"))
+        })
+        .collect()
+}
+
+/// Chromium, from the PATH.
+fn chromium() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("chromium"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "chromium is not installed (Debian package `chromium`: \
+                 `apt-get install --no-install-recommends chromium`; scripts/test.sh installs it)"
+            )
+        })
+}
+
+/// A `file://` URL for a path, its bytes percent-encoded where a URL needs it.
+fn file_url(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let path = path
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut url = String::from("file://");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            url.push(b as char);
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+/// Kills a child's whole process group (the browser and its helpers) once the deadline
+/// passes, unless the child was reaped first: the kill and the reaping are under one lock,
+/// so a process id that was reaped — and could be reused — is never signalled.
+struct Watchdog {
+    state: Arc<Mutex<WatchState>>,
+    _disarm: mpsc::Sender<()>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    reaped: bool,
+    fired: bool,
+}
+
+impl Watchdog {
+    /// `child` must lead its own process group (`process_group(0)`).
+    fn arm(child: &Child) -> Watchdog {
+        let group = Pid::from_raw(child.id() as i32);
+        let state = Arc::new(Mutex::new(WatchState::default()));
+        let (disarm, disarmed) = mpsc::channel::<()>();
+        let watched = state.clone();
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = disarmed.recv_timeout(CHROMIUM_DEADLINE) {
+                let mut state = watched.lock().unwrap();
+                if !state.reaped {
+                    state.fired = true;
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+            }
+        });
+        Watchdog { state, _disarm: disarm }
+    }
+
+    /// Waits for the child to end, and panics if it had to be killed.
+    fn reap(self, child: &mut Child, doing: &str) -> ExitStatus {
+        loop {
+            {
+                let mut state = self.state.lock().unwrap();
+                if let Some(status) = child.try_wait().unwrap() {
+                    state.reaped = true;
+                    assert!(
+                        !state.fired,
+                        "chromium did not finish {doing} within {CHROMIUM_DEADLINE:?}: killed"
+                    );
+                    return status;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// What the DevTools session saw: console errors and warnings, exceptions, the browser's
+/// error and warning log entries, and the document after load.
+struct Session {
+    problems: Vec<String>,
+    dom: String,
+}
+
+/// Loads `url` in Chromium under the DevTools protocol over a pipe: the browser reads
+/// commands on its file descriptor 3 and answers on 4, each message JSON ended by a NUL. A
+/// shell puts this process's pipes there (std cannot choose a child's descriptor numbers
+/// without unsafe code).
+fn devtools(chromium: &Path, url: &str, scratch: &Path) -> Session {
+    let log_path = scratch.join("devtools.log");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$@" 3<&0 4>&1 </dev/null >&2"#)
+        .arg("sh")
+        .arg(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,2000"])
+        .arg("--remote-debugging-pipe")
+        .arg(format!(
+            "--user-data-dir={}",
+            scratch.join("profile-devtools").display()
+        ))
+        .arg("about:blank")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
+    let watchdog = Watchdog::arm(&child);
+    let mut cdp = Cdp {
+        to: child.stdin.take().unwrap(),
+        from: BufReader::new(child.stdout.take().unwrap()),
+        next: 0,
+        events: Vec::new(),
+        log: log_path,
+    };
+    let target = cdp.call(None, "Target.createTarget", json!({"url": "about:blank"}));
+    let attached = cdp.call(
+        None,
+        "Target.attachToTarget",
+        json!({"targetId": target["targetId"], "flatten": true}),
+    );
+    let session = attached["sessionId"].as_str().unwrap().to_string();
+    let s = Some(session.as_str());
+    for domain in ["Runtime", "Log", "Page"] {
+        cdp.call(s, &format!("{domain}.enable"), json!({}));
+    }
+    let navigated = cdp.call(s, "Page.navigate", json!({"url": url}));
+    assert!(
+        navigated.get("errorText").is_none(),
+        "chromium could not open {url}: {navigated}"
+    );
+    cdp.wait_for("Page.loadEventFired");
+    let document = cdp.call(s, "DOM.getDocument", json!({"depth": 0}));
+    let dom = cdp.call(s, "DOM.getOuterHTML", json!({"nodeId": document["root"]["nodeId"]}))["outerHTML"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    cdp.send(None, "Browser.close", json!({}));
+    let events = std::mem::take(&mut cdp.events);
+    drop(cdp);
+    watchdog.reap(&mut child, &format!("loading {url}"));
+    Session {
+        problems: events.iter().filter_map(problem).collect(),
+        dom,
+    }
+}
+
+/// A DevTools event as a problem, if it is one: a console error or warning, an exception, or
+/// a log entry at error or warning level (a failed load, blocked content, an intervention).
+fn problem(event: &Value) -> Option<String> {
+    let params = &event["params"];
+    match event["method"].as_str()? {
+        "Runtime.consoleAPICalled" => {
+            let kind = params["type"].as_str()?;
+            if !["error", "warning", "assert"].contains(&kind) {
+                return None;
+            }
+            let args: Vec<String> = params["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| match &a["value"] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => a["description"].as_str().unwrap_or("?").to_string(),
+                    other => other.to_string(),
+                })
+                .collect();
+            Some(format!("console.{kind}: {}", args.join(" ")))
+        }
+        "Runtime.exceptionThrown" => {
+            let details = &params["exceptionDetails"];
+            let what = details["exception"]["description"]
+                .as_str()
+                .or(details["text"].as_str())
+                .unwrap_or("?");
+            Some(format!("uncaught exception: {what}"))
+        }
+        "Log.entryAdded" => {
+            let entry = &params["entry"];
+            let level = entry["level"].as_str()?;
+            if !["error", "warning"].contains(&level) {
+                return None;
+            }
+            Some(format!(
+                "{} {level}: {} ({})",
+                entry["source"].as_str().unwrap_or("?"),
+                entry["text"].as_str().unwrap_or("?"),
+                entry["url"].as_str().unwrap_or("")
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A DevTools protocol connection over Chromium's pipe.
+struct Cdp {
+    to: ChildStdin,
+    from: BufReader<std::process::ChildStdout>,
+    next: u64,
+    /// Events received so far, in order.
+    events: Vec<Value>,
+    /// Chromium's stderr, shown when it stops answering.
+    log: PathBuf,
+}
+
+impl Cdp {
+    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> u64 {
+        self.next += 1;
+        let mut message = json!({"id": self.next, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        if let Err(e) = self.to.write_all(&bytes).and_then(|()| self.to.flush()) {
+            panic!("chromium stopped reading ({method}: {e}):\n{}", self.log_text());
+        }
+        self.next
+    }
+
+    /// Sends a command and returns its result, keeping the events that arrive meanwhile.
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let id = self.send(session, method, params);
+        loop {
+            let message = self.receive(method);
+            if message["id"] == json!(id) {
+                assert!(message.get("error").is_none(), "chromium refused {method}: {message}");
+                return message["result"].clone();
+            }
+            self.events.push(message);
+        }
+    }
+
+    fn wait_for(&mut self, event: &str) {
+        while !self.events.iter().any(|e| e["method"] == event) {
+            let message = self.receive(event);
+            self.events.push(message);
+        }
+    }
+
+    fn receive(&mut self, waiting_for: &str) -> Value {
+        let mut bytes = Vec::new();
+        match self.from.read_until(0, &mut bytes) {
+            Ok(n) if n > 0 && bytes.last() == Some(&0) => {
+                bytes.pop();
+                serde_json::from_slice(&bytes).unwrap()
+            }
+            outcome => panic!(
+                "chromium stopped answering while waiting for {waiting_for} ({outcome:?}; killed at its deadline?):\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+/// A report as a runner writes it — a failing isolated drill — with text in it that would
+/// break a rendering, or run in it, were it not escaped.
+fn sample_report() -> resurgo_drill::Report {
+    let hostile = "<script>alert(1)</script>&\"'";
+    let report = json!({
+        "schema": resurgo_drill::REPORT_SCHEMA,
+        "run": "drill-lose-a-20261130T101500Z",
+        "drill": "lose-a",
+        "mode": "isolated",
+        "scope": {"kind": "site", "targets": ["a"]},
+        "spec_commit": "3f2a9c1e0b7d",
+        "resurgo_version": "0.1.0",
+        "operator": "ops@bastion",
+        "started": "2026-11-30T10:15:00Z",
+        "ended": "2026-11-30T10:16:02Z",
+        "deadline_s": 600.0,
+        "outcome": "completed",
+        "timeline": [
+            {"at_s": 0.0, "kind": "fault_injected", "message": "site a stopped"},
+            {"at_s": 1.5, "kind": "detected", "message": "site a missed 3 heartbeats"},
+            {"at_s": 9.8, "kind": "promoted", "message": format!("orders promoted at b {hostile}")},
+            {"at_s": 14.2, "kind": "healthy", "message": "web answers at b"},
+            {"at_s": 40.0, "kind": "fault_reverted", "message": "site a started again"},
+            {"at_s": 61.0, "kind": "teardown", "message": "sandbox removed"}
+        ],
+        "phases": [
+            {"name": "detect", "start_s": 0.0, "end_s": 1.5},
+            {"name": "decide", "start_s": 1.5, "end_s": 2.1},
+            {"name": "execute", "start_s": 2.1, "end_s": 12.0},
+            {"name": "propagate", "start_s": 12.0, "end_s": 14.2},
+            {"name": "teardown", "start_s": 40.0, "end_s": 61.0}
+        ],
+        "rto": {"measured_s": 14.2, "objective_s": 10.0, "detect_s": 1.5, "decide_s": 0.6,
+                "preempt_s": null, "execute_s": 9.9, "propagate_s": 2.2},
+        "rpo": {"objective_s": 5.0, "writes_lost": 0, "seconds": 0.0, "datasets": [
+            {"dataset": "orders", "kind": "postgres", "site": "b", "acknowledged": 120,
+             "recovered": 120, "writes_lost": 0, "seconds": 0.0, "detail": null}
+        ]},
+        "probes": [
+            {"name": format!("web {hostile}"), "kind": "route", "target": "http://web.test/health",
+             "attempts": 40, "failures": 6, "passed": false, "detail": format!("HTTP 503 {hostile}")},
+            {"name": "canary", "kind": "canary", "target": "orders", "attempts": 120,
+             "failures": 0, "passed": true, "detail": null}
+        ],
+        "isolation": {"sandbox": "drill-lose-a", "attempts": [
+            {"from": "web", "to": "10.0.0.1:5432", "reached": false, "detail": "connection refused"}
+        ]},
+        "data_checks": [
+            {"dataset": "orders", "site": "b", "method": "pg_amcheck", "passed": true, "detail": null}
+        ],
+        "faults": [
+            {"kind": "stop_site", "target": "a", "injected_at_s": 0.0, "reverted_at_s": 40.0,
+             "undo": "resurgo set-up a"}
+        ],
+        "leftovers": [
+            {"kind": "process", "what": format!("web (pid 4242) {hostile}"), "place": "site b"}
+        ],
+        "verdict": "pass",
+        "findings": []
+    });
+    let mut report: resurgo_drill::Report = serde_json::from_value(report).unwrap();
+    report.judge();
+    report
+}
+
+#[test]
+fn junit_of_a_report_reads_in_junitparser_with_every_case_and_failure() {
+    let report = sample_report();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drill.xml");
+    std::fs::write(&path, resurgo_drill::junit(&report)).unwrap();
+    let cases = junit_cases(&path);
+    let expected: Vec<(String, bool)> = [
+        ("outcome", true),
+        ("objective rto", false),
+        ("objective rpo", true),
+        ("probe web <script>alert(1)</script>&\"'", false),
+        ("probe canary", true),
+        ("isolation", true),
+        ("data check orders@b", true),
+        ("leak check", false),
+    ]
+    .into_iter()
+    .map(|(name, passed)| (name.to_string(), passed))
+    .collect();
+    assert_eq!(cases, expected);
+    assert_eq!(report.findings.len(), 3, "{:?}", report.findings);
+}
+
+#[test]
+fn html_of_a_report_opens_in_chromium_without_a_console_error() {
+    let report = sample_report();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("drill.html");
+    std::fs::write(&page, resurgo_drill::html(&report)).unwrap();
+    let screenshot = dir.path().join("drill.png");
+    let problems = open_in_chromium(&page, &screenshot);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
+}
+
+#[test]
+fn the_timeline_svg_opens_in_chromium_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("timeline.svg");
+    std::fs::write(&image, resurgo_drill::timeline_svg(&sample_report())).unwrap();
+    let problems = open_in_chromium(&image, &dir.path().join("timeline.png"));
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The check is worth something only if it can fail: a script's console error and a broken
+/// image are both reported.
+#[test]
+fn the_chromium_check_reports_console_errors_and_broken_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("broken.html");
+    std::fs::write(
+        &page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>broken</title></head><body>\
+         <script>console.error(\"x\")</script><img src=missing.png alt=\"\">\
+         <svg viewBox=\"0 0 10 10\"></svg></body></html>",
+    )
+    .unwrap();
+    let problems = open_in_chromium(&page, &dir.path().join("broken.png"));
+    assert!(
+        problems.iter().any(|p| p.starts_with("console.error: x")),
+        "the console error was missed: {problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("console: \"x\"")),
+        "the console error was missed in Chromium's log: {problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("missing.png")),
+        "the broken image was missed: {problems:#?}"
+    );
+}
