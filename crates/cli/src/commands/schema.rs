@@ -1,8 +1,8 @@
 //! `resurgo schema`: the JSON Schema of a spec file, generated from the spec's own types; with
 //! `--output status|runs|plan`, the schema of that command's `--json` output instead,
 //! generated from the types the command prints; with `--output openapi`, the site API's
-//! OpenAPI document. The committed copies under `schema/` are
-//! checked to be current by the tests.
+//! OpenAPI document; with `--output drill-report`, the schema of a drill's report. The
+//! committed copies under `schema/` are checked to be current by the tests.
 
 use std::process::ExitCode;
 
@@ -28,6 +28,8 @@ pub enum Output {
     /// The site API that each agent serves, as an OpenAPI 3.1 document
     /// (schema/site-api.openapi.json).
     Openapi,
+    /// The report a drill run writes (schema/drill-report.schema.json).
+    DrillReport,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -37,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Output::Runs) => output_schema::<super::runs::Runs>(),
         Some(Output::Plan) => output_schema::<resurgo_plan::Plan>(),
         Some(Output::Openapi) => resurgo_api::routes::openapi_text(),
+        Some(Output::DrillReport) => resurgo_drill::report_schema_text(),
     };
     print!("{text}");
     Ok(crate::exit::code(crate::exit::OK))

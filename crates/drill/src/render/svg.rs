@@ -245,7 +245,7 @@ mod tests {
         assert!(svg.contains(&format!(r#"stroke="{WITHIN}" stroke-width="2"/><text x="#)));
         assert!(svg.contains("RTO measured 8.1 s"));
         let svg = timeline_svg(&hostile());
-        assert!(svg.contains(&format!(r#"class="rto-measured" x1="#)));
+        assert!(svg.contains(r#"class="rto-measured" x1="#));
         assert!(svg.contains(&format!(r#"stroke="{OVER}" stroke-width="2"/>"#)));
         assert!(svg.contains("RTO measured 14.2 s"));
     }
