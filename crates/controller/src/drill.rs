@@ -1192,7 +1192,10 @@ fn measure_with(
         decide_s: span(detected, decided),
         preempt_s: None,
         execute_s: span(decided, executed),
-        propagate_s: span(executed, end),
+        propagate_s: match (executed, end) {
+            (Some(x), Some(e)) => Some((e - x).max(0.0)),
+            _ => None,
+        },
     })
     .filter(|_| !probes.is_empty());
     // RPO: what the canaries had acknowledged before the fault, against what is there now.
@@ -1369,10 +1372,33 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
                     .timeline
                     .push(entry(began, "failed_back", &format!("services back at {to}")));
                 failback_span = Some((t0, began.elapsed().as_secs_f64()));
+                remove_stopped_movers(ctx, &services, &from, &mut report, began);
             }
             Err(e) => report
                 .findings
                 .push(format!("failback from {from} to {to} failed: {e}")),
+        }
+    }
+    // What the recovery set aside during the drill is kept (it may hold the writes a failover
+    // lost): said in the timeline, not deleted.
+    let started_unix = unix(SystemTime::now()) - began.elapsed().as_secs_f64();
+    for (site, handle) in ctx
+        .written
+        .sites
+        .keys()
+        .filter_map(|s| Some((s, ctx.engine.site(ctx.written, s)?)))
+    {
+        for copy in ctx.engine.provider.set_aside_copies(&handle).unwrap_or_default() {
+            if resurgo_spec::units::parse_rfc3339(&copy.at).is_ok_and(|t| t + 1.0 >= started_unix) {
+                report.timeline.push(entry(
+                    began,
+                    "set_aside_kept",
+                    &format!(
+                        "kept at {site}: {} ({} bytes; {}); `resurgo set-aside` lists it",
+                        copy.id, copy.bytes, copy.why
+                    ),
+                ));
+            }
         }
     }
     // The canaries removed where the data now is.
@@ -1385,6 +1411,24 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
         }
     }
     report.leftovers = leak_check(ctx, &drill, journal, &now);
+    // A drill that was to leave the services where the spec places them and did not.
+    if drill.failback || report.mode == Mode::Isolated {
+        for service in drill.scope.services(ctx.written) {
+            let (Some(at), Some(home)) = (now.services.get(&service), ctx.written.services.get(&service)) else {
+                continue;
+            };
+            if at.site != home.site {
+                report.leftovers.push(Leftover {
+                    kind: "service".into(),
+                    what: format!(
+                        "`{service}` is active at {}, where the spec places it at {}",
+                        at.site, home.site
+                    ),
+                    place: format!("site {}", at.site),
+                });
+            }
+        }
+    }
     if let Some((a, b)) = failback_span {
         report.phases.push(Phase {
             name: PhaseName::Failback,
@@ -1398,7 +1442,11 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
         end_s: began.elapsed().as_secs_f64(),
     });
     report.ended = Some(crate::events::now_rfc3339());
+    // The verdict is the report's checks; what the drill itself saw (a step that failed, a
+    // stop condition) stays, before the checks' findings.
+    let seen = std::mem::take(&mut report.findings);
     report.judge();
+    report.findings.splice(0..0, seen);
     let path = report_path(ctx.state_dir, &report.run);
     let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
     std::fs::write(&path, text).map_err(|e| DrillError::Journal {
@@ -1420,21 +1468,55 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
     Ok(report)
 }
 
-/// Whether every service active elsewhere that names `site` as its standby runs there as one.
+/// After a failback: the instances the failover started at `from` that the spec no longer
+/// places there, stopped by the failback, are removed (their folders set aside, never
+/// deleted), so no orphan is left at `from`.
+fn remove_stopped_movers(ctx: &DrillContext, services: &[String], from: &str, report: &mut Report, began: Instant) {
+    let Ok((now, _)) = (ctx.load)() else { return };
+    let Some(handle) = ctx.engine.site(&now, from) else {
+        return;
+    };
+    let wanted = resurgo_plan::desired::desired_state(&now);
+    let wanted_here = wanted.get(from);
+    let Ok(seen) = ctx.engine.provider.observe(&handle) else {
+        return;
+    };
+    for s in seen {
+        let orphan = services.contains(&s.service) && wanted_here.is_none_or(|at| !at.contains_key(&s.service));
+        let stopped = !matches!(s.process, resurgo_plan::ProcessState::Running { .. });
+        if orphan && stopped {
+            match ctx.engine.provider.remove(&handle, &s.service) {
+                Ok(()) => report.timeline.push(entry(
+                    began,
+                    "removed",
+                    &format!(
+                        "`{}` at {from}, stopped by the failback, removed (its folder set aside)",
+                        s.service
+                    ),
+                )),
+                Err(e) => report.findings.push(format!(
+                    "`{}` at {from} could not be removed after the failback: {e}",
+                    s.service
+                )),
+            }
+        }
+    }
+}
+
+/// Whether `site` is back within reach and runs every standby instance the spec wants there
+/// now (a failback starts from there).
 fn standby_ready(ctx: &DrillContext, system: &System, site: &str) -> Option<()> {
     let handle = ctx.engine.site(system, site)?;
     let seen = ctx.engine.provider.observe(&handle).ok()?;
-    let wanted: Vec<&String> = system
-        .services
-        .iter()
-        .filter(|(_, s)| s.site != site && s.standby.iter().any(|x| x == site))
-        .map(|(n, _)| n)
-        .collect();
-    wanted
-        .iter()
-        .all(|name| {
+    let desired = resurgo_plan::desired::desired_state(system);
+    desired
+        .get(site)
+        .into_iter()
+        .flat_map(|at| at.values())
+        .filter(|c| c.role == resurgo_plan::Role::Standby)
+        .all(|c| {
             seen.iter().any(|s| {
-                &&s.service == name
+                s.service == c.service
                     && matches!(s.process, resurgo_plan::ProcessState::Running { .. })
                     && s.config.role == resurgo_plan::Role::Standby
             })

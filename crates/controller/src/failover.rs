@@ -213,7 +213,10 @@ pub fn execute_announced(
 /// Reverse replication before a failback from `from` to `to`: brings `to` up as a standby of
 /// the current primary (an old primary's data is set aside and the standby seeded afresh) and
 /// waits until each of its standbys streams less than a second behind, for at most `catch_up`.
-/// `desired` has the assignments applied. Tells `progress` what it sees.
+/// A dataset kept by backups has no standby: the writes at `from` stop (its services are
+/// stopped), a final backup is taken there (PostgreSQL's clean shutdown archives its last WAL
+/// instead) and replicated to `to`, whose restore then has every write. `desired` has the
+/// assignments applied. Tells `progress` what it sees.
 pub fn prepare_failback(
     engine: &Engine,
     desired: &crate::Desired,
@@ -227,6 +230,33 @@ pub fn prepare_failback(
     crate::agent::serve_site(engine, system, &desired.source, to)
         .map_err(|e| format!("bringing {to} up as a standby of {from}: {e}"))?;
     let protector = crate::protect::Protector::new(system, engine, state_dir);
+    let by_backup: Vec<(&String, &resurgo_spec::Dataset)> = system
+        .datasets
+        .iter()
+        .filter(|(_, d)| d.strategy == resurgo_spec::Strategy::Backup)
+        .filter(|(_, d)| system.services.get(&d.service).is_some_and(|s| s.site == from))
+        .collect();
+    if !by_backup.is_empty() {
+        let stopped = fence(engine, system, from).map_err(|e| format!("stopping the writes at {from}: {e}"))?;
+        progress(format!(
+            "writes stopped at {from} ({stopped} services) for the final backup"
+        ));
+        for (name, ds) in by_backup {
+            if ds.kind != resurgo_spec::DatasetKind::Postgres {
+                let snapshot = protector
+                    .backup(name)
+                    .map_err(|e| format!("the final backup of `{name}` at {from}: {e}"))?;
+                progress(format!(
+                    "final backup of `{name}` at {from}: {}",
+                    &snapshot.id[..8.min(snapshot.id.len())]
+                ));
+            }
+            protector
+                .replicate(Some(name), from, to)
+                .map_err(|e| format!("replicating `{name}` from {from} to {to}: {e}"))?;
+            progress(format!("`{name}` replicated from {from} to {to}"));
+        }
+    }
     let deadline = std::time::Instant::now() + catch_up;
     let behind =
         |name: &str, lag: String| format!("`{name}` at {to} has not caught up with {from} within {catch_up:?}: {lag}");

@@ -248,10 +248,11 @@ fn a_drill_past_its_deadline_goes_straight_to_teardown() {
 /// DESIGN §11, a site, live, on one machine with the agents (`controller --agents`): site a is
 /// lost; b's agent declares it dead and fails over by itself (no command); the drill measures
 /// RTO through the route and RPO from the canary against b's restore; teardown brings a back
-/// within reach; nothing is left.
+/// within reach and fails back (writes at b stopped, a final backup replicated to a, restored
+/// there); web serves at a again and nothing is left.
 #[test]
 fn a_live_site_drill_is_detected_and_failed_over_by_the_agents() {
-    let lose_a = "  lose-a:\n    scope: { site: a }\n    faults: [stop_site: a]\n    mode: live\n    stop: [unavailable_for: 90s]\n    deadline: 3m\n    failback: false\n";
+    let lose_a = "  lose-a:\n    scope: { site: a }\n    faults: [stop_site: a]\n    mode: live\n    stop: [unavailable_for: 90s]\n    deadline: 3m\n";
     let mut env = drill_env(
         163,
         18163,
@@ -310,6 +311,34 @@ fn a_live_site_drill_is_detected_and_failed_over_by_the_agents() {
         env.state().join("sites/a/site.json").exists(),
         "site a is back within reach"
     );
+    assert!(
+        report["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "failed_back"),
+        "{report:#}"
+    );
+    assert!(
+        report["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "failback"),
+        "{report:#}"
+    );
+    assert!(
+        poll(Duration::from_secs(30), || env.healthy_pid("a", "web")).is_some(),
+        "web serves at a after the failback:\n{}",
+        env.dump_events()
+    );
+    // No drift and no orphan anywhere.
+    let status = env.run(&["status", "--json"]).json();
+    for site in status["sites"].as_array().unwrap() {
+        for svc in site["services"].as_array().unwrap() {
+            assert_eq!(svc["drift"], "in-sync", "{status:#}");
+        }
+    }
     env.stop_controller();
 }
 
