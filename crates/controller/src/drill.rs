@@ -1444,6 +1444,7 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
     report.ended = Some(crate::events::now_rfc3339());
     // The verdict is the report's checks; what the drill itself saw (a step that failed, a
     // stop condition) stays, before the checks' findings.
+    report.timeline.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let seen = std::mem::take(&mut report.findings);
     report.judge();
     report.findings.splice(0..0, seen);

@@ -239,190 +239,21 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
         ),
     }
 
-    step(paint, 7, "lose site a; fail over to b; measure RTO and RPO");
-    let outcome = lose_site_and_fail_over(paint, spec, &engine, &events);
     let _ = stop_tx.send(());
     let _ = controller.join();
-    outcome?;
 
-    step(paint, 9, "status after failing back");
+    step(
+        paint,
+        7,
+        "a live drill: site a is lost; the agents detect it and fail over to b by themselves",
+    );
+    drill_site_loss(paint, spec)?;
+
+    step(paint, 8, "status after the drill: no drift, no orphan");
     status::run(status::Args {
         spec: spec.clone(),
         json: false,
     })?;
-    Ok(())
-}
-
-/// The newest canary write the service acknowledged, read through the route: (seq, time).
-fn canary() -> Option<(i64, String)> {
-    let body = http_get("127.0.0.1:8080", "/canary").ok()?;
-    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-    Some((v["seq"].as_i64()?, v["at"].as_str()?.to_string()))
-}
-
-/// Waits (polling) until the route answers from `site`; returns when it did.
-fn wait_route(site: &str, limit: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if http_get("127.0.0.1:8080", "/").is_ok_and(|b| b.contains(&format!("at site {site}"))) {
-            return Some(Instant::now());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// The newest canary row written at `site` in a database file: (seq, time).
-fn newest_row(db: &std::path::Path, site: &str) -> anyhow::Result<(i64, String)> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let row = conn.query_row(
-        "SELECT seq, at FROM canary WHERE site = ?1 ORDER BY seq DESC LIMIT 1",
-        [site],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    );
-    row.with_context(|| format!("no canary row written at site {site} in {}", db.display()))
-}
-
-fn seconds_between(earlier: &str, later: &str) -> f64 {
-    let p = |t: &str| resurgo_spec::units::parse_rfc3339(t).unwrap_or(0.0);
-    (p(later) - p(earlier)).max(0.0)
-}
-
-fn lose_site_and_fail_over(
-    paint: &Paint,
-    spec: &SpecArgs,
-    engine: &resurgo_controller::Engine,
-    events: &EventLog,
-) -> anyhow::Result<()> {
-    let raw = resurgo_controller::desired::load(&spec.source(), &spec.state.join("git"), &spec.set)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The last write the service acknowledged before the disaster.
-    let acked = canary().context("the canary did not answer through the route")?;
-    let before = events.read()?.len();
-    // Site a is lost: its processes die and its state can no longer be read. The demo's sites
-    // are `local`, so losing a means losing its folder.
-    let site_a = resurgo_controller::providers::local_root(&spec.state, "a", &raw.loaded.system.sites["a"]);
-    for s in engine
-        .provider
-        .observe(&engine.sites(&raw.loaded.system)[0])
-        .unwrap_or_default()
-    {
-        if let ProcessState::Running { pid, .. } = s.process {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-    let lost = site_a.with_extension("lost");
-    // Its folder is gone: a site that cannot be seen is unknown, never empty.
-    std::fs::rename(&site_a, &lost)?;
-    let fault = Instant::now();
-    println!(
-        "site a lost at t=0 (processes killed, its state unreachable); last acknowledged write #{}",
-        acked.0
-    );
-    let detected = loop {
-        if events
-            .read()?
-            .iter()
-            .skip(before)
-            .any(|e| e.kind == EventKind::SiteUnreachable && e.site.as_deref() == Some("a"))
-        {
-            break fault.elapsed();
-        }
-        if fault.elapsed() > Duration::from_secs(10) {
-            bail!("the controller did not notice site a's loss within 10s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    println!("  detected: site a unreachable after {:.2}s", detected.as_secs_f64());
-    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let report = resurgo_controller::failover::execute(
-        &raw.loaded.system,
-        &desired.loaded.system,
-        engine,
-        &spec.state,
-        "a",
-        "b",
-        Default::default(),
-    )?;
-    for st in &report.steps {
-        println!(
-            "  {} {} ({:.2}s)",
-            paint.green("✓"),
-            st.name,
-            st.millis.unwrap_or(0) as f64 / 1000.0
-        );
-    }
-    if !matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded) {
-        bail!("the failover did not succeed: {}", report.outcome);
-    }
-    let healthy = wait_route("b", Duration::from_secs(30)).context("the route did not answer from site b")?;
-    let rto = healthy.duration_since(fault);
-    let protector = resurgo_controller::protect::Protector::new(&desired.loaded.system, engine, &spec.state);
-    let db = protector.data_path("notes", "b").map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The newest row the restore brought back (read before the service at b writes more).
-    // The newest write from site a that the restore brought back to b.
-    let recovered = newest_row(&db, "a")?;
-    let rpo = seconds_between(&recovered.1, &acked.1);
-    println!(
-        "{}",
-        paint.bold(&format!(
-            "RTO {:.2}s (detection {:.2}s, failover {:.2}s; objective 10s) · RPO {:.1}s, {} acknowledged writes lost (objective 5m, backups every 1m)",
-            rto.as_secs_f64(),
-            detected.as_secs_f64(),
-            rto.saturating_sub(detected).as_secs_f64(),
-            rpo,
-            (acked.0 - recovered.0).max(0)
-        ))
-    );
-
-    step(paint, 8, "site a comes back as standby; fail back with no data lost");
-    std::fs::rename(&lost, &site_a)?;
-    // A planned switch: stop writes at b, final backup and replication, then move.
-    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let protector = resurgo_controller::protect::Protector::new(&desired.loaded.system, engine, &spec.state);
-    let at_b = resurgo_controller::failover::fence(engine, &desired.loaded.system, "b")?;
-    let last_at_b = newest_row(&db, "b")?;
-    protector.backup("notes").map_err(|e| anyhow::anyhow!("{e}"))?;
-    protector
-        .replicate(Some("notes"), "b", "a")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!(
-        "  writes stopped at b ({} services), final backup replicated to a (last write #{})",
-        at_b, last_at_b.0
-    );
-    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let began = Instant::now();
-    let report = resurgo_controller::failover::execute(
-        &raw.loaded.system,
-        &desired.loaded.system,
-        engine,
-        &spec.state,
-        "b",
-        "a",
-        resurgo_controller::failover::RunOptions {
-            failback: true,
-            ..Default::default()
-        },
-    )?;
-    if !matches!(report.outcome, resurgo_runbook::run::RunOutcome::Succeeded) {
-        bail!("the failback did not succeed: {}", report.outcome);
-    }
-    wait_route("a", Duration::from_secs(30)).context("the route did not answer from site a")?;
-    let back = resurgo_controller::protect::Protector::new(&raw.loaded.system, engine, &spec.state);
-    let restored_a = newest_row(&back.data_path("notes", "a").map_err(|e| anyhow::anyhow!("{e}"))?, "b")?;
-    println!(
-        "{}",
-        paint.bold(&format!(
-            "failed back to a in {:.2}s; writes lost: {} (last write at b #{}, newest of b's writes at a #{})",
-            began.elapsed().as_secs_f64(),
-            (last_at_b.0 - restored_a.0).max(0),
-            last_at_b.0,
-            restored_a.0
-        ))
-    );
     Ok(())
 }
 
@@ -439,6 +270,77 @@ fn running_pid(
         }
     }
     None
+}
+
+/// Step 7: the agents of both sites and the witness run in the background (`resurgo controller
+/// --agents`, what each site's host runs as `resurgo agent`), and the quickstart's drill
+/// `lose-site-a` runs live: site a is lost, b's agent declares it dead and fails over with no
+/// command, the drill measures RTO and RPO, fails back and checks that nothing is left. Its
+/// report is written beside the spec as HTML.
+fn drill_site_loss(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the resurgo binary")?;
+    let dir = spec.state.parent().unwrap_or(&spec.state).to_path_buf();
+    let log = std::fs::File::create(dir.join("agents.log")).context("cannot create agents.log")?;
+    let mut agents = std::process::Command::new(exe);
+    agents
+        .args(["controller", "--agents", "--tick", "200ms", "--poll", "60s", "--spec"])
+        .arg(&spec.spec)
+        .arg("--state")
+        .arg(&spec.state);
+    for (name, value) in &spec.set {
+        agents.arg("--set").arg(format!("{name}={value}"));
+    }
+    let mut agents = agents
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("cannot start the agents")?;
+    let events = EventLog::of_state(&spec.state);
+    let before = events.read()?.len();
+    let serving = (0..300).any(|_| {
+        let up = events
+            .read()
+            .unwrap_or_default()
+            .iter()
+            .skip(before)
+            .any(|e| e.kind == EventKind::Unfenced && e.site.as_deref() == Some("a"));
+        if !up {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        up
+    });
+    let outcome = if serving {
+        println!("agents running: a holds the primary lease; b and the witness watch it");
+        crate::commands::drill::execute(spec, |ctx| {
+            resurgo_controller::drill::run(ctx, "lose-site-a", resurgo_spec::DrillMode::Live)
+        })
+    } else {
+        Err(anyhow::anyhow!(
+            "the agents did not start within 30s; see {}",
+            dir.join("agents.log").display()
+        ))
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agents.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let _ = agents.wait();
+    let report = match outcome? {
+        Ok(report) => report,
+        Err(why) => bail!("the drill was refused: {why}"),
+    };
+    for e in &report.timeline {
+        println!("  {:>7.2}s  {:<18} {}", e.at_s, e.kind, e.message);
+    }
+    crate::commands::drill::print_summary(&report, &spec.state);
+    let html = dir.join("drill-report.html");
+    std::fs::write(&html, resurgo_drill::html(&report)).with_context(|| format!("cannot write {}", html.display()))?;
+    println!("{}", paint.bold(&format!("drill report: {}", html.display())));
+    if report.verdict != resurgo_drill::Verdict::Pass {
+        bail!("the drill did not pass: {}", report.findings.join("; "));
+    }
+    Ok(())
 }
 
 /// Stops every service the demo started.

@@ -144,13 +144,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Sets up what a drill needs — the engine, the spec now and as written, the failback, and
-/// SIGINT/SIGTERM turned into a flag the drill watches — and runs `f` with it.
+/// Runs `f` in a drill's context (see [`execute`]) and prints its report: the summary, or the
+/// JSON. Exit 0 when the verdict is pass.
 fn with_context(
     spec: &SpecArgs,
     f: impl FnOnce(&DrillContext) -> Result<Report, drill::DrillError>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    if !json {
+        eprintln!("drill running; Ctrl-C ends it (teardown still runs)");
+    }
+    let report = match execute(spec, f)? {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return Ok(exit::code(exit::ERROR));
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report, &spec.state);
+    }
+    Ok(exit::code(if report.verdict == Verdict::Pass {
+        exit::OK
+    } else {
+        exit::ERROR
+    }))
+}
+
+/// Sets up what a drill needs — the engine, the spec now and as written, the failback, and
+/// SIGINT/SIGTERM turned into a flag the drill watches — and runs `f` with it. The report, or
+/// why the drill was refused.
+pub fn execute(
+    spec: &SpecArgs,
+    f: impl FnOnce(&DrillContext) -> Result<Report, drill::DrillError>,
+) -> anyhow::Result<Result<Report, String>> {
     let written = resurgo_controller::desired::load(&spec.source(), &spec.state.join("git"), &spec.set)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if written.loaded.system.api.is_some() {
@@ -207,30 +236,15 @@ fn with_context(
         interrupted: interrupted.clone(),
         operator: operator(),
     };
-    if !json {
-        eprintln!("drill running; Ctrl-C ends it (teardown still runs)");
-    }
     let report = match f(&ctx) {
         Ok(r) => r,
-        Err(drill::DrillError::Refused(why)) => {
-            eprintln!("error: {why}");
-            return Ok(exit::code(exit::ERROR));
-        }
+        Err(drill::DrillError::Refused(why)) => return Ok(Err(why)),
         Err(e) => return Err(e.into()),
     };
-    if interrupted.load(Ordering::Relaxed) && !json {
+    if interrupted.load(Ordering::Relaxed) {
         eprintln!("interrupted: torn down");
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_summary(&report, &spec.state);
-    }
-    Ok(exit::code(if report.verdict == Verdict::Pass {
-        exit::OK
-    } else {
-        exit::ERROR
-    }))
+    Ok(Ok(report))
 }
 
 fn operator() -> String {
@@ -243,7 +257,8 @@ fn operator() -> String {
     format!("{user}@{host}")
 }
 
-fn print_summary(report: &Report, state: &std::path::Path) {
+/// The report in a few lines, for a person.
+pub fn print_summary(report: &Report, state: &std::path::Path) {
     println!(
         "drill {} ({}) — {}: {}",
         report.drill,

@@ -3,7 +3,7 @@
 use crate::util::BIN;
 
 #[test]
-fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
+fn demo_runs_the_quickstart_heals_a_drift_and_drills_the_loss_of_a_site() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(BIN)
         .args(["demo", "--dir"])
@@ -32,10 +32,16 @@ fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
         "replicate notes a → b",
         "PRAGMA integrity_check → ok",
         "dataset notes (home a, RPO objective 5m)",
-        "✓ assign b as primary",
+        "agents running",
+        "site_dead",
+        "failover_finished",
+        "failed_back",
+        "drill lose-site-a",
+        ": pass",
         "RTO ",
         "RPO ",
-        "writes lost: 0",
+        "leftovers: []",
+        "drill report: ",
     ] {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
     }
@@ -57,6 +63,19 @@ fn demo_runs_the_quickstart_heals_a_drift_fails_over_and_back() {
     for run in runs["runs"].as_array().unwrap() {
         assert!(run["measures"]["rto_s"].as_f64().is_some_and(|s| s > 0.0), "{run}");
     }
+    // The drill's HTML report is written, and opens in a browser without a console error.
+    let html = dir.path().join("drill-report.html");
+    let errors = crate::report_consumers::open_in_chromium(&html, &dir.path().join("drill-report.png"));
+    assert!(errors.is_empty(), "{errors:?}");
+    // After the drill, status shows no drift and no orphan (step 8).
+    let after = stdout.split("── 8.").nth(1).expect("step 8");
+    assert!(
+        !after
+            .lines()
+            .skip(1)
+            .any(|l| l.contains("orphan") || l.contains("drift")),
+        "{after}"
+    );
     // The demo cleans up after itself: no process left under its state.
     let run = dir.path().join("state/sites/a/services/web");
     assert!(!run.exists(), "demo removed its services");
