@@ -1207,17 +1207,46 @@ fn measure_with(
             let site = probe::active_site(&now, &c.dataset).unwrap_or_default();
             let found = probe::recovered(&now, ctx.engine, ctx.state_dir, &c.dataset);
             let (recovered, lost, seconds, detail) = match (&found, last) {
-                (Ok(n), Some((last_seq, last_at))) => {
-                    let lost = acked.iter().filter(|(s, _)| s > n).count() as u64;
-                    let kept_at = acked.iter().find(|(s, _)| s == n).map_or(0.0, |(_, t)| *t);
-                    let secs = if lost == 0 { 0.0 } else { last_at - kept_at };
-                    (
+                (Ok(n), Some((last_seq, last_at))) => match acked.iter().find(|(s, _)| s == n) {
+                    // Some canary write survived: the data lost is what came after it.
+                    Some((_, kept_at)) => (
                         Some(*n),
-                        Some(lost),
-                        Some(secs),
+                        Some(acked.iter().filter(|(s, _)| s > n).count() as u64),
+                        Some(last_at - kept_at),
                         Some(format!("last acknowledged #{last_seq}, recovered up to #{n}")),
-                    )
-                }
+                    ),
+                    // None did: the copy is older than the canary. It is the newest restore
+                    // point the site had at the fault; what was lost is everything since.
+                    None if *n == 0 => {
+                        let fault_unix = started_unix + fault_s;
+                        let point = crate::protect::Protector::new(&now, ctx.engine, ctx.state_dir)
+                            .open(&site)
+                            .and_then(|repo| Ok(repo.snapshots(Some(&c.dataset))?))
+                            .ok()
+                            .and_then(|all| all.into_iter().rfind(|p| (p.unix as f64) <= fault_unix + 1.0));
+                        (
+                            Some(0),
+                            Some(acked.len() as u64),
+                            point.as_ref().map(|p| (fault_unix - p.unix as f64).max(0.0)),
+                            Some(match &point {
+                                Some(p) => format!(
+                                    "no canary write survived: the copy is the restore point of {} ({:.1} s before the fault)",
+                                    p.time,
+                                    fault_unix - p.unix as f64
+                                ),
+                                None => "no canary write survived, and the restore point used cannot be told".into(),
+                            }),
+                        )
+                    }
+                    None => (
+                        Some(*n),
+                        None,
+                        None,
+                        Some(format!(
+                            "the copy holds canary #{n}, which this drill never acknowledged"
+                        )),
+                    ),
+                },
                 (Ok(n), None) => (Some(*n), Some(0), Some(0.0), None),
                 (Err(e), _) => (None, None, None, Some(format!("cannot read the recovered copy: {e}"))),
             };

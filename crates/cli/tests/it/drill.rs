@@ -13,7 +13,7 @@ use crate::util::{poll, signal, Env, BIN};
 
 /// web at a (standby b) writing to its SQLite dataset `notes`, restarted by the controller
 /// (`sync: auto`); the proxy route `front` at `127.0.0.1:<route>`; the drills of `drills`.
-fn drill_env(block: u8, route: u16, drills: &str, extra: &str) -> Env {
+pub(crate) fn drill_env(block: u8, route: u16, drills: &str, extra: &str) -> Env {
     let env = Env::new(block);
     let web = Env::notes_web(8080).replace("    sync: manual\n", "    sync: auto\n");
     let spec = env.spec(&web)
@@ -27,7 +27,7 @@ fn drill_env(block: u8, route: u16, drills: &str, extra: &str) -> Env {
 /// A live drill that kills web: the controller restarts it.
 const KILL_WEB: &str = "  kill-web:\n    scope: { service: web }\n    faults: [kill: web]\n    mode: live\n    stop: [unavailable_for: 40s]\n    deadline: 2m\n    cadence: 30d\n    owners: [team-web]\n";
 
-fn applied_with_controller(env: &mut Env) {
+pub(crate) fn applied_with_controller(env: &mut Env) {
     let applied = env.run(&["apply"]);
     assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
     env.start_controller(&[]);
@@ -38,7 +38,7 @@ fn applied_with_controller(env: &mut Env) {
     );
 }
 
-fn drill(env: &Env, args: &[&str]) -> (i32, Value, String) {
+pub(crate) fn drill(env: &Env, args: &[&str]) -> (i32, Value, String) {
     let out = env.run(args);
     let json = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
     (out.code, json, format!("{}{}", out.stdout, out.stderr))
@@ -343,7 +343,7 @@ fn a_live_site_drill_is_detected_and_failed_over_by_the_agents() {
 }
 
 /// The network namespaces resurgo's sandboxes use that exist now.
-fn sandbox_namespaces() -> Vec<String> {
+pub(crate) fn sandbox_namespaces() -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
