@@ -530,3 +530,58 @@ fn an_isolated_drill_of_postgresql_runs_a_detached_copy_at_b() {
         "a still the primary"
     );
 }
+
+/// DESIGN §11, a workload (two services lost together), live: both processes killed, both
+/// restarted by the controller, RTO through web's route; and a drill is refused while a
+/// recovery run holds the runs' lock (a failover or failback in progress), changing nothing.
+#[test]
+fn a_workload_drill_kills_its_services_together_and_no_drill_runs_beside_a_failover() {
+    let workload = "  lose-shop:\n    scope: { services: [web, api] }\n    faults: [kill: web, kill: api]\n    mode: live\n    stop: [unavailable_for: 40s]\n    deadline: 2m\n";
+    let api = Env::web("api", "a", 8081, "auto", &[]);
+    let mut env = drill_env(168, 18168, workload, "");
+    let spec = std::fs::read_to_string(env.spec_dir().join("resurgo.yaml")).unwrap();
+    env.write_spec(&spec.replacen("datasets:\n", &format!("{api}datasets:\n"), 1));
+    applied_with_controller(&mut env);
+    let api_pid = poll(Duration::from_secs(20), || env.healthy_pid("a", "api")).expect("api serves");
+    let web_pid = env.healthy_pid("a", "web").unwrap();
+    // A recovery run in progress: it holds its share of `<state>/runs/active.lock`.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.state().join("runs/active.lock"))
+        .or_else(|_| {
+            std::fs::create_dir_all(env.state().join("runs")).unwrap();
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(env.state().join("runs/active.lock"))
+        })
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockShared).unwrap();
+    let refused = env.run(&["drill", "run", "lose-shop"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("failover or failback is in progress"), "{}", refused.stderr);
+    assert_eq!(env.healthy_pid("a", "web"), Some(web_pid), "nothing was injected");
+    assert!(!env.state().join("drills").exists() || drill_runs(&env) == 0, "no drill run began");
+    drop(held);
+
+    let (code, report, out) = drill(&env, &["drill", "run", "lose-shop", "--json"]);
+    assert_eq!(code, 0, "{out}\n{}", env.dump_events());
+    assert_eq!(report["scope"]["kind"], "workload");
+    assert_eq!(report["faults"].as_array().unwrap().len(), 2, "{report:#}");
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
+    for (service, old) in [("web", web_pid), ("api", api_pid)] {
+        let new = poll(Duration::from_secs(20), || env.healthy_pid("a", service)).expect("restarted");
+        assert_ne!(new, old, "{service} was killed and restarted");
+    }
+    env.stop_controller();
+}
+
+/// How many drill runs have a journal.
+fn drill_runs(env: &Env) -> usize {
+    std::fs::read_dir(env.state().join("drills"))
+        .map(|d| d.flatten().filter(|e| e.path().join("journal.jsonl").exists()).count())
+        .unwrap_or(0)
+}
