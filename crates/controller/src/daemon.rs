@@ -200,12 +200,75 @@ impl SiteDaemon {
             let (context, span) = (self.context.clone(), span.clone());
             std::thread::spawn(move || span.in_scope(|| resume_interrupted(&context)))
         };
+        // Scheduled isolated drills whose DR site is this one, when they are due.
+        let drills_stop = Arc::new(AtomicBool::new(false));
+        let drilling = {
+            let (context, span, stop) = (self.context.clone(), span.clone(), drills_stop.clone());
+            std::thread::spawn(move || span.in_scope(|| run_scheduled_drills(&context, &stop)))
+        };
         let ended = span.in_scope(|| self.agent.run(stop));
+        // A drill under way tears down, then the thread ends.
+        drills_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = drilling.join();
         // Closing the channel ends the controller's loop after its current tick.
         drop(stop_controller);
         let _ = thread.join();
         let _ = resuming.join();
         ended.map_err(|reason| DaemonError::Agent { site, reason })
+    }
+}
+
+/// Runs the scheduled isolated drills whose DR site is the context's site when they are due
+/// ([`crate::drill::due`]), one at a time, until `stop`: a drill under way when it is set
+/// tears down and reports `interrupted`. Its report and events are the same as a person's.
+fn run_scheduled_drills(context: &SiteContext, stop: &Arc<AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let pause = std::time::Duration::from_secs(2);
+    while !stop.load(Ordering::Relaxed) {
+        let (Some(written), Ok(Some(now))) = (context.spec(), context.desired()) else {
+            std::thread::sleep(pause);
+            continue;
+        };
+        for name in crate::drill::due(
+            &written.loaded.system,
+            &now.loaded.system,
+            context.state_dir(),
+            context.site(),
+        ) {
+            let load = || -> Result<(resurgo_spec::System, String), String> {
+                let d = context
+                    .desired()
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no spec in force")?;
+                Ok((d.loaded.system, d.source.label()))
+            };
+            let failback = |_: &str, _: &str| -> Result<(), String> {
+                Err("a scheduled drill is isolated: it never fails anything back".into())
+            };
+            let ctx = crate::drill::DrillContext {
+                engine: context.engine(),
+                state_dir: context.state_dir(),
+                load: &load,
+                written: &written.loaded.system,
+                failback: &failback,
+                interrupted: stop.clone(),
+                operator: format!("the agent at {} (scheduled)", context.site()),
+            };
+            match crate::drill::run(&ctx, &name, resurgo_spec::DrillMode::Isolated) {
+                Ok(report) => {
+                    tracing::info!(drill = %name, run = %report.run, verdict = report.verdict.as_str(), "scheduled drill ran")
+                }
+                Err(e) => tracing::warn!(drill = %name, "scheduled drill not run: {e}"),
+            }
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+        // Paced by the stop flag, not slept through: a stopping daemon is not held up.
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 

@@ -258,6 +258,46 @@ pub fn reports(state_dir: &Path) -> Vec<Report> {
     all
 }
 
+/// The scheduled drills (`scheduled: true`, isolated, with a cadence) that `site`'s agent is to
+/// run now: those whose DR site — the first standby site of their services — is `site`,
+/// whose services are active where the spec places them (`now`: the assignments applied; a
+/// failed-over system is not drilled), and whose last run is older than their cadence (or
+/// that never ran). None while a drill is unfinished or a recovery run is in progress.
+pub fn due(written: &System, now: &System, state_dir: &Path, site: &str) -> Vec<String> {
+    if !unfinished(state_dir).is_empty() || crate::failover::run_in_progress(state_dir) {
+        return Vec::new();
+    }
+    let reports = reports(state_dir);
+    let now_unix = unix(SystemTime::now());
+    written
+        .drills
+        .iter()
+        .filter(|(_, d)| d.scheduled && d.mode == DrillMode::Isolated)
+        .filter(|(_, d)| {
+            let services = d.scope.services(written);
+            let dr_site = services
+                .iter()
+                .find_map(|s| written.services.get(s)?.standby.first().cloned());
+            let in_place = services
+                .iter()
+                .all(|s| written.services.get(s).map(|w| &w.site) == now.services.get(s).map(|n| &n.site));
+            dr_site.as_deref() == Some(site) && in_place
+        })
+        .filter(|(name, d)| {
+            let last = reports
+                .iter()
+                .find(|r| &&r.drill == name)
+                .and_then(|r| resurgo_spec::units::parse_rfc3339(&r.started).ok());
+            match (last, d.cadence) {
+                (None, _) => true,
+                (Some(t), Some(c)) => now_unix - t >= c.0.as_secs_f64(),
+                (Some(_), None) => false,
+            }
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// The lock a drill holds for its whole run (`<state>/drills/active.lock`): another drill, or
 /// a resume of this one, is refused while it is held; the kernel drops it when the process
 /// ends, however it ends.

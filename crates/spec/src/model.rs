@@ -666,6 +666,10 @@ pub struct Drill {
     /// Live drills: fail back to the original site once recovery is measured. Default true.
     #[serde(default = "yes")]
     pub failback: bool,
+    /// Isolated drills: the DR site's agent runs it by itself whenever its last run is older
+    /// than its `cadence` (both required). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scheduled: bool,
 }
 
 fn yes() -> bool {

@@ -973,6 +973,14 @@ fn check_drills(c: &mut Checker) {
                 );
             }
         }
+        if drill.scheduled && (drill.mode != DrillMode::Isolated || drill.cadence.is_none()) {
+            c.err_key(
+                "drills",
+                name,
+                &[key("scheduled")],
+                format!("drill `{name}`: only an isolated drill with a `cadence` runs on a schedule (its DR site's agent runs it when its last run is older than the cadence)"),
+            );
+        }
         if drill.mode == DrillMode::Live && drill.stop.is_empty() {
             c.err_key(
                 "drills",

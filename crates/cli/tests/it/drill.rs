@@ -562,9 +562,16 @@ fn a_workload_drill_kills_its_services_together_and_no_drill_runs_beside_a_failo
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockShared).unwrap();
     let refused = env.run(&["drill", "run", "lose-shop"]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
-    assert!(refused.stderr.contains("failover or failback is in progress"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("failover or failback is in progress"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(env.healthy_pid("a", "web"), Some(web_pid), "nothing was injected");
-    assert!(!env.state().join("drills").exists() || drill_runs(&env) == 0, "no drill run began");
+    assert!(
+        !env.state().join("drills").exists() || drill_runs(&env) == 0,
+        "no drill run began"
+    );
     drop(held);
 
     let (code, report, out) = drill(&env, &["drill", "run", "lose-shop", "--json"]);
@@ -584,4 +591,40 @@ fn drill_runs(env: &Env) -> usize {
     std::fs::read_dir(env.state().join("drills"))
         .map(|d| d.flatten().filter(|e| e.path().join("journal.jsonl").exists()).count())
         .unwrap_or(0)
+}
+
+/// Item 6: the DR site's agent runs a scheduled isolated drill by itself when it is due (it
+/// never ran), with no command; its report is a person's, named after the agent; and `drill
+/// list` shows it passed and is not due again.
+#[test]
+fn the_dr_sites_agent_runs_a_scheduled_isolated_drill_when_it_is_due() {
+    let nightly =
+        "  nightly:\n    scope: { service: web }\n    faults: [kill: web]\n    scheduled: true\n    cadence: 1h\n";
+    let env_extra = "failover:\n  witness: \"127.169.9.1:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n";
+    let mut env = drill_env(169, 18169, nightly, env_extra);
+    let applied = env.run(&["apply"]);
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    for args in [&["repo", "init"][..], &["backup", "--replicate"]] {
+        let out = env.run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+    }
+    env.start_controller(&["--agents"]);
+    let passed = env.wait_event("the scheduled drill", Duration::from_secs(90), |e| {
+        e["kind"] == "drill_passed" || e["kind"] == "drill_failed"
+    });
+    assert_eq!(passed["kind"], "drill_passed", "{passed}\n{}", env.dump_events());
+    let list = env.run(&["drill", "list", "--json"]).json();
+    assert_eq!(list["drills"][0]["last_verdict"], "pass", "{list:#}");
+    assert_eq!(list["drills"][0]["due"], false, "{list:#}");
+    let report = env.run(&["drill", "report", "latest", "--format", "json"]);
+    let report: Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["operator"], "the agent at b (scheduled)", "{report:#}");
+    assert_eq!(report["mode"], "isolated");
+    // Once is enough within the cadence.
+    std::thread::sleep(Duration::from_secs(5)); // two scheduler rounds: nothing new may start
+    assert_eq!(drill_runs(&env), 1, "not run again within its cadence");
+    env.stop_controller();
+    assert!(sandbox_namespaces()
+        .iter()
+        .all(|n| !report["isolation"]["sandbox"].as_str().unwrap().contains(n.as_str())));
 }

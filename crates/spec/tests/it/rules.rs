@@ -504,3 +504,10 @@ fn a_drill_needs_objectives_to_be_judged_against() {
         "{BASE}drills:\n  x:\n    scope: {{ service: web }}\n    faults: [kill: web]\n    objectives: {{ rto: 30s }}\n"
     )));
 }
+
+#[test]
+fn only_an_isolated_drill_with_a_cadence_runs_on_a_schedule() {
+    assert_snapshot!(err(&with_drill(
+        "  x:\n    scope: { service: web }\n    faults: [kill: web]\n    scheduled: true\n"
+    )));
+}
