@@ -6,8 +6,9 @@
 //! exercised** —; and the RTO budget: the objective against the p50s along the critical path.
 //!
 //! Pure: the caller reads the runs and the clock. Markdown and one self-contained HTML page
-//! (inline CSS, no script, no external resource) come out; every text may come from the spec
-//! or a journal, so every text is escaped for the format it goes into.
+//! (inline CSS, the budget drawn in inline SVG, no script, no external resource) come out;
+//! every text may come from the spec or a journal, so every text is escaped for the format
+//! it goes into.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -109,8 +110,8 @@ pub struct TabletopStep {
     pub measured: Option<Measured>,
     /// How old its newest measurement may be before it is stale.
     pub fresh_for: Duration,
-    /// Where that window comes from, as words that follow "the window is": `drill kill-web's
-    /// cadence`, `the default (no drill covers it)`.
+    /// That window and where it comes from, as words that follow "within": `drill kill-web's
+    /// cadence of 30d`, `the default of 90d (no drill covers it)`.
     pub fresh_rule: String,
     pub exercise: Exercise,
 }
@@ -138,8 +139,11 @@ pub struct Tabletop {
     pub source: String,
     /// When the checklist was made (RFC 3339, UTC, seconds).
     pub generated: String,
-    /// How many runs were read for the measurements.
+    /// How many runs of the same move were read for the measurements.
     pub runs_read: usize,
+    /// Anything the reader should know first (set by the caller), e.g. that the services
+    /// are not where the plan starts from.
+    pub note: Option<String>,
     /// The steps in the order they run.
     pub steps: Vec<TabletopStep>,
     pub budget: Budget,
@@ -158,18 +162,23 @@ fn window(system: &System, step: &RecoveryStep) -> (Duration, String) {
         .iter()
         .filter_map(|(name, d)| d.cadence.map(|c| (c, *name)))
         .min_by_key(|(c, _)| c.0);
+    let default = resurgo_spec::Duration(DEFAULT_FRESHNESS);
     match (shortest, covering.is_empty()) {
-        (Some((cadence, name)), _) => (cadence.0, format!("drill {name}'s cadence")),
-        (None, true) => (DEFAULT_FRESHNESS, "the default (no drill covers it)".into()),
+        (Some((cadence, name)), _) => (cadence.0, format!("drill {name}'s cadence of {cadence}")),
+        (None, true) => (
+            DEFAULT_FRESHNESS,
+            format!("the default of {default} (no drill covers it)"),
+        ),
         (None, false) => (
             DEFAULT_FRESHNESS,
-            "the default (the drills that cover it declare no cadence)".into(),
+            format!("the default of {default} (the drills that cover it declare no cadence)"),
         ),
     }
 }
 
 /// Puts the checklist together: each of `steps` (the recovery plan from `from` to `to`) with
-/// what `runs` measured of it and whether that is fresh at `now`, and the RTO budget.
+/// what the runs of the same move among `runs` (failovers and failbacks from `from` to `to`,
+/// by their plan) measured of it and whether that is fresh at `now`, and the RTO budget.
 pub fn tabletop(
     system: &System,
     from: &str,
@@ -182,7 +191,17 @@ pub fn tabletop(
     let now_s = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let all = samples(runs);
+    // Runs of the same move only: `verify` after a failback is not `verify` after a failover.
+    let same: Vec<RunReport> = runs
+        .iter()
+        .filter(|r| {
+            [PlanKind::Failover, PlanKind::Failback]
+                .iter()
+                .any(|k| r.plan == format!("{k}-{from}-to-{to}"))
+        })
+        .cloned()
+        .collect();
+    let all = samples(&same);
     let measured: BTreeMap<String, Measured> = steps
         .iter()
         .filter_map(|s| Some((s.name.clone(), measure(all.get(&s.name)?)?)))
@@ -240,7 +259,8 @@ pub fn tabletop(
         to: to.to_string(),
         source: source.to_string(),
         generated: resurgo_spec::units::format_rfc3339(now, 0),
-        runs_read: runs.len(),
+        runs_read: same.len(),
+        note: None,
         steps: out,
         budget: Budget {
             objective: system.objectives.rto.map(|d| d.0),
@@ -326,6 +346,9 @@ pub fn markdown(t: &Tabletop) -> String {
         t.runs_read,
         if t.runs_read == 1 { "" } else { "s" }
     );
+    if let Some(note) = &t.note {
+        let _ = writeln!(o, "{}\n", md(note));
+    }
     let _ = writeln!(o, "{INTRO}\n");
     o.push_str("## RTO budget\n\n");
     let _ = writeln!(o, "{}\n", md(&budget_sentence(&t.budget)));
@@ -389,7 +412,7 @@ pub fn markdown(t: &Tabletop) -> String {
 
 /// What was measured of a step, in a sentence, plain.
 fn measured_sentence(s: &TabletopStep) -> String {
-    let window = format!("{} ({})", s.fresh_rule, resurgo_spec::Duration(s.fresh_for));
+    let window = &s.fresh_rule;
     match (&s.measured, s.exercise) {
         (None, _) => format!(
             "never exercised: no run did this step (estimate {})",
@@ -416,7 +439,7 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}h3{font-size:1.05rem}
 table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
-.stale,.never,.over{color:#b00020;font-weight:bold}.fresh,.within{color:#2c7a2c}
+.stale,.never,.over{color:#b00020;font-weight:bold}.note{background:#fff6d5;padding:.5rem}.fresh,.within{color:#2c7a2c}
 ol.steps{list-style:none;padding-left:0}ol.steps>li{border:1px solid #ddd;border-radius:.3rem;padding:.5rem .75rem;margin:.5rem 0}
 ol.steps label{font-weight:bold}dl{margin:.25rem 0 0 1.6rem;display:grid;grid-template-columns:max-content auto;gap:.15rem .75rem}
 dt{color:#555}dd{margin:0}code{background:#f4f4f4;padding:0 .2rem;border-radius:.2rem;word-break:break-all}
@@ -447,6 +470,9 @@ pub fn html(t: &Tabletop) -> String {
         t.runs_read,
         if t.runs_read == 1 { "" } else { "s" }
     );
+    if let Some(note) = &t.note {
+        let _ = writeln!(o, "<p class=\"note\">{}</p>", escape(note));
+    }
     let _ = writeln!(o, "<p>{}</p>", escape(INTRO));
     o.push_str("<h2>RTO budget</h2>\n");
     let class = match t.budget.objective {
@@ -460,6 +486,7 @@ pub fn html(t: &Tabletop) -> String {
         "<p>Critical path: {}.</p>",
         t.budget.path.iter().map(|p| escape(p)).collect::<Vec<_>>().join(" → ")
     );
+    o.push_str(&budget_svg(t));
     if !t.budget.estimated.is_empty() {
         let _ = writeln!(
             o,
@@ -529,6 +556,77 @@ pub fn html(t: &Tabletop) -> String {
         o.push_str("</ol>\n");
     }
     o.push_str("</body>\n</html>\n");
+    o
+}
+
+/// The RTO budget drawn: the critical path's steps as consecutive bars, each as long as its
+/// p50 (grey when never exercised: its estimate), and the objective as a red line.
+fn budget_svg(t: &Tabletop) -> String {
+    const WIDTH: f64 = 760.0;
+    let b = &t.budget;
+    let objective = b.objective.unwrap_or(Duration::ZERO);
+    let scale = b.total.max(objective).as_secs_f64();
+    let x = |d: Duration| {
+        if scale > 0.0 {
+            10.0 + WIDTH * d.as_secs_f64() / scale
+        } else {
+            10.0
+        }
+    };
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"74\" viewBox=\"0 0 {} 74\" role=\"img\" aria-label=\"{}\">",
+        WIDTH + 20.0,
+        WIDTH + 20.0,
+        escape(&budget_sentence(b))
+    );
+    let _ = writeln!(
+        o,
+        "<rect x=\"10\" y=\"10\" width=\"{WIDTH}\" height=\"24\" fill=\"#f4f4f4\"/>"
+    );
+    let mut at = Duration::ZERO;
+    for (i, name) in b.path.iter().enumerate() {
+        let Some(step) = t.steps.iter().find(|s| &s.step.name == name) else {
+            continue;
+        };
+        let (took, fill) = match &step.measured {
+            Some(m) => (m.p50, if i % 2 == 0 { "#4c78a8" } else { "#72b7b2" }),
+            None => (step.step.estimate, "#bbbbbb"),
+        };
+        let (x0, x1) = (x(at), x(at + took));
+        let what = match &step.measured {
+            Some(_) => "p50",
+            None => "estimate, never exercised",
+        };
+        let _ = writeln!(
+            o,
+            "<rect x=\"{x0:.1}\" y=\"10\" width=\"{:.1}\" height=\"24\" fill=\"{fill}\" stroke=\"#fff\"><title>{}</title></rect>",
+            (x1 - x0).max(0.5),
+            escape(&format!("{name}: {} ({what})", short(took)))
+        );
+        at += took;
+    }
+    // The total under the bar's end, on the side where there is room.
+    let (label_x, anchor) = if x(b.total) < WIDTH / 2.0 {
+        (x(b.total).max(10.0), "start")
+    } else {
+        (x(b.total), "end")
+    };
+    let _ = writeln!(
+        o,
+        "<text x=\"{label_x:.1}\" y=\"52\" font-size=\"12\" fill=\"#222\" text-anchor=\"{anchor}\">{}</text>",
+        escape(&format!("critical path {}", short(b.total)))
+    );
+    if let Some(obj) = b.objective {
+        let _ = writeln!(
+            o,
+            "<line x1=\"{0:.1}\" y1=\"4\" x2=\"{0:.1}\" y2=\"40\" stroke=\"#d62728\" stroke-width=\"2\"/><text x=\"{0:.1}\" y=\"68\" font-size=\"12\" fill=\"#d62728\" text-anchor=\"end\">{1}</text>",
+            x(obj),
+            escape(&format!("objective {}", short(obj)))
+        );
+    }
+    o.push_str("</svg></figure>\n");
     o
 }
 
@@ -764,12 +862,23 @@ objectives: {{ rto: 30s, rpo: 5m }}
         let step = |name: &str| t.steps.iter().find(|s| s.step.name == name).unwrap();
         // web's steps: drill kill-web (7d) covers them; 19 days is stale.
         assert_eq!(step("start web at b").exercise, Exercise::Stale);
-        assert_eq!(step("start web at b").fresh_rule, "drill kill-web's cadence");
+        assert_eq!(step("start web at b").fresh_rule, "drill kill-web's cadence of 7d");
         assert_eq!(step("fence a").exercise, Exercise::Stale, "fence is for web too");
         // api's: no drill covers it, 90 days by default: fresh.
         assert_eq!(step("start api at b").exercise, Exercise::Fresh);
         assert_eq!(step("start api at b").fresh_for, DEFAULT_FRESHNESS);
         assert_eq!(step("notify").exercise, Exercise::Never);
+        let mut back = run("r2", "2026-04-19T10:00:00.000Z", &[("verify", 5)]);
+        back.plan = "failback-b-to-a".into();
+        let steps = resurgo_plan::recovery::failover_steps(&sys, "a", "b").unwrap();
+        let t = tabletop(&sys, "a", "b", steps, &[back], "folder:abc", at("2026-04-20T10:00:00Z")).unwrap();
+        let verify = t.steps.iter().find(|s| s.step.name == "verify").unwrap();
+        assert_eq!(
+            verify.exercise,
+            Exercise::Never,
+            "a failback's verify is another move's"
+        );
+        assert_eq!(t.runs_read, 0);
         assert_eq!(t.generated, "2026-04-20T10:00:00Z");
         assert_eq!(t.steps[0].step.name, "fence a", "in the order they run");
         assert_eq!(t.steps[0].wave, 1);
@@ -855,6 +964,11 @@ objectives: {{ rto: 30s, rpo: 5m }}
         assert!(html.contains("<code>127.0.1.1</code>"));
         assert!(html.contains("<td class=\"never\">never exercised</td>"));
         assert!(html.ends_with("</html>\n"));
+        assert!(
+            html.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+            "the budget drawn"
+        );
+        assert!(html.contains("<title>start web at b: 1.23s (p50)</title>"), "{html}");
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //! checklist a team rehearses (a tabletop exercise). Each step of the failover from where the
 //! services are active now to SITE (default: their standby site) with who answers for it,
 //! what resurgo runs, how a person does it by hand, and how long it took in past runs of the
-//! same step — p50 and p95 with the day of the newest, from the runs journaled under
+//! same step — p50 and p95 with the day of the newest, from the runs of the same move
+//! (failovers and failbacks from the one site to the other) journaled under
 //! `<state>/runs/` (a live drill's failover is one of them), marked stale past the cadence of
 //! the drill that covers it (90 days without one) or never exercised —; and the RTO budget.
-//! Changes nothing. With `api`, where services are active and the runs are the agents'.
+//! Changes nothing. With `api`, where services are active and the runs are the agents'. Once
+//! the services have moved, the plan shown is the one from where the spec places them.
 
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
 use clap::ValueEnum;
-use resurgo_plan::recovery::failover_steps;
+use resurgo_plan::recovery::{failover_steps, RecoveryStep};
 use resurgo_spec::System;
 
 use crate::common::{load_or_report, SpecArgs};
@@ -48,15 +50,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(desired) = load_or_report(&args.spec, false)? else {
         return Ok(exit::code(exit::ERROR));
     };
-    let written = &desired.loaded.system;
-    // With `api`, where services are active now is what the agents report, and the runs are
-    // kept by the agents that executed them.
-    let (system, runs) = match written.api {
+    let loaded = &desired.loaded.system;
+    // Where services are active now: with `api`, what the agents report (and the runs are
+    // kept by the agents that executed them); else the spec with the store's assignments.
+    let (current, written, runs) = match loaded.api {
         Some(_) => {
-            let client = crate::remote::client(&args.spec, written, crate::remote::TIMEOUT)?;
-            let (current, _, _) = crate::remote::current(&client, written);
-            let runs = super::runs::of_agents(&args.spec, written, None)?;
-            (current, runs)
+            let client = crate::remote::client(&args.spec, loaded, crate::remote::TIMEOUT)?;
+            let (current, _, _) = crate::remote::current(&client, loaded);
+            let runs = super::runs::of_agents(&args.spec, loaded, None)?;
+            (current, loaded.clone(), runs)
         }
         None => {
             let runs = resurgo_controller::report::runs(&args.spec.state, None).map_err(|e| {
@@ -65,20 +67,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     args.spec.state.display()
                 )
             })?;
-            (written.clone(), runs)
+            let written =
+                resurgo_controller::desired::load(&args.spec.source(), &args.spec.state.join("git"), &args.spec.set)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (loaded.clone(), written.loaded.system, runs)
         }
     };
-    let from = match &args.from {
-        Some(f) => f.clone(),
-        None => active_site(&system, args.to.as_deref())?,
+    // The move from where the services are now; once they have moved (to `--to`, say), the one
+    // from where the spec places them, which is what the team rehearses.
+    let (system, from, to, steps, note) = match plan_of(&current, &args) {
+        Ok((from, to, steps)) => (current, from, to, steps, None),
+        Err(now) => match plan_of(&written, &args) {
+            Ok((from, to, steps)) => {
+                let mut at: Vec<&str> = current.services.values().map(|s| s.site.as_str()).collect();
+                at.sort();
+                at.dedup();
+                let note = format!(
+                    "The services are active at {} now, not where the spec places them: this is the plan from their home site {from}.",
+                    at.join(", ")
+                );
+                (written, from, to, steps, Some(note))
+            }
+            Err(_) => return Err(now),
+        },
     };
-    let to = match &args.to {
-        Some(t) => t.clone(),
-        None => standby_site(&system, &from)?,
-    };
-    let steps = failover_steps(&system, &from, &to).map_err(|e| anyhow::anyhow!("no recovery plan to `{to}`: {e}"))?;
     let reports: Vec<_> = runs.into_iter().map(|r| r.report).collect();
-    let tabletop = resurgo_runbook::tabletop::tabletop(
+    let mut tabletop = resurgo_runbook::tabletop::tabletop(
         &system,
         &from,
         &to,
@@ -87,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &desired.source.label(),
         SystemTime::now(),
     )?;
+    tabletop.note = note;
     let text = match args.format {
         Format::Md => resurgo_runbook::tabletop::markdown(&tabletop),
         Format::Html => resurgo_runbook::tabletop::html(&tabletop),
@@ -96,6 +111,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(exit::code(exit::OK))
+}
+
+/// The site to leave, the target and the recovery plan's steps, in `system`.
+fn plan_of(system: &System, args: &Args) -> anyhow::Result<(String, String, Vec<RecoveryStep>)> {
+    let from = match &args.from {
+        Some(f) => f.clone(),
+        None => active_site(system, args.to.as_deref())?,
+    };
+    let to = match &args.to {
+        Some(t) => t.clone(),
+        None => standby_site(system, &from)?,
+    };
+    let steps = failover_steps(system, &from, &to).map_err(|e| anyhow::anyhow!("no recovery plan to `{to}`: {e}"))?;
+    Ok((from, to, steps))
 }
 
 /// The one site where services are active, other than `to`.
