@@ -239,6 +239,32 @@ pub struct ServiceStatus {
     pub changed: Vec<String>,
     /// How many times its supervisor restarted it.
     pub restarts: u32,
+    /// The newest evidence that it recovers: a drill that covers it and its last pass
+    /// (absent when no drill in the spec covers the service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<ServiceDrill>,
+}
+
+/// When a service last passed a drill, and whether that is older than the drill's cadence.
+/// Of the drills that cover the service, the one shown is a due one if any (the first in the
+/// spec), else the one that passed most recently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceDrill {
+    /// The drill's name in the spec (`resurgo drill run NAME`).
+    pub drill: String,
+    /// Its cadence (`30d`): how old its last pass may be; null when it declares none.
+    pub cadence: Option<String>,
+    /// When its newest passing run started (RFC 3339, UTC); null when it never passed.
+    pub last_pass: Option<String>,
+    /// That run's id (`resurgo drill report RUN`); null when it never passed.
+    pub run: Option<String>,
+    /// The RTO that run measured, in seconds; null when it never passed or measured none.
+    pub rto_s: Option<f64>,
+    /// The RPO that run measured (data lost, in seconds of writes); null when it never passed
+    /// or measured none.
+    pub rpo_s: Option<f64>,
+    /// Whether the drill is due: it has a cadence and no pass within it.
+    pub due: bool,
 }
 
 /// Failover and failback runs, oldest first (`resurgo runs --json`).

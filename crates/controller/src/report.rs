@@ -4,7 +4,9 @@
 //! A site's agent makes its [`SiteReport`] for `GET /v1/site`; `resurgo status` on one machine
 //! makes the same parts for each site in-process. Either way the status is put together by
 //! [`merge_datasets`] and the same rules: a site that did not answer is `unknown`, and so is
-//! every part of a dataset it holds — never empty, never healthy.
+//! every part of a dataset it holds — never empty, never healthy. Each service carries when
+//! it last passed a drill (`freshness`), from the reports in the reporting side's own state
+//! folder.
 
 use resurgo_api::types::{
     Archiving, ArchivingState, DatasetStatus, Lease, Maintenance, Measures, RecoveryPoint, RoleStatus, Run,
@@ -89,6 +91,7 @@ pub fn site_status(engine: &Engine, system: &System, source: &SourceId, site: &s
             drift,
             changed: change.fields.clone(),
             restarts: obs.map_or(0, |o| o.restarts),
+            drill: None,
         });
     }
     let now = now_secs();
@@ -134,6 +137,7 @@ pub fn unknown_site(system: &System, site: &str, reason: &str) -> SiteStatus {
             drift: "unknown".into(),
             changed: vec![],
             restarts: 0,
+            drill: None,
         })
         .collect();
     SiteStatus {
@@ -390,7 +394,20 @@ pub fn roles(
     Ok((roles, maintenance))
 }
 
-/// What `site`'s agent reports of it (`GET /v1/site`).
+/// Each service's drill (the drills whose reports are in `state`), now: what `status` shows
+/// of when it last passed a drill, and whether one is due.
+pub fn drills_of(
+    system: &System,
+    state: &std::path::Path,
+) -> std::collections::BTreeMap<String, resurgo_api::types::ServiceDrill> {
+    if system.drills.is_empty() {
+        return Default::default();
+    }
+    crate::freshness::services(system, &crate::drill::reports(state), now_secs())
+}
+
+/// What `site`'s agent reports of it (`GET /v1/site`): its services (each with its drill,
+/// from the drill reports in this agent's own state folder), its datasets and the roles.
 pub fn site_report(
     engine: &Engine,
     system: &System,
@@ -398,7 +415,8 @@ pub fn site_report(
     state: &std::path::Path,
     site: &str,
 ) -> SiteReport {
-    let (status, in_sync) = site_status(engine, system, source, site);
+    let (mut status, in_sync) = site_status(engine, system, source, site);
+    crate::freshness::fill(&mut status, &drills_of(system, state));
     let datasets = datasets_at(engine, system, state, site);
     let (roles, maintenance, roles_error) = match roles(system, state) {
         Ok((r, m)) => (r, m, None),

@@ -3,10 +3,14 @@
 //! standby, or restore the newest point from the target's own repository), start services in
 //! dependency order behind health gates, switch routes, verify, notify. This says *what*; the
 //! runbook executes it. Readiness (capabilities, capacity) is checked here, with the reason.
+//!
+//! Each step also says who answers for it (the `owners` of the sites and services it is for)
+//! and how a person does it by hand, should resurgo not be able to: the tabletop checklist
+//! (`resurgo runbook`) is rehearsed from these.
 
 use std::time::Duration;
 
-use resurgo_spec::{DatasetKind, Strategy, System};
+use resurgo_spec::{DatasetKind, RouteKind, Strategy, System};
 use serde::{Deserialize, Serialize};
 
 /// What a step does. The runbook maps each to an implementation.
@@ -40,8 +44,81 @@ pub struct RecoveryStep {
     pub action: StepAction,
     pub estimate: Duration,
     pub timeout: Duration,
+    /// Who answers for the step: the declared `owners` of the site or services it is for
+    /// (joined by `, `), else `resurgo` for what resurgo does alone and `on-call` for people.
     pub owner: String,
+    /// What resurgo does, in a sentence.
     pub description: String,
+    /// How a person does it by hand, should resurgo not be able to.
+    #[serde(default)]
+    pub manual: Vec<Words>,
+    /// The services the step is for (a drill covering one of them exercises it).
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// Words for people, in parts: prose, and what a person types or reads exactly as it is (a
+/// command, a path, a name), which renderings show as code and escape either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Words {
+    Text(String),
+    Code(String),
+}
+
+/// `words` as plain text, code between backticks: for a terminal or a log.
+pub fn plain(words: &[Words]) -> String {
+    words
+        .iter()
+        .map(|w| match w {
+            Words::Text(t) => t.clone(),
+            Words::Code(c) => format!("`{c}`"),
+        })
+        .collect()
+}
+
+fn text(t: impl Into<String>) -> Words {
+    Words::Text(t.into())
+}
+
+fn code(c: impl Into<String>) -> Words {
+    Words::Code(c.into())
+}
+
+/// `names` as code, separated by `, `.
+fn codes(names: &[String]) -> Vec<Words> {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(text(", "));
+        }
+        out.push(code(n.clone()));
+    }
+    out
+}
+
+/// A command line as a person types it: arguments with spaces or quotes single-quoted.
+fn command_line(command: &str, args: &[String]) -> String {
+    let quote = |a: &str| {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
+            a.to_string()
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    std::iter::once(quote(command))
+        .chain(args.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Who answers for something: the declared owners, else `fallback`.
+fn owners(declared: &[String], fallback: &str) -> String {
+    if declared.is_empty() {
+        fallback.to_string()
+    } else {
+        declared.join(", ")
+    }
 }
 
 /// Why a site cannot take over.
@@ -129,6 +206,17 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
     }
 
     let secs = Duration::from_secs;
+    let source = &system.sites[from];
+    let moving_names: Vec<String> = moving.iter().map(|(n, _)| (*n).clone()).collect();
+    // The people of the moving services, each once, in the spec's order.
+    let mut people: Vec<String> = Vec::new();
+    for (_, svc) in &moving {
+        for o in &svc.owners {
+            if !people.contains(o) {
+                people.push(o.clone());
+            }
+        }
+    }
     let mut steps = Vec::new();
     let fence = format!("fence {from}");
     let stop_max = moving
@@ -136,23 +224,40 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
         .filter_map(|(_, s)| s.stop_timeout.map(|d| d.0))
         .max()
         .unwrap_or(secs(10));
+    let lease_ttl = system.failover.timing().lease_ttl;
+    let mut fence_manual = vec![
+        text("stop the services at "),
+        code(from),
+        text(" ("),
+        code(source.address.to_string()),
+        text("): "),
+    ];
+    fence_manual.extend(codes(&moving_names));
+    fence_manual.push(text(format!(
+        " — on its host, or, if it cannot be reached, by powering it off or cutting it off the network; \
+         keep them stopped: no write may reach {from} once {to} takes over (its own agent stops them \
+         within the fencing deadline when it loses its lease, which lasts {})",
+        resurgo_spec::Duration(lease_ttl)
+    )));
     steps.push(RecoveryStep {
         name: fence.clone(),
         depends_on: vec![],
         action: StepAction::Fence { site: from.into() },
         estimate: secs(1),
         // An unreachable old primary is fenced once its lease has expired.
-        timeout: stop_max + system.failover.timing().lease_ttl + secs(5),
-        owner: "resurgo".into(),
+        timeout: stop_max + lease_ttl + secs(5),
+        owner: owners(&source.owners, "resurgo"),
         description: format!(
             "stop writes at {from}: stop its services if it can be reached, and take the primary lease \
              for {to} (once {from}'s has expired: it fences itself before then)"
         ),
+        manual: fence_manual,
+        services: moving_names.clone(),
     });
     // Data first: each dataset of a moving service.
     let mut data_steps: Vec<(String, String)> = Vec::new(); // (service, step)
     for (ds_name, ds) in &system.datasets {
-        let Some((svc_name, _)) = moving.iter().find(|(n, _)| **n == ds.service) else {
+        let Some((svc_name, svc)) = moving.iter().find(|(n, _)| **n == ds.service) else {
             continue;
         };
         let standby_here = ds.strategy == Strategy::Standby
@@ -162,7 +267,30 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
                 .and_then(|s| s.standby.first())
                 .is_some_and(|s| s == to);
         let has_repo = target.repository.is_some();
-        let (name, action, estimate, description) = if standby_here {
+        let path = ds.path.clone();
+        let (name, action, estimate, description, manual) = if standby_here {
+            let manual = match ds.kind {
+                DatasetKind::Postgres => {
+                    let mut m = vec![
+                        text(format!("on {to}'s host, as the database's user: ")),
+                        code(format!(
+                            "pg_ctl promote -D {}",
+                            path.as_deref().unwrap_or("DATA_DIRECTORY")
+                        )),
+                        text(", once its replay lag ("),
+                        code("SELECT now() - pg_last_xact_replay_timestamp()"),
+                        text(") is within the RPO"),
+                    ];
+                    if let Some(rpo) = ds.rpo.or(system.objectives.rpo) {
+                        m.push(text(format!(" ({rpo})")));
+                    }
+                    m
+                }
+                _ => vec![
+                    text(format!("make the standby copy of {ds_name} at {to} writable: ")),
+                    code(path.clone().unwrap_or_else(|| ds_name.clone())),
+                ],
+            };
             (
                 format!("promote {ds_name} at {to}"),
                 StepAction::Promote {
@@ -171,6 +299,7 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
                 },
                 secs(1),
                 format!("promote the warm standby of {ds_name} at {to} (after checking its lag against the RPO)"),
+                manual,
             )
         } else if has_repo {
             let est = if ds.kind == DatasetKind::Postgres {
@@ -178,6 +307,27 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
             } else {
                 secs(2)
             };
+            let mut manual = vec![
+                code(format!("resurgo restore {ds_name} --site {to} --to EMPTY_FOLDER")),
+                text(" (the newest point; "),
+                code("--at TIME"),
+                text(" for an earlier one), then move what it wrote into place"),
+            ];
+            if let Some(p) = &path {
+                manual.extend([text(" as "), code(p.clone())]);
+            }
+            manual.extend([
+                text(" for "),
+                code((*svc_name).clone()),
+                text(format!(
+                    " at {to}, moving aside (never deleting) what is there{}",
+                    if svc.user.is_some() {
+                        ", owned by the service's user"
+                    } else {
+                        ""
+                    }
+                )),
+            ]);
             (
                 format!("restore {ds_name} at {to}"),
                 StepAction::Restore {
@@ -186,6 +336,7 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
                 },
                 est,
                 format!("restore the newest point of {ds_name} from {to}'s repository"),
+                manual,
             )
         } else {
             return Err(Refusal::NoData {
@@ -201,13 +352,24 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
             action,
             estimate,
             timeout: estimate * 6 + secs(30),
-            owner: "resurgo".into(),
+            owner: owners(&svc.owners, &owners(&target.owners, "resurgo")),
             description,
+            manual,
+            services: vec![(*svc_name).clone()],
         });
     }
     let assign = format!("assign {to} as primary");
     let mut assign_deps = vec![fence.clone()];
     assign_deps.extend(data_steps.iter().map(|(_, step)| step.clone()));
+    let mut assign_manual = vec![text(format!("from here on {to} is primary: nobody starts "))];
+    assign_manual.extend(codes(&moving_names));
+    assign_manual.extend([
+        text(format!(
+            " at {from} again (it is their standby now). resurgo records this in the coordination store \
+             with the next epoch; if the store cannot be reached, wait until it can and resume the run: "
+        )),
+        code("resurgo runs RUN --resume"),
+    ]);
     steps.push(RecoveryStep {
         name: assign.clone(),
         depends_on: assign_deps,
@@ -217,8 +379,10 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
         },
         estimate: Duration::from_millis(50),
         timeout: secs(10),
-        owner: "resurgo".into(),
+        owner: owners(&target.owners, "resurgo"),
         description: format!("make {to} the primary site (epoch + 1); {from} may serve again only as standby"),
+        manual: assign_manual,
+        services: moving_names.clone(),
     });
     // Services in dependency order (depends_on is acyclic: the spec says so).
     for (name, svc) in &moving {
@@ -234,6 +398,48 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
             .as_ref()
             .and_then(|h| h.start_timeout)
             .map_or(secs(30), |d| d.0);
+        let mut manual = vec![
+            text(format!("on {to}'s host ({}), in ", target.address)),
+            code((*name).clone()),
+            text("'s folder"),
+        ];
+        if let Some(user) = &svc.user {
+            manual.extend([text(" as "), code(user.clone())]);
+        }
+        if !svc.env.is_empty() {
+            manual.push(text(
+                " with its environment from the spec (secrets read from where it names them)",
+            ));
+        }
+        manual.extend([text(", run "), code(command_line(&svc.command, &svc.args))]);
+        match svc.health.as_ref() {
+            Some(h) if h.http.is_some() => {
+                let http = h.http.as_ref().expect("checked");
+                manual.extend([
+                    text(", then check it is healthy: "),
+                    code(format!(
+                        "curl -fsS http://{}:{}{}",
+                        target.address, http.port, http.path
+                    )),
+                ]);
+            }
+            Some(h) if h.tcp.is_some() => {
+                let tcp = h.tcp.as_ref().expect("checked");
+                manual.extend([
+                    text(", then check it accepts connections: "),
+                    code(format!("nc -z {} {}", target.address, tcp.port)),
+                ]);
+            }
+            Some(h) if h.exec.is_some() => {
+                let exec = h.exec.as_ref().expect("checked");
+                manual.extend([
+                    text(", then check it is healthy: "),
+                    code(exec.command.join(" ")),
+                    text(" exits 0"),
+                ]);
+            }
+            _ => manual.push(text(", then check it keeps running")),
+        }
         steps.push(RecoveryStep {
             name: format!("start {name} at {to}"),
             depends_on: deps,
@@ -243,17 +449,64 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
             },
             estimate: secs(1),
             timeout: start_timeout,
-            owner: "resurgo".into(),
+            owner: owners(&svc.owners, "resurgo"),
             description: format!("start {name} at {to} ({}) and wait until healthy", target.address),
+            manual,
+            services: vec![(*name).clone()],
         });
     }
     let mut route_steps = Vec::new();
+    let mut verify_manual = vec![text(format!("check that each route answers from {to}: "))];
     for (route_name, route) in &system.routes {
-        if !moving.iter().any(|(n, _)| **n == route.service) {
+        let Some((_, svc)) = moving.iter().find(|(n, _)| **n == route.service) else {
             continue;
-        }
+        };
         let name = format!("switch route {route_name} to {to}");
         route_steps.push(name.clone());
+        let port = route.port.or_else(|| svc.ports.first().copied()).unwrap_or(0);
+        let new_address = format!("{}:{port}", target.address);
+        let manual = match (&route.kind, &route.listen, &route.dns, &route.hook) {
+            (RouteKind::Dns, _, Some(dns), _) => vec![
+                text(format!("update the DNS record {} (zone {}) at ", dns.name, dns.zone)),
+                code(dns.server.to_string()),
+                text(format!(" to {}, with ", target.address)),
+                code(format!("nsupdate -y hmac-sha256:{}:SECRET", dns.key.name)),
+                text(": "),
+                code(format!(
+                    "update delete {name} A; update add {name} {ttl} A {address}; send",
+                    name = dns.name,
+                    ttl = dns.ttl.unwrap_or(30),
+                    address = target.address
+                )),
+            ],
+            (RouteKind::Hook, _, _, Some(hook)) => vec![
+                text("run "),
+                code(command_line(&hook.command, &hook.args)),
+                text(" with "),
+                code(format!(
+                    "RESURGO_ROUTE={route_name} RESURGO_NEW_ADDRESS={new_address} RESURGO_EPOCH=EPOCH"
+                )),
+                text(" set"),
+            ],
+            (_, Some(listen), _, _) => vec![
+                text("the built-in proxy at "),
+                code(listen.to_string()),
+                text(format!(
+                    " follows the service by itself while resurgo's controller or {to}'s agent runs; without them, \
+                     point its clients at "
+                )),
+                code(new_address.clone()),
+            ],
+            _ => vec![text("point its clients at "), code(new_address.clone())],
+        };
+        if route_steps.len() > 1 {
+            verify_manual.push(text(", "));
+        }
+        verify_manual.push(match (&route.listen, &route.dns) {
+            (_, Some(dns)) => code(format!("dig +short {}", dns.name)),
+            (Some(listen), None) => code(format!("curl -fsS http://{listen}/")),
+            (None, None) => code(route_name.clone()),
+        });
         steps.push(RecoveryStep {
             name,
             depends_on: vec![format!("start {} at {to}", route.service)],
@@ -267,13 +520,18 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
                 .hook
                 .as_ref()
                 .map_or(secs(30), |h| h.timeout.map_or(secs(60), |t| t.0) + secs(10)),
-            owner: "resurgo".into(),
+            owner: owners(&svc.owners, "resurgo"),
             description: format!("point {route_name} ({:?}) at {to}", route.kind).to_lowercase(),
+            manual,
+            services: vec![route.service.clone()],
         });
     }
     let mut verify_deps = route_steps.clone();
     if verify_deps.is_empty() {
         verify_deps = moving.iter().map(|(n, _)| format!("start {n} at {to}")).collect();
+        verify_manual = vec![text(format!(
+            "no route leads to these services: check each one's health check answers at {to}"
+        ))];
     }
     steps.push(RecoveryStep {
         name: "verify".into(),
@@ -281,17 +539,28 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
         action: StepAction::Verify,
         estimate: secs(1),
         timeout: secs(30),
-        owner: "on-call".into(),
+        owner: owners(&people, "on-call"),
         description: "a request through each route answers healthy from the new site".into(),
+        manual: verify_manual,
+        services: moving_names.clone(),
     });
+    let mut notify_manual = vec![text("tell the people who care that ")];
+    notify_manual.extend(codes(&moving_names));
+    notify_manual.extend([
+        text(format!(" moved from {from} to {to}, with the RTO and RPO that ")),
+        code("resurgo runs"),
+        text(" shows"),
+    ]);
     steps.push(RecoveryStep {
         name: "notify".into(),
         depends_on: vec!["verify".into()],
         action: StepAction::Notify,
         estimate: Duration::ZERO,
         timeout: secs(10),
-        owner: "on-call".into(),
+        owner: owners(&people, "on-call"),
         description: "tell the people who care, with RTO and RPO".into(),
+        manual: notify_manual,
+        services: moving_names,
     });
     Ok(steps)
 }
@@ -429,6 +698,78 @@ datasets:
         assert_eq!(
             failover_steps(&sys, "b", "a").unwrap_err(),
             Refusal::NothingToMove("b".into())
+        );
+    }
+
+    #[test]
+    fn step_owners_come_from_the_sites_and_services_they_are_for() {
+        let mut sys = system("", "");
+        let steps = failover_steps(&sys, "a", "b").unwrap();
+        let owner = |steps: &[RecoveryStep], name: &str| steps.iter().find(|s| s.name == name).unwrap().owner.clone();
+        assert_eq!(owner(&steps, "fence a"), "resurgo", "nothing declared: resurgo does it");
+        assert_eq!(owner(&steps, "verify"), "on-call");
+        sys.sites.get_mut("a").unwrap().owners = vec!["ops-a".into()];
+        sys.sites.get_mut("b").unwrap().owners = vec!["ops-b".into()];
+        sys.services.get_mut("web").unwrap().owners = vec!["team-web".into(), "alice".into()];
+        sys.services.get_mut("db").unwrap().owners = vec!["dba".into(), "alice".into()];
+        let steps = failover_steps(&sys, "a", "b").unwrap();
+        assert_eq!(owner(&steps, "fence a"), "ops-a");
+        assert_eq!(owner(&steps, "restore notes at b"), "team-web, alice");
+        assert_eq!(owner(&steps, "assign b as primary"), "ops-b");
+        assert_eq!(owner(&steps, "start db at b"), "dba, alice");
+        assert_eq!(owner(&steps, "switch route web to b"), "team-web, alice");
+        assert_eq!(owner(&steps, "verify"), "dba, alice, team-web", "each person once");
+        let verify = steps.iter().find(|s| s.name == "verify").unwrap();
+        assert_eq!(verify.services, ["db", "web"]);
+        let restore = steps.iter().find(|s| s.name == "restore notes at b").unwrap();
+        assert_eq!(restore.services, ["web"]);
+    }
+
+    #[test]
+    fn every_step_says_how_a_person_does_it_by_hand() {
+        let extra =
+            "  orders:\n    service: db\n    type: postgres\n    path: /srv/pg\n    connection: host=127.0.1.1\n    strategy: standby\n    rpo: 1m\n";
+        let steps = failover_steps(&system("", extra), "a", "b").unwrap();
+        let manual = |name: &str| plain(&steps.iter().find(|s| s.name == name).unwrap().manual);
+        for s in &steps {
+            assert!(!s.manual.is_empty(), "{} has no manual fallback", s.name);
+        }
+        assert_eq!(
+            manual("fence a"),
+            "stop the services at `a` (`127.0.1.1`): `db`, `web` — on its host, or, if it cannot be reached, \
+             by powering it off or cutting it off the network; keep them stopped: no write may reach a once b \
+             takes over (its own agent stops them within the fencing deadline when it loses its lease, which \
+             lasts 10s)"
+        );
+        assert!(manual("promote orders at b").contains("`pg_ctl promote -D /srv/pg`"));
+        assert!(manual("promote orders at b").ends_with("is within the RPO (1m)"));
+        assert!(manual("restore notes at b")
+            .starts_with("`resurgo restore notes --site b --to EMPTY_FOLDER` (the newest point; `--at TIME`"));
+        assert!(manual("restore notes at b").contains(" as `notes.db` for `web` at b"));
+        assert!(
+            manual("start web at b").contains("run `web`"),
+            "{}",
+            manual("start web at b")
+        );
+        assert_eq!(
+            manual("switch route web to b"),
+            "the built-in proxy at `127.0.0.1:8080` follows the service by itself while resurgo's controller \
+             or b's agent runs; without them, point its clients at `127.0.2.1:8080`"
+        );
+        assert_eq!(
+            manual("verify"),
+            "check that each route answers from b: `curl -fsS http://127.0.0.1:8080/`"
+        );
+    }
+
+    #[test]
+    fn a_command_line_is_quoted_as_a_person_types_it() {
+        assert_eq!(
+            command_line(
+                "/usr/bin/app",
+                &["--port".into(), "80".into(), "a b".into(), "it's".into()]
+            ),
+            "/usr/bin/app --port 80 'a b' 'it'\\''s'"
         );
     }
 }

@@ -8,13 +8,15 @@
 //! epoch, and a resume offered a lower epoch than the journal holds is refused (invariant 4).
 //!
 //! Knows nothing of what a step does inside: fencing, promotion and route switching are `Step`s
-//! supplied by the caller.
+//! supplied by the caller. `tabletop` renders a recovery plan's steps (from `resurgo-plan`) as
+//! the checklist a team rehearses, with what past runs measured of each.
 
 pub mod crash;
 pub mod journal;
 pub mod plan;
 pub mod run;
 pub mod step;
+pub mod tabletop;
 
 pub use crash::crash_point;
 pub use journal::{Journal, JournalContents, JournalError, Phase, Record, TornTail};

@@ -114,6 +114,11 @@ pub struct Site {
     /// `address` and `api.port`). Only with a top-level `api`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
+    /// Who answers for this site (names, teams or addresses): in the recovery plan, the
+    /// owners of fencing it when it is left and of making it primary when it takes over
+    /// (`resurgo runbook`, `resurgo failover --dry-run`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
 }
 
 /// The site API (HTTP/1.1 + JSON over TLS) that each site's agent serves at `<site address>:<port>`
@@ -224,6 +229,11 @@ pub struct Service {
     /// root. Unless resurgo runs as root, only the user it runs as can be named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Who answers for this service (names, teams or addresses): in the recovery plan, the
+    /// owners of bringing its data to the target, starting it there, switching its routes and
+    /// checking it answers (`resurgo runbook`, `resurgo failover --dry-run`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
 }
 
 /// The value of an environment variable: plain text, or a reference to a secret.

@@ -339,13 +339,8 @@ fn list(spec: &SpecArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for (name, d) in &desired.loaded.system.drills {
         let last = reports.iter().find(|r| &r.drill == name);
-        let passed = reports.iter().find(|r| &r.drill == name && r.verdict == Verdict::Pass);
-        let age = passed.and_then(|r| resurgo_spec::units::parse_rfc3339(&r.started).ok().map(|t| now - t));
-        let due = match (d.cadence, age) {
-            (Some(c), Some(age)) => age > c.0.as_secs_f64(),
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
+        let standing = resurgo_controller::freshness::standing(name, d, &reports, now);
+        let (passed, due) = (standing.last_pass, standing.due);
         rows.push(serde_json::json!({
             "drill": name,
             "scope": d.scope.kind(),

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod replicate;
 pub mod repo;
 pub mod restore;
+pub mod runbook;
 pub mod runs;
 pub mod schema;
 pub mod set_aside;
@@ -103,6 +104,10 @@ pub enum Command {
     Failback(failback::Args),
     /// The history of failovers and failbacks, with timelines.
     Runs(runs::Args),
+    /// The recovery plan as the checklist a team rehearses: each step's owner, what resurgo
+    /// runs, how to do it by hand, its measured p50/p95 (stale or never exercised), and the
+    /// RTO budget; Markdown or an HTML page.
+    Runbook(runbook::Args),
     /// Practise a declared loss (a service, a workload, a site, a link) and keep the
     /// evidence: run a drill, finish one whose process died, list them, render a report.
     Drill(drill::Args),
@@ -140,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Maintenance(a) => maintenance::run(a),
         Command::Failback(a) => failback::run(a),
         Command::Runs(a) => runs::run(a),
+        Command::Runbook(a) => runbook::run(a),
         Command::Drill(a) => drill::run(a),
         Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),

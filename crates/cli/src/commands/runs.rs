@@ -35,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // With a spec that declares `api`, the runs are at the sites whose agents executed them.
     let remote = args.spec.load().ok().filter(|d| d.loaded.system.api.is_some());
     let runs = match &remote {
-        Some(desired) => through_agents(&args, &desired.loaded.system)?,
+        Some(desired) => of_agents(&args.spec, &desired.loaded.system, args.run.as_deref())?,
         None => report::runs(&args.spec.state, args.run.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?,
     };
     if let (Some(id), true) = (&args.run, runs.is_empty()) {
@@ -89,12 +89,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Every site's runs (or the one named), asked of its agent, oldest first. An agent that does
 /// not answer is named on stderr: its runs are unknown, not absent.
-fn through_agents(args: &Args, system: &resurgo_spec::System) -> anyhow::Result<Vec<Run>> {
-    let client = crate::remote::client(&args.spec, system, crate::remote::TIMEOUT)?;
-    let path = args
-        .run
-        .as_ref()
-        .map_or_else(|| "/v1/runs".to_string(), |id| format!("/v1/runs/{id}"));
+pub fn of_agents(
+    spec: &crate::common::SpecArgs,
+    system: &resurgo_spec::System,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<Run>> {
+    let client = crate::remote::client(spec, system, crate::remote::TIMEOUT)?;
+    let path = only.map_or_else(|| "/v1/runs".to_string(), |id| format!("/v1/runs/{id}"));
     let mut runs = Vec::new();
     for site in system.sites.keys() {
         let addr = crate::remote::address(system, site)?;

@@ -1,5 +1,6 @@
 //! `resurgo status`: each site (reachable or unknown), each service (process, health,
-//! drift), and the last applied commit. Exit 0 when everything is in sync, 2 on drift or an
+//! drift, when it last passed a drill — with a warning when that is older than the drill's
+//! cadence), and the last applied commit. Exit 0 when everything is in sync, 2 on drift or an
 //! unknown site.
 //!
 //! `--json` prints [`Status`]: a versioned format ([`FORMAT_VERSION`]) whose JSON Schema,
@@ -49,7 +50,7 @@ fn on_this_machine(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> an
     let engine = spec.engine()?;
     let system = &desired.loaded.system;
     let state = spec.state.as_path();
-    let parts: Vec<_> = std::thread::scope(|scope| {
+    let mut parts: Vec<_> = std::thread::scope(|scope| {
         let asks: Vec<_> = system
             .sites
             .keys()
@@ -77,6 +78,10 @@ fn on_this_machine(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> an
         Err(e) => (vec![], None, Some(e.to_string())),
     };
     let datasets: Vec<_> = parts.iter().map(|(s, _, d)| (s.site.clone(), d.clone())).collect();
+    let drills = report::drills_of(system, state);
+    for (site, _, _) in &mut parts {
+        resurgo_controller::freshness::fill(site, &drills);
+    }
     Ok(Status {
         format_version: FORMAT_VERSION,
         system: system.name.clone(),
@@ -195,9 +200,14 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
                 Some(role) => format!("{} ({role})", s.service),
                 None => s.service.clone(),
             };
+            // The drill is shown once, on the active instance.
+            let drill = match (&s.role, &s.drill) {
+                (None, Some(d)) => format!(", {}", drill_words(d, paint)),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {:<20} {}{pid}, {health}{probe}, {drift}{restarts}",
+                "  {:<20} {}{pid}, {health}{probe}, {drift}{restarts}{drill}",
                 name, s.process
             );
         }
@@ -296,5 +306,45 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
     if let Some(e) = &status.roles_error {
         let _ = writeln!(out, "{}", paint.red(&format!("roles unknown: {e}")));
     }
+    let mut warned: Vec<&str> = Vec::new();
+    for s in status.sites.iter().flat_map(|site| &site.services) {
+        let Some(d) = s.drill.as_ref().filter(|d| d.due) else {
+            continue;
+        };
+        if warned.contains(&s.service.as_str()) {
+            continue;
+        }
+        warned.push(&s.service);
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.yellow(&format!(
+                "warning: no drill has passed for `{}` within its cadence {}: run `resurgo drill run {}`",
+                s.service,
+                d.cadence.as_deref().unwrap_or("?"),
+                d.drill
+            ))
+        );
+    }
     out
+}
+
+/// A service's drill, compactly: `drill kill-web passed 2026-05-04 (RTO 1.2s, RPO 0s)`.
+fn drill_words(d: &resurgo_api::types::ServiceDrill, paint: &Paint) -> String {
+    let seconds = |v: Option<f64>| v.map_or_else(|| "?".to_string(), |s| format!("{}s", (s * 100.0).round() / 100.0));
+    let text = match &d.last_pass {
+        Some(at) => format!(
+            "drill {} passed {} (RTO {}, RPO {})",
+            d.drill,
+            at.get(..10).unwrap_or(at),
+            seconds(d.rto_s),
+            seconds(d.rpo_s)
+        ),
+        None => format!("drill {} never passed", d.drill),
+    };
+    if d.due {
+        paint.yellow(&format!("{text}, due"))
+    } else {
+        text
+    }
 }

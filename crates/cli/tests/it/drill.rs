@@ -1,7 +1,8 @@
 //! Drills on one machine, live: a service killed and a site lost, each measured, torn down
 //! and reported; the drill's own process killed at each journal boundary, interrupted by
 //! SIGINT, or out of time, and its teardown still complete; a second drill refused while one
-//! runs. The reports are read by a real JUnit consumer and opened in a real browser.
+//! runs. The reports are read by a real JUnit consumer and opened in a real browser. `status`
+//! shows each service's last pass and warns when its drill is due.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -123,8 +124,59 @@ fn a_live_service_drill_measures_the_restart_and_leaves_nothing_behind() {
     env.stop_controller();
 }
 
+/// Freshness: after kill-web passes, `status` shows for web when it last passed a drill, with
+/// the RTO and RPO that run measured, not due (cadence 30d); once the cadence is shorter than
+/// the pass's age (`cadence: 1s`, two seconds later), it is due and the human output warns,
+/// naming the drill to run.
+#[test]
+fn status_shows_each_services_last_drill_pass_and_warns_when_its_cadence_has_passed() {
+    let mut env = drill_env(164, 18164, KILL_WEB, "");
+    applied_with_controller(&mut env);
+    let before = env.status();
+    let web = crate::util::find_service(&before, "a", "web").unwrap();
+    assert_eq!(web["drill"]["drill"], "kill-web", "{web:#}");
+    assert_eq!(web["drill"]["due"], true, "never passed, with a cadence: {web:#}");
+    assert!(web["drill"]["last_pass"].is_null(), "{web:#}");
+
+    let (code, report, out) = drill(&env, &["drill", "run", "kill-web", "--json"]);
+    assert_eq!(code, 0, "the drill passes:\n{out}\n{}", env.dump_events());
+    let status = env.status();
+    let web = crate::util::find_service(&status, "a", "web").unwrap();
+    let shown = &web["drill"];
+    assert_eq!(shown["drill"], "kill-web", "{web:#}");
+    assert_eq!(shown["run"], report["run"], "{web:#}");
+    assert_eq!(shown["last_pass"], report["started"], "{web:#}");
+    assert_eq!(shown["rto_s"], report["rto"]["measured_s"], "{web:#}");
+    assert!(shown["rto_s"].as_f64().is_some_and(|r| r > 0.0), "{web:#}");
+    assert_eq!(shown["rpo_s"], report["rpo"]["seconds"], "{web:#}");
+    assert_eq!(shown["cadence"], "30d");
+    assert_eq!(shown["due"], false, "{web:#}");
+    let human = env.run(&["status"]);
+    assert!(human.stdout.contains("drill kill-web passed "), "{}", human.stdout);
+    assert!(!human.stdout.contains("warning: no drill"), "{}", human.stdout);
+
+    // The cadence shorter than the pass's age: due, and a warning.
+    let spec = std::fs::read_to_string(env.spec_dir().join("resurgo.yaml")).unwrap();
+    env.write_spec(&spec.replace("    cadence: 30d\n", "    cadence: 1s\n"));
+    std::thread::sleep(Duration::from_secs(2));
+    let status = env.status();
+    let web = crate::util::find_service(&status, "a", "web").unwrap();
+    assert_eq!(web["drill"]["due"], true, "{web:#}");
+    assert_eq!(web["drill"]["cadence"], "1s");
+    assert_eq!(web["drill"]["run"], report["run"], "still its last pass: {web:#}");
+    let human = env.run(&["status"]);
+    assert!(
+        human
+            .stdout
+            .contains("no drill has passed for `web` within its cadence 1s: run `resurgo drill run kill-web`"),
+        "{}",
+        human.stdout
+    );
+    env.stop_controller();
+}
+
 /// Where a test keeps a screenshot: `RESURGO_SCREENSHOTS` if set, else the test's folder.
-fn screenshot_path(name: &str, env: &Env) -> std::path::PathBuf {
+pub(crate) fn screenshot_path(name: &str, env: &Env) -> std::path::PathBuf {
     match std::env::var_os("RESURGO_SCREENSHOTS") {
         Some(dir) => {
             std::fs::create_dir_all(&dir).unwrap();

@@ -20,6 +20,7 @@ mod pg_failover;
 mod pg_standby;
 mod protect;
 mod report_consumers;
+mod runbook;
 mod tidy;
 mod trust;
 mod util;
