@@ -285,8 +285,10 @@ impl Controller {
             self.placement = Some(moved);
         }
         let system = &desired.loaded.system;
-        self.protect(system);
+        // Routes first: they are on a failover's path (a route let go here is what the new
+        // site's daemon waits for), protection is not.
         self.route(system);
+        self.protect(system);
         let mut sites = self.engine.sites(system);
         sites.retain(|s| self.serves(&s.name));
         // A site never set up from this state folder is set up, as `apply` does; one set up
