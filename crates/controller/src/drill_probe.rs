@@ -290,11 +290,13 @@ pub fn recovered(system: &System, engine: &Engine, state_dir: &Path, name: &str)
         }
         DatasetKind::Postgres => {
             let target = protector.pg_target(name, ds).map_err(|e| e.to_string())?;
-            let out = resurgo_vault::pg::query(
-                &target,
-                &format!("SELECT CASE WHEN to_regclass('{CANARY}') IS NULL THEN 0 ELSE (SELECT coalesce(max(seq), 0) FROM {CANARY}) END"),
-            )
-            .map_err(|e| e.to_string())?;
+            let ask = |sql: &str| resurgo_vault::pg::query(&target, sql).map_err(|e| e.to_string());
+            // Two questions, not one: PostgreSQL resolves every table a statement names before
+            // it runs, so a `CASE` cannot guard a query of a table that is gone.
+            if ask(&format!("SELECT to_regclass('{CANARY}') IS NULL"))?.trim() == "t" {
+                return Ok(0);
+            }
+            let out = ask(&format!("SELECT coalesce(max(seq), 0) FROM {CANARY}"))?;
             out.trim()
                 .parse()
                 .map_err(|_| format!("unexpected answer `{}`", out.trim()))
