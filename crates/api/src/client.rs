@@ -110,6 +110,11 @@ impl Client {
         self.send(addr, request)
     }
 
+    /// `DELETE https://addr/path`, answered as `T`.
+    pub fn delete<T: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<T, ClientError> {
+        self.send(addr, self.http.delete(url(addr, path)))
+    }
+
     /// `GET https://addr/path` as a stream (the event stream): its body, read as it comes.
     pub fn open(&self, addr: &str, path: &str) -> Result<impl std::io::Read, ClientError> {
         // No overall timeout: a stream lasts as long as it is read.

@@ -6,8 +6,9 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::types::{
-    Applied, ApplyRequest, DatasetDone, DatasetRequest, Health, MaintenanceRequest, MaintenanceState, Problem,
-    RepositoryDone, RepositoryRequest, RunStarted, Runs, SiteReport, StartRun,
+    Applied, ApplyRequest, DatasetDone, DatasetRequest, FaultInForce, FaultOrder, FaultReverted, Faults, Health,
+    MaintenanceRequest, MaintenanceState, Problem, RepositoryDone, RepositoryRequest, RunStarted, Runs, SiteReport,
+    StartRun,
 };
 
 /// What a request asks for, with its path parameters.
@@ -28,6 +29,9 @@ pub enum Op {
     Backup { dataset: String },
     Verify { dataset: String },
     Restore { dataset: String },
+    Faults,
+    ApplyFault,
+    RevertFault { id: String },
     Events,
 }
 
@@ -209,6 +213,36 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/v1/faults",
+        public: false,
+        operation: "faults",
+        summary: "The drill faults in force at this site, each with what was done for it.",
+        request: None,
+        response: Body::Json(schema::<Faults>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/faults",
+        public: false,
+        operation: "apply_fault",
+        summary: "Apply a drill's fault here: the order is written down first, then applied, and reverted by this site itself once `until_unix` has passed. Refused (409) when the fault is not this site's to apply.",
+        request: Some(schema::<FaultOrder>),
+        response: Body::Json(schema::<FaultInForce>),
+        status: 201,
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/faults/{id}",
+        public: false,
+        operation: "revert_fault",
+        summary: "Revert the drill fault `id` here (undo exactly what was done for it); a fault no longer in force is no error.",
+        request: None,
+        response: Body::Json(schema::<FaultReverted>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
         path: "/v1/events",
         public: false,
         operation: "events",
@@ -255,6 +289,9 @@ pub fn find(method: &str, path: &str) -> Matched {
             "backup" => Op::Backup { dataset: param(0) },
             "verify" => Op::Verify { dataset: param(0) },
             "restore" => Op::Restore { dataset: param(0) },
+            "faults" => Op::Faults,
+            "apply_fault" => Op::ApplyFault,
+            "revert_fault" => Op::RevertFault { id: param(0) },
             "events" => Op::Events,
             other => unreachable!("route `{other}` has no operation"),
         };
@@ -344,8 +381,19 @@ pub fn openapi() -> Value {
         if route.request.is_some() || !parameters.is_empty() {
             responses.insert("400".into(), problem_body("A malformed request."));
         }
-        if route.method == "POST" {
-            responses.insert("409".into(), problem_body("A stale epoch, or a run in progress."));
+        match route.operation {
+            "apply_fault" => {
+                responses.insert(
+                    "409".into(),
+                    problem_body(
+                        "The fault is not this site's to apply (another site's, or a service not active here).",
+                    ),
+                );
+            }
+            _ if route.method == "POST" => {
+                responses.insert("409".into(), problem_body("A stale epoch, or a run in progress."));
+            }
+            _ => {}
         }
         let mut op = json!({
             "operationId": route.operation,
@@ -406,6 +454,15 @@ mod tests {
             matches!(find("POST", "/v1/datasets/orders/backup"), Matched::Found(_, Op::Backup { dataset }) if dataset == "orders")
         );
         assert!(matches!(find("GET", "/v1/site/"), Matched::NotFound));
+        assert!(matches!(find("GET", "/v1/faults"), Matched::Found(_, Op::Faults)));
+        assert!(matches!(find("POST", "/v1/faults"), Matched::Found(_, Op::ApplyFault)));
+        assert!(
+            matches!(find("DELETE", "/v1/faults/drill-x-1"), Matched::Found(_, Op::RevertFault { id }) if id == "drill-x-1")
+        );
+        assert!(matches!(
+            find("GET", "/v1/faults/drill-x-1"),
+            Matched::WrongMethod("DELETE")
+        ));
     }
 
     #[test]

@@ -502,3 +502,50 @@ pub struct RepositoryDone {
     /// What was found or made, for a person.
     pub detail: String,
 }
+
+/// A drill's fault, ordered at one site (`POST /v1/faults`) and applied there by the site's
+/// agent. The agent writes the order down before it applies it, and reverts it by itself
+/// once `until_unix` has passed, whether or not the drill that ordered it is still running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultOrder {
+    /// The order's id, unique per drill run and fault (`<run>-<index>`): a name's characters
+    /// (letters, digits, `-`, `_`, `.`). Ordering the same id again changes nothing.
+    pub id: String,
+    /// The fault, as the spec's drill declares it. The site applies its own part: a link's
+    /// two ends each cut (or slow) their half.
+    pub fault: resurgo_spec::Fault,
+    /// When the site reverts it by itself (seconds since the Unix epoch): the drill's start
+    /// plus its deadline and a margin.
+    pub until_unix: f64,
+}
+
+/// A fault in force at a site: the order, and what was done for it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FaultInForce {
+    /// The site it is in force at.
+    pub site: String,
+    pub order: FaultOrder,
+    /// What was done, for a person (`tc filter on eth0: drop to 10.0.0.2`), each undone by
+    /// the revert.
+    pub done: Vec<String>,
+}
+
+/// The faults in force at a site (`GET /v1/faults`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Faults {
+    /// The site answering.
+    pub site: String,
+    /// Its faults in force, oldest order first.
+    pub faults: Vec<FaultInForce>,
+}
+
+/// A fault reverted (`DELETE /v1/faults/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FaultReverted {
+    pub site: String,
+    pub id: String,
+    /// Whether the fault was in force here until now; false when it was not (never applied
+    /// here, or reverted already — by an earlier request or by its `until_unix`).
+    pub was_in_force: bool,
+}

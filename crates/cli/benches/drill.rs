@@ -43,7 +43,7 @@ fn isolated(runs: usize) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
-    let pair = pg_failover::PgPair::start(170, "2s");
+    let pair = pg_failover::PgPair::start(172, "2s");
     // About `gib` GiB of rows: 1 KiB of text each.
     let rows = (gib * 1024.0 * 1024.0) as u64;
     let filled = Instant::now();
@@ -101,10 +101,10 @@ fn isolated(runs: usize) {
 fn live(runs: usize) {
     let lose_a = "  lose-a:\n    scope: { site: a }\n    faults: [stop_site: a]\n    mode: live\n    stop: [unavailable_for: 90s]\n    deadline: 3m\n";
     let mut env = drill::drill_env(
-        171,
-        18171,
+        173,
+        18173,
         lose_a,
-        "failover:\n  automatic: true\n  witness: \"127.171.9.1:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n",
+        "failover:\n  automatic: true\n  witness: \"127.173.9.1:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n",
     );
     let applied = env.run(&["apply"]);
     assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);

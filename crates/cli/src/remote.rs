@@ -111,6 +111,27 @@ pub fn current(client: &Client, written: &System) -> (System, Vec<RoleStatus>, R
     (system, roles, reports)
 }
 
+/// What [`start_and_follow`] prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Each step as it ends, then the outcome, for people.
+    Text,
+    /// The run, as JSON, once it ends.
+    Json,
+    /// Nothing (a drill's failback: the drill prints its own report).
+    Quiet,
+}
+
+impl Echo {
+    pub fn json(json: bool) -> Echo {
+        if json {
+            Echo::Json
+        } else {
+            Echo::Text
+        }
+    }
+}
+
 /// Asks `to`'s agent to run the move of the services active at `from` (a failover or a
 /// failback), then follows the run's journal until it ends, printing each step as it
 /// finishes. An agent killed mid-run resumes the run when it restarts: the journal is asked
@@ -126,10 +147,11 @@ pub fn start_and_follow(
     to: &str,
     accept_data_loss: bool,
     wait: Duration,
-    json: bool,
+    echo: Echo,
 ) -> anyhow::Result<bool> {
     use resurgo_api::types::{RunStarted, Runs, StartRun};
     use resurgo_runbook::run::{RunOutcome, StepOutcome};
+    let text = echo == Echo::Text;
     // The group moved is named by where the spec places the services active at `from`.
     let group_site = resurgo_controller::failover::group_site(written, current, from)
         .with_context(|| format!("no service is active at `{from}`"))?;
@@ -149,7 +171,7 @@ pub fn start_and_follow(
             },
         )
         .with_context(|| format!("asking `{to}`'s agent to run the {kind}"))?;
-    if !json {
+    if text {
         println!("run {} started by `{to}`'s agent", started.run);
     }
     let deadline = std::time::Instant::now() + wait;
@@ -159,7 +181,7 @@ pub fn start_and_follow(
     loop {
         match client.get::<Runs>(&addr, &path) {
             Ok(mut runs) => {
-                if lost && !json {
+                if lost && text {
                     println!("`{to}`'s agent answers again");
                 }
                 lost = false;
@@ -175,7 +197,7 @@ pub fn start_and_follow(
                     )
                 {
                     let s = &report.steps[printed];
-                    if !json {
+                    if text {
                         let took = s
                             .millis
                             .map(|m| format!(" ({:.2}s)", m as f64 / 1000.0))
@@ -185,9 +207,9 @@ pub fn start_and_follow(
                     printed += 1;
                 }
                 if report.outcome != RunOutcome::Incomplete {
-                    if json {
+                    if echo == Echo::Json {
                         println!("{}", serde_json::to_string_pretty(&run)?);
-                    } else {
+                    } else if text {
                         let rto = run
                             .measures
                             .as_ref()
@@ -372,4 +394,126 @@ pub fn maintenance(
         }
     }
     Err(last.map_or_else(|| anyhow::anyhow!("the spec declares no site"), Into::into))
+}
+
+/// A drill's faults through the agents: each order is sent to the agent of the site it goes to
+/// (`/v1/faults`), which writes it down, applies it and reverts it by itself past its
+/// `until`; a site is seen through its agent's report (`GET /v1/site`).
+pub struct RemoteFaults {
+    pub client: Client,
+    /// The spec as written: where each agent answers.
+    pub system: System,
+}
+
+impl RemoteFaults {
+    fn addr(&self, site: &str) -> Result<String, String> {
+        address(&self.system, site).map_err(|e| e.to_string())
+    }
+}
+
+impl resurgo_controller::faults::FaultSink for RemoteFaults {
+    fn apply(
+        &self,
+        _: &System,
+        site: &str,
+        order: &resurgo_api::types::FaultOrder,
+    ) -> Result<resurgo_api::types::FaultInForce, String> {
+        self.client
+            .post(&self.addr(site)?, "/v1/faults", order)
+            .map_err(|e| e.to_string())
+    }
+
+    fn revert(&self, _: &System, site: &str, id: &str) -> Result<bool, String> {
+        self.client
+            .delete::<resurgo_api::types::FaultReverted>(&self.addr(site)?, &format!("/v1/faults/{id}"))
+            .map(|r| r.was_in_force)
+            .map_err(|e| e.to_string())
+    }
+
+    fn in_force(&self, site: &str) -> Result<Vec<resurgo_api::types::FaultInForce>, String> {
+        self.client
+            .get::<resurgo_api::types::Faults>(&self.addr(site)?, "/v1/faults")
+            .map(|f| f.faults)
+            .map_err(|e| e.to_string())
+    }
+
+    fn observe(&self, _: &System, site: &str) -> Result<Vec<resurgo_controller::faults::Seen>, String> {
+        let report: SiteReport = self
+            .client
+            .get(&self.addr(site)?, "/v1/site")
+            .map_err(|e| e.to_string())?;
+        if report.site.state != "reachable" {
+            return Err(report
+                .site
+                .reason
+                .unwrap_or_else(|| format!("its agent reports it {}", report.site.state)));
+        }
+        Ok(report
+            .site
+            .services
+            .into_iter()
+            .map(|s| resurgo_controller::faults::Seen {
+                standby: s.role.as_deref() == Some("standby"),
+                running: s.process == "running",
+                service: s.service,
+            })
+            .collect())
+    }
+
+    fn across_hosts(&self) -> bool {
+        true
+    }
+}
+
+/// Copies every agent's events into `log` from now on, each agent's on a thread of its own
+/// (`GET /v1/events`, followed again after a break from where it stopped): a drill reads
+/// what the agents detected and did from its own event log, as on one machine. The streams
+/// are open when this returns. An agent whose event log is `log` itself (every site in one
+/// process with this state folder) is noticed by its echo and no longer followed.
+pub fn mirror_events(client: &Client, system: &System, log: resurgo_controller::EventLog) {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    let written: Arc<Mutex<HashSet<String>>> = Arc::default();
+    for site in system.sites.keys() {
+        let Ok(addr) = address(system, site) else {
+            continue;
+        };
+        let first = client
+            .open(&addr, "/v1/events")
+            .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>);
+        let (client, log, written) = (client.clone(), log.clone(), written.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut stream = first.ok();
+            let mut since: Option<u64> = None;
+            loop {
+                let reader = stream.take().unwrap_or_else(|| Box::new(std::io::empty()));
+                for line in std::io::BufReader::new(reader).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        since = id.trim().parse().ok();
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        let Ok(event) = serde_json::from_str::<resurgo_controller::Event>(data) else {
+                            continue;
+                        };
+                        let text = serde_json::to_string(&event).unwrap_or_default();
+                        let mut seen = written.lock().unwrap_or_else(|e| e.into_inner());
+                        if seen.contains(&text) {
+                            // Our own line coming back: this agent writes the log we write.
+                            return;
+                        }
+                        if log.append(&event).is_ok() {
+                            seen.insert(text);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                let path = since.map_or_else(|| "/v1/events".to_string(), |n| format!("/v1/events?since={n}"));
+                stream = client
+                    .open(&addr, &path)
+                    .ok()
+                    .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>);
+            }
+        });
+    }
 }

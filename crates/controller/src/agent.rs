@@ -17,6 +17,10 @@
 //!   to this site, acting on this site only;
 //! - when the group moved away while it was fenced, rejoins as a standby: the standby instance
 //!   is started on a fresh copy of the new primary (the old data is set aside, never deleted).
+//! - reverts the drill faults whose `until` has passed (every tick, and when it starts: the
+//!   dead man's switch of [`crate::faults`]); while a drill's `stop_site` order is in force
+//!   its site is dark — no heartbeat answered, no lease renewed, nothing served — as a lost
+//!   host.
 //!
 //! The witness (`--witness`) probes every site's agent and holds the lease `witness-sees-<s>`
 //! while it receives `s`'s heartbeats.
@@ -80,6 +84,8 @@ pub struct Agent {
     /// In-process (the one-machine default): the agent stands for its site, so it stops
     /// answering heartbeats and renewing the lease when its site cannot be observed.
     in_process: bool,
+    /// Whether it answers heartbeats and renews its leases: not while its site is lost
+    /// (in-process) or dark (a drill's `stop_site` order, [`crate::faults`]).
     answering: Arc<AtomicBool>,
     /// Back-offs: restarting a crashed service here, and retrying a failover that did not
     /// succeed (per lost site): when the next attempt may be, and the wait after it.
@@ -162,16 +168,37 @@ fn finish_fence(held: &Mutex<Held>, engine: &Engine, spec: &System, site: &str, 
 }
 
 /// Which groups a site's agent serves as primary now: it holds the group's lease and is not
-/// fencing it, nor fenced. What its daemon's controller may start active instances of (see
-/// [`crate::reconcile::Controller::gated`]). Cheap to clone; every clone sees the agent's state.
+/// fencing it, nor fenced, and its site is not dark. What its daemon's controller may start
+/// active instances of (see [`crate::reconcile::Controller::gated`]). Cheap to clone; every
+/// clone sees the agent's state.
 #[derive(Clone)]
-pub struct Serving(Arc<Mutex<Held>>);
+pub struct Serving {
+    held: Arc<Mutex<Held>>,
+    answering: Arc<AtomicBool>,
+}
 
 impl Serving {
     /// Whether the agent serves `group` (`site-<s>`) as its primary now.
     pub fn holds(&self, group: &str) -> bool {
-        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        held.leases.contains_key(group) && !held.fencing.contains(group) && !held.fenced.contains_key(group)
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        !self.dark()
+            && held.leases.contains_key(group)
+            && !held.fencing.contains(group)
+            && !held.fenced.contains_key(group)
+    }
+
+    /// Whether the site is dark: its agent answers no heartbeat and renews no lease (a
+    /// drill's `stop_site` order is in force, or, in one process with the other sites, its
+    /// site cannot be observed). Its daemon then changes nothing at the site, as a lost host
+    /// would not.
+    pub fn dark(&self) -> bool {
+        !self.answering.load(Ordering::Relaxed)
+    }
+
+    /// The agent's switch (true: it answers heartbeats and renews its leases), which a
+    /// `stop_site` order applied through the site API turns off at once ([`crate::faults`]).
+    pub fn switch(&self) -> Arc<AtomicBool> {
+        self.answering.clone()
     }
 }
 
@@ -251,7 +278,10 @@ impl Agent {
 
     /// The groups this agent serves as primary, as they change.
     pub fn serving(&self) -> Serving {
-        Serving(self.held.clone())
+        Serving {
+            held: self.held.clone(),
+            answering: self.answering.clone(),
+        }
     }
 
     /// The agent takes each spec published in `shared` (its daemon's controller publishes
@@ -341,6 +371,14 @@ impl Agent {
         }
         .entered();
         let addr = self.listen_addr()?;
+        // The dead man's switch, at start: a drill's fault past its `until` (its drill died,
+        // and so did this agent, maybe) is reverted first; a site still dark stays silent.
+        if let Role::Site(site) = self.role.clone() {
+            self.revert_expired_faults(&site);
+            if crate::faults::dark(&self.state_dir, &site) {
+                self.answering.store(false, Ordering::Relaxed);
+            }
+        }
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let hello = format!("resurgo-agent {}\n", self.name());
         let answering = self.answering.clone();
@@ -395,7 +433,6 @@ impl Agent {
                 events: self.events.clone(),
                 held: self.held.clone(),
                 answering: self.answering.clone(),
-                in_process: self.in_process,
             };
             let stop = stop_renewer.clone();
             let span = tracing::Span::current();
@@ -476,15 +513,21 @@ impl Agent {
     }
 
     fn site_tick(&mut self, site: &str) {
-        if self.in_process {
+        // The dead man's switch: a drill's fault past its `until` is reverted here, whether or
+        // not its drill is still running.
+        self.revert_expired_faults(site);
+        // In one process with the other sites, the agent stands for its site: lost with it.
+        let alive = !self.in_process || {
             let handle = self.engine.site(&self.spec, site);
-            let alive = handle.is_some_and(|h| self.engine.provider.observe(&h).is_ok());
-            // The site is lost, and its agent with it: no heartbeat, and the renewer stops
-            // renewing (its groups fence at their deadline).
-            self.answering.store(alive, Ordering::Relaxed);
-            if !alive {
-                return;
-            }
+            handle.is_some_and(|h| self.engine.provider.observe(&h).is_ok())
+        };
+        // A drill's `stop_site` in force: the site is dark, as a lost host.
+        let dark = crate::faults::dark(&self.state_dir, site);
+        // The site is lost (or dark), and its agent with it: no heartbeat, and the renewer
+        // stops renewing (its groups fence at their deadline).
+        self.answering.store(alive && !dark, Ordering::Relaxed);
+        if !alive || dark {
+            return;
         }
         // A store that cannot be read says nothing; the renewer counts the fencing deadline.
         let Ok(groups) = self.groups() else { return };
@@ -548,6 +591,22 @@ impl Agent {
                 }
             } else {
                 self.keep_primary(site, group, &system);
+            }
+        }
+    }
+
+    /// Reverts the drill faults in force at `site` whose `until` has passed.
+    fn revert_expired_faults(&self, site: &str) {
+        let at = crate::faults::FaultSite {
+            site,
+            system: &self.spec,
+            engine: &self.engine,
+            state_dir: &self.state_dir,
+            answering: Some(&self.answering),
+        };
+        for (fault, result) in crate::faults::revert_expired(&at) {
+            if let Err(e) = result {
+                tracing::warn!(id = %fault.order.id, "cannot revert an expired drill fault: {e}");
             }
         }
     }
@@ -1012,9 +1071,9 @@ struct Renewer {
     store: Arc<dyn CoordStore>,
     events: EventLog,
     held: Arc<Mutex<Held>>,
-    /// In-process: whether the site can be observed (a lost site's agent renews nothing).
+    /// Whether the agent answers for its site: false while the site is dark (a drill's
+    /// `stop_site`) or, in-process, cannot be observed — a lost site's agent renews nothing.
     answering: Arc<AtomicBool>,
-    in_process: bool,
 }
 
 impl Renewer {
@@ -1052,8 +1111,8 @@ impl Renewer {
             .collect();
         for (group, id, last) in leases {
             let sent = BootTime::now();
-            let renewed = if self.in_process && !self.answering.load(Ordering::Relaxed) {
-                Err("the site cannot be observed".to_string())
+            let renewed = if !self.answering.load(Ordering::Relaxed) {
+                Err("the site is lost (it cannot be observed, or a drill made it dark)".to_string())
             } else {
                 self.store.keep_alive(id).map_err(|e| e.to_string())
             };

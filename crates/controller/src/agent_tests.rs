@@ -163,7 +163,6 @@ fn renewer(f: &Fixture, store: Arc<dyn CoordStore>, held: Arc<std::sync::Mutex<H
         events: EventLog::of_state(f.dir.path()),
         held,
         answering: Arc::new(AtomicBool::new(true)),
-        in_process: false,
     }
 }
 
@@ -358,4 +357,51 @@ fn a_run_on_another_host_is_handed_the_group_by_the_old_primarys_agent() {
     // The request is withdrawn once the run holds the lease.
     let request = crate::roles::handover::request_lease(&group_of("a"));
     assert_eq!(store.lease_holder(&request).unwrap(), None);
+}
+
+/// A drill's `stop_site` applied through the site API: the agent is dark at once (no lease
+/// taken, nothing served, its daemon's controller gated off), and past the order's `until`
+/// its own tick reverts it — no drill alive — and it serves again.
+#[test]
+fn a_site_made_dark_by_a_drill_comes_back_by_itself_at_the_orders_until() {
+    let f = fixture();
+    let mut a = f.agent("a");
+    let serving = a.serving();
+    let switch = serving.switch();
+    let at = crate::faults::FaultSite {
+        site: "a",
+        system: &f.spec,
+        engine: &f.engine,
+        state_dir: f.dir.path(),
+        answering: Some(&switch),
+    };
+    let until = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 0.8;
+    let order = resurgo_api::types::FaultOrder {
+        id: "drill-dark-0".into(),
+        fault: resurgo_spec::Fault::StopSite("a".into()),
+        until_unix: until,
+    };
+    crate::faults::apply(&at, &order).unwrap();
+    assert!(serving.dark(), "silenced at once");
+    a.site_tick("a");
+    assert!(serving.dark(), "still dark after a tick");
+    assert!(!serving.holds("site-a"));
+    let store = f.store();
+    assert_eq!(
+        store.lease_holder(&primary_lease("site-a")).unwrap(),
+        None,
+        "no lease taken while dark"
+    );
+    assert!(!f.provider.running("a", "web"), "nothing served while dark");
+    std::thread::sleep(Duration::from_millis(900));
+    a.site_tick("a");
+    assert!(!serving.dark(), "the tick reverted it");
+    assert!(crate::faults::in_force(f.dir.path(), "a").unwrap().is_empty());
+    let holder = store.lease_holder(&primary_lease("site-a")).unwrap().map(|(h, _)| h);
+    assert_eq!(holder.as_deref(), Some("a"), "a serves again");
+    assert!(f.provider.running("a", "web"));
 }

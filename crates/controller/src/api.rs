@@ -1,6 +1,7 @@
 //! The site API as a site's agent answers it (`resurgo_api` carries it and checks credentials
 //! first). Everything here acts on this site only: its provider, its repository, its state
-//! folder, and the coordination store — never another site's files.
+//! folder, its network (a drill's faults, [`crate::faults`]), and the coordination store —
+//! never another site's files.
 
 use std::io::Write;
 use std::path::Path;
@@ -105,6 +106,9 @@ impl SiteApi {
         let outcome = (|| -> Result<bool, String> {
             let written = self.written().map_err(|_| "the agent has no spec yet".to_string())?;
             self.observed(&written)?;
+            if crate::faults::dark(self.state_dir(), self.site()) {
+                return Err("a drill's stop_site is in force: this site is dark, as if its host were lost".into());
+            }
             let current = self
                 .context
                 .desired()
@@ -563,6 +567,80 @@ impl SiteApi {
         }
     }
 
+    /// Where this site's faults are applied: the spec with the assignments applied (a kill is
+    /// for where the service is active now), and the agent's switch.
+    fn fault_site<'a>(
+        &'a self,
+        system: &'a resurgo_spec::System,
+        switch: &'a std::sync::atomic::AtomicBool,
+    ) -> crate::faults::FaultSite<'a> {
+        crate::faults::FaultSite {
+            site: self.site(),
+            system,
+            engine: self.engine(),
+            state_dir: self.state_dir(),
+            answering: Some(switch),
+        }
+    }
+
+    fn fault_error(e: crate::faults::FaultError) -> Reply {
+        use crate::faults::FaultError;
+        let status = match &e {
+            FaultError::NotHere(_) => 409,
+            FaultError::Bad(_) => 400,
+            FaultError::Record { .. } | FaultError::Failed(_) => 500,
+        };
+        Reply::problem(status, e.to_string())
+    }
+
+    fn apply_fault(&self, request: &Request) -> Reply {
+        let order: resurgo_api::types::FaultOrder = match request.json() {
+            Ok(o) => o,
+            Err(reply) => return reply,
+        };
+        let current = match self.current() {
+            Ok(c) => c,
+            Err(reply) => return reply,
+        };
+        let switch = self.context.agent_switch();
+        match crate::faults::apply(&self.fault_site(&current.loaded.system, &switch), &order) {
+            Ok(in_force) => Reply::json(201, &in_force),
+            Err(e) => Self::fault_error(e),
+        }
+    }
+
+    fn revert_fault(&self, id: &str) -> Reply {
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        let switch = self.context.agent_switch();
+        match crate::faults::revert(&self.fault_site(&written.loaded.system, &switch), id) {
+            Ok(was) => Reply::json(
+                200,
+                &resurgo_api::types::FaultReverted {
+                    site: self.site().to_string(),
+                    id: id.to_string(),
+                    was_in_force: was,
+                },
+            ),
+            Err(e) => Self::fault_error(e),
+        }
+    }
+
+    fn faults(&self) -> Reply {
+        match crate::faults::in_force(self.state_dir(), self.site()) {
+            Ok(faults) => Reply::json(
+                200,
+                &resurgo_api::types::Faults {
+                    site: self.site().to_string(),
+                    faults,
+                },
+            ),
+            Err(e) => Self::fault_error(e),
+        }
+    }
+
     fn events(&self, request: &Request) -> Reply {
         let since = match request.query("since").map(str::parse::<usize>).transpose() {
             Ok(s) => s,
@@ -691,6 +769,9 @@ impl Handler for SiteApi {
             Op::Backup { dataset } => self.dataset("backup", dataset, request),
             Op::Verify { dataset } => self.dataset("verify", dataset, request),
             Op::Restore { dataset } => self.dataset("restore", dataset, request),
+            Op::Faults => self.faults(),
+            Op::ApplyFault => self.apply_fault(request),
+            Op::RevertFault { id } => self.revert_fault(id),
             Op::Events => self.events(request),
         }
     }

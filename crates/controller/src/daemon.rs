@@ -76,6 +76,12 @@ impl SiteContext {
         self.serving.holds(group)
     }
 
+    /// The agent's switch, which a drill's `stop_site` order turns off (see
+    /// [`crate::agent::Serving::switch`]).
+    pub fn agent_switch(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.serving.switch()
+    }
+
     /// The engine: the provider and how sites are observed and changed. Its preparer is not
     /// set (the controller's and the agent's follow the spec; see [`crate::protect`]).
     pub fn engine(&self) -> &Engine {
@@ -253,6 +259,10 @@ fn run_scheduled_drills(context: &SiteContext, stop: &Arc<AtomicBool>) {
                 failback: &failback,
                 interrupted: stop.clone(),
                 operator: format!("the agent at {} (scheduled)", context.site()),
+                faults: &crate::faults::InProcess {
+                    engine: context.engine(),
+                    state_dir: context.state_dir(),
+                },
             };
             match crate::drill::run(&ctx, &name, resurgo_spec::DrillMode::Isolated) {
                 Ok(report) => {

@@ -5,7 +5,9 @@
 //!    unfinished (it must be resumed — torn down — first);
 //! 2. probes through the routes and canary writers into the datasets start, and must answer
 //!    (the steady state) before anything is injected;
-//! 3. each fault's undo is journaled, then the fault is injected (through the site's provider);
+//! 3. each fault's undo is journaled, then the fault is injected — as an order to the site it
+//!    hits, written down there before it is applied and bounded in time ([`crate::faults`]:
+//!    in-process on one machine, else through the site's agent);
 //! 4. the drill waits — the agents detect the loss and recover by themselves, no command —
 //!    until every route answers again and, for a site loss, a failover finished; its stop
 //!    conditions and deadline are checked meanwhile, and SIGINT/SIGTERM end it;
@@ -36,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::drill_probe::{self as probe, Canary, RouteProbe};
 use crate::engine::Engine;
 use crate::events::{Event, EventKind, EventLog};
+use crate::faults::{self, FaultSink};
 
 /// How a drill reaches the system: the engine (providers), the state folder, a way to load the
 /// spec as it stands now (with the primary assignments), and a way to fail back.
@@ -53,6 +56,9 @@ pub struct DrillContext<'a> {
     pub interrupted: Arc<AtomicBool>,
     /// Who runs it (`user@host`), for the report.
     pub operator: String,
+    /// Where the faults go and how the sites are seen: in-process ([`faults::InProcess`]) or
+    /// through each site's agent.
+    pub faults: &'a dyn FaultSink,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +337,11 @@ pub fn run(ctx: &DrillContext, name: &str, mode: DrillMode) -> Result<Report, Dr
             "a failover or failback is in progress: a drill waits until it is over".into(),
         ));
     }
+    if mode == DrillMode::Isolated && ctx.faults.across_hosts() {
+        return Err(DrillError::Refused(format!(
+            "drill `{name}`: isolated drills through the site API (sites on their own hosts) are not in this build yet; run it on one machine, or `--live`"
+        )));
+    }
     let (system, commit) = (ctx.load)().map_err(DrillError::Refused)?;
     let drill =
         system.drills.get(name).cloned().ok_or_else(|| {
@@ -517,54 +528,57 @@ fn undo_of(fault: &Fault) -> String {
     }
 }
 
-fn inject(ctx: &DrillContext, system: &System, fault: &Fault) -> Result<(), String> {
-    let handle = |site: &str| {
-        ctx.engine
-            .site(system, site)
-            .ok_or_else(|| format!("site `{site}` is not declared"))
-    };
-    match fault {
-        Fault::Kill(service) => {
-            let site = system
-                .services
-                .get(service)
-                .map(|s| s.site.clone())
-                .ok_or_else(|| format!("service `{service}` is not declared"))?;
-            ctx.engine
-                .provider
-                .kill(&handle(&site)?, service)
-                .map_err(|e| e.to_string())
-        }
-        Fault::StopSite(site) => ctx
-            .engine
-            .provider
-            .disconnect(&handle(site)?)
-            .map_err(|e| e.to_string()),
-        Fault::IsolateSite(_) | Fault::CutLink(_) | Fault::DegradeLink(_) => Err(format!(
-            "`{}` faults are not in this build yet (network faults); use `kill` or `stop_site`",
-            fault.kind()
-        )),
+/// Sends the order for `fault` to each site it hits (a link's two ends each apply their half).
+fn inject(ctx: &DrillContext, system: &System, order: &resurgo_api::types::FaultOrder) -> Result<(), String> {
+    let sites = faults::sites_of(&order.fault, system);
+    if sites.is_empty() {
+        return Err(format!(
+            "{} {}: no site to apply it at",
+            order.fault.kind(),
+            order.fault.target()
+        ));
+    }
+    for site in sites {
+        ctx.faults
+            .apply(system, &site, order)
+            .map_err(|e| format!("at `{site}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Reverts order `id` (for `fault`) at each site it may be in force at: where it hits now and
+/// where the spec puts it (a killed service may have moved since). A site that does not know
+/// it has nothing to revert.
+fn revert(ctx: &DrillContext, system: &System, fault: &Fault, id: &str) -> Result<(), String> {
+    let mut sites = faults::sites_of(fault, system);
+    sites.extend(faults::sites_of(fault, ctx.written));
+    sites.sort();
+    sites.dedup();
+    let errors: Vec<String> = sites
+        .iter()
+        .filter_map(|site| {
+            ctx.faults
+                .revert(system, site, id)
+                .err()
+                .map(|e| format!("at `{site}`: {e}"))
+        })
+        .collect();
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(errors.join("; ")),
     }
 }
 
-fn revert(ctx: &DrillContext, system: &System, fault: &Fault) -> Result<(), String> {
-    match fault {
-        // A killed service is restarted by what restarts crashed services (its `sync: auto`,
-        // or the agent serving its group): the leak check says whether it came back.
-        Fault::Kill(_) => Ok(()),
-        Fault::StopSite(site) => {
-            let handle = ctx
-                .engine
-                .site(system, site)
-                .ok_or_else(|| format!("site `{site}` is not declared"))?;
-            ctx.engine
-                .provider
-                .reconnect(&handle)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
-        Fault::IsolateSite(_) | Fault::CutLink(_) | Fault::DegradeLink(_) => Ok(()),
-    }
+/// The datasets of [`canary_datasets`] a canary can reach from here, and those it cannot:
+/// across hosts only a PostgreSQL dataset (over the network), never a site's files.
+fn reachable_canaries(ctx: &DrillContext, drill: &Drill, system: &System) -> (Vec<String>, Vec<String>) {
+    canary_datasets(drill, system).into_iter().partition(|d| {
+        !ctx.faults.across_hosts()
+            || system
+                .datasets
+                .get(d)
+                .is_some_and(|ds| ds.kind == resurgo_spec::DatasetKind::Postgres)
+    })
 }
 
 /// The datasets a drill writes its canary into: those it names, else every dataset of a
@@ -595,7 +609,14 @@ fn measure(
     let deadline = drill.deadline();
     let services = drill.scope.services(system);
     let stop = Arc::new(AtomicBool::new(false));
-    let probes: Vec<RouteProbe> = RouteProbe::for_drill(system, &drill.probes.routes, &services)
+    // Across hosts, a route listening on a loopback or unspecified address has no address
+    // this host could probe it at: skipped, and said in the report.
+    let (routes, unprobed): (Vec<_>, Vec<_>) = RouteProbe::for_drill(system, &drill.probes.routes, &services)
+        .into_iter()
+        .partition(|(_, listen, _)| {
+            !ctx.faults.across_hosts() || !(listen.ip().is_loopback() || listen.ip().is_unspecified())
+        });
+    let probes: Vec<RouteProbe> = routes
         .into_iter()
         .map(|(route, listen, port)| {
             let check = system
@@ -606,7 +627,8 @@ fn measure(
             RouteProbe::start(&route, listen, port, check, began, stop.clone())
         })
         .collect();
-    let canaries: Vec<Canary> = canary_datasets(drill, system)
+    let (canaried, unmeasured) = reachable_canaries(ctx, drill, system);
+    let canaries: Vec<Canary> = canaried
         .iter()
         .map(|d| Canary::start(system, ctx.engine, ctx.state_dir, d, began))
         .collect();
@@ -647,7 +669,62 @@ fn measure(
             },
         });
     }
+    skipped(drill, system, report, unprobed, unmeasured);
     outcome
+}
+
+/// The probes and canaries that cannot work across hosts yet, in the report as skipped: the
+/// verdict then says that the drill could not measure them, never nothing.
+fn skipped(
+    drill: &Drill,
+    system: &System,
+    report: &mut Report,
+    unprobed: Vec<(String, std::net::SocketAddr, u16)>,
+    unmeasured: Vec<String>,
+) {
+    for (route, listen, _) in unprobed {
+        report.probes.push(Probe {
+            name: route,
+            kind: ProbeKind::Route,
+            target: listen.to_string(),
+            attempts: 0,
+            failures: 0,
+            passed: false,
+            detail: Some(format!(
+                "skipped: the route listens on {listen} at the site where its service is active, which a drill through the site API cannot probe from another host; give it an address this host can reach"
+            )),
+        });
+    }
+    if unmeasured.is_empty() {
+        return;
+    }
+    let objective = drill.objectives.unwrap_or(system.objectives);
+    let rpo = report.rpo.get_or_insert_with(|| Rpo {
+        objective_s: objective.rpo.map_or(0.0, |d| d.0.as_secs_f64()),
+        writes_lost: None,
+        seconds: None,
+        datasets: Vec::new(),
+    });
+    rpo.writes_lost = None;
+    rpo.seconds = None;
+    for dataset in unmeasured {
+        let kind = system
+            .datasets
+            .get(&dataset)
+            .map_or("directory", |d| probe::kind_name(d.kind));
+        rpo.datasets.push(CanaryResult {
+            site: probe::active_site(system, &dataset).unwrap_or_default(),
+            dataset,
+            kind: kind.into(),
+            acknowledged: 0,
+            recovered: None,
+            writes_lost: None,
+            seconds: None,
+            detail: Some(format!(
+                "skipped: a {kind} canary writes into the site's own files, which a drill through the site API cannot reach from another host (only PostgreSQL canaries work across hosts in this build)"
+            )),
+        });
+    }
 }
 
 /// An isolated drill: a test failover into a sandbox at the DR site, on copies of its newest
@@ -1077,6 +1154,11 @@ fn measure_with(
     // recovery must keep.
     let acked: Vec<Vec<(u64, f64)>> = canaries.iter().map(Canary::halt).collect();
     let mut fault_s = None;
+    // Every order is bounded: its site reverts it by itself past the drill's deadline and a
+    // margin, whatever becomes of this process.
+    let until_unix = unix(SystemTime::now()) - began.elapsed().as_secs_f64()
+        + deadline.as_secs_f64()
+        + faults::UNTIL_MARGIN.as_secs_f64();
     for (index, fault) in drill.faults.iter().enumerate() {
         let undo = undo_of(fault);
         if journal
@@ -1093,7 +1175,12 @@ fn measure_with(
             return Outcome::Failed;
         }
         let at = began.elapsed().as_secs_f64();
-        let result = inject(ctx, system, fault);
+        let order = resurgo_api::types::FaultOrder {
+            id: faults::order_id(&report.run, index),
+            fault: fault.clone(),
+            until_unix,
+        };
+        let result = inject(ctx, system, &order);
         let _ = journal.append(Record::Injected {
             index,
             at_s: at,
@@ -1127,7 +1214,23 @@ fn measure_with(
     }
     let fault_s = fault_s.unwrap_or(0.0);
     // Recovery, by the agents and the controller on their own.
-    let site_loss = drill.faults.iter().any(|f| matches!(f, Fault::StopSite(_)));
+    let site_loss = drill
+        .faults
+        .iter()
+        .any(|f| matches!(f, Fault::StopSite(_) | Fault::IsolateSite(_)));
+    // A link's fault is held as long as the agents would take to declare a site dead and
+    // fail over (detection, promotion delay, the lease's expiry), so that a failover it caused
+    // by mistake shows — and trips a stop condition such as `event: failover_started`.
+    let hold = if drill
+        .faults
+        .iter()
+        .any(|f| matches!(f, Fault::CutLink(_) | Fault::DegradeLink(_)))
+    {
+        let t = system.failover.timing();
+        (t.heartbeat_interval * t.suspect_after + t.promotion_delay + t.lease_ttl).as_secs_f64()
+    } else {
+        0.0
+    };
     let objective = drill.objectives.unwrap_or(system.objectives);
     let outcome = loop {
         let backs: Vec<Option<f64>> = probes.iter().map(|p| probe::back_at(&p.answers(), fault_s)).collect();
@@ -1138,7 +1241,8 @@ fn measure_with(
             .skip(events_before)
             .collect::<Vec<_>>();
         let failed_over = events.iter().any(|e| e.kind == EventKind::FailoverFinished);
-        if backs.iter().all(Option::is_some) && (!site_loss || failed_over) {
+        let held = began.elapsed().as_secs_f64() >= fault_s + hold;
+        if backs.iter().all(Option::is_some) && (!site_loss || failed_over) && held {
             break Outcome::Completed;
         }
         if let Some(why) = stop_condition(drill, probes, &events) {
@@ -1394,7 +1498,7 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
         if journal.reverted(index) {
             continue;
         }
-        let result = revert(ctx, &system, &fault);
+        let result = revert(ctx, &system, &fault, &faults::order_id(&report.run, index));
         let at = began.elapsed().as_secs_f64();
         journal.append(Record::Reverted {
             index,
@@ -1472,7 +1576,7 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
     }
     // The canaries removed where the data now is.
     let (now, _) = (ctx.load)().map_err(DrillError::Refused)?;
-    for dataset in canary_datasets(&drill, ctx.written) {
+    for dataset in reachable_canaries(ctx, &drill, ctx.written).0 {
         if let Err(e) = probe::remove(&now, ctx.engine, ctx.state_dir, &dataset) {
             report
                 .findings
@@ -1542,6 +1646,10 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
 /// places there, stopped by the failback, are removed (their folders set aside, never
 /// deleted), so no orphan is left at `from`.
 fn remove_stopped_movers(ctx: &DrillContext, services: &[String], from: &str, report: &mut Report, began: Instant) {
+    if ctx.faults.across_hosts() {
+        // `from`'s agent keeps its own instances; this host cannot reach them.
+        return;
+    }
     let Ok((now, _)) = (ctx.load)() else { return };
     let Some(handle) = ctx.engine.site(&now, from) else {
         return;
@@ -1576,21 +1684,14 @@ fn remove_stopped_movers(ctx: &DrillContext, services: &[String], from: &str, re
 /// Whether `site` is back within reach and runs every standby instance the spec wants there
 /// now (a failback starts from there).
 fn standby_ready(ctx: &DrillContext, system: &System, site: &str) -> Option<()> {
-    let handle = ctx.engine.site(system, site)?;
-    let seen = ctx.engine.provider.observe(&handle).ok()?;
+    let seen = ctx.faults.observe(system, site).ok()?;
     let desired = resurgo_plan::desired::desired_state(system);
     desired
         .get(site)
         .into_iter()
         .flat_map(|at| at.values())
         .filter(|c| c.role == resurgo_plan::Role::Standby)
-        .all(|c| {
-            seen.iter().any(|s| {
-                s.service == c.service
-                    && matches!(s.process, resurgo_plan::ProcessState::Running { .. })
-                    && s.config.role == resurgo_plan::Role::Standby
-            })
-        })
+        .all(|c| seen.iter().any(|s| s.service == c.service && s.running && s.standby))
         .then_some(())
 }
 
@@ -1607,10 +1708,39 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> Option<()>) -> Option<()> {
     }
 }
 
-/// What the drill left behind: faults not undone, services in scope not running where the
-/// spec puts them, sites still out of reach, canaries still in the data.
+/// What the drill left behind: faults not undone (by its journal, and by what each site says
+/// is in force), services in scope not running where the spec puts them, sites still out of
+/// reach, canaries still in the data.
 fn leak_check(ctx: &DrillContext, drill: &Drill, journal: &Journal, now: &System) -> Vec<Leftover> {
     let mut left = Vec::new();
+    if let Some(Begun { run, .. }) = journal.begun() {
+        for site in now.sites.keys() {
+            match ctx.faults.in_force(site) {
+                Ok(in_force) => {
+                    left.extend(
+                        in_force
+                            .iter()
+                            .filter(|f| faults::of_run(&f.order.id, run))
+                            .map(|f| Leftover {
+                                kind: "fault".into(),
+                                what: format!(
+                                    "{} {} still in force at `{site}` ({})",
+                                    f.order.fault.kind(),
+                                    f.order.fault.target(),
+                                    f.done.join("; ")
+                                ),
+                                place: site.clone(),
+                            }),
+                    )
+                }
+                Err(e) => left.push(Leftover {
+                    kind: "fault".into(),
+                    what: format!("cannot tell which faults are in force at `{site}`: {e}"),
+                    place: site.clone(),
+                }),
+            }
+        }
+    }
     for (index, fault, _) in journal.undos() {
         if !journal.reverted(index) {
             left.push(Leftover {
@@ -1628,14 +1758,12 @@ fn leak_check(ctx: &DrillContext, drill: &Drill, journal: &Journal, now: &System
         }
     }
     for site in now.sites.keys() {
-        if let Some(handle) = ctx.engine.site(now, site) {
-            if let Err(e) = ctx.engine.provider.observe(&handle) {
-                left.push(Leftover {
-                    kind: "site".into(),
-                    what: format!("site `{site}` cannot be observed: {e}"),
-                    place: site.clone(),
-                });
-            }
+        if let Err(e) = ctx.faults.observe(now, site) {
+            left.push(Leftover {
+                kind: "site".into(),
+                what: format!("site `{site}` cannot be observed: {e}"),
+                place: site.clone(),
+            });
         }
     }
     // Services in scope: running where they are active, within a minute of teardown (the
@@ -1645,13 +1773,11 @@ fn leak_check(ctx: &DrillContext, drill: &Drill, journal: &Journal, now: &System
             continue;
         };
         let running = wait_for(Duration::from_secs(60), || {
-            let handle = ctx.engine.site(now, &site)?;
-            ctx.engine
-                .provider
-                .observe(&handle)
+            ctx.faults
+                .observe(now, &site)
                 .ok()?
                 .iter()
-                .any(|s| s.service == service && matches!(s.process, resurgo_plan::ProcessState::Running { .. }))
+                .any(|s| s.service == service && s.running)
                 .then_some(())
         });
         if running.is_none() {
@@ -1662,7 +1788,7 @@ fn leak_check(ctx: &DrillContext, drill: &Drill, journal: &Journal, now: &System
             });
         }
     }
-    for dataset in canary_datasets(drill, ctx.written) {
+    for dataset in reachable_canaries(ctx, drill, ctx.written).0 {
         let place = probe::active_site(now, &dataset).unwrap_or_default();
         match probe::recovered(now, ctx.engine, ctx.state_dir, &dataset) {
             Ok(0) => {}

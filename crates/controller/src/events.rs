@@ -74,6 +74,13 @@ pub enum EventKind {
     /// A drill ended and its report's verdict is fail (an objective missed, something left
     /// behind, or it did not complete).
     DrillFailed,
+    /// A drill's fault was applied at this site (written down first, bounded in time).
+    FaultApplied,
+    /// A drill's fault was reverted at this site, as its drill asked.
+    FaultReverted,
+    /// A drill's fault outlived its `until` and was reverted by the site itself (its drill
+    /// died, or could not reach the site to revert it).
+    FaultExpired,
 }
 
 /// The kind as the event log spells it (`failover_finished`), so echoed lines and the log agree.
@@ -187,6 +194,7 @@ impl EventKind {
                 | Fenced
                 | FailoverSuppressed
                 | DrillFailed
+                | FaultExpired
         )
     }
 }

@@ -11,6 +11,7 @@ mod drill_probe;
 pub mod engine;
 pub mod events;
 pub mod failover;
+pub mod faults;
 pub mod freshness;
 pub mod protect;
 pub mod providers;

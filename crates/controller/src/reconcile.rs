@@ -159,7 +159,14 @@ impl Controller {
 
     /// Whether `change` may be made as far as the primary leases go (see [`Controller::gated`]).
     fn lease_allows(&self, change: &resurgo_plan::Change) -> bool {
-        let (Some(serving), Some(config)) = (&self.serving, &change.config) else {
+        let Some(serving) = &self.serving else {
+            return true;
+        };
+        // A dark site (a drill's `stop_site`) changes nothing, as a lost host would not.
+        if serving.dark() {
+            return false;
+        }
+        let Some(config) = &change.config else {
             return true;
         };
         if config.role != resurgo_plan::Role::Active {
@@ -285,6 +292,24 @@ impl Controller {
             self.placement = Some(moved);
         }
         let system = &desired.loaded.system;
+        // Without an agent beside it (the all-sites loop), the controller is the dead man's
+        // switch of the drill faults at its sites: one past its `until` is reverted here.
+        if self.serving.is_none() {
+            for site in system.sites.keys().filter(|s| self.serves(s)) {
+                let at = crate::faults::FaultSite {
+                    site,
+                    system,
+                    engine: &self.engine,
+                    state_dir: &self.config.state_dir,
+                    answering: None,
+                };
+                for (fault, result) in crate::faults::revert_expired(&at) {
+                    if let Err(e) = result {
+                        tracing::warn!(id = %fault.order.id, "cannot revert an expired drill fault: {e}");
+                    }
+                }
+            }
+        }
         // Routes first: they are on a failover's path (a route let go here is what the new
         // site's daemon waits for), protection is not.
         self.route(system);

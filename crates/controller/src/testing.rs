@@ -29,6 +29,8 @@ struct State {
     /// The sites observed, in order (kept apart from `log`: observing changes nothing).
     observed: Vec<String>,
     fence: BTreeMap<String, BootTime>,
+    /// Sites disconnected (a drill's site loss), kept aside until reconnected.
+    lost: BTreeMap<String, BTreeMap<String, (RunConfig, ProcessState)>>,
 }
 
 impl Recording {
@@ -200,6 +202,54 @@ impl Provider for Recording {
 
     fn describe(&self, site: &SiteHandle) -> String {
         format!("site {} in memory", site.name)
+    }
+
+    fn kill(&self, site: &SiteHandle, service: &str) -> Result<(), ProviderError> {
+        let mut st = self.state();
+        st.log.push(format!("kill {}/{service}", site.name));
+        let services = st.sites.get_mut(&site.name).ok_or_else(|| Self::not_set_up(site))?;
+        match services.get_mut(service) {
+            Some((_, process)) if process.is_running() => {
+                *process = ProcessState::Exited {
+                    how: "killed by SIGKILL".into(),
+                    at: String::new(),
+                };
+                Ok(())
+            }
+            _ => Err(ProviderError::SiteUnreachable {
+                site: site.name.clone(),
+                reason: format!("service `{service}` is not running there: nothing to kill"),
+            }),
+        }
+    }
+
+    fn disconnect(&self, site: &SiteHandle) -> Result<(), ProviderError> {
+        let mut st = self.state();
+        st.log.push(format!("disconnect {}", site.name));
+        if let Some(mut services) = st.sites.remove(&site.name) {
+            for (_, process) in services.values_mut() {
+                if process.is_running() {
+                    *process = ProcessState::Exited {
+                        how: "killed by SIGKILL".into(),
+                        at: String::new(),
+                    };
+                }
+            }
+            st.lost.insert(site.name.clone(), services);
+        }
+        Ok(())
+    }
+
+    fn reconnect(&self, site: &SiteHandle) -> Result<bool, ProviderError> {
+        let mut st = self.state();
+        st.log.push(format!("reconnect {}", site.name));
+        match st.lost.remove(&site.name) {
+            Some(services) => {
+                st.sites.insert(site.name.clone(), services);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 

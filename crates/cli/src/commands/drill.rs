@@ -4,6 +4,15 @@
 //! (`<state>/drills/<run>/report.json`); `report` renders one as JSON, Markdown, HTML (with a
 //! timeline picture) or JUnit XML. Exit codes: 0 the drill passed, 1 it failed or could not
 //! run, 64 a bad command line.
+//!
+//! When the spec declares `api` (sites on hosts of their own), the drill runs from any host
+//! with the spec and credentials, as the other commands do: its faults are orders to the
+//! sites' agents (`/v1/faults`), which apply them and revert them by themselves past their
+//! `until`; it sees the sites through their reports, follows their events into this host's
+//! event log, reads where services are active from the agents' roles, and fails back
+//! through the returning site's agent. What needs a site's files (a SQLite or directory
+//! canary) or a route on a loopback address cannot be measured from here yet: the report
+//! says so.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,9 +191,15 @@ pub fn execute(
 ) -> anyhow::Result<Result<Report, String>> {
     let written = resurgo_controller::desired::load(&spec.source(), &spec.state.join("git"), &spec.set)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if written.loaded.system.api.is_some() {
-        bail!("drills through the site API (sites on their own hosts) are not in this build yet: run the drill on one machine without `api`");
-    }
+    // Across hosts: the agents' API, with a client for quick questions and one that waits for
+    // a failback to start (its returning site catches up first).
+    let remote = match written.loaded.system.api {
+        Some(_) => Some((
+            crate::remote::client(spec, &written.loaded.system, crate::remote::TIMEOUT)?,
+            crate::remote::client(spec, &written.loaded.system, FAILBACK_WAIT + Duration::from_secs(60))?,
+        )),
+        None => None,
+    };
     let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = spec.engine_for(&desired)?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -193,9 +208,35 @@ pub fn execute(
     }
     let load = || -> Result<(resurgo_spec::System, String), String> {
         let d = spec.load().map_err(|e| e.to_string())?;
-        Ok((d.loaded.system, d.source.label()))
+        match &remote {
+            // Where services are active is what the agents' roles say.
+            Some((client, _)) => Ok((crate::remote::current(client, &d.loaded.system).0, d.source.label())),
+            None => Ok((d.loaded.system, d.source.label())),
+        }
     };
     let failback = |from: &str, to: &str| -> Result<(), String> {
+        if let Some((_, client)) = &remote {
+            let (current, roles, _) = crate::remote::current(client, &written.loaded.system);
+            let ok = crate::remote::start_and_follow(
+                client,
+                &written.loaded.system,
+                &current,
+                &roles,
+                resurgo_runbook::plan::PlanKind::Failback,
+                from,
+                to,
+                false,
+                FAILBACK_WAIT + Duration::from_secs(600),
+                crate::remote::Echo::Quiet,
+            )
+            .map_err(|e| format!("{e:#}"))?;
+            return match ok {
+                true => Ok(()),
+                false => Err(format!(
+                    "the failback run at `{to}` did not succeed: see `resurgo runs`"
+                )),
+            };
+        }
         let desired = spec.load().map_err(|e| e.to_string())?;
         let engine = spec.engine_for(&desired).map_err(|e| e.to_string())?;
         resurgo_controller::failover::prepare_failback(
@@ -204,7 +245,7 @@ pub fn execute(
             &spec.state,
             from,
             to,
-            Duration::from_secs(300),
+            FAILBACK_WAIT,
             &|line| eprintln!("  {line}"),
         )
         .map_err(|e| e.to_string())?;
@@ -227,7 +268,29 @@ pub fn execute(
             other => Err(format!("the failback run {}: {other}", report.run)),
         }
     };
+    let in_process = resurgo_controller::faults::InProcess {
+        engine: &engine,
+        state_dir: &spec.state,
+    };
+    let remote_faults = remote.as_ref().map(|(client, _)| {
+        // The agents' events, copied here from now on: the drill reads detection and
+        // recovery from its own event log.
+        crate::remote::mirror_events(
+            client,
+            &written.loaded.system,
+            resurgo_controller::EventLog::of_state(&spec.state),
+        );
+        crate::remote::RemoteFaults {
+            client: client.clone(),
+            system: written.loaded.system.clone(),
+        }
+    });
+    let faults: &dyn resurgo_controller::faults::FaultSink = match &remote_faults {
+        Some(r) => r,
+        None => &in_process,
+    };
     let ctx = DrillContext {
+        faults,
         engine: &engine,
         state_dir: &spec.state,
         load: &load,
@@ -246,6 +309,9 @@ pub fn execute(
     }
     Ok(Ok(report))
 }
+
+/// How long a failback waits for the returning site's standbys to catch up.
+const FAILBACK_WAIT: Duration = Duration::from_secs(300);
 
 fn operator() -> String {
     let user = std::env::var("USER")

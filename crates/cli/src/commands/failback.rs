@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &to,
             args.accept_data_loss,
             args.catch_up.0 + Duration::from_secs(600),
-            args.json,
+            crate::remote::Echo::json(args.json),
         )?;
         return Ok(exit::code(if ok { exit::OK } else { exit::ERROR }));
     }

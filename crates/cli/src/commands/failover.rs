@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &args.to,
             args.accept_data_loss,
             args.wait.0,
-            args.json,
+            crate::remote::Echo::json(args.json),
         )?;
         return Ok(exit::code(if ok { exit::OK } else { exit::ERROR }));
     }

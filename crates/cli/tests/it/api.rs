@@ -269,6 +269,10 @@ fn the_site_api_refuses_without_changing_anything_and_serves_every_documented_ro
                     Ok(_) => 200,
                     Err(e) => status_of(e),
                 },
+                "delete" => match operator.delete::<Value>(&d.addr(1), &path) {
+                    Ok(_) => 200,
+                    Err(e) => status_of(e),
+                },
                 _ => match operator.post::<_, Value>(&d.addr(1), &path, &json!({"epoch": 99})) {
                     Ok(_) => 200,
                     Err(e) => status_of(e),

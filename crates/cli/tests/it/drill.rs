@@ -680,3 +680,100 @@ fn the_dr_sites_agent_runs_a_scheduled_isolated_drill_when_it_is_due() {
         .iter()
         .all(|n| !report["isolation"]["sandbox"].as_str().unwrap().contains(n.as_str())));
 }
+
+/// The dead man's switch, on one machine with the agents (`controller --agents`): the drill is
+/// killed -9 right after its fault went in (site a lost) and nothing resumes it. a's agent
+/// reverts the fault by itself once the order's `until` — the drill's start, its deadline and
+/// a margin — has passed, and not before; a is back within reach and web serves there again.
+/// A later `drill resume` finds nothing left to revert and nothing left behind.
+#[test]
+fn a_fault_whose_drill_died_is_reverted_by_the_site_itself_at_its_until() {
+    let lose_a = "  lose-a:\n    scope: { site: a }\n    faults: [stop_site: a]\n    mode: live\n    stop: [unavailable_for: 5m]\n    deadline: 4s\n    failback: false\n";
+    let mut env = drill_env(
+        171,
+        18171,
+        lose_a,
+        "failover:\n  witness: \"127.171.9.1:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n",
+    );
+    let applied = env.run(&["apply"]);
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    env.start_controller(&["--agents"]);
+    env.wait_event("a serving", Duration::from_secs(20), |e| {
+        e["kind"] == "unfenced" && e["site"] == "a"
+    });
+    assert!(
+        poll(Duration::from_secs(20), || env.healthy_pid("a", "web")).is_some(),
+        "web never healthy:\n{}",
+        env.dump_events()
+    );
+    // Records: begun, undo, injected — killed right after the fault went in.
+    let out = Command::new(BIN)
+        .args(["drill", "run", "lose-a", "--json", "--state"])
+        .arg(env.state())
+        .arg("--spec")
+        .arg(env.spec_dir())
+        .env("RESURGO_CRASH_AFTER_RECORD", "3")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let faults = env.state().join("faults/a");
+    let record: Value = std::fs::read_dir(&faults)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
+        .expect("the order was written down at a before it was applied");
+    assert_eq!(record["order"]["fault"], serde_json::json!({"stop_site": "a"}));
+    assert!(!env.state().join("sites/a/site.json").exists(), "a is lost");
+    let until = record["order"]["until_unix"].as_f64().unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    assert!(
+        until - now() > 10.0,
+        "bounded by the deadline and a margin, not less: {record}"
+    );
+    let in_force = || {
+        std::fs::read_dir(&faults).is_ok_and(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json")))
+    };
+    // Not before its until…
+    while now() < until - 2.0 {
+        assert!(in_force(), "reverted {:.1} s before its until", until - now());
+        assert!(!env.state().join("sites/a/site.json").exists());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // …but soon after it, by a's agent, with no drill alive.
+    let reverted = poll(Duration::from_secs(15), || (!in_force()).then_some(()));
+    assert!(
+        reverted.is_some(),
+        "the fault outlived its until:\n{}",
+        env.dump_events()
+    );
+    eprintln!("reverted {:.2} s after its until", now() - until);
+    assert!(env.state().join("sites/a/site.json").exists(), "a is back within reach");
+    assert!(
+        env.events()
+            .iter()
+            .any(|e| e["kind"] == "fault_expired" && e["site"] == "a"),
+        "{}",
+        env.dump_events()
+    );
+    assert!(
+        poll(Duration::from_secs(30), || env.healthy_pid("a", "web")).is_some(),
+        "web serves at a again:\n{}",
+        env.dump_events()
+    );
+    let (_, report, out) = drill(&env, &["drill", "resume", "--json"]);
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{out}");
+    assert_eq!(report["outcome"], "interrupted", "{report:#}");
+    env.stop_controller();
+}

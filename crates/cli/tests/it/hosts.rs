@@ -239,7 +239,9 @@ impl Hosts {
     }
 
     /// The spec: a and b with their S3 repositories, PostgreSQL at a (`user: nobody`), its
-    /// standby (or, with `backup`, its restore) at b, etcd, the witness, and the site API.
+    /// standby (or, with `backup`, its restore) at b, etcd, the witness, the site API, and two
+    /// live drills run through it: `lose-a` (a's host lost) and `cut-a-b` (the link between
+    /// a and b cut; a failover would abort it).
     fn spec(&self, etcd: &[String], strategy: &str, timing: &str) -> String {
         let script = self.root.join("start-db.sh");
         std::fs::write(
@@ -280,7 +282,12 @@ impl Hosts {
              \x20   connection: \"host={a} port={PORT} user=nobody dbname=postgres\"\n    strategy: {strategy}\n    rpo: {rpo}\n    schedule: 1h\n    replicate_to: [b]\n\
              \x20   check: {{ query: \"SELECT count(*) > 0 FROM orders\", expect: t }}\n\
              failover:\n  automatic: true\n  witness: \"{w}:7411\"\n  coordination: {{ etcd: {{ endpoints: [{endpoints}] }} }}\n{fast}\
-             api:\n  tls: {tls}\n  token: {token}\n",
+             api:\n  tls: {tls}\n  token: {token}\n\
+             drills:\n\
+             \x20 lose-a:\n    scope: {{ site: a }}\n    faults: [stop_site: a]\n    mode: live\n\
+             \x20   objectives: {{ rto: 60s, rpo: 5s }}\n    stop: [unavailable_for: 2m]\n    deadline: 3m\n\
+             \x20 cut-a-b:\n    scope: {{ link: [a, b] }}\n    faults: [cut_link: [a, b]]\n    mode: live\n\
+             \x20   objectives: {{ rto: 60s, rpo: 5s }}\n    stop: [event: failover_started]\n    deadline: 2m\n",
             site("a"),
             site("b"),
             script = script.display(),
@@ -351,7 +358,7 @@ impl Hosts {
     }
 
     /// `resurgo ARGS --repo <git> --state <host's state>` on `node`'s host.
-    fn resurgo_command(&self, node: &str, args: &[&str]) -> Command {
+    pub fn resurgo_command(&self, node: &str, args: &[&str]) -> Command {
         let mut cmd = self.command(node, BIN);
         cmd.args(args)
             .args(["--repo", &self.repo])
@@ -477,7 +484,7 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// Waits until a serves as the primary and b follows it (`standby`), or a serves (`backup`).
-fn wait_serving(hosts: &mut Hosts, standby: bool) {
+pub fn wait_serving(hosts: &mut Hosts, standby: bool) {
     let ready = poll(Duration::from_secs(120), || {
         hosts.check_agents();
         let a = hosts.is_primary("a")?;
@@ -491,7 +498,7 @@ fn wait_serving(hosts: &mut Hosts, standby: bool) {
     );
 }
 
-fn insert(hosts: &Hosts, node: &str, from: u64, to: u64) {
+pub fn insert(hosts: &Hosts, node: &str, from: u64, to: u64) {
     for id in from..to {
         hosts
             .sql(node, &format!("INSERT INTO orders VALUES ({id})"))

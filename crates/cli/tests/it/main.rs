@@ -11,6 +11,7 @@ mod demo;
 mod dns_route;
 mod drill;
 mod hosts;
+mod hosts_drill;
 mod logs;
 mod netns;
 mod output;

@@ -1,0 +1,188 @@
+//! Live drills with every site on its own host (the lab of `hosts.rs`), run by the operator
+//! through the agents' API: the faults are orders the sites' agents apply themselves — a link
+//! cut with `tc` at both of its ends, a site gone dark as a lost host — and revert at teardown.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::hosts::{insert, wait_serving, Hosts};
+use crate::util::poll;
+
+/// The drill's report, from the operator's `drill run NAME --json`, run on a thread of its own.
+fn drill_in_background(hosts: &Hosts, name: &str) -> std::thread::JoinHandle<crate::util::Out> {
+    let mut cmd = hosts.resurgo_command("op", &["drill", "run", name, "--json"]);
+    cmd.env("RESURGO_TLS", hosts.host.join("tls"));
+    std::thread::spawn(move || crate::util::Out::of(cmd.output().expect("run resurgo")))
+}
+
+fn report_of(out: &crate::util::Out, hosts: &Hosts) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no report (exit {}):\n{}{}\n{}",
+            out.code,
+            out.stdout,
+            out.stderr,
+            hosts.logs()
+        )
+    })
+}
+
+/// The fault records in force at `node` (its agent's state), by file name.
+fn records(hosts: &Hosts, node: &str) -> Vec<String> {
+    let dir = hosts.file(node, &hosts.host.join("state/faults").join(node));
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.ends_with(".json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn events(hosts: &Hosts, node: &str) -> String {
+    std::fs::read_to_string(hosts.file(node, &hosts.host.join("state/events.jsonl"))).unwrap_or_default()
+}
+
+/// DESIGN §11 across hosts. A link drill (`cut_link: [a, b]`): each end's agent drops its half
+/// with `tc`; while it is in force a connection from a to b (and from b to a) fails, the
+/// witness still reaches both, b suspects a but the witness vetoes, nothing moves; teardown
+/// removes the filters and the link works again. Then a site drill (`stop_site: a`): a's agent
+/// goes dark (its database killed, no heartbeat, no renewal), b's agent declares a dead and
+/// fails over by itself; the drill measures RPO with its canary at b, tears down (a answers
+/// again and rejoins as b's standby), fails back through a's agent, and leaves nothing.
+#[test]
+fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over_and_back() {
+    let mut hosts = Hosts::start("hdf", "standby");
+    let init = hosts.operator(&["repo", "init"]);
+    assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
+    hosts.succeeds(&["apply"]);
+    wait_serving(&mut hosts, true);
+    hosts.sql("a", "CREATE TABLE orders (id bigint PRIMARY KEY)").unwrap();
+    insert(&hosts, "a", 0, 20);
+    let caught_up = poll(Duration::from_secs(30), || (hosts.count("b")? == 20).then_some(()));
+    assert!(caught_up.is_some(), "b did not follow a:\n{}", hosts.logs());
+    let (a, b, w) = (hosts.lab.addr("a"), hosts.lab.addr("b"), hosts.lab.addr("w"));
+    assert!(hosts.lab.reachable("a", b, 7411) && hosts.lab.reachable("b", a, 7411));
+
+    // The link a↔b.
+    let drill = drill_in_background(&hosts, "cut-a-b");
+    let cut = poll(Duration::from_secs(60), || {
+        (!records(&hosts, "a").is_empty() && !records(&hosts, "b").is_empty()).then_some(())
+    });
+    assert!(
+        cut.is_some(),
+        "the cut was never in force at both ends:\n{}",
+        hosts.logs()
+    );
+    let filters = hosts
+        .lab
+        .command("a", "tc")
+        .args(["filter", "show", "dev", "eth0", "parent", "d700:"])
+        .output()
+        .unwrap();
+    let filters = String::from_utf8_lossy(&filters.stdout);
+    assert!(filters.contains("u32"), "a's half is a tc filter on eth0: {filters}");
+    // The fault bites: neither end reaches the other, both reach the witness.
+    assert!(!hosts.lab.reachable("a", b, 7411), "a still reaches b through the cut");
+    assert!(!hosts.lab.reachable("b", a, 7411), "b still reaches a through the cut");
+    assert!(hosts.lab.reachable("a", w, 7411) && hosts.lab.reachable("b", w, 7411));
+    assert_eq!(hosts.is_primary("a"), Some(true), "a serves through the cut");
+    let out = drill.join().unwrap();
+    let report = report_of(&out, &hosts);
+    assert_eq!(report["outcome"], "completed", "{report:#}\n{}", hosts.logs());
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert_eq!(out.code, 0);
+    assert_eq!(report["faults"][0]["kind"], "cut_link");
+    assert!(report["faults"][0]["reverted_at_s"].is_number(), "{report:#}");
+    let timeline = report["timeline"].as_array().unwrap();
+    assert!(
+        !timeline.iter().any(|e| e["kind"] == "failover_started"),
+        "a cut link moved something: {report:#}"
+    );
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["kind"] == "fault_applied" && e["message"].as_str().unwrap_or("").starts_with("b:")),
+        "the agents' events are in the drill's timeline: {report:#}"
+    );
+    assert_eq!(report["rpo"]["writes_lost"], 0, "{report:#}");
+    assert!(records(&hosts, "a").is_empty() && records(&hosts, "b").is_empty());
+    assert!(
+        hosts.lab.reachable("a", b, 7411) && hosts.lab.reachable("b", a, 7411),
+        "the link is healed"
+    );
+    let qdisc = hosts
+        .lab
+        .command("a", "tc")
+        .args(["qdisc", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&qdisc.stdout).contains("d700:"),
+        "resurgo's qdisc is gone from a's eth0"
+    );
+    assert_eq!(hosts.is_primary("a"), Some(true), "nothing moved");
+    let status = hosts.status();
+    assert!(
+        status["roles"].as_array().unwrap().iter().all(|r| r["epoch"] == 0),
+        "no epoch moved: {status}"
+    );
+
+    // Site a lost: its agent goes dark; b's agent fails over by itself; teardown brings a back
+    // as b's standby and fails back.
+    let drill = drill_in_background(&hosts, "lose-a");
+    let dark = poll(Duration::from_secs(60), || {
+        events(&hosts, "a").contains("drill fault stop_site a").then_some(())
+    });
+    assert!(dark.is_some(), "a never went dark:\n{}", hosts.logs());
+    let promoted = poll(Duration::from_secs(90), || hosts.is_primary("b")?.then_some(()));
+    assert!(promoted.is_some(), "b's agent did not fail over:\n{}", hosts.logs());
+    let out = drill.join().unwrap();
+    let report = report_of(&out, &hosts);
+    eprintln!(
+        "site drill across hosts: RPO {} s, {} writes lost; phases {}",
+        report["rpo"]["seconds"], report["rpo"]["writes_lost"], report["phases"]
+    );
+    assert_eq!(report["outcome"], "completed", "{report:#}\n{}", hosts.logs());
+    assert_eq!(
+        report["leftovers"],
+        serde_json::json!([]),
+        "{report:#}\n{}",
+        hosts.logs()
+    );
+    assert_eq!(report["verdict"], "pass", "{report:#}\n{}", hosts.logs());
+    assert_eq!(out.code, 0);
+    let kinds: Vec<&str> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in [
+        "fault_applied",
+        "site_dead",
+        "failover_finished",
+        "fault_reverted",
+        "failed_back",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from the timeline: {kinds:?}");
+    }
+    assert_eq!(
+        report["rpo"]["datasets"][0]["site"], "b",
+        "the canary is read at b: {report:#}"
+    );
+    assert!(records(&hosts, "a").is_empty(), "nothing in force at a");
+    // Back as the spec has it: a primary, b its standby, every row kept.
+    assert_eq!(
+        hosts.is_primary("a"),
+        Some(true),
+        "a is primary again:\n{}",
+        hosts.logs()
+    );
+    let b_follows = poll(Duration::from_secs(60), || (!hosts.is_primary("b")?).then_some(()));
+    assert!(b_follows.is_some(), "b is not a standby again:\n{}", hosts.logs());
+    assert_eq!(hosts.count("a"), Some(20), "every row is at a");
+}
