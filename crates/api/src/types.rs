@@ -549,3 +549,102 @@ pub struct FaultReverted {
     /// here, or reverted already — by an earlier request or by its `until_unix`).
     pub was_in_force: bool,
 }
+
+/// Make a sandbox at this site (an isolated drill's test failover): its own network namespace,
+/// copies of the newest restore point of the services' datasets from this site's repository,
+/// the services started inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxRequest {
+    /// The sandbox's id: the drill run's (a name's characters).
+    pub id: String,
+    /// The services to start in it, as the spec names them.
+    pub services: Vec<String>,
+}
+
+/// A copy a sandbox runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxCopy {
+    pub dataset: String,
+    /// `postgres`, `sqlite` or `directory`.
+    pub kind: String,
+    /// The restore point copied (short id).
+    pub snapshot: String,
+    /// When that restore point was taken (seconds since the Unix epoch).
+    pub taken_unix: i64,
+}
+
+/// A sandbox made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxMade {
+    /// Its network namespace at the site.
+    pub netns: String,
+    pub copies: Vec<SandboxCopy>,
+}
+
+/// Something a sandbox left (or leaves) at the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxLeftover {
+    /// `namespace` or `clone`.
+    pub kind: String,
+    pub what: String,
+    pub place: String,
+}
+
+/// A sandbox now: whether its services serve (asked from inside), and what of it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxState {
+    pub serving: bool,
+    /// Why it does not serve yet, when it does not.
+    pub detail: Option<String>,
+    /// What of the sandbox exists at the site (empty once it is destroyed).
+    pub leftovers: Vec<SandboxLeftover>,
+}
+
+/// An endpoint to try from inside a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// What it is, for people (`` `db` at a ``, `coordination store`).
+    pub what: String,
+    /// `host:port`.
+    pub address: String,
+}
+
+/// Check a sandbox: try production's endpoints from inside it, read and check its copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxCheckRequest {
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One endpoint tried from inside a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxAttempt {
+    pub what: String,
+    pub address: String,
+    /// Whether a connection was made: production reached from the sandbox.
+    pub reached: bool,
+    pub detail: String,
+}
+
+/// A copy in a sandbox, read and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxCopyCheck {
+    pub dataset: String,
+    /// The highest drill canary number the copy holds (0: none), when it could be read.
+    pub recovered: Option<u64>,
+    /// Why it could not be read.
+    pub recovered_error: Option<String>,
+    /// `pg_amcheck`, `integrity_check` or `files`.
+    pub method: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// What a sandbox check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxChecked {
+    pub attempts: Vec<SandboxAttempt>,
+    pub copies: Vec<SandboxCopyCheck>,
+}

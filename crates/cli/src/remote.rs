@@ -463,6 +463,49 @@ impl resurgo_controller::faults::FaultSink for RemoteFaults {
     fn across_hosts(&self) -> bool {
         true
     }
+
+    fn make_sandbox(
+        &self,
+        _: &System,
+        site: &str,
+        id: &str,
+        services: &[String],
+    ) -> Result<resurgo_api::types::SandboxMade, String> {
+        let asked = resurgo_api::types::SandboxRequest {
+            id: id.to_string(),
+            services: services.to_vec(),
+        };
+        self.client
+            .post(&self.addr(site)?, "/v1/sandboxes", &asked)
+            .map_err(|e| e.to_string())
+    }
+
+    fn sandbox(&self, _: &System, site: &str, id: &str) -> Result<resurgo_api::types::SandboxState, String> {
+        self.client
+            .get(&self.addr(site)?, &format!("/v1/sandboxes/{id}"))
+            .map_err(|e| e.to_string())
+    }
+
+    fn check_sandbox(
+        &self,
+        _: &System,
+        site: &str,
+        id: &str,
+        endpoints: &[resurgo_api::types::Endpoint],
+    ) -> Result<resurgo_api::types::SandboxChecked, String> {
+        let asked = resurgo_api::types::SandboxCheckRequest {
+            endpoints: endpoints.to_vec(),
+        };
+        self.client
+            .post(&self.addr(site)?, &format!("/v1/sandboxes/{id}/check"), &asked)
+            .map_err(|e| e.to_string())
+    }
+
+    fn destroy_sandbox(&self, _: &System, site: &str, id: &str) -> Result<resurgo_api::types::SandboxState, String> {
+        self.client
+            .delete(&self.addr(site)?, &format!("/v1/sandboxes/{id}"))
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Copies every agent's events into `log` from now on, each agent's on a thread of its own

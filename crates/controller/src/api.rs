@@ -628,6 +628,66 @@ impl SiteApi {
         }
     }
 
+    /// A sandbox at this site for an isolated drill's test failover ([`crate::sandbox`]): made
+    /// from this site's own repository, by this site, with the spec as it stands here.
+    fn make_sandbox(&self, request: &Request) -> Reply {
+        let asked: resurgo_api::types::SandboxRequest = match request.json() {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        if asked.id.is_empty() || !asked.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Reply::problem(
+                400,
+                format!("sandbox id `{}`: use letters, digits, `-`, `_`, `.`", asked.id),
+            );
+        }
+        match crate::sandbox::make(
+            self.engine(),
+            &written.loaded.system,
+            self.state_dir(),
+            self.site(),
+            &asked.id,
+            &asked.services,
+        ) {
+            Ok(made) => Reply::json(201, &made),
+            Err(e) => Reply::problem(500, format!("the sandbox could not be made here: {e}")),
+        }
+    }
+
+    fn sandbox_state(&self, id: &str) -> resurgo_api::types::SandboxState {
+        let system = self.written().map(|w| w.loaded.system.clone()).unwrap_or_default();
+        crate::sandbox::state(self.engine(), &system, self.state_dir(), self.site(), id)
+    }
+
+    fn sandbox(&self, id: &str) -> Reply {
+        Reply::json(200, &self.sandbox_state(id))
+    }
+
+    fn check_sandbox(&self, id: &str, request: &Request) -> Reply {
+        let asked: resurgo_api::types::SandboxCheckRequest = match request.json() {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        match crate::sandbox::check(
+            self.engine(),
+            &written.loaded.system,
+            self.state_dir(),
+            id,
+            &asked.endpoints,
+        ) {
+            Ok(checked) => Reply::json(200, &checked),
+            Err(e) => Reply::problem(404, e),
+        }
+    }
+
     fn faults(&self) -> Reply {
         match crate::faults::in_force(self.state_dir(), self.site()) {
             Ok(faults) => Reply::json(
@@ -772,6 +832,13 @@ impl Handler for SiteApi {
             Op::Faults => self.faults(),
             Op::ApplyFault => self.apply_fault(request),
             Op::RevertFault { id } => self.revert_fault(id),
+            Op::MakeSandbox => self.make_sandbox(request),
+            Op::Sandbox { id } => self.sandbox(id),
+            Op::CheckSandbox { id } => self.check_sandbox(id, request),
+            Op::DestroySandbox { id } => match crate::sandbox::destroy(self.state_dir(), id) {
+                Ok(()) => Reply::json(200, &self.sandbox_state(id)),
+                Err(e) => Reply::problem(500, format!("sandbox {id} could not be destroyed here: {e}")),
+            },
             Op::Events => self.events(request),
         }
     }

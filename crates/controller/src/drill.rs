@@ -337,11 +337,6 @@ pub fn run(ctx: &DrillContext, name: &str, mode: DrillMode) -> Result<Report, Dr
             "a failover or failback is in progress: a drill waits until it is over".into(),
         ));
     }
-    if mode == DrillMode::Isolated && ctx.faults.across_hosts() {
-        return Err(DrillError::Refused(format!(
-            "drill `{name}`: isolated drills through the site API (sites on their own hosts) are not in this build yet; run it on one machine, or `--live`"
-        )));
-    }
     let (system, commit) = (ctx.load)().map_err(DrillError::Refused)?;
     let drill =
         system.drills.get(name).cloned().ok_or_else(|| {
@@ -784,8 +779,8 @@ fn measure_isolated(
         "test_failover",
         &format!("test failover of {} into a sandbox at {site}", services.join(", ")),
     ));
-    let made = crate::sandbox::Sandbox::create(ctx.engine, system, ctx.state_dir, &site, &id, &services);
-    let (sandbox, copies) = match made {
+    // Made by the DR site itself (its own repository, its own host), here or through its agent.
+    let made = match ctx.faults.make_sandbox(system, &site, &id, &services) {
         Ok(m) => m,
         Err(e) => {
             report
@@ -801,20 +796,20 @@ fn measure_isolated(
         "sandbox_started",
         &format!(
             "copies restored ({}) and services started in network namespace {}",
-            copies
+            made.copies
                 .iter()
                 .map(|c| format!("{} from snapshot {}", c.dataset, c.snapshot))
                 .collect::<Vec<_>>()
                 .join(", "),
-            sandbox.netns
+            made.netns
         ),
     ));
     // Until the sandbox serves, asked from inside.
-    let protector = crate::protect::Protector::new(system, ctx.engine, ctx.state_dir);
     let mut last_error = String::new();
     let outcome = loop {
-        match sandbox.serving(&protector, system) {
-            Ok(()) => break Outcome::Completed,
+        match ctx.faults.sandbox(system, &site, &id) {
+            Ok(state) if state.serving => break Outcome::Completed,
+            Ok(state) => last_error = state.detail.unwrap_or_default(),
             Err(e) => last_error = e,
         }
         if ctx.interrupted.load(Ordering::Relaxed) {
@@ -857,9 +852,37 @@ fn measure_isolated(
         execute_s: Some(started - t0),
         propagate_s: serving.map(|at| at - started),
     });
+    // The isolation: production's endpoints tried from inside, none may answer; and the
+    // copies read (the canary) and checked there.
+    let address = system.sites.get(&site).map(|s| s.address);
+    let own: Vec<SocketAddr> = services
+        .iter()
+        .filter_map(|s| system.services.get(s))
+        .flat_map(|s| s.ports.iter().filter_map(move |p| Some(SocketAddr::new(address?, *p))))
+        .collect();
+    let endpoints: Vec<resurgo_api::types::Endpoint> = production_endpoints(system, &services)
+        .into_iter()
+        .filter(|(_, addr)| !own.contains(addr))
+        .map(|(what, addr)| resurgo_api::types::Endpoint {
+            what,
+            address: addr.to_string(),
+        })
+        .collect();
+    let checked = match ctx.faults.check_sandbox(system, &site, &id, &endpoints) {
+        Ok(c) => c,
+        Err(e) => {
+            report
+                .findings
+                .push(format!("the sandbox at {site} could not be checked: {e}"));
+            resurgo_api::types::SandboxChecked {
+                attempts: Vec::new(),
+                copies: Vec::new(),
+            }
+        }
+    };
     // RPO: the restore point's age at the test failover, and the canary writes it lacks.
     let mut datasets = Vec::new();
-    for copy in &copies {
+    for copy in &made.copies {
         let acked: Vec<(u64, f64)> = canaries
             .iter()
             .find(|c| c.dataset == copy.dataset)
@@ -868,35 +891,31 @@ fn measure_isolated(
             .into_iter()
             .filter(|(_, at)| *at <= t0)
             .collect();
-        let found = sandbox.recovered(&protector, system, copy);
-        let lost = found
-            .as_ref()
-            .ok()
-            .map(|n| acked.iter().filter(|(s, _)| s > n).count() as u64);
+        let found = checked.copies.iter().find(|c| c.dataset == copy.dataset);
+        let recovered = found.and_then(|c| c.recovered);
         let age = (t0_unix - copy.taken_unix as f64).max(0.0);
         datasets.push(CanaryResult {
             dataset: copy.dataset.clone(),
-            kind: probe::kind_name(copy.kind).into(),
+            kind: copy.kind.clone(),
             site: site.clone(),
             acknowledged: acked.len() as u64,
-            recovered: found.as_ref().ok().copied(),
-            writes_lost: lost,
+            recovered,
+            writes_lost: recovered.map(|n| acked.iter().filter(|(s, _)| *s > n).count() as u64),
             seconds: Some(age),
-            detail: Some(match &found {
-                Ok(_) => format!(
+            detail: Some(match (recovered, found.and_then(|c| c.recovered_error.clone())) {
+                (Some(_), _) => format!(
                     "restore point {} taken {age:.1} s before the test failover",
                     copy.snapshot
                 ),
-                Err(e) => format!("cannot read the copy: {e}"),
+                (None, e) => format!("cannot read the copy: {}", e.unwrap_or_else(|| "not checked".into())),
             }),
         });
-        let (method, result) = sandbox.check(&protector, system, copy);
         report.data_checks.push(DataCheck {
             dataset: copy.dataset.clone(),
             site: format!("sandbox at {site}"),
-            method,
-            passed: result.is_ok(),
-            detail: Some(result.unwrap_or_else(|e| e)),
+            method: found.map_or_else(|| "none".into(), |c| c.method.clone()),
+            passed: found.is_some_and(|c| c.passed),
+            detail: found.map(|c| c.detail.clone()),
         });
     }
     let seconds = datasets
@@ -909,26 +928,16 @@ fn measure_isolated(
         seconds,
         datasets,
     });
-    // The isolation: production's endpoints tried from inside; none may answer.
-    let own: Vec<SocketAddr> = services
-        .iter()
-        .filter_map(|s| system.services.get(s))
-        .flat_map(|s| s.ports.iter().map(|p| SocketAddr::new(sandbox.address, *p)))
-        .collect();
-    let endpoints: Vec<(String, SocketAddr)> = production_endpoints(system, &services)
-        .into_iter()
-        .filter(|(_, addr)| !own.contains(addr))
-        .collect();
     report.isolation = Some(Isolation {
-        sandbox: format!("network namespace {} at {site}", sandbox.netns),
-        attempts: sandbox
-            .attempts(&endpoints)
+        sandbox: format!("network namespace {} at {site}", made.netns),
+        attempts: checked
+            .attempts
             .into_iter()
-            .map(|(what, to, reached, detail)| ConnectionAttempt {
+            .map(|a| ConnectionAttempt {
                 from: format!("sandbox at {site}"),
-                to: format!("{to} ({what})"),
-                reached,
-                detail,
+                to: format!("{} ({})", a.address, a.what),
+                reached: a.reached,
+                detail: a.detail,
             })
             .collect(),
     });
@@ -1472,7 +1481,7 @@ fn finish(ctx: &DrillContext, journal: &mut Journal, mut report: Report, began: 
     let (name, drill) = (name.clone(), drill.clone());
     // Sandboxes first: their services, namespaces and copies.
     for (id, site) in journal.sandboxes() {
-        let result = crate::sandbox::destroy(ctx.state_dir, &id);
+        let result = ctx.faults.destroy_sandbox(ctx.written, &site, &id).map(drop);
         journal.append(Record::SandboxDestroyed {
             id: id.clone(),
             error: result.clone().err(),
@@ -1752,8 +1761,17 @@ fn leak_check(ctx: &DrillContext, drill: &Drill, journal: &Journal, now: &System
     }
     for record in &journal.records {
         if let Record::Sandbox { id, site } = record {
-            for (kind, what, place) in crate::sandbox::leftovers(ctx.state_dir, id, site) {
-                left.push(Leftover { kind, what, place });
+            match ctx.faults.sandbox(ctx.written, site, id) {
+                Ok(state) => left.extend(state.leftovers.into_iter().map(|l| Leftover {
+                    kind: l.kind,
+                    what: l.what,
+                    place: l.place,
+                })),
+                Err(e) => left.push(Leftover {
+                    kind: "clone".into(),
+                    what: format!("cannot tell what is left of sandbox {id} at `{site}`: {e}"),
+                    place: site.clone(),
+                }),
             }
         }
     }

@@ -41,6 +41,7 @@
 //!   once no filter of resurgo's is left under it; a root qdisc that is not resurgo's is
 //!   never replaced (the fault is refused).
 
+use resurgo_api::types::{Endpoint, SandboxChecked, SandboxMade, SandboxState};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1012,6 +1013,20 @@ pub trait FaultSink {
     /// Whether the sites are on other hosts: what needs a site's files (a SQLite or directory
     /// canary, a route listening on a loopback address) cannot be reached from here.
     fn across_hosts(&self) -> bool;
+    /// Makes sandbox `id` at `site` for `services` ([`crate::sandbox`]), by that site.
+    fn make_sandbox(&self, system: &System, site: &str, id: &str, services: &[String]) -> Result<SandboxMade, String>;
+    /// Whether sandbox `id` at `site` serves, and what of it exists.
+    fn sandbox(&self, system: &System, site: &str, id: &str) -> Result<SandboxState, String>;
+    /// Tries `endpoints` from inside sandbox `id` at `site`; reads and checks its copies.
+    fn check_sandbox(
+        &self,
+        system: &System,
+        site: &str,
+        id: &str,
+        endpoints: &[Endpoint],
+    ) -> Result<SandboxChecked, String>;
+    /// Destroys sandbox `id` at `site`; what is left of it.
+    fn destroy_sandbox(&self, system: &System, site: &str, id: &str) -> Result<SandboxState, String>;
 }
 
 /// A service (or standby instance) seen at a site.
@@ -1072,6 +1087,29 @@ impl FaultSink for InProcess<'_> {
 
     fn across_hosts(&self) -> bool {
         false
+    }
+
+    fn make_sandbox(&self, system: &System, site: &str, id: &str, services: &[String]) -> Result<SandboxMade, String> {
+        crate::sandbox::make(self.engine, system, self.state_dir, site, id, services)
+    }
+
+    fn sandbox(&self, system: &System, site: &str, id: &str) -> Result<SandboxState, String> {
+        Ok(crate::sandbox::state(self.engine, system, self.state_dir, site, id))
+    }
+
+    fn check_sandbox(
+        &self,
+        system: &System,
+        _: &str,
+        id: &str,
+        endpoints: &[Endpoint],
+    ) -> Result<SandboxChecked, String> {
+        crate::sandbox::check(self.engine, system, self.state_dir, id, endpoints)
+    }
+
+    fn destroy_sandbox(&self, system: &System, site: &str, id: &str) -> Result<SandboxState, String> {
+        crate::sandbox::destroy(self.state_dir, id)?;
+        Ok(crate::sandbox::state(self.engine, system, self.state_dir, site, id))
     }
 }
 

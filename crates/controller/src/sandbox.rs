@@ -37,10 +37,13 @@ pub struct Sandbox {
     /// The site's address, which its services listen on inside the namespace.
     pub address: std::net::IpAddr,
     pub services: Vec<String>,
+    /// The copies it runs on, once made.
+    #[serde(default)]
+    pub copies: Vec<Copy>,
 }
 
 /// A copy the sandbox runs on: which restore point, how old it was when copied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Copy {
     pub dataset: String,
     pub kind: DatasetKind,
@@ -121,12 +124,27 @@ impl Sandbox {
             root: root.clone(),
             address,
             services: services.to_vec(),
+            copies: Vec::new(),
         };
         // The record first: whatever happens next, `destroy` knows what to undo.
         let text = serde_json::to_vec_pretty(&sandbox).map_err(|e| e.to_string())?;
         std::fs::write(Self::record_path(&root), text).map_err(|e| format!("{}: {e}", root.display()))?;
         ip(&["netns", "add", &sandbox.netns])?;
         ip(&["-n", &sandbox.netns, "link", "set", "lo", "up"])?;
+        // The site's own address, inside only: the services listen where they would after a
+        // failover, and nothing outside can reach it.
+        if !address.is_loopback() {
+            let prefix = if address.is_ipv4() { 32 } else { 128 };
+            ip(&[
+                "-n",
+                &sandbox.netns,
+                "addr",
+                "add",
+                &format!("{address}/{prefix}"),
+                "dev",
+                "lo",
+            ])?;
+        }
         let provider = sandbox.provider();
         let handle = sandbox.handle();
         provider.set_up(&handle).map_err(|e| e.to_string())?;
@@ -184,6 +202,12 @@ impl Sandbox {
                 path,
             });
         }
+        let sandbox = Sandbox {
+            copies: copies.clone(),
+            ..sandbox
+        };
+        let text = serde_json::to_vec_pretty(&sandbox).map_err(|e| e.to_string())?;
+        std::fs::write(Self::record_path(&root), text).map_err(|e| format!("{}: {e}", root.display()))?;
         for config in &configs {
             provider.start(&handle, config).map_err(|e| e.to_string())?;
         }
@@ -377,4 +401,94 @@ pub fn leftovers(state_dir: &Path, id: &str, site: &str) -> Vec<(String, String,
         ));
     }
     left
+}
+
+/// Makes sandbox `id` at `site` ([`Sandbox::create`]), as the site API answers it.
+pub fn make(
+    engine: &Engine,
+    system: &System,
+    state_dir: &Path,
+    site: &str,
+    id: &str,
+    services: &[String],
+) -> Result<resurgo_api::types::SandboxMade, String> {
+    let (sandbox, copies) = Sandbox::create(engine, system, state_dir, site, id, services)?;
+    Ok(resurgo_api::types::SandboxMade {
+        netns: sandbox.netns,
+        copies: copies
+            .into_iter()
+            .map(|c| resurgo_api::types::SandboxCopy {
+                dataset: c.dataset,
+                kind: crate::drill_probe::kind_name(c.kind).into(),
+                snapshot: c.snapshot,
+                taken_unix: c.taken_unix,
+            })
+            .collect(),
+    })
+}
+
+/// Sandbox `id` at `site` now: whether it serves (asked from inside), and what of it exists.
+pub fn state(
+    engine: &Engine,
+    system: &System,
+    state_dir: &Path,
+    site: &str,
+    id: &str,
+) -> resurgo_api::types::SandboxState {
+    let leftovers = leftovers(state_dir, id, site)
+        .into_iter()
+        .map(|(kind, what, place)| resurgo_api::types::SandboxLeftover { kind, what, place })
+        .collect();
+    let serving = match Sandbox::find(state_dir, id) {
+        Some(sandbox) => sandbox.serving(&Protector::new(system, engine, state_dir), system),
+        None => Err(format!("no sandbox {id} here")),
+    };
+    resurgo_api::types::SandboxState {
+        serving: serving.is_ok(),
+        detail: serving.err(),
+        leftovers,
+    }
+}
+
+/// Tries `endpoints` from inside sandbox `id` and reads and checks its copies.
+pub fn check(
+    engine: &Engine,
+    system: &System,
+    state_dir: &Path,
+    id: &str,
+    endpoints: &[resurgo_api::types::Endpoint],
+) -> Result<resurgo_api::types::SandboxChecked, String> {
+    let sandbox = Sandbox::find(state_dir, id).ok_or_else(|| format!("no sandbox {id} here"))?;
+    let addresses: Vec<(String, SocketAddr)> = endpoints
+        .iter()
+        .filter_map(|e| Some((e.what.clone(), e.address.parse().ok()?)))
+        .collect();
+    let attempts = sandbox
+        .attempts(&addresses)
+        .into_iter()
+        .map(|(what, to, reached, detail)| resurgo_api::types::SandboxAttempt {
+            what,
+            address: to.to_string(),
+            reached,
+            detail,
+        })
+        .collect();
+    let protector = Protector::new(system, engine, state_dir);
+    let copies = sandbox
+        .copies
+        .iter()
+        .map(|copy| {
+            let recovered = sandbox.recovered(&protector, system, copy);
+            let (method, checked) = sandbox.check(&protector, system, copy);
+            resurgo_api::types::SandboxCopyCheck {
+                dataset: copy.dataset.clone(),
+                recovered: recovered.as_ref().ok().copied(),
+                recovered_error: recovered.err(),
+                method,
+                passed: checked.is_ok(),
+                detail: checked.unwrap_or_else(|e| e),
+            }
+        })
+        .collect();
+    Ok(resurgo_api::types::SandboxChecked { attempts, copies })
 }

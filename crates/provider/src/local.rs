@@ -238,8 +238,11 @@ impl LocalProvider {
             terminate(run, grace);
         }
         // A port held by a process we do not manage would make our process fail to bind while
-        // the health check happily probes the stranger: refuse up front, naming the port.
-        if let Some(port) = config.ports.iter().find(|p| port_taken(site.address, **p)) {
+        // the health check happily probes the stranger: refuse up front, naming the port. In a
+        // namespace of its own (a sandbox, made for these services) the ports seen from here
+        // are the host's, not its: nothing else listens there.
+        let taken = |p: &&u16| self.netns.is_none() && port_taken(site.address, **p);
+        if let Some(port) = config.ports.iter().find(taken) {
             return Err(ProviderError::Start {
                 service: service.to_string(),
                 site: site.name.clone(),

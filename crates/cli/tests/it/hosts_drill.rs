@@ -207,3 +207,66 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
     assert!(b_follows.is_some(), "b is not a standby again:\n{}", hosts.logs());
     assert_eq!(hosts.count("a"), Some(25), "every row is at a");
 }
+
+/// DESIGN §11 across hosts, isolated: the operator runs `try-b` through the agents; b's agent
+/// makes the sandbox itself — a network namespace at b holding b's address on its loopback
+/// only, a copy of the newest restore point in b's own S3 bucket with its WAL fetched in,
+/// PostgreSQL started inside as the service's user — and answers for it: it serves, `pg_amcheck`
+/// finds nothing, production's endpoints (a's PostgreSQL, etcd, the S3 server) are tried from
+/// inside and none is reached. Production keeps its primary and every row; nothing is left at b.
+#[test]
+fn an_isolated_drill_through_the_agents_runs_its_sandbox_at_b_and_proves_it_isolated() {
+    let mut hosts = Hosts::start("hdi", "standby");
+    let init = hosts.operator(&["repo", "init"]);
+    assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
+    hosts.succeeds(&["apply"]);
+    wait_serving(&mut hosts, true);
+    hosts.sql("a", "CREATE TABLE orders (id bigint PRIMARY KEY)").unwrap();
+    insert(&hosts, "a", 1, 20);
+    hosts.succeeds(&["backup", "orders", "--replicate"]);
+    let rows = hosts.count("a");
+    let out = drill_in_background(&hosts, "try-b").join().unwrap();
+    let report = report_of(&out, &hosts);
+    eprintln!(
+        "isolated across hosts: sandbox serving after {} s; restore point {} s old",
+        report["rto"]["measured_s"], report["rpo"]["seconds"]
+    );
+    assert_eq!(report["mode"], "isolated", "{report:#}");
+    assert_eq!(report["outcome"], "completed", "{report:#}\n{}", hosts.logs());
+    let attempts = report["isolation"]["attempts"].as_array().expect("the isolation proof");
+    let a = hosts.lab.addr("a").to_string();
+    assert!(
+        attempts.iter().any(|t| t["to"].as_str().unwrap().contains(&a)),
+        "{attempts:?}"
+    );
+    assert!(attempts.iter().all(|t| t["reached"] == false), "{attempts:?}");
+    assert_eq!(report["data_checks"][0]["method"], "pg_amcheck", "{report:#}");
+    assert_eq!(report["data_checks"][0]["passed"], true, "{report:#}");
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert_eq!(out.code, 0);
+    // Production untouched.
+    assert_eq!(hosts.is_primary("a"), Some(true));
+    assert_eq!(hosts.count("a"), rows, "every row still at a");
+    let sandbox = report["isolation"]["sandbox"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    assert!(sandbox.starts_with("resurgo-"), "{sandbox}");
+    assert!(
+        !netns_at(&hosts, "b").iter().any(|n| n.starts_with(&sandbox)),
+        "the sandbox's namespace {sandbox} is gone"
+    );
+}
+
+/// The network namespaces `ip netns` lists at `node`.
+fn netns_at(hosts: &Hosts, node: &str) -> Vec<String> {
+    let out = hosts.command(node, "ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
