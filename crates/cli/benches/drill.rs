@@ -104,7 +104,7 @@ fn live(runs: usize) {
         173,
         18173,
         lose_a,
-        "failover:\n  automatic: true\n  witness: \"127.173.9.1:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n",
+        "failover:\n  automatic: true\n  cooldown: 1s\n  witness: \"127.173.9.1:7411\"\n  heartbeat_interval: 200ms\n  suspect_after: 3\n  lease_ttl: 3s\n  fencing_deadline: 1s\n  promotion_delay: 1s\n",
     );
     let applied = env.run(&["apply"]);
     assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
@@ -152,10 +152,10 @@ fn main() {
     }
     let runs = common::runs(3);
     let only = std::env::var("RESURGO_BENCH_ONLY").unwrap_or_default();
-    if only.is_empty() || only == "live" {
-        live(runs);
-    }
     if only.is_empty() || only == "isolated" {
         isolated(runs);
+    }
+    if only.is_empty() || only == "live" {
+        live(runs);
     }
 }
