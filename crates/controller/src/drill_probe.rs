@@ -204,12 +204,8 @@ fn write(system: &System, engine: &Engine, state_dir: &Path, name: &str, seq: u6
     let protector = Protector::new(system, engine, state_dir);
     match ds.kind {
         DatasetKind::Sqlite => {
-            let path = protector
-                .data_path(name, &active_site(system, name)?)
-                .map_err(|e| e.to_string())?;
-            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            db.busy_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?;
+            let path = live_path(&protector, system, name)?;
+            let db = open_sqlite(&path, Duration::from_secs(1))?;
             db.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {CANARY} (seq INTEGER PRIMARY KEY, at REAL NOT NULL)"
             ))
@@ -222,10 +218,7 @@ fn write(system: &System, engine: &Engine, state_dir: &Path, name: &str, seq: u6
             Ok(())
         }
         DatasetKind::Directory => {
-            let dir = protector
-                .data_path(name, &active_site(system, name)?)
-                .map_err(|e| e.to_string())?
-                .join(CANARY);
+            let dir = live_path(&protector, system, name)?.join(CANARY);
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let path = dir.join(format!("{seq:012}"));
             let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -246,15 +239,28 @@ fn write(system: &System, engine: &Engine, state_dir: &Path, name: &str, seq: u6
     }
 }
 
+/// Where `name` lives at the site where its service is active now.
+fn live_path(protector: &Protector, system: &System, name: &str) -> Result<std::path::PathBuf, String> {
+    protector
+        .data_path(name, &active_site(system, name)?)
+        .map_err(|e| e.to_string())
+}
+
+/// An SQLite database, opened to write, waiting up to `wait` for a lock.
+fn open_sqlite(path: &Path, wait: Duration) -> Result<rusqlite::Connection, String> {
+    let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    db.busy_timeout(wait).map_err(|e| e.to_string())?;
+    Ok(db)
+}
+
 /// The highest canary number `name` holds where its service is active now (0: none).
 pub fn recovered(system: &System, engine: &Engine, state_dir: &Path, name: &str) -> Result<u64, String> {
     let ds = dataset(system, name)?;
     let protector = Protector::new(system, engine, state_dir);
     match ds.kind {
         DatasetKind::Sqlite | DatasetKind::Directory => {
-            let path = protector
-                .data_path(name, &active_site(system, name)?)
-                .map_err(|e| e.to_string())?;
+            let path = live_path(&protector, system, name)?;
             recovered_in(ds.kind, &path)
         }
         DatasetKind::Postgres => {
@@ -323,20 +329,13 @@ pub fn remove(system: &System, engine: &Engine, state_dir: &Path, name: &str) ->
     let protector = Protector::new(system, engine, state_dir);
     match ds.kind {
         DatasetKind::Sqlite => {
-            let path = protector
-                .data_path(name, &active_site(system, name)?)
-                .map_err(|e| e.to_string())?;
-            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            db.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            let path = live_path(&protector, system, name)?;
+            let db = open_sqlite(&path, Duration::from_secs(5))?;
             db.execute_batch(&format!("DROP TABLE IF EXISTS {CANARY}"))
                 .map_err(|e| e.to_string())
         }
         DatasetKind::Directory => {
-            let dir = protector
-                .data_path(name, &active_site(system, name)?)
-                .map_err(|e| e.to_string())?
-                .join(CANARY);
+            let dir = live_path(&protector, system, name)?.join(CANARY);
             match std::fs::remove_dir_all(&dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", dir.display())),
                 _ => Ok(()),

@@ -16,6 +16,8 @@ pub mod report;
 mod sample;
 mod verdict;
 
+/// Escaping shared with other renderings of resurgo's evidence (the tabletop checklist).
+pub use render::{escape as escape_html, md as escape_markdown};
 pub use render::{html, junit, markdown, timeline_svg};
 pub use report::*;
 pub use verdict::{checks, Check};

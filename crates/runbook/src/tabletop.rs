@@ -630,63 +630,7 @@ fn budget_svg(t: &Tabletop) -> String {
     o
 }
 
-/// Whether a character may appear in HTML text at all; the others become U+FFFD.
-fn allowed(c: char) -> bool {
-    !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
-}
-
-/// Text escaped for HTML, in content and in quoted attributes.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if !allowed(c) => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Text escaped for Markdown: every character that could start markup, raw HTML, an entity or
-/// a table cell is backslash-escaped and line breaks become spaces, so the text reads as
-/// itself in a paragraph, a list item or a table cell.
-fn md(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
-    let mut out = String::with_capacity(s.len());
-    for (i, &c) in chars.iter().enumerate() {
-        let word = |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(|c| c.is_alphanumeric());
-        match c {
-            '\n' | '\r' | '\t' => out.push(' '),
-            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '&' | '~' | '#' | '!' => {
-                out.push('\\');
-                out.push(c);
-            }
-            // An underscore inside a word (`kill_web`) is no emphasis.
-            '_' if word(i.checked_sub(1)) && word(Some(i + 1)) => out.push('_'),
-            '_' => out.push_str("\\_"),
-            '-' | '+' | '=' if i == 0 => {
-                out.push('\\');
-                out.push(c);
-            }
-            '.' | ')'
-                if i > 0
-                    && chars[..i].iter().all(char::is_ascii_digit)
-                    && chars.get(i + 1).is_none_or(|c| c.is_whitespace()) =>
-            {
-                out.push('\\');
-                out.push(c);
-            }
-            c if !allowed(c) => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use resurgo_drill::{escape_html as escape, escape_markdown as md};
 
 /// A code span holding `code` exactly: fenced by more backticks than any run inside it, padded
 /// with a space when it starts or ends with a backtick or a space (CommonMark strips one).
@@ -695,7 +639,7 @@ fn md_code(code: &str) -> String {
         .chars()
         .map(|c| match c {
             '\n' | '\r' | '\t' => ' ',
-            c if !allowed(c) => '\u{fffd}',
+            c if c.is_control() || matches!(c, '\u{fffe}' | '\u{ffff}') => '\u{fffd}',
             c => c,
         })
         .collect();

@@ -35,7 +35,7 @@ fn allowed(c: char) -> bool {
 }
 
 /// Text escaped for XML and HTML alike, in content and in quoted attributes.
-pub(crate) fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -63,14 +63,14 @@ pub(crate) fn escape_attr(s: &str) -> String {
 /// Text escaped for Markdown (CommonMark with GitHub's tables): every character that could
 /// start markup, raw HTML, an entity or a table cell is backslash-escaped, line breaks become
 /// spaces, so the text reads as itself in a paragraph, a list item or a table cell.
-pub(crate) fn md(s: &str) -> String {
+pub fn md(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     for (i, &c) in chars.iter().enumerate() {
         let word = |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(|c| c.is_alphanumeric());
         match c {
             '\n' | '\r' | '\t' => out.push(' '),
-            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '&' | '~' | '#' => {
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '&' | '~' | '#' | '!' => {
                 out.push('\\');
                 out.push(c);
             }
