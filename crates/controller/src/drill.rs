@@ -1358,7 +1358,13 @@ fn measure_with(
         for (c, acked) in canaries.iter().zip(&acked) {
             let last = acked.last().copied();
             let site = probe::active_site(&now, &c.dataset).unwrap_or_default();
-            let found = probe::recovered(&now, ctx.engine, ctx.state_dir, &c.dataset);
+            // The data comes back with its service (a killed database is restarted): asked
+            // again until it answers, within the drill's deadline.
+            let mut found = probe::recovered(&now, ctx.engine, ctx.state_dir, &c.dataset);
+            while found.is_err() && began.elapsed() < deadline && !ctx.interrupted.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                found = probe::recovered(&now, ctx.engine, ctx.state_dir, &c.dataset);
+            }
             let (recovered, lost, seconds, detail) = match (&found, last) {
                 (Ok(n), Some((last_seq, last_at))) => match acked.iter().find(|(s, _)| s == n) {
                     // Some canary write survived: the data lost is what came after it.

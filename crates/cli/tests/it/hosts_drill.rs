@@ -214,8 +214,9 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
 /// PostgreSQL started inside as the service's user — and answers for it: it serves, `pg_amcheck`
 /// finds nothing, production's endpoints (a's PostgreSQL, etcd, the S3 server) are tried from
 /// inside and none is reached. Production keeps its primary and every row; nothing is left at b.
+/// Then a live service drill (`kill: db`) through a's agent.
 #[test]
-fn an_isolated_drill_through_the_agents_runs_its_sandbox_at_b_and_proves_it_isolated() {
+fn an_isolated_drill_and_a_service_drill_through_the_agents() {
     let mut hosts = Hosts::start("hdi", "standby");
     let init = hosts.operator(&["repo", "init"]);
     assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
@@ -260,6 +261,25 @@ fn an_isolated_drill_through_the_agents_runs_its_sandbox_at_b_and_proves_it_isol
         !netns_at(&hosts, "b").iter().any(|n| n.starts_with(&sandbox)),
         "the sandbox's namespace {sandbox} is gone"
     );
+
+    // A service, live: a's agent kills its PostgreSQL (the order it was sent), restarts it as
+    // a crashed primary; nothing fails over (a failover would be a stop condition), the canary
+    // through the network loses nothing, nothing is left.
+    let out = drill_in_background(&hosts, "kill-db").join().unwrap();
+    let report = report_of(&out, &hosts);
+    assert_eq!(report["scope"]["kind"], "service", "{report:#}");
+    assert_eq!(report["outcome"], "completed", "{report:#}\n{}", hosts.logs());
+    assert_eq!(report["faults"][0]["kind"], "kill", "{report:#}");
+    assert!(report["faults"][0]["injected_at_s"].is_number(), "{report:#}");
+    assert_eq!(report["rpo"]["writes_lost"], 0, "{report:#}");
+    assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert!(
+        poll(Duration::from_secs(60), || hosts.is_primary("a")?.then_some(())).is_some(),
+        "a serves again after the kill:\n{}",
+        hosts.logs()
+    );
+    assert_eq!(hosts.count("a"), rows, "every row still at a");
 }
 
 /// The network namespaces `ip netns` lists at `node`.
