@@ -26,8 +26,13 @@ fn wait_new_pid(env: &Env, site: &str, service: &str, old: u32, since: Instant) 
         (s["process"] == "running" && pid != old && alive(pid)).then_some(pid)
     })
     .unwrap_or_else(|| {
+        // What the service's supervisor said (a fence, an exit) and the site's fence deadline.
+        let dir = env.state().join("sites").join(site);
+        let shim = std::fs::read_to_string(dir.join("services").join(service).join("shim.log")).unwrap_or_default();
+        let fence = std::fs::read_to_string(dir.join("fence-until")).unwrap_or_default();
         panic!(
-            "{service}@{site} was not restarted within 10s; events:\n{}",
+            "{service}@{site} was not restarted within 10s; supervisor:\n{shim}\nfence: {fence}\nstatus: {}\nevents:\n{}",
+            env.status(),
             env.dump_events()
         )
     });

@@ -291,6 +291,8 @@ impl Hosts {
              \x20 try-b:\n    scope: {{ service: db }}\n    faults: [kill: db]\n    mode: isolated\n\
              \x20   objectives: {{ rto: 2m, rpo: 1h }}\n    deadline: 4m\n\
              \x20 kill-db:\n    scope: {{ service: db }}\n    faults: [kill: db]\n    mode: live\n\
+             \x20   objectives: {{ rto: 60s, rpo: 5s }}\n    stop: [event: failover_started]\n    deadline: 2m\n\
+             \x20 lose-data-tier:\n    scope: {{ services: [db] }}\n    faults: [kill: db]\n    mode: live\n\
              \x20   objectives: {{ rto: 60s, rpo: 5s }}\n    stop: [event: failover_started]\n    deadline: 2m\n",
             site("a"),
             site("b"),

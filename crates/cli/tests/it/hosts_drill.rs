@@ -214,9 +214,9 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
 /// PostgreSQL started inside as the service's user — and answers for it: it serves, `pg_amcheck`
 /// finds nothing, production's endpoints (a's PostgreSQL, etcd, the S3 server) are tried from
 /// inside and none is reached. Production keeps its primary and every row; nothing is left at b.
-/// Then a live service drill (`kill: db`) through a's agent.
+/// Then a live service drill and a live workload drill (`kill: db`) through a's agent.
 #[test]
-fn an_isolated_drill_and_a_service_drill_through_the_agents() {
+fn an_isolated_drill_then_a_service_and_a_workload_drill_through_the_agents() {
     let mut hosts = Hosts::start("hdi", "standby");
     let init = hosts.operator(&["repo", "init"]);
     assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
@@ -262,12 +262,21 @@ fn an_isolated_drill_and_a_service_drill_through_the_agents() {
         "the sandbox's namespace {sandbox} is gone"
     );
 
-    // A service, live: a's agent kills its PostgreSQL (the order it was sent), restarts it as
-    // a crashed primary; nothing fails over (a failover would be a stop condition), the canary
-    // through the network loses nothing, nothing is left.
-    let out = drill_in_background(&hosts, "kill-db").join().unwrap();
-    let report = report_of(&out, &hosts);
-    assert_eq!(report["scope"]["kind"], "service", "{report:#}");
+    // A service, then a workload (the data tier, one service here), live: a's agent kills its
+    // PostgreSQL (the order it was sent) and restarts it as a crashed primary; nothing fails
+    // over (a failover would be a stop condition), the canary through the network loses
+    // nothing, nothing is left.
+    for (drill, kind) in [("kill-db", "service"), ("lose-data-tier", "workload")] {
+        drill_kills_db_and_leaves_nothing(&hosts, drill, kind, rows);
+    }
+}
+
+/// Runs `drill` (a live `kill: db`, of scope `kind`) through the agents and checks its report:
+/// completed, nothing lost, nothing left, a serving again with its `rows`.
+fn drill_kills_db_and_leaves_nothing(hosts: &Hosts, drill: &str, kind: &str, rows: Option<u64>) {
+    let out = drill_in_background(hosts, drill).join().unwrap();
+    let report = report_of(&out, hosts);
+    assert_eq!(report["scope"]["kind"], kind, "{report:#}");
     assert_eq!(report["outcome"], "completed", "{report:#}\n{}", hosts.logs());
     assert_eq!(report["faults"][0]["kind"], "kill", "{report:#}");
     assert!(report["faults"][0]["injected_at_s"].is_number(), "{report:#}");
