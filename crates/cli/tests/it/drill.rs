@@ -413,7 +413,7 @@ pub(crate) fn sandbox_namespaces() -> Vec<String> {
 /// the drill is resumed and the sandbox is destroyed all the same.
 #[test]
 fn an_isolated_drill_tries_the_failover_in_a_sandbox_and_leaves_production_untouched() {
-    let try_b = "  try-b:\n    scope: { service: web }\n    faults: [kill: web]\n    deadline: 2m\n";
+    let try_b = "  try-b:\n    scope: { service: web }\n    faults: [kill: web]\n    deadline: 2m\n  try-site-b:\n    scope: { site: a }\n    faults: [stop_site: a]\n    deadline: 2m\n  try-tier-b:\n    scope: { services: [web] }\n    faults: [kill: web]\n    deadline: 2m\n";
     let mut env = drill_env(166, 18166, try_b, "");
     applied_with_controller(&mut env);
     for args in [&["repo", "init"][..], &["backup", "--replicate"]] {
@@ -498,6 +498,27 @@ fn an_isolated_drill_tries_the_failover_in_a_sandbox_and_leaves_production_untou
     assert_eq!(out.code, 0, "{}", out.stderr);
     let errors = crate::report_consumers::open_in_chromium(&html, &screenshot_path("drill-isolated.png", &env));
     assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // The same test failover for a whole site and for a workload: isolated too, production
+    // untouched, nothing left.
+    for (name, kind) in [("try-site-b", "site"), ("try-tier-b", "workload")] {
+        let (code, report, out) = drill(&env, &["drill", "run", name, "--json"]);
+        assert_eq!(report["scope"]["kind"], kind, "{out}");
+        assert_eq!(report["mode"], "isolated", "{report:#}");
+        assert_eq!(report["verdict"], "pass", "{report:#}");
+        assert_eq!(code, 0);
+        let attempts = report["isolation"]["attempts"].as_array().expect("isolation proof");
+        assert!(
+            !attempts.is_empty() && attempts.iter().all(|a| a["reached"] == false),
+            "{attempts:?}"
+        );
+        assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
+        assert_eq!(
+            env.healthy_pid("a", "web"),
+            Some(web_pid),
+            "production's web was not touched"
+        );
+    }
 
     // Killed once its sandbox is made and serving: resumed, it destroys the sandbox.
     let before = sandbox_namespaces();
