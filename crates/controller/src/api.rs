@@ -710,7 +710,7 @@ impl SiteApi {
         Reply::Events(Box::new(move |out: &mut dyn Write| {
             // Lines already there are skipped unless asked for; then every new line is sent
             // once it is whole, with a comment every 10 s so that a dead client is noticed.
-            let mut tail = Tail::new(path);
+            let mut tail = crate::events::Tail::new(path);
             let there = tail.new_lines();
             let mut sent = since.unwrap_or(there.len()).min(there.len());
             let mut pending = there[sent..].to_vec();
@@ -736,39 +736,6 @@ impl SiteApi {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }))
-    }
-}
-
-/// Follows an append-only JSON-lines file from a byte offset: each read gets only what was
-/// appended since, and only whole lines.
-struct Tail {
-    path: std::path::PathBuf,
-    offset: u64,
-}
-
-impl Tail {
-    fn new(path: std::path::PathBuf) -> Tail {
-        Tail { path, offset: 0 }
-    }
-
-    /// The whole non-empty lines appended since the last call.
-    fn new_lines(&mut self) -> Vec<String> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut bytes = Vec::new();
-        let read = std::fs::File::open(&self.path).and_then(|mut f| {
-            f.seek(SeekFrom::Start(self.offset))?;
-            f.read_to_end(&mut bytes)
-        });
-        if read.is_err() {
-            return Vec::new();
-        }
-        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        self.offset += whole as u64;
-        String::from_utf8_lossy(&bytes[..whole])
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect()
     }
 }
 

@@ -1158,7 +1158,9 @@ fn measure_with(
     if let Some(outcome) = steady_state(ctx, report, began, deadline, probes, canaries) {
         return outcome;
     }
-    let events_before = EventLog::of_state(ctx.state_dir).read().map(|e| e.len()).unwrap_or(0);
+    // The events from here on, followed from the log's end (not re-read whole every poll).
+    let mut tail = crate::events::Tail::of_log_from_end(&EventLog::of_state(ctx.state_dir));
+    let mut events: Vec<Event> = Vec::new();
     // The canaries stop as the first fault goes in: what they had acknowledged is what the
     // recovery must keep.
     let acked: Vec<Vec<(u64, f64)>> = canaries.iter().map(Canary::halt).collect();
@@ -1243,12 +1245,7 @@ fn measure_with(
     let objective = drill.objectives.unwrap_or(system.objectives);
     let outcome = loop {
         let backs: Vec<Option<f64>> = probes.iter().map(|p| probe::back_at(&p.answers(), fault_s)).collect();
-        let events = EventLog::of_state(ctx.state_dir)
-            .read()
-            .unwrap_or_default()
-            .into_iter()
-            .skip(events_before)
-            .collect::<Vec<_>>();
+        events.extend(tail.new_events());
         let failed_over = events.iter().any(|e| e.kind == EventKind::FailoverFinished);
         let held = began.elapsed().as_secs_f64() >= fault_s + hold;
         if backs.iter().all(Option::is_some) && (!site_loss || failed_over) && held {
@@ -1266,12 +1263,7 @@ fn measure_with(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let events: Vec<Event> = EventLog::of_state(ctx.state_dir)
-        .read()
-        .unwrap_or_default()
-        .into_iter()
-        .skip(events_before)
-        .collect();
+    events.extend(tail.new_events());
     let started_unix = unix(SystemTime::now()) - began.elapsed().as_secs_f64();
     let at_s = |e: &Event| {
         resurgo_spec::units::parse_rfc3339(&e.time)

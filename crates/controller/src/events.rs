@@ -240,6 +240,56 @@ impl EventLog {
     }
 }
 
+/// Follows an append-only JSON-lines file from a byte offset: each read gets only what was
+/// appended since, and only whole lines.
+pub struct Tail {
+    path: std::path::PathBuf,
+    offset: u64,
+}
+
+impl Tail {
+    /// Follows the event log `log` from its end now: only events appended from here on.
+    pub fn of_log_from_end(log: &EventLog) -> Tail {
+        let offset = std::fs::metadata(log.path()).map_or(0, |m| m.len());
+        Tail {
+            path: log.path().to_path_buf(),
+            offset,
+        }
+    }
+
+    /// The events appended since the last call (whole lines; unreadable ones skipped).
+    pub fn new_events(&mut self) -> Vec<Event> {
+        self.new_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn new(path: std::path::PathBuf) -> Tail {
+        Tail { path, offset: 0 }
+    }
+
+    /// The whole non-empty lines appended since the last call.
+    pub fn new_lines(&mut self) -> Vec<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&self.path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(self.offset))?;
+            f.read_to_end(&mut bytes)
+        });
+        if read.is_err() {
+            return Vec::new();
+        }
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.offset += whole as u64;
+        String::from_utf8_lossy(&bytes[..whole])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
 /// Current time as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     format_rfc3339(std::time::SystemTime::now())
