@@ -101,9 +101,17 @@ pub struct Agent {
 }
 
 /// Brings `site` to the desired state of `system`: creates, updates and starts (a standby
-/// instance is seeded first); never deletes. What an agent does for its own site, and what a
-/// failback does first at the site it returns to (reverse replication).
-pub fn serve_site(engine: &Engine, system: &System, source: &resurgo_plan::SourceId, site: &str) -> Result<(), String> {
+/// instance is seeded first); never deletes. Active instances start only for the services
+/// `may_be_active` allows (those whose group's lease the caller holds). What an agent does for
+/// its own site, and what a failback does first at the site it returns to (reverse
+/// replication).
+pub fn serve_site(
+    engine: &Engine,
+    system: &System,
+    source: &resurgo_plan::SourceId,
+    site: &str,
+    may_be_active: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
     let handle = engine.site(system, site).ok_or_else(|| format!("no site `{site}`"))?;
     let mut desired = resurgo_plan::desired_state(system);
     desired.retain(|s, _| s == site);
@@ -121,8 +129,12 @@ pub fn serve_site(engine: &Engine, system: &System, source: &resurgo_plan::Sourc
     )
     .map_err(|e| e.to_string())?;
     for s in &mut plan.sites {
-        s.changes
-            .retain(|c| matches!(c.action, Action::Create | Action::Update | Action::Start));
+        s.changes.retain(|c| {
+            matches!(c.action, Action::Create | Action::Update | Action::Start)
+                && c.config
+                    .as_ref()
+                    .is_none_or(|config| config.role != resurgo_plan::Role::Active || may_be_active(&c.service))
+        });
     }
     let engine = engine
         .clone()
@@ -643,16 +655,31 @@ impl Agent {
                 return;
             };
             tracing::debug!(group, lease = id.0, "primary lease taken");
-            let handle = self.handle(site);
             // The fence deadline is written under the lock that guards the leases, as the
-            // renewer and a handover write it: none overwrites a newer decision.
-            let mut held = self.held();
-            held.leases.insert(group.to_string(), (id, sent.clone()));
-            if let Some(handle) = handle {
-                let _ = self
-                    .engine
-                    .provider
-                    .extend_fence(&handle, &sent.plus(timing.fencing_deadline));
+            // renewer and a handover write it: none overwrites a newer decision. A lease whose
+            // deadline is not on disk is let go at once: the services' supervisors fence by
+            // that deadline alone, so without it a service started now would serve on after
+            // this agent died (e.g. a site not set up yet when the lease was taken).
+            let written = match self.handle(site) {
+                Some(handle) => {
+                    let mut held = self.held();
+                    let written = self
+                        .engine
+                        .provider
+                        .extend_fence(&handle, &sent.plus(timing.fencing_deadline));
+                    if written.is_ok() {
+                        held.leases.insert(group.to_string(), (id, sent.clone()));
+                    }
+                    written.map_err(|e| e.to_string())
+                }
+                None => Err(format!("site `{site}` is not declared")),
+            };
+            if let Err(e) = written {
+                tracing::debug!(group, "cannot write the fence deadline, the lease is let go: {e}");
+                if let Err(e) = self.store.revoke(id) {
+                    tracing::debug!(group, "cannot let go of the lease: {e}; it expires");
+                }
+                return;
             }
         }
         let serving = format!("serving {group}");
@@ -831,7 +858,15 @@ impl Agent {
     /// Brings this site to the desired state (creates, updates and starts; never deletes).
     /// Returns whether it got there.
     fn serve(&self, site: &str, system: &System) -> bool {
-        match serve_site(&self.engine, system, &self.source, site) {
+        // Only the groups whose lease is held here start active: a site rejoining one group
+        // as a standby does not start another group's primaries without that group's lease.
+        let may_be_active = |service: &str| {
+            self.spec
+                .services
+                .get(service)
+                .is_some_and(|svc| self.held().leases.contains_key(&crate::roles::group_of(&svc.site)))
+        };
+        match serve_site(&self.engine, system, &self.source, site, &may_be_active) {
             Ok(()) => true,
             Err(e) => {
                 self.emit(Event::new(EventKind::ApplyFailed, e).site(site));

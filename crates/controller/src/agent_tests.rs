@@ -75,6 +75,35 @@ fn each_group_has_its_own_epoch_memory() {
     assert_eq!((memory("site-a"), memory("site-b")), (Some(1), Some(0)));
 }
 
+/// A lease whose fence deadline cannot be written (the site is not set up yet) is let go at
+/// once and nothing is served: a service started under it would have no deadline for its
+/// supervisor to fence it by, and would serve on after the agent died. Once the site is set
+/// up, the next tick takes the lease, writes the deadline, and serves.
+#[test]
+fn no_lease_is_kept_and_nothing_served_without_a_fence_deadline_on_disk() {
+    let f = fixture();
+    f.provider.site("a", false);
+    let store = f.store();
+    let mut a = f.agent("a");
+    a.site_tick("a");
+    assert_eq!(
+        store.lease_holder(&primary_lease("site-a")).unwrap(),
+        None,
+        "the lease was let go"
+    );
+    assert!(a.held().leases.is_empty());
+    assert!(!f.provider.running("a", "web"), "{:?}", f.provider.log());
+    assert!(f.provider.fence("a").is_none());
+
+    f.provider.site("a", true);
+    a.site_tick("a");
+    let holder = store.lease_holder(&primary_lease("site-a")).unwrap().map(|(h, _)| h);
+    assert_eq!(holder.as_deref(), Some("a"));
+    let until = f.provider.fence("a").expect("the deadline is written before serving");
+    assert!(!until.passed(&resurgo_coord::BootTime::now()), "{until:?}");
+    assert!(f.provider.running("a", "web"), "{:?}", f.provider.log());
+}
+
 /// The store holds an epoch below one b saw of that group (it was restored from an old copy):
 /// that group is fenced at b, the other keeps serving.
 #[test]

@@ -227,7 +227,8 @@ pub fn prepare_failback(
     progress: &dyn Fn(String),
 ) -> Result<(), String> {
     let system = &desired.loaded.system;
-    crate::agent::serve_site(engine, system, &desired.source, to)
+    // Standbys only: no lease is held at `to` yet, and what is active there is its agent's.
+    crate::agent::serve_site(engine, system, &desired.source, to, &|_| false)
         .map_err(|e| format!("bringing {to} up as a standby of {from}: {e}"))?;
     let protector = crate::protect::Protector::new(system, engine, state_dir);
     let by_backup: Vec<(&String, &resurgo_spec::Dataset)> = system

@@ -158,7 +158,11 @@ impl Provider for Recording {
     }
 
     fn extend_fence(&self, site: &SiteHandle, until: &BootTime) -> Result<(), ProviderError> {
-        self.state().fence.insert(site.name.clone(), until.clone());
+        let mut st = self.state();
+        if !st.sites.contains_key(&site.name) {
+            return Err(Self::not_set_up(site));
+        }
+        st.fence.insert(site.name.clone(), until.clone());
         Ok(())
     }
 
