@@ -55,6 +55,18 @@ pub enum EventKind {
     StandbyCaughtUp,
     /// A site's agent started.
     AgentStarted,
+    /// A workspace was handed out (its copies made, its services serving, masked).
+    WorkspaceReady,
+    /// A workspace could not be made or brought back; what was made is removed.
+    WorkspaceFailed,
+    /// A workspace was deleted at a person's request.
+    WorkspaceDeleted,
+    /// A workspace's TTL passed: it was deleted.
+    WorkspaceExpired,
+    /// A failover took a workspace's capacity back (stopped, or destroyed).
+    WorkspacePreempted,
+    /// A preempted workspace is back after failback.
+    WorkspaceRestored,
     /// A site missed heartbeats (and whether the witness vetoed its death).
     SiteSuspect,
     /// Suspect here and lost by the witness.

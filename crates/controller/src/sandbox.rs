@@ -18,7 +18,7 @@ use std::time::Duration;
 use resurgo_plan::RunConfig;
 use resurgo_provider::local::LocalProvider;
 use resurgo_provider::{Provider, SiteHandle};
-use resurgo_spec::{DatasetKind, System};
+use resurgo_spec::{Dataset, DatasetKind, System};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
@@ -52,6 +52,9 @@ pub struct Copy {
     pub taken_unix: i64,
     pub path: PathBuf,
 }
+
+/// Makes one dataset's copy for a sandbox (see [`Sandbox::create_in`]).
+pub type CopyMaker<'a> = dyn Fn(&str, &Dataset, &Path) -> Result<(String, i64), String> + 'a;
 
 /// The folder of sandboxes.
 pub fn sandboxes_dir(state_dir: &Path) -> PathBuf {
@@ -110,12 +113,36 @@ impl Sandbox {
         id: &str,
         services: &[String],
     ) -> Result<(Sandbox, Vec<Copy>), String> {
+        let protector = Protector::new(system, engine, state_dir);
+        let restore = |name: &str, ds: &Dataset, into: &Path| -> Result<(String, i64), String> {
+            let snapshot = protector
+                .restore(name, site, None, into, crate::protect::RestoreFor::Detached)
+                .map_err(|e| format!("copying `{name}` from {site}'s repository: {e}"))?;
+            let _ = ds;
+            Ok((snapshot.id.chars().take(8).collect(), snapshot.unix))
+        };
+        let root = sandboxes_dir(state_dir).join(id);
+        Self::create_in(system, &root, site, id, services, &restore)
+    }
+
+    /// [`Sandbox::create`] in folder `root`, each dataset's copy made by `copy` (dataset,
+    /// declaration, the folder to fill as a restore would — for SQLite the folder of its
+    /// file), which answers the restore point's short id and time: a drill restores it from
+    /// the repository, a workspace clones its golden copy.
+    pub fn create_in(
+        system: &System,
+        root: &Path,
+        site: &str,
+        id: &str,
+        services: &[String],
+        copy: &CopyMaker<'_>,
+    ) -> Result<(Sandbox, Vec<Copy>), String> {
         let address = system
             .sites
             .get(site)
             .map(|s| s.address)
             .ok_or_else(|| format!("site `{site}` is not declared"))?;
-        let root = sandboxes_dir(state_dir).join(id);
+        let root = root.to_path_buf();
         resurgo_provider::private_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         let sandbox = Sandbox {
             id: id.to_string(),
@@ -148,20 +175,6 @@ impl Sandbox {
         let provider = sandbox.provider();
         let handle = sandbox.handle();
         provider.set_up(&handle).map_err(|e| e.to_string())?;
-        // The services as they would run at the DR site after a failover.
-        let mut moved = system.clone();
-        for name in services {
-            if let Some(svc) = moved.services.get_mut(name) {
-                svc.site = site.to_string();
-                svc.standby.clear();
-            }
-        }
-        let configs: Vec<RunConfig> = resurgo_plan::desired::desired_state(&moved)
-            .get(site)
-            .map(|at| services.iter().filter_map(|name| at.get(name).cloned()).collect())
-            .unwrap_or_default();
-        // The copies: the newest restore point in the DR site's own repository.
-        let protector = Protector::new(system, engine, state_dir);
         let mut copies = Vec::new();
         for (name, ds) in &system.datasets {
             if !services.contains(&ds.service) {
@@ -188,17 +201,18 @@ impl Sandbox {
                     ))
                 }
             };
-            if ds.kind != DatasetKind::Postgres {
-                std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
-            }
-            let snapshot = protector
-                .restore(name, site, None, &into, crate::protect::RestoreFor::Detached)
-                .map_err(|e| format!("copying `{name}` from {site}'s repository: {e}"))?;
+            let made = if ds.kind == DatasetKind::Postgres {
+                into.parent().unwrap_or(&into)
+            } else {
+                &into
+            };
+            std::fs::create_dir_all(made).map_err(|e| format!("{}: {e}", made.display()))?;
+            let (snapshot, taken_unix) = copy(name, ds, &into)?;
             copies.push(Copy {
                 dataset: name.clone(),
                 kind: ds.kind,
-                snapshot: snapshot.id.chars().take(8).collect(),
-                taken_unix: snapshot.unix,
+                snapshot,
+                taken_unix,
                 path,
             });
         }
@@ -208,9 +222,7 @@ impl Sandbox {
         };
         let text = serde_json::to_vec_pretty(&sandbox).map_err(|e| e.to_string())?;
         std::fs::write(Self::record_path(&root), text).map_err(|e| format!("{}: {e}", root.display()))?;
-        for config in &configs {
-            provider.start(&handle, config).map_err(|e| e.to_string())?;
-        }
+        sandbox.start(system)?;
         Ok((sandbox, copies))
     }
 
@@ -328,8 +340,62 @@ impl Sandbox {
 
     /// The sandbox recorded under `id`, if any.
     pub fn find(state_dir: &Path, id: &str) -> Option<Sandbox> {
-        let text = std::fs::read(Self::record_path(&sandboxes_dir(state_dir).join(id))).ok()?;
+        Self::find_in(&sandboxes_dir(state_dir).join(id))
+    }
+
+    /// The sandbox recorded in folder `root`, if any.
+    pub fn find_in(root: &Path) -> Option<Sandbox> {
+        let text = std::fs::read(Self::record_path(root)).ok()?;
         serde_json::from_slice(&text).ok()
+    }
+
+    /// Starts the sandbox's services again (after [`Sandbox::stop`]), as they were declared.
+    pub fn start(&self, system: &System) -> Result<(), String> {
+        let provider = self.provider();
+        let handle = self.handle();
+        for config in self.configs(system) {
+            provider.start(&handle, &config).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The run configurations of the sandbox's services, as they would run at its site after
+    /// a failover.
+    fn configs(&self, system: &System) -> Vec<RunConfig> {
+        let mut moved = system.clone();
+        for name in &self.services {
+            if let Some(svc) = moved.services.get_mut(name) {
+                svc.site = self.site.clone();
+                svc.standby.clear();
+            }
+        }
+        resurgo_plan::desired::desired_state(&moved)
+            .get(&self.site)
+            .map(|at| self.services.iter().filter_map(|name| at.get(name).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The running processes of the sandbox's services now: (service, pid).
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        let provider = self.provider();
+        provider
+            .observe(&self.handle())
+            .map(|seen| {
+                seen.into_iter()
+                    .filter_map(|s| match s.process {
+                        resurgo_plan::ProcessState::Running { pid, .. } => Some((s.service, pid)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops one service of the sandbox (its supervisor's stop: SIGTERM, its grace, SIGKILL).
+    pub fn stop_service(&self, service: &str) -> Result<(), String> {
+        self.provider()
+            .stop(&self.handle(), service)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -346,8 +412,13 @@ fn short(id: &str) -> String {
 /// Undoes sandbox `id`, whoever made it and however far it got: its services stopped (every
 /// process of its supervisors killed), its namespace deleted, its folder and copies removed.
 pub fn destroy(state_dir: &Path, id: &str) -> Result<(), String> {
-    let root = sandboxes_dir(state_dir).join(id);
-    let Some(sandbox) = Sandbox::find(state_dir, id) else {
+    destroy_in(&sandboxes_dir(state_dir).join(id))
+}
+
+/// [`destroy`] for the sandbox in folder `root`.
+pub fn destroy_in(root: &Path) -> Result<(), String> {
+    let root = root.to_path_buf();
+    let Some(sandbox) = Sandbox::find_in(&root) else {
         // No record: nothing was made (the record comes first), or it is gone already.
         return match std::fs::remove_dir_all(&root) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", root.display())),
@@ -383,7 +454,11 @@ pub fn destroy(state_dir: &Path, id: &str) -> Result<(), String> {
 
 /// What is left of sandbox `id`: (kind, what, place), empty when nothing is.
 pub fn leftovers(state_dir: &Path, id: &str, site: &str) -> Vec<(String, String, String)> {
-    let root = sandboxes_dir(state_dir).join(id);
+    leftovers_in(&sandboxes_dir(state_dir).join(id), id, site)
+}
+
+/// [`leftovers`] of sandbox `id` made in folder `root`.
+pub fn leftovers_in(root: &Path, id: &str, site: &str) -> Vec<(String, String, String)> {
     let mut left = Vec::new();
     let netns = format!("resurgo-{}", short(id));
     if netns_path(&netns).exists() {
