@@ -12,6 +12,7 @@
 #   etcd-server  — etcd v3, the production coordination store
 #   openssl      — certificates for the etcd TLS tests
 #   iproute2     — `ip netns` and `ss -K`: each site of the partition tests is its own host
+#   xfsprogs     — mkfs.xfs: the clone tests make an XFS image with reflink on a loop device
 #   chromium     — opens a drill report's HTML page headless: no console error, a screenshot
 #   junitparser  — reads a drill report's JUnit XML as CI tools do (PyPI)
 set -euo pipefail
@@ -26,6 +27,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v knotd >/dev/null || [ -x /usr/sbin/knotd ] || need_apt+=(knot)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 { command -v ip && command -v ss; } >/dev/null || need_apt+=(iproute2)
+command -v mkfs.xfs >/dev/null || [ -x /usr/sbin/mkfs.xfs ] || need_apt+=(xfsprogs)
 if ! ls /usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/pgbench >/dev/null 2>&1; then
   need_apt+=(postgresql-15)
 fi
