@@ -311,6 +311,9 @@ pub struct Measures {
     pub rpo_s: Option<f64>,
     /// Whether the run was allowed to promote beyond the RPO objective.
     pub accept_data_loss: bool,
+    /// Of the RTO, the time spent taking the target's capacity back from its workspaces.
+    #[serde(default)]
+    pub preempt_s: Option<f64>,
 }
 
 fn record_measures(ctx: &Ctx, run_id: &str, options: &RunOptions) {
@@ -331,8 +334,19 @@ fn record_measures(ctx: &Ctx, run_id: &str, options: &RunOptions) {
         rto_s: secs(d.map_or(started, |d| d.last_heartbeat_ms), now),
         rpo_s: promoted.into_iter().reduce(f64::max),
         accept_data_loss: options.accept_data_loss,
+        preempt_s: preempted(&ctx.state_dir, run_id).map(|p| p.took_s),
     };
     let _ = resurgo_provider::write_json_atomic(&measures_path(&ctx.state_dir, run_id), &measures);
+}
+
+/// What the run's preempt step did (`<run>.preempted.json`).
+fn preempted_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(format!("{run_id}.preempted.json"))
+}
+
+/// What run `run_id`'s preempt step did, once it ran.
+pub fn preempted(state_dir: &Path, run_id: &str) -> Option<crate::workspace::Preempted> {
+    serde_json::from_slice(&std::fs::read(preempted_path(state_dir, run_id)).ok()?).ok()
 }
 
 fn measures_path(state_dir: &Path, run_id: &str) -> PathBuf {
@@ -1024,7 +1038,7 @@ impl ActionStep {
 impl Step for ActionStep {
     fn check(&self, ctx: &StepContext) -> Result<Check, StepError> {
         match &self.action {
-            StepAction::Fence { .. } => Ok(Check::Ready),
+            StepAction::Fence { .. } | StepAction::Preempt { .. } => Ok(Check::Ready),
             StepAction::Restore { dataset, site } => {
                 let (_, marker) = self.restore_target(dataset, site)?;
                 let done = std::fs::read_to_string(&marker).is_ok_and(|t| t.trim() == ctx.epoch().to_string());
@@ -1065,6 +1079,12 @@ impl Step for ActionStep {
 
     fn act(&self, ctx: &StepContext) -> Result<(), StepError> {
         match &self.action {
+            StepAction::Preempt { site } => {
+                let done = crate::workspace::preempt(&self.ctx.state_dir, site, crate::workspace::PREEMPT_BUDGET);
+                let path = preempted_path(&self.ctx.state_dir, ctx.run_id());
+                resurgo_provider::write_json_atomic(&path, &done)
+                    .map_err(|e| StepError::Transient(format!("{}: {e}", path.display())))
+            }
             StepAction::Fence { site } => {
                 let to = self.target();
                 // Its own deadline well before the step's, so the run says why it gave up.

@@ -24,6 +24,7 @@ pub mod schedule;
 mod scratch_pg;
 pub mod site;
 pub mod source;
+pub mod workspace;
 #[cfg(test)]
 mod testing;
 

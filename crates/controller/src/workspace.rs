@@ -30,6 +30,10 @@ use crate::events::{Event, EventKind, EventLog};
 use crate::protect::{Protector, RestoreFor};
 use crate::sandbox::Sandbox;
 
+/// How long a failover's preempt step may take before what is left of its workspaces is
+/// killed (DESIGN §8: preempting 5 workspaces ≤ 2 s).
+pub const PREEMPT_BUDGET: Duration = Duration::from_secs(2);
+
 /// What a workspace is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

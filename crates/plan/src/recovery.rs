@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum StepAction {
+    /// Take the target's capacity back from its workspaces (stopped or destroyed, all at
+    /// once, within a budget): a failover never waits for a workspace.
+    Preempt { site: String },
     /// Stop the writable services at the old site (or demote its databases), so it cannot
     /// accept writes while the target takes over.
     Fence { site: String },
@@ -218,6 +221,24 @@ pub fn failover_steps(system: &System, from: &str, to: &str) -> Result<Vec<Recov
         }
     }
     let mut steps = Vec::new();
+    steps.push(RecoveryStep {
+        name: format!("preempt workspaces at {to}"),
+        depends_on: vec![],
+        action: StepAction::Preempt { site: to.into() },
+        estimate: secs(1),
+        timeout: secs(10),
+        owner: owners(&target.owners, "resurgo"),
+        description: format!(
+            "take {to}'s spare capacity back from its workspaces: all stopped at once (SIGTERM, grace, SIGKILL) within a 2 s budget, lowest priority first; never waits for one"
+        ),
+        manual: vec![
+            text(format!("on {to}'s host: ")),
+            code(format!("resurgo workspace list --site {to}")),
+            text(", then for each: "),
+            code("resurgo workspace delete NAME"),
+        ],
+        services: vec![],
+    });
     let fence = format!("fence {from}");
     let stop_max = moving
         .iter()
@@ -630,6 +651,7 @@ datasets:
         assert_eq!(
             names(&steps),
             [
+                "preempt workspaces at b",
                 "fence a",
                 "restore notes at b",
                 "assign b as primary",
@@ -644,7 +666,7 @@ datasets:
         assert_eq!(web.depends_on, ["assign b as primary", "start db at b"]);
         let assign = steps.iter().find(|s| s.name == "assign b as primary").unwrap();
         assert_eq!(assign.depends_on, ["fence a", "restore notes at b"]);
-        assert_eq!(steps[5].depends_on, ["start web at b"]);
+        assert_eq!(steps[6].depends_on, ["start web at b"]);
     }
 
     #[test]

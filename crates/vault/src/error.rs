@@ -48,6 +48,16 @@ pub enum VaultError {
     },
     #[error("malformed repository URL `{url}`: {reason}")]
     BadUrl { url: String, reason: String },
+    /// A clone of a database (a workspace's) tried to archive: it shares production's system
+    /// identifier, so what it pushes would corrupt production's log archive.
+    #[error(
+        "refused to archive {file}: the server in {pgdata} is a clone ({marker} is there) and shares production's system identifier; a clone never archives into a production repository"
+    )]
+    CloneRefused {
+        file: String,
+        pgdata: String,
+        marker: &'static str,
+    },
     /// Anything else the snapshot store reported.
     #[error("repository {location}: {message}")]
     Store { location: String, message: String },

@@ -32,7 +32,9 @@ pub use standby::{
     build_standby, caught_up_with_shutdown, promote, replayed_to, shutdown_checkpoint, standby_lag, Lag,
 };
 pub use target::{is_in_recovery, query, wait_for, wait_ready, wait_until_primary, BadConnection, Lsn, PgTarget};
-pub use wal::{wal_fetch, wal_fetch_status, wal_push, wal_push_status, FETCH_FAILED, FETCH_MISSING, PUSH_FAILED};
+pub use wal::{
+    wal_fetch, wal_fetch_status, wal_push, wal_push_status, CLONE_MARKER, FETCH_FAILED, FETCH_MISSING, PUSH_FAILED,
+};
 
 use crate::VaultError;
 

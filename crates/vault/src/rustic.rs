@@ -262,6 +262,11 @@ fn copy_error(err: &VaultError) -> VaultError {
         WrongPassword { location } => WrongPassword {
             location: location.clone(),
         },
+        CloneRefused { file, pgdata, marker } => CloneRefused {
+            file: file.clone(),
+            pgdata: pgdata.clone(),
+            marker,
+        },
         NotARepository { location } => NotARepository {
             location: location.clone(),
         },

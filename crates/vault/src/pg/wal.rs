@@ -29,10 +29,36 @@ pub const FETCH_FAILED: u8 = 126;
 /// Attempts for a fetch whose failure may pass (the storage did not answer).
 const FETCH_ATTEMPTS: u32 = 4;
 
+/// The file that marks a data directory as a clone (a workspace's): [`wal_push`] refuses
+/// anything from a server whose data directory holds it.
+pub const CLONE_MARKER: &str = "resurgo-clone";
+
+/// The guard against a clone archiving into production's log archive: a clone shares the
+/// production server's system identifier, so segments it pushed would be taken for
+/// production's. `%p` is relative to the data directory (PostgreSQL runs `archive_command`
+/// there), or absolute (`<pgdata>/pg_wal/<file>`).
+fn refuse_clone(wal_path: &Path) -> Result<(), VaultError> {
+    let pgdata = if wal_path.is_absolute() {
+        wal_path.parent().and_then(Path::parent).map(Path::to_path_buf)
+    } else {
+        std::env::current_dir().ok()
+    };
+    match pgdata {
+        Some(pgdata) if pgdata.join(CLONE_MARKER).exists() => Err(VaultError::CloneRefused {
+            file: wal_path.display().to_string(),
+            pgdata: pgdata.display().to_string(),
+            marker: CLONE_MARKER,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Archives the file PostgreSQL names as `%p` (a WAL segment, `.partial`, `.history` or
 /// `.backup` file) under its file name in stream `stream`. Idempotent: archiving a file
-/// again is a no-op; a different file under an archived name is refused.
+/// again is a no-op; a different file under an archived name is refused, and so is anything
+/// from a clone ([`CLONE_MARKER`]).
 pub fn wal_push(archive: &LogArchive, stream: &str, wal_path: &Path) -> Result<Pushed, VaultError> {
+    refuse_clone(wal_path)?;
     let name = wal_path
         .file_name()
         .and_then(|n| n.to_str())
