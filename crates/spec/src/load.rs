@@ -485,6 +485,15 @@ fn merge(
         );
         merge_section("routes", "route", doc.routes, &mut system.routes, i, sources, diags);
         merge_section("drills", "drill", doc.drills, &mut system.drills, i, sources, diags);
+        merge_section(
+            "workspaces",
+            "workspace",
+            doc.workspaces,
+            &mut system.workspaces,
+            i,
+            sources,
+            diags,
+        );
     }
     if name_file.is_none() {
         system.name = "system".into();

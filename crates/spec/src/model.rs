@@ -52,6 +52,11 @@ pub struct Document {
     /// report as evidence (`resurgo drill run NAME`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub drills: IndexMap<String, Drill>,
+    /// Preemptible dev/test copies of services, with their data, on a DR site's spare
+    /// capacity, seeded from its newest verified restore point and taken back when a failover
+    /// needs the site.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub workspaces: IndexMap<String, Workspace>,
 }
 
 /// An input: a default value, optionally described.
@@ -849,6 +854,131 @@ pub enum StopCondition {
     Event(String),
 }
 
+/// A workspace: a named, preemptible dev/test copy of some services, with their datasets, at a
+/// DR site. Its data is cloned from golden copies of the site's newest verified restore point,
+/// never from production; a failover that needs the site takes the workspace back first
+/// (lowest `priority` first) and failback gives it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workspace {
+    /// The DR site whose spare capacity it uses: not a site where any of its services is
+    /// active.
+    pub site: String,
+    /// The services copied, each with its datasets (at least one).
+    pub services: Vec<String>,
+    /// The restore point it starts from: `latest` (the default: the newest verified point) or
+    /// an RFC 3339 time (the newest verified point at or before it).
+    #[serde(default)]
+    pub seed: Seed,
+    /// How long it lives after it is created (default 24h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+    /// Which workspaces a failover takes back first: the lowest. Default 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// What it takes of its site's capacity.
+    #[serde(default)]
+    pub resources: Resources,
+    /// What preemption does to it: `stop` (the default: its data is kept and it is restarted
+    /// after failback) or `destroy`.
+    #[serde(default)]
+    pub on_preempt: OnPreempt,
+    /// Restarted after a failback, a workspace whose seed is older than this is seeded afresh
+    /// first. Left out, a seed is never refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reseed_after: Option<Duration>,
+    /// How each dataset is copied from its golden copy: `auto` (the default: reflink, else
+    /// overlay, else a full copy), `reflink`, `overlay` or `copy`.
+    #[serde(default)]
+    pub clone: CloneMethod,
+    /// Shell commands run inside the workspace, in order, before it is handed out (to mask
+    /// personal data); if any fails, the workspace is destroyed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masking: Vec<String>,
+    /// Who is told when it is preempted or given back (names, teams or addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+}
+
+impl Workspace {
+    /// How long a workspace lives when its spec gives no `ttl`.
+    pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+    /// How long it lives after it is created.
+    pub fn ttl(&self) -> std::time::Duration {
+        self.ttl.map_or(Self::DEFAULT_TTL, |d| d.0)
+    }
+}
+
+/// The restore point a workspace is seeded from. Written as the string `latest` or an RFC 3339
+/// time; the time is checked when the spec is validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seed {
+    /// The newest verified restore point.
+    #[default]
+    Latest,
+    /// The newest verified restore point at or before this RFC 3339 time, as written.
+    At(String),
+}
+
+impl Serialize for Seed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Seed::Latest => s.serialize_str("latest"),
+            Seed::At(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(if text == "latest" { Seed::Latest } else { Seed::At(text) })
+    }
+}
+
+impl JsonSchema for Seed {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Seed")
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`latest` (the newest verified restore point) or an RFC 3339 time with an offset (the newest verified point at or before it), e.g. `2026-11-21T10:15:00Z`.",
+            "anyOf": [
+                { "type": "string", "const": "latest" },
+                { "type": "string", "format": "date-time" }
+            ]
+        })
+    }
+}
+
+/// What preempting a workspace does to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPreempt {
+    /// Stop its services and keep its data; it is restarted after failback.
+    #[default]
+    Stop,
+    /// Remove it with its data.
+    Destroy,
+}
+
+/// How a workspace's datasets are copied from their golden copies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CloneMethod {
+    /// A reflink where the file system offers one, else an overlay, else a full copy.
+    #[default]
+    Auto,
+    /// A copy-on-write clone of the files (btrfs, XFS): instant, sharing unchanged blocks.
+    Reflink,
+    /// An overlayfs mount with the golden copy as its lower layer.
+    Overlay,
+    /// A full copy of the files.
+    Copy,
+}
+
 /// A whole system: all files merged, inputs resolved. What validation and planning read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct System {
@@ -863,6 +993,7 @@ pub struct System {
     /// The site API (None: every site is on this machine, reached through its files).
     pub api: Option<Api>,
     pub drills: IndexMap<String, Drill>,
+    pub workspaces: IndexMap<String, Workspace>,
 }
 
 impl System {

@@ -154,7 +154,7 @@ impl fmt::Display for Duration {
 string_scalar!(
     Duration,
     "Duration",
-    "^([0-9.]+(ms|s|m|h))+$",
+    "^([0-9.]+(ms|s|m|h|d))+$",
     "A duration: a number and a unit (ms, s, m, h, d), e.g. `500ms`, `10s`, `1m30s`, `30d`."
 );
 

@@ -1,8 +1,8 @@
 //! The semantic rules of a spec: names are names, references resolve, dependencies form no
 //! cycle, every site a service may run on offers what it requires and has room for it, no two
-//! services share an address and port, objectives are achievable, and durations that pace or
-//! bound work are not zero. Each rule has its own message, pointed at the offending key or
-//! value.
+//! services share an address and port, objectives are achievable, workspaces borrow only a DR
+//! site's spare capacity and data that can be cloned, and durations that pace or bound work are
+//! not zero. Each rule has its own message, pointed at the offending key or value.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,8 +11,8 @@ use indexmap::IndexMap;
 use crate::diag::Diagnostic;
 use crate::load::{list_or_none, Sources};
 use crate::model::{
-    DatasetKind, Drill, DrillMode, EnvValue, EtcdCluster, Fault, Resources, RouteKind, SecretRef, StopCondition,
-    Strategy, System,
+    DatasetKind, Drill, DrillMode, EnvValue, EtcdCluster, Fault, PgMethod, Resources, RouteKind, SecretRef, Seed,
+    StopCondition, Strategy, System,
 };
 use crate::units::Duration;
 use crate::yaml::Seg;
@@ -97,6 +97,8 @@ pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
     check_routes(&mut c);
     check_failover(&mut c);
     check_drills(&mut c);
+    check_workspaces(&mut c);
+    check_workspace_capacity(&mut c);
     check_positive_durations(&mut c);
     c.diags
 }
@@ -133,12 +135,13 @@ fn check_system_name(c: &mut Checker) {
 }
 
 fn check_names(c: &mut Checker) {
-    let sections: [(&str, &str, Vec<&String>); 5] = [
+    let sections: [(&str, &str, Vec<&String>); 6] = [
         ("sites", "site", c.system.sites.keys().collect()),
         ("services", "service", c.system.services.keys().collect()),
         ("datasets", "dataset", c.system.datasets.keys().collect()),
         ("routes", "route", c.system.routes.keys().collect()),
         ("drills", "drill", c.system.drills.keys().collect()),
+        ("workspaces", "workspace", c.system.workspaces.keys().collect()),
     ];
     for (section, what, names) in sections {
         for name in names {
@@ -936,8 +939,6 @@ fn check_etcd(c: &mut Checker, etcd: &EtcdCluster) {
     }
 }
 
-/// Durations that pace or bound work are greater than zero: a zero `schedule` would back up
-/// without pause, a zero probe interval would spin, a zero timeout would fail at once.
 /// Drills: one scope, references that resolve, faults inside the scope, stop conditions for a
 /// live drill, and somewhere for an isolated one to run its test failover.
 fn check_drills(c: &mut Checker) {
@@ -1058,6 +1059,207 @@ fn check_drills(c: &mut Checker) {
                 );
             }
         }
+    }
+}
+
+/// Workspaces: a declared DR site, where none of its services is active (a workspace borrows
+/// spare capacity that a failover takes back); declared services whose data can be cloned
+/// from a golden copy; a seed that names a restore point; lifetimes that are not zero; masking
+/// commands that say something.
+fn check_workspaces(c: &mut Checker) {
+    let system = c.system;
+    for (name, ws) in &system.workspaces {
+        if !system.sites.contains_key(&ws.site) {
+            let msg = format!(
+                "workspace `{name}` is at site `{}`, which is not declared; declared sites: {}",
+                ws.site,
+                c.names("sites")
+            );
+            c.err("workspaces", name, &[key("site")], msg);
+        }
+        if ws.services.is_empty() {
+            c.err(
+                "workspaces",
+                name,
+                &[key("services")],
+                format!("workspace `{name}` copies no service: list at least one under `services`"),
+            );
+        }
+        let mut active_here: Vec<&str> = Vec::new();
+        for (i, svc_name) in ws.services.iter().enumerate() {
+            let at = [key("services"), Seg::Index(i)];
+            if ws.services[..i].contains(svc_name) {
+                c.err(
+                    "workspaces",
+                    name,
+                    &at,
+                    format!("workspace `{name}` lists service `{svc_name}` twice"),
+                );
+                continue;
+            }
+            let Some(svc) = system.services.get(svc_name) else {
+                let msg = format!(
+                    "workspace `{name}` copies service `{svc_name}`, which is not declared; declared services: {}",
+                    c.names("services")
+                );
+                c.err("workspaces", name, &at, msg);
+                continue;
+            };
+            if svc.site == ws.site {
+                active_here.push(svc_name);
+            }
+            // A logical backup (pg_dump) restores into a running server; there is no data
+            // directory to keep as a golden copy and clone.
+            for (ds_name, ds) in system.datasets.iter().filter(|(_, d)| d.service == *svc_name) {
+                if ds.kind == DatasetKind::Postgres && ds.method == Some(PgMethod::Logical) {
+                    c.err(
+                        "workspaces",
+                        name,
+                        &at,
+                        format!(
+                            "workspace `{name}` copies service `{svc_name}`, whose dataset `{ds_name}` is backed up with `method: logical` (pg_dump), which cannot be cloned: give `{ds_name}` `method: physical`, or leave `{svc_name}` out of the workspace"
+                        ),
+                    );
+                }
+            }
+        }
+        if !active_here.is_empty() && system.sites.contains_key(&ws.site) {
+            let (what, names) = match active_here.as_slice() {
+                [one] => ("service", format!("`{one}` is")),
+                many => (
+                    "services",
+                    format!(
+                        "{} are",
+                        many.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            };
+            // A DR site of those services, else any other site.
+            let standby = active_here.iter().find_map(|n| {
+                system.services[*n]
+                    .standby
+                    .iter()
+                    .find(|s| **s != ws.site && system.sites.contains_key(*s))
+                    .map(|s| (s, n))
+            });
+            let other = system.sites.keys().find(|s| **s != ws.site);
+            let next = match (standby, other) {
+                (Some((s, svc)), _) => format!("put it at a DR site, e.g. `site: {s}` (a standby site of `{svc}`)"),
+                (None, Some(s)) => format!("put it at another site, e.g. `site: {s}`"),
+                (None, None) => "declare a DR site for it".to_string(),
+            };
+            c.err(
+                "workspaces",
+                name,
+                &[key("site")],
+                format!(
+                    "workspace `{name}` is at site `{}`, where {what} {names} active: a workspace lends a DR site's spare capacity, taken back when a failover needs it; {next}",
+                    ws.site
+                ),
+            );
+        }
+        if let Seed::At(time) = &ws.seed {
+            if let Err(e) = crate::units::parse_rfc3339(time) {
+                // Past its first character, jiff's reason only helps a text that looks like a time.
+                let msg = if time.starts_with(|c: char| c.is_ascii_digit()) {
+                    format!("workspace `{name}`: seed: {e}")
+                } else {
+                    format!("workspace `{name}`: seed `{time}` is neither `latest` nor an RFC 3339 time: write `latest`, or a time with an offset such as `2026-11-21T10:15:00Z`")
+                };
+                c.err("workspaces", name, &[key("seed")], msg);
+            }
+        }
+        for (field, value) in [("ttl", ws.ttl), ("reseed_after", ws.reseed_after)] {
+            if value.is_some_and(|d| d.0.is_zero()) {
+                c.err(
+                    "workspaces",
+                    name,
+                    &[key(field)],
+                    format!("workspace `{name}`: {field} must be greater than zero"),
+                );
+            }
+        }
+        for (i, command) in ws.masking.iter().enumerate() {
+            if command.trim().is_empty() {
+                c.err(
+                    "workspaces",
+                    name,
+                    &[key("masking"), Seg::Index(i)],
+                    format!(
+                        "workspace `{name}`: masking command {} is empty: write the shell command to run, or remove it",
+                        i + 1
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The workspaces at a site, with the services active there, fit its capacity. A failover
+/// takes them back, so they are not counted against what a standby site must hold to take
+/// over; but until then they run beside the site's own services.
+fn check_workspace_capacity(c: &mut Checker) {
+    let system = c.system;
+    for (site_name, site) in &system.sites {
+        let own_names: Vec<&str> = system
+            .services
+            .iter()
+            .filter(|(_, s)| s.site == *site_name)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let own = own_names
+            .iter()
+            .fold(Resources::default(), |acc, n| add(acc, system.services[*n].resources));
+        if own.cpu > site.capacity.cpu || own.memory > site.capacity.memory {
+            continue; // check_capacity has said so
+        }
+        let here: Vec<(&String, &crate::model::Workspace)> =
+            system.workspaces.iter().filter(|(_, w)| w.site == *site_name).collect();
+        let sum = here
+            .iter()
+            .fold(Resources::default(), |acc, (_, w)| add(acc, w.resources));
+        let need = add(own, sum);
+        if need.cpu <= site.capacity.cpu && need.memory <= site.capacity.memory {
+            continue;
+        }
+        // Pointed at the workspace that tips the site over.
+        let mut running = own;
+        let culprit = here
+            .iter()
+            .find(|(_, w)| {
+                running = add(running, w.resources);
+                running.cpu > site.capacity.cpu || running.memory > site.capacity.memory
+            })
+            .map_or(here[0].0, |(n, _)| n);
+        let names: Vec<&str> = here.iter().map(|(n, _)| n.as_str()).collect();
+        let besides = if own == Resources::default() {
+            String::new()
+        } else {
+            format!(
+                ", beside cpu {}, memory {} for the services active there ({})",
+                own.cpu,
+                own.memory,
+                own_names.join(", ")
+            )
+        };
+        let at: &[Seg] = if system.workspaces[culprit.as_str()].resources == Resources::default() {
+            &[]
+        } else {
+            &[key("resources")]
+        };
+        c.err_key(
+            "workspaces",
+            culprit,
+            at,
+            format!(
+                "site `{site_name}` lacks the capacity for its workspaces ({}): they need cpu {}, memory {}{besides}; it has cpu {}, memory {}; shrink their `resources` or put one at another DR site",
+                names.join(", "),
+                sum.cpu,
+                sum.memory,
+                site.capacity.cpu,
+                site.capacity.memory
+            ),
+        );
     }
 }
 
@@ -1183,6 +1385,8 @@ fn fault_problem(system: &System, drill: &Drill, fault: &Fault) -> Option<String
     }
 }
 
+/// Durations that pace or bound work are greater than zero: a zero `schedule` would back up
+/// without pause, a zero probe interval would spin, a zero timeout would fail at once.
 fn check_positive_durations(c: &mut Checker) {
     let system = c.system;
     let zero = |d: Option<Duration>| d.is_some_and(|d| d.0.is_zero());

@@ -511,3 +511,133 @@ fn only_an_isolated_drill_with_a_cadence_runs_on_a_schedule() {
         "  x:\n    scope: { service: web }\n    faults: [kill: web]\n    scheduled: true\n"
     )));
 }
+
+/// BASE with `workspaces:` appended.
+fn with_workspaces(workspaces: &str) -> String {
+    format!("{BASE}workspaces:\n{workspaces}")
+}
+
+#[test]
+fn a_workspace_loads_with_its_defaults() {
+    use resurgo_spec::{CloneMethod, OnPreempt, Resources, Seed};
+    let l = ok(&with_workspaces("  qa:\n    site: b\n    services: [web, db]\n"));
+    let w = &l.system.workspaces["qa"];
+    assert_eq!(w.site, "b");
+    assert_eq!(w.services, ["web", "db"]);
+    assert_eq!(w.seed, Seed::Latest);
+    assert_eq!(w.ttl, None);
+    assert_eq!(w.ttl(), std::time::Duration::from_secs(24 * 3600));
+    assert_eq!(w.priority, 0);
+    assert_eq!(w.resources, Resources::default());
+    assert_eq!(w.on_preempt, OnPreempt::Stop);
+    assert_eq!(w.reseed_after, None);
+    assert_eq!(w.clone, CloneMethod::Auto);
+    assert!(w.masking.is_empty() && w.owners.is_empty());
+}
+
+#[test]
+fn a_workspace_with_every_field() {
+    use resurgo_spec::{CloneMethod, OnPreempt, Seed};
+    let l = ok(&with_workspaces(
+        "  qa:\n    site: b\n    services: [web, db]\n    seed: 2026-11-21T10:15:00Z\n    ttl: 8h\n    priority: -3\n    resources: { cpu: 2, memory: 2Gi }\n    on_preempt: destroy\n    reseed_after: 7d\n    clone: reflink\n    masking: [\"psql -c 'update users set email = md5(email)'\"]\n    owners: [qa-team]\n  perf:\n    site: b\n    services: [db]\n    seed: latest\n    clone: overlay\n",
+    ));
+    let w = &l.system.workspaces["qa"];
+    assert_eq!(w.seed, Seed::At("2026-11-21T10:15:00Z".into()));
+    assert_eq!(w.ttl(), std::time::Duration::from_secs(8 * 3600));
+    assert_eq!(w.priority, -3);
+    assert_eq!(w.resources.cpu.0, 2000);
+    assert_eq!(w.on_preempt, OnPreempt::Destroy);
+    assert_eq!(w.reseed_after.map(|d| d.0.as_secs()), Some(7 * 86_400));
+    assert_eq!(w.clone, CloneMethod::Reflink);
+    assert_eq!(w.masking, ["psql -c 'update users set email = md5(email)'"]);
+    assert_eq!(w.owners, ["qa-team"]);
+    assert_eq!(l.system.workspaces["perf"].seed, Seed::Latest);
+    assert_eq!(l.system.workspaces["perf"].clone, CloneMethod::Overlay);
+    // The seed is written back as it was read.
+    let json = serde_json::to_value(w).unwrap();
+    assert_eq!(json["seed"], "2026-11-21T10:15:00Z");
+    assert_eq!(
+        serde_json::to_value(&l.system.workspaces["perf"]).unwrap()["seed"],
+        "latest"
+    );
+}
+
+#[test]
+fn a_workspace_names_what_exists() {
+    assert_snapshot!(err(&with_workspaces(
+        "  QA:\n    site: z\n    services: [web, nope, web]\n  empty:\n    site: b\n    services: []\n"
+    )));
+}
+
+#[test]
+fn a_workspace_field_is_known() {
+    assert_snapshot!(err(&with_workspaces(
+        "  qa:\n    site: b\n    services: [web]\n    clone: zfs\n"
+    )));
+}
+
+#[test]
+fn a_workspace_defined_twice_across_files() {
+    let second = "apiVersion: resurgo.dev/v1alpha1\nworkspaces:\n  qa:\n    site: b\n    services: [db]\n";
+    assert_snapshot!(err_files(&[
+        ("a.yaml", &with_workspaces("  qa:\n    site: b\n    services: [web]\n")),
+        ("b.yaml", second),
+    ]));
+}
+
+#[test]
+fn a_workspace_is_not_at_a_site_where_its_services_are_active() {
+    assert_snapshot!(err(&with_workspaces(
+        "  qa:\n    site: a\n    services: [web, db]\n  one:\n    site: a\n    services: [db]\n"
+    )));
+}
+
+#[test]
+fn a_workspace_cannot_clone_a_logical_postgres_dataset() {
+    let text = format!(
+        "{BASE}datasets:\n  orders:\n    service: db\n    type: postgres\n    connection: host=127.0.1.1 port=5432 user=app dbname=orders\n    method: logical\nworkspaces:\n  qa:\n    site: b\n    services: [web, db]\n"
+    );
+    assert_snapshot!(err(&text));
+}
+
+#[test]
+fn a_workspace_seed_lifetimes_and_masking() {
+    assert_snapshot!(err(&with_workspaces(
+        "  qa:\n    site: b\n    services: [web]\n    seed: yesterday\n    ttl: 0s\n    reseed_after: 0s\n    masking: [\"./mask.sh\", \"  \"]\n  later:\n    site: b\n    services: [db]\n    seed: 2026-02-31T00:00:00Z\n"
+    )));
+}
+
+#[test]
+fn workspaces_must_fit_their_site() {
+    assert_snapshot!(err(&with_workspaces(
+        "  qa:\n    site: b\n    services: [web]\n    resources: { cpu: 2, memory: 2Gi }\n  perf:\n    site: b\n    services: [db]\n    resources: { cpu: 3, memory: 1Gi }\n"
+    )));
+}
+
+#[test]
+fn workspaces_run_beside_their_site_own_services() {
+    let text = base_with(
+        "    sync: auto\n",
+        "    sync: auto\n  cache:\n    command: cache\n    resources: { cpu: 1, memory: 3Gi }\n    site: b\n",
+    );
+    assert_snapshot!(err(&format!(
+        "{text}workspaces:\n  qa:\n    site: b\n    services: [web]\n    resources: {{ cpu: 1, memory: 2Gi }}\n"
+    )));
+}
+
+/// The quickstart documents `workspaces:` in a commented-out block; uncommented, it loads.
+#[test]
+fn the_quickstart_workspace_example_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/resurgo.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text
+        .find("# workspaces:\n")
+        .expect("the quickstart documents workspaces");
+    let (head, tail) = text.split_at(start);
+    let uncommented: String = tail
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
+        .collect();
+    let l = ok(&format!("{head}{uncommented}"));
+    assert_eq!(l.system.workspaces["qa"].services, ["web"]);
+}

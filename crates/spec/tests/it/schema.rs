@@ -28,6 +28,8 @@ fn schema_describes_the_sections() {
         "datasets",
         "routes",
         "objectives",
+        "drills",
+        "workspaces",
     ] {
         assert!(props.contains_key(section), "schema lacks `{section}`");
     }
