@@ -299,6 +299,10 @@ pub struct Measures {
     pub rpo_s: Option<f64>,
     /// Whether the run was allowed to promote beyond the RPO objective.
     pub accept_data_loss: bool,
+    /// Of the RTO, the time the run's first step took to take the target's capacity back
+    /// from its workspaces.
+    #[serde(default)]
+    pub preempt_s: Option<f64>,
 }
 
 /// Version of the site API's own documents ([`SiteReport`]).

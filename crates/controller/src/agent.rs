@@ -98,6 +98,9 @@ pub struct Agent {
     following: Option<(crate::desired::SharedSpec, u64)>,
     /// The spec, shared with the [`Renewer`] (which fences the services it declares).
     renewer_spec: Arc<Mutex<System>>,
+    /// Whether the site's workspaces are being tended ([`crate::workspace::tend`], on a
+    /// thread of its own: a re-seed takes seconds, a tick may not).
+    tending: Arc<AtomicBool>,
 }
 
 /// Brings `site` to the desired state of `system`: creates, updates and starts (a standby
@@ -278,6 +281,7 @@ impl Agent {
             crash_backoff: None,
             failover_backoff: BTreeMap::new(),
             handed_over: BTreeMap::new(),
+            tending: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -541,6 +545,7 @@ impl Agent {
         if !alive || dark {
             return;
         }
+        self.tend_workspaces(site);
         // A store that cannot be read says nothing; the renewer counts the fencing deadline.
         let Ok(groups) = self.groups() else { return };
         let system = self.current(&groups);
@@ -605,6 +610,27 @@ impl Agent {
                 self.keep_primary(site, group, &system);
             }
         }
+    }
+
+    /// The site's workspaces: expired ones deleted, preempted ones back once the site is idle
+    /// ([`crate::workspace::tend`]), on a thread of its own, one round at a time.
+    fn tend_workspaces(&self, site: &str) {
+        if !crate::workspace::workspaces_dir(&self.state_dir).exists()
+            || self.tending.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (engine, spec, state_dir, site, tending) = (
+            self.engine.clone(),
+            self.spec.clone(),
+            self.state_dir.clone(),
+            site.to_string(),
+            Arc::clone(&self.tending),
+        );
+        std::thread::spawn(move || {
+            crate::workspace::tend(&engine, &spec, &state_dir, &site);
+            tending.store(false, Ordering::Release);
+        });
     }
 
     /// Reverts the drill faults in force at `site` whose `until` has passed.

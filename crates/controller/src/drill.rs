@@ -1307,6 +1307,10 @@ fn measure_with(
         EventKind::DriftCleared,
         EventKind::DriftCorrected,
     ]);
+    // The run's first step took the target's capacity back from its workspaces: their
+    // events are written once the preempt budget is over.
+    let preempted = first(&[EventKind::WorkspacePreempted])
+        .filter(|p| decided.is_some_and(|d| *p >= d) && executed.is_none_or(|x| *p <= x));
     let end = back.filter(|_| !probes.is_empty());
     let span = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b >= a => Some(b - a),
@@ -1317,6 +1321,7 @@ fn measure_with(
     for (name, until) in [
         (PhaseName::Detect, detected),
         (PhaseName::Decide, decided),
+        (PhaseName::Preempt, preempted),
         (PhaseName::Execute, executed),
         (PhaseName::Propagate, end.map(|e| e.max(executed.unwrap_or(e)))),
     ] {
@@ -1335,8 +1340,8 @@ fn measure_with(
         objective_s: objective.rto.map_or(0.0, |d| d.0.as_secs_f64()),
         detect_s: span(Some(fault_s), detected),
         decide_s: span(detected, decided),
-        preempt_s: None,
-        execute_s: span(decided, executed),
+        preempt_s: span(decided, preempted),
+        execute_s: span(preempted.or(decided), executed),
         propagate_s: match (executed, end) {
             (Some(x), Some(e)) => Some((e - x).max(0.0)),
             _ => None,

@@ -443,6 +443,7 @@ pub fn run_of(report: resurgo_runbook::run::RunReport, state: &std::path::Path) 
         rto_s: m.rto_s,
         rpo_s: m.rpo_s,
         accept_data_loss: m.accept_data_loss,
+        preempt_s: m.preempt_s,
     });
     Run { report, measures }
 }

@@ -40,6 +40,9 @@ pub struct Sandbox {
     /// The copies it runs on, once made.
     #[serde(default)]
     pub copies: Vec<Copy>,
+    /// The state folder it is made in: its services' users are let through up to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A copy the sandbox runs on: which restore point, how old it was when copied.
@@ -88,9 +91,14 @@ impl Sandbox {
 
     fn provider(&self) -> LocalProvider {
         let provider = LocalProvider::at(self.root.join("site")).in_netns(netns_path(&self.netns));
-        // `<state>/sandboxes/<id>`: a service's user is let through up to the state folder.
-        match self.root.parent().and_then(Path::parent) {
-            Some(state) => provider.with_state_dir(state.to_path_buf()),
+        // A service's user is let through up to the state folder (for a record made before
+        // it was kept: `<state>/sandboxes/<id>`).
+        let state = self
+            .state_dir
+            .clone()
+            .or_else(|| self.root.parent().and_then(Path::parent).map(Path::to_path_buf));
+        match state {
+            Some(state) => provider.with_state_dir(state),
             None => provider,
         }
     }
@@ -122,7 +130,7 @@ impl Sandbox {
             Ok((snapshot.id.chars().take(8).collect(), snapshot.unix))
         };
         let root = sandboxes_dir(state_dir).join(id);
-        Self::create_in(system, &root, site, id, services, &restore)
+        Self::create_in(system, state_dir, &root, site, id, services, &restore)
     }
 
     /// [`Sandbox::create`] in folder `root`, each dataset's copy made by `copy` (dataset,
@@ -131,6 +139,7 @@ impl Sandbox {
     /// the repository, a workspace clones its golden copy.
     pub fn create_in(
         system: &System,
+        state_dir: &Path,
         root: &Path,
         site: &str,
         id: &str,
@@ -152,6 +161,7 @@ impl Sandbox {
             address,
             services: services.to_vec(),
             copies: Vec::new(),
+            state_dir: Some(state_dir.to_path_buf()),
         };
         // The record first: whatever happens next, `destroy` knows what to undo.
         let text = serde_json::to_vec_pretty(&sandbox).map_err(|e| e.to_string())?;

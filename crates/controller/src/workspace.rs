@@ -313,6 +313,9 @@ fn make_golden(
         let snapshot = protector
             .restore(dataset, site, at, &into, RestoreFor::Detached)
             .map_err(|e| format!("restoring `{dataset}` from {site}'s repository: {e}"))?;
+        // The restored data keeps its service user's ownership; that user (a database
+        // server checking it) is let through to it.
+        let_through(&into, state_dir)?;
         let check = match ds.kind {
             DatasetKind::Postgres => pg_golden(protector, system, dataset, ds, site, &data)?,
             DatasetKind::Sqlite => {
@@ -365,6 +368,20 @@ fn make_golden(
             Err(format!("the golden copy of `{dataset}` at {site}: {e}"))
         }
     }
+}
+
+/// Lets every user search the folders above `path` up to and including `top` (never lists
+/// them, never reads what is inside): a service's user reaches its own data.
+fn let_through(path: &Path, top: &Path) -> Result<(), String> {
+    let mut at = path.parent();
+    while let Some(folder) = at {
+        resurgo_provider::account::allow_search(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        if folder == top {
+            break;
+        }
+        at = folder.parent();
+    }
+    Ok(())
 }
 
 /// Gives `to` the owner of `from` (a restore keeps the service user's ownership).
@@ -522,7 +539,7 @@ fn seed(engine: &Engine, system: &System, state_dir: &Path, record: &mut Record,
         Ok((golden.snapshot, golden.taken_unix))
     };
     let root = dir_of(state_dir, &name).join("sandbox");
-    let made = Sandbox::create_in(system, &root, &site, &sandbox_id(&name), &policy.services, &copy);
+    let made = Sandbox::create_in(system, state_dir, &root, &site, &sandbox_id(&name), &policy.services, &copy);
     record.clones = clones.into_inner();
     let (sandbox, _) = made?;
     record.netns = sandbox.netns.clone();
@@ -748,7 +765,15 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
         let destroy_it = r.policy.on_preempt == OnPreempt::Destroy || r.state != State::Ready;
         if destroy_it {
             report.destroyed.push(r.name.clone());
-            to_destroy.push(r.name.clone());
+            // One being seeded is destroyed by its seeder, which stops at its next step; the
+            // others are marked failed first, so the site's agent finishes the job should
+            // this process end before the thread below does.
+            if r.state != State::Seeding {
+                r.state = State::Failed;
+                r.detail = Some(format!("destroyed by a failover to {site}"));
+                let _ = save(state_dir, &r);
+                to_destroy.push(r.name.clone());
+            }
         } else {
             r.state = State::Preempted;
             r.detail = Some(format!("preempted by a failover to {site} at {now}"));

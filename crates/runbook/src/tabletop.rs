@@ -824,8 +824,9 @@ objectives: {{ rto: 30s, rpo: 5m }}
         );
         assert_eq!(t.runs_read, 0);
         assert_eq!(t.generated, "2026-04-20T10:00:00Z");
-        assert_eq!(t.steps[0].step.name, "fence a", "in the order they run");
-        assert_eq!(t.steps[0].wave, 1);
+        assert_eq!(t.steps[0].step.name, "preempt workspaces at b", "in the order they run");
+        assert_eq!(t.steps[1].step.name, "fence a");
+        assert_eq!((t.steps[0].wave, t.steps[1].wave), (1, 1));
     }
 
     #[test]
@@ -888,11 +889,11 @@ objectives: {{ rto: 30s, rpo: 5m }}
         let md = markdown(&t);
         assert!(md.starts_with("# Tabletop: failover of shop from a to b\n"), "{md}");
         assert!(
-            md.contains("| 4 | start web at b | \\<team-web\\> | 1.23s | 1.23s | 1 | 2026-05-01 | fresh |"),
+            md.contains("| 5 | start web at b | \\<team-web\\> | 1.23s | 1.23s | 1 | 2026-05-01 | fresh |"),
             "{md}"
         );
         assert!(
-            md.contains("| 1 | fence a | ops-a | — | — | 0 | — | **never exercised** |"),
+            md.contains("| 2 | fence a | ops-a | — | — | 0 | — | **never exercised** |"),
             "{md}"
         );
         assert!(md.contains("- [ ] **fence a** — owner: ops-a\n"), "{md}");

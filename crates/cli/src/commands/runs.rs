@@ -56,9 +56,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(m) = measures {
             let show = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.2}s"));
             println!(
-                "  detection {}, decision {}, RTO {}, RPO {}{}",
+                "  detection {}, decision {}, preempt {}, RTO {}, RPO {}{}",
                 show(m.detection_s),
                 show(m.decision_s),
+                show(m.preempt_s),
                 show(m.rto_s),
                 show(m.rpo_s),
                 if m.accept_data_loss {

@@ -173,6 +173,7 @@ fn failover_dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(
         names,
         [
+            "preempt workspaces at b",
             "fence a",
             "assign b as primary",
             "start web at b",

@@ -105,6 +105,7 @@ fn the_runbook_shows_each_step_measured_by_a_real_failover_with_its_owner() {
     let table = rows(&md);
     assert_eq!(table.len(), steps.len(), "one row per step of the plan:\n{md}");
     let owners = [
+        ("preempt workspaces at b", "ops-b"),
         ("fence a", "ops-a"),
         ("restore notes at b", "team-web"),
         ("assign b as primary", "ops-b"),
