@@ -502,7 +502,9 @@ pub fn openapi() -> Value {
             "make_workspace" | "refresh_workspace" => {
                 responses.insert(
                     "409".into(),
-                    problem_body("This site serves production, a run is in progress, the name is taken, or there is no room."),
+                    problem_body(
+                        "This site serves production, a run is in progress, the name is taken, or there is no room.",
+                    ),
                 );
             }
             _ if route.method == "POST" => {
@@ -578,8 +580,14 @@ mod tests {
             find("GET", "/v1/faults/drill-x-1"),
             Matched::WrongMethod("DELETE")
         ));
-        assert!(matches!(find("GET", "/v1/workspaces"), Matched::Found(_, Op::Workspaces)));
-        assert!(matches!(find("POST", "/v1/workspaces"), Matched::Found(_, Op::MakeWorkspace)));
+        assert!(matches!(
+            find("GET", "/v1/workspaces"),
+            Matched::Found(_, Op::Workspaces)
+        ));
+        assert!(matches!(
+            find("POST", "/v1/workspaces"),
+            Matched::Found(_, Op::MakeWorkspace)
+        ));
         assert!(
             matches!(find("GET", "/v1/workspaces/dev-1"), Matched::Found(_, Op::Workspace { name }) if name == "dev-1")
         );

@@ -42,11 +42,13 @@ pub struct Status {
     /// Why the roles could not be read (the store is unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles_error: Option<String>,
-    /// The workspaces at the sites (`resurgo workspace`), by site then name.
-    #[serde(default)]
+    /// The workspaces at the sites (`resurgo workspace`), by site then name; absent when
+    /// there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workspaces: Vec<WorkspaceStatus>,
-    /// Per site with workspaces: the DR capacity they are lent in total, against the site's.
-    #[serde(default)]
+    /// Per site with workspaces: the DR capacity they are lent in total, against the site's;
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lent: Vec<CapacityLent>,
 }
 
@@ -335,8 +337,8 @@ pub struct SiteReport {
     /// Why the roles could not be read (the store is unreachable from this site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles_error: Option<String>,
-    /// The workspaces at this site.
-    #[serde(default)]
+    /// The workspaces at this site; absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workspaces: Vec<WorkspaceStatus>,
 }
 
@@ -690,6 +692,7 @@ pub struct WorkspaceStatus {
 /// One dataset's clone in a workspace: the restore point it holds and how it was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkspacePoint {
+    /// The dataset's name in the spec.
     pub dataset: String,
     /// The restore point (short snapshot id).
     pub snapshot: String,
@@ -705,6 +708,7 @@ pub struct WorkspacePoint {
 /// recorded there counts, preempted ones too: their room is kept for them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CapacityLent {
+    /// The site's name in the spec.
     pub site: String,
     /// How many workspaces are there.
     pub workspaces: usize,
@@ -732,7 +736,9 @@ pub struct WorkspaceRequest {
 /// A workspace as its site records it (`workspace.json`): as declared and as it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkspaceRecord {
+    /// Its name.
     pub name: String,
+    /// The DR site whose spare capacity it uses, whose agent made it.
     pub site: String,
     /// What it was made from: the spec's declaration, or the options given on demand.
     pub policy: resurgo_spec::Workspace,
@@ -759,6 +765,7 @@ pub struct WorkspaceRecord {
 /// One dataset's clone in a workspace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkspaceClone {
+    /// The dataset's name in the spec.
     pub dataset: String,
     /// `postgres`, `sqlite` or `directory`.
     pub kind: String,
@@ -790,7 +797,9 @@ pub struct Workspaces {
 /// A workspace deleted (`DELETE /v1/workspaces/{name}`), and what is left of it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkspaceDeleted {
+    /// The site whose agent deleted it.
     pub site: String,
+    /// The workspace's name.
     pub name: String,
     /// What of it is still at the site (empty: nothing; else a person must remove it).
     pub leftovers: Vec<SandboxLeftover>,

@@ -65,7 +65,9 @@ pub fn workspaces(
     only: Option<&str>,
 ) -> Vec<(String, Result<resurgo_api::types::Workspaces, ClientError>)> {
     let sites: Vec<&String> = system.sites.keys().filter(|s| only.is_none_or(|o| o == *s)).collect();
-    ask_each(client, system, &sites, |client, addr| client.get(addr, "/v1/workspaces"))
+    ask_each(client, system, &sites, |client, addr| {
+        client.get(addr, "/v1/workspaces")
+    })
 }
 
 /// Asks each of `sites` at once — `ask(client, its agent's address)`, each on a thread of its

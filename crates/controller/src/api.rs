@@ -750,7 +750,10 @@ impl SiteApi {
             return reply;
         }
         if let Err(e) = crate::workspace::delete(self.state_dir(), name) {
-            return Reply::problem(500, format!("workspace `{name}` could not be deleted at `{}`: {e}", self.site()));
+            return Reply::problem(
+                500,
+                format!("workspace `{name}` could not be deleted at `{}`: {e}", self.site()),
+            );
         }
         let leftovers = crate::workspace::leftovers(self.state_dir(), name, self.site())
             .into_iter()

@@ -115,6 +115,13 @@ pub enum Command {
     /// Workspaces: preemptible dev/test copies of some services and their data at a DR site,
     /// on its spare capacity, taken back first when a failover needs the site: create one
     /// (declared in the spec, or on demand), list, show, refresh or delete them.
+    ///
+    /// On one machine the workspaces are in the state folder (`--state`); when the spec
+    /// declares `api`, each is made, seen, refreshed and deleted by its site's agent
+    /// (`/v1/workspaces`). Exit codes: 0 done, 1 failed or refused (the message says what, at
+    /// which site, and why — e.g. the site serves production after a failover), 64 a bad
+    /// command line (a name the spec does not declare without `--site` and `--services`, or
+    /// one it declares with options of a workspace on demand).
     Workspace(workspace::Args),
     /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
     Wal(wal::Args),

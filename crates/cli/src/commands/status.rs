@@ -1,7 +1,8 @@
 //! `resurgo status`: each site (reachable or unknown), each service (process, health,
 //! drift, when it last passed a drill — with a warning when that is older than the drill's
-//! cadence), and the last applied commit. Exit 0 when everything is in sync, 2 on drift or an
-//! unknown site.
+//! cadence), the last applied commit, and the workspaces at the sites with the DR capacity
+//! each site lends them. Exit 0 when everything is in sync, 2 on drift or an unknown site
+//! (workspaces do not count).
 //!
 //! `--json` prints [`Status`]: a versioned format ([`FORMAT_VERSION`]) whose JSON Schema,
 //! generated from these types, is `schema/status.schema.json` (`resurgo schema --output

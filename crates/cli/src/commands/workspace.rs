@@ -151,8 +151,7 @@ pub struct CreateArgs {
 }
 
 fn parse_on_preempt(s: &str) -> Result<resurgo_spec::OnPreempt, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("`{s}`: `stop` or `destroy`"))
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("`{s}`: `stop` or `destroy`"))
 }
 
 fn parse_clone(s: &str) -> Result<resurgo_spec::CloneMethod, String> {
@@ -377,14 +376,19 @@ fn refresh(spec: &SpecArgs, name: &str, site: Option<&str>, json: bool) -> anyho
         Place::Here(desired) => {
             let engine = spec.engine()?;
             with_progress(json, label, || {
-                workspace::refresh(&engine, &desired.loaded.system, &spec.state, name).map(|r| report::workspace_record(&r))
+                workspace::refresh(&engine, &desired.loaded.system, &spec.state, name)
+                    .map(|r| report::workspace_record(&r))
             })
         }
         Place::Agents(desired, client) => {
             let addr = crate::remote::address(&desired.loaded.system, &found.site)?;
             with_progress(json, label, || {
                 client
-                    .post::<_, WorkspaceRecord>(&addr, &format!("/v1/workspaces/{name}/refresh"), &serde_json::json!({}))
+                    .post::<_, WorkspaceRecord>(
+                        &addr,
+                        &format!("/v1/workspaces/{name}/refresh"),
+                        &serde_json::json!({}),
+                    )
                     .map_err(|e| agent_error(&found.site, e))
             })
         }
@@ -561,7 +565,10 @@ fn reach_lines(record: &WorkspaceRecord, system: &System) -> Vec<String> {
         let ports = system.services.get(service).map(|s| s.ports.as_slice()).unwrap_or(&[]);
         match (address, ports.first()) {
             (Some(a), Some(_)) => {
-                let at: Vec<String> = ports.iter().map(|p| std::net::SocketAddr::new(a, *p).to_string()).collect();
+                let at: Vec<String> = ports
+                    .iter()
+                    .map(|p| std::net::SocketAddr::new(a, *p).to_string())
+                    .collect();
                 lines.push(format!("{service} at {} inside it", at.join(", ")));
             }
             _ => lines.push(format!("{service} (no port declared)")),
@@ -581,15 +588,21 @@ fn print_made(record: &WorkspaceRecord, system: &System, json: bool) -> anyhow::
         return Ok(());
     }
     let paint = Paint::stdout();
-    let ready = record.ready_s.map(|s| format!(", serving {s:.2} s after it was asked for")).unwrap_or_default();
+    let ready = record
+        .ready_s
+        .map(|s| format!(", serving {s:.2} s after it was asked for"))
+        .unwrap_or_default();
     println!(
         "{}",
-        paint.bold(&format!("workspace {} at {}: {}{ready}", record.name, record.site, record.state))
+        paint.bold(&format!(
+            "workspace {} at {}: {}{ready}",
+            record.name, record.site, record.state
+        ))
     );
     let now = now_unix();
     for c in &record.clones {
         println!(
-            "  {}: snapshot {} ({} old), cloned by {} in {:.2} s ({})",
+            "  {}: snapshot {} ({} old), cloned by {} in {:.3} s ({})",
             c.dataset,
             c.snapshot,
             seconds_words((now - c.taken_unix).max(0) as u64),
@@ -621,7 +634,15 @@ pub fn render_list(records: &[WorkspaceRecord], system: &System, paint: &Paint) 
     }
     let now = now_unix();
     let header = [
-        "NAME", "SITE", "STATE", "SERVICES", "SEED", "METHOD", "TTL LEFT", "PRIORITY", "RESOURCES",
+        "NAME",
+        "SITE",
+        "STATE",
+        "SERVICES",
+        "SEED",
+        "METHOD",
+        "TTL LEFT",
+        "PRIORITY",
+        "RESOURCES",
     ];
     let mut rows: Vec<[String; 9]> = Vec::new();
     for r in records {
@@ -644,7 +665,11 @@ pub fn render_list(records: &[WorkspaceRecord], system: &System, paint: &Paint) 
             r.state.clone(),
             r.policy.services.join(","),
             seed,
-            if methods.is_empty() { "-".into() } else { methods.join(",") },
+            if methods.is_empty() {
+                "-".into()
+            } else {
+                methods.join(",")
+            },
             seconds_words(status.ttl_left_seconds),
             r.policy.priority.to_string(),
             format!("cpu {}, mem {}", r.policy.resources.cpu, r.policy.resources.memory),
@@ -758,7 +783,7 @@ pub fn render_show(r: &WorkspaceRecord, system: &System, paint: &Paint) -> Strin
         );
         let _ = writeln!(
             out,
-            "    clone       {} in {:.2} s, {}",
+            "    clone       {} in {:.3} s, {}",
             c.method,
             c.took_s,
             crate::report::size(c.bytes)

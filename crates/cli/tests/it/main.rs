@@ -25,3 +25,4 @@ mod runbook;
 mod tidy;
 mod trust;
 mod util;
+mod workspace_cli;
