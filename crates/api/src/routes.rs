@@ -9,6 +9,7 @@ use crate::types::{
     Applied, ApplyRequest, DatasetDone, DatasetRequest, FaultInForce, FaultOrder, FaultReverted, Faults, Health,
     MaintenanceRequest, MaintenanceState, Problem, RepositoryDone, RepositoryRequest, RunStarted, Runs,
     SandboxCheckRequest, SandboxChecked, SandboxMade, SandboxRequest, SandboxState, SiteReport, StartRun,
+    WorkspaceDeleted, WorkspaceRecord, WorkspaceRequest, Workspaces,
 };
 
 /// What a request asks for, with its path parameters.
@@ -36,6 +37,11 @@ pub enum Op {
     DestroySandbox { id: String },
     ApplyFault,
     RevertFault { id: String },
+    Workspaces,
+    MakeWorkspace,
+    Workspace { name: String },
+    DeleteWorkspace { name: String },
+    RefreshWorkspace { name: String },
     Events,
 }
 
@@ -287,6 +293,56 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/v1/workspaces",
+        public: false,
+        operation: "workspaces",
+        summary: "The workspaces at this site, as it records them: policy, state, clones (restore point, method, time), expiry, namespace.",
+        request: None,
+        response: Body::Json(schema::<Workspaces>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/workspaces",
+        public: false,
+        operation: "make_workspace",
+        summary: "Make a workspace here (its policy's `site` must be this one): golden copies of this site's newest verified restore point, cloned, the services started in a namespace of their own, the masking run; answered once it serves. Refused (409) while this site serves production, a run is in progress, the name is taken or there is no room; 400 when the policy breaks a rule of the spec.",
+        request: Some(schema::<WorkspaceRequest>),
+        response: Body::Json(schema::<WorkspaceRecord>),
+        status: 201,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/workspaces/{name}",
+        public: false,
+        operation: "workspace",
+        summary: "Workspace `name` as this site records it (404: there is none here).",
+        request: None,
+        response: Body::Json(schema::<WorkspaceRecord>),
+        status: 200,
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/workspaces/{name}",
+        public: false,
+        operation: "delete_workspace",
+        summary: "Delete workspace `name`: its services stopped, its clones removed (an overlay unmounted), its namespace and folder gone; what is left afterwards (404: there is none here).",
+        request: None,
+        response: Body::Json(schema::<WorkspaceDeleted>),
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/workspaces/{name}/refresh",
+        public: false,
+        operation: "refresh_workspace",
+        summary: "Seed workspace `name` again from the newest restore point, with the same policy (its TTL counts from now): destroyed and made again (404: there is none here).",
+        request: None,
+        response: Body::Json(schema::<WorkspaceRecord>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
         path: "/v1/events",
         public: false,
         operation: "events",
@@ -340,6 +396,11 @@ pub fn find(method: &str, path: &str) -> Matched {
             "sandbox" => Op::Sandbox { id: param(0) },
             "check_sandbox" => Op::CheckSandbox { id: param(0) },
             "destroy_sandbox" => Op::DestroySandbox { id: param(0) },
+            "workspaces" => Op::Workspaces,
+            "make_workspace" => Op::MakeWorkspace,
+            "workspace" => Op::Workspace { name: param(0) },
+            "delete_workspace" => Op::DeleteWorkspace { name: param(0) },
+            "refresh_workspace" => Op::RefreshWorkspace { name: param(0) },
             "events" => Op::Events,
             other => unreachable!("route `{other}` has no operation"),
         };
@@ -438,6 +499,14 @@ pub fn openapi() -> Value {
                     ),
                 );
             }
+            "make_workspace" | "refresh_workspace" => {
+                responses.insert(
+                    "409".into(),
+                    problem_body(
+                        "This site serves production, a run is in progress, the name is taken, or there is no room.",
+                    ),
+                );
+            }
             _ if route.method == "POST" => {
                 responses.insert("409".into(), problem_body("A stale epoch, or a run in progress."));
             }
@@ -510,6 +579,27 @@ mod tests {
         assert!(matches!(
             find("GET", "/v1/faults/drill-x-1"),
             Matched::WrongMethod("DELETE")
+        ));
+        assert!(matches!(
+            find("GET", "/v1/workspaces"),
+            Matched::Found(_, Op::Workspaces)
+        ));
+        assert!(matches!(
+            find("POST", "/v1/workspaces"),
+            Matched::Found(_, Op::MakeWorkspace)
+        ));
+        assert!(
+            matches!(find("GET", "/v1/workspaces/dev-1"), Matched::Found(_, Op::Workspace { name }) if name == "dev-1")
+        );
+        assert!(
+            matches!(find("DELETE", "/v1/workspaces/dev-1"), Matched::Found(_, Op::DeleteWorkspace { name }) if name == "dev-1")
+        );
+        assert!(
+            matches!(find("POST", "/v1/workspaces/dev-1/refresh"), Matched::Found(_, Op::RefreshWorkspace { name }) if name == "dev-1")
+        );
+        assert!(matches!(
+            find("GET", "/v1/workspaces/dev-1/refresh"),
+            Matched::WrongMethod("POST")
         ));
     }
 

@@ -42,6 +42,14 @@ pub struct Status {
     /// Why the roles could not be read (the store is unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles_error: Option<String>,
+    /// The workspaces at the sites (`resurgo workspace`), by site then name; absent when
+    /// there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspaces: Vec<WorkspaceStatus>,
+    /// Per site with workspaces: the DR capacity they are lent in total, against the site's;
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lent: Vec<CapacityLent>,
 }
 
 /// The last apply: which spec, when.
@@ -333,6 +341,9 @@ pub struct SiteReport {
     /// Why the roles could not be read (the store is unreachable from this site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles_error: Option<String>,
+    /// The workspaces at this site; absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspaces: Vec<WorkspaceStatus>,
 }
 
 /// A health answer (`/health`, `/primary`, `/standby`): 200 when the answer is yes, 503 when
@@ -651,4 +662,149 @@ pub struct SandboxCopyCheck {
 pub struct SandboxChecked {
     pub attempts: Vec<SandboxAttempt>,
     pub copies: Vec<SandboxCopyCheck>,
+}
+
+/// A workspace in `status`: where it is, what it does, what it started from, how long it has
+/// left and what it takes of its site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceStatus {
+    /// Its name (`resurgo workspace show NAME`).
+    pub name: String,
+    /// The DR site whose spare capacity it uses.
+    pub site: String,
+    /// `seeding`, `ready`, `preempted` or `failed`.
+    pub state: String,
+    /// Why it is preempted or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The services it copies.
+    pub services: Vec<String>,
+    /// Its seed as asked: `latest`, or an RFC 3339 time.
+    pub seed: String,
+    /// What each dataset was cloned from, and how.
+    pub points: Vec<WorkspacePoint>,
+    /// Seconds until it expires and is deleted (0: expired, deleted at the agent's next tick).
+    pub ttl_left_seconds: u64,
+    /// Which of a site's workspaces a failover takes back first: the lowest.
+    pub priority: i32,
+    /// What it takes of its site's capacity: CPU in cores.
+    pub cpu: f64,
+    /// What it takes of its site's capacity: memory in bytes.
+    pub memory_bytes: u64,
+}
+
+/// One dataset's clone in a workspace: the restore point it holds and how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspacePoint {
+    /// The dataset's name in the spec.
+    pub dataset: String,
+    /// The restore point (short snapshot id).
+    pub snapshot: String,
+    /// When that point was taken (RFC 3339, UTC).
+    pub taken: String,
+    /// Its age now, in seconds.
+    pub age_seconds: i64,
+    /// How it was cloned from the golden copy: `reflink`, `overlay` or `copy`.
+    pub method: String,
+}
+
+/// The DR capacity a site lends to its workspaces, against what it has. Every workspace
+/// recorded there counts, preempted ones too: their room is kept for them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CapacityLent {
+    /// The site's name in the spec.
+    pub site: String,
+    /// How many workspaces are there.
+    pub workspaces: usize,
+    /// CPU lent, in cores.
+    pub cpu: f64,
+    /// Memory lent, in bytes.
+    pub memory_bytes: u64,
+    /// The site's declared capacity: CPU in cores (null: the site is not in the spec).
+    pub capacity_cpu: Option<f64>,
+    /// The site's declared capacity: memory in bytes (null: the site is not in the spec).
+    pub capacity_memory_bytes: Option<u64>,
+}
+
+/// Make a workspace at this site (`POST /v1/workspaces`): one the spec declares, or one on
+/// demand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceRequest {
+    /// Its name: lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    /// What it is, as the spec's `workspaces:` declares one; its `site` must be the agent's.
+    pub policy: resurgo_spec::Workspace,
+}
+
+/// A workspace as its site records it (`workspace.json`): as declared and as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceRecord {
+    /// Its name.
+    pub name: String,
+    /// The DR site whose spare capacity it uses, whose agent made it.
+    pub site: String,
+    /// What it was made from: the spec's declaration, or the options given on demand.
+    pub policy: resurgo_spec::Workspace,
+    /// `seeding`, `ready`, `preempted` or `failed`.
+    pub state: String,
+    /// Why it is preempted or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When it was made (seconds since the Unix epoch).
+    pub created_unix: i64,
+    /// When it expires and is deleted (seconds since the Unix epoch).
+    pub expires_unix: i64,
+    /// When its copies were made (seconds since the Unix epoch).
+    pub seeded_unix: i64,
+    /// Its datasets' clones.
+    pub clones: Vec<WorkspaceClone>,
+    /// Seconds until it served (copies, start, masking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_s: Option<f64>,
+    /// The network namespace its services run in (`ip netns exec NETNS …` reaches them).
+    pub netns: String,
+}
+
+/// One dataset's clone in a workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceClone {
+    /// The dataset's name in the spec.
+    pub dataset: String,
+    /// `postgres`, `sqlite` or `directory`.
+    pub kind: String,
+    /// The restore point it holds (short snapshot id).
+    pub snapshot: String,
+    /// When that point was taken (seconds since the Unix epoch).
+    pub taken_unix: i64,
+    /// How it was cloned from the golden copy: `reflink`, `overlay` or `copy`.
+    pub method: String,
+    /// How long the clone took, in seconds.
+    pub took_s: f64,
+    /// How many bytes it holds.
+    pub bytes: u64,
+    /// Where the clone is at the site (the data folder as the service sees it).
+    pub path: String,
+    /// The golden copy it was cloned from (an overlay reads through it).
+    pub golden: String,
+}
+
+/// The workspaces at a site (`GET /v1/workspaces`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Workspaces {
+    /// The site answering.
+    pub site: String,
+    /// Its workspaces, by name.
+    pub workspaces: Vec<WorkspaceRecord>,
+}
+
+/// A workspace deleted (`DELETE /v1/workspaces/{name}`), and what is left of it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceDeleted {
+    /// The site whose agent deleted it.
+    pub site: String,
+    /// The workspace's name.
+    pub name: String,
+    /// What of it is still at the site (empty: nothing; else a person must remove it).
+    pub leftovers: Vec<SandboxLeftover>,
 }

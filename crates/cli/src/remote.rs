@@ -57,6 +57,19 @@ pub fn site_reports(client: &Client, system: &System) -> Reports {
     })
 }
 
+/// The workspaces at each site (`only`, or every site), asked of their agents at once
+/// (`GET /v1/workspaces`), in the spec's order.
+pub fn workspaces(
+    client: &Client,
+    system: &System,
+    only: Option<&str>,
+) -> Vec<(String, Result<resurgo_api::types::Workspaces, ClientError>)> {
+    let sites: Vec<&String> = system.sites.keys().filter(|s| only.is_none_or(|o| o == *s)).collect();
+    ask_each(client, system, &sites, |client, addr| {
+        client.get(addr, "/v1/workspaces")
+    })
+}
+
 /// Asks each of `sites` at once — `ask(client, its agent's address)`, each on a thread of its
 /// own —, in their order.
 fn ask_each<T: Send>(

@@ -615,9 +615,7 @@ impl Agent {
     /// The site's workspaces: expired ones deleted, preempted ones back once the site is idle
     /// ([`crate::workspace::tend`]), on a thread of its own, one round at a time.
     fn tend_workspaces(&self, site: &str) {
-        if !crate::workspace::workspaces_dir(&self.state_dir).exists()
-            || self.tending.swap(true, Ordering::AcqRel)
-        {
+        if !crate::workspace::workspaces_dir(&self.state_dir).exists() || self.tending.swap(true, Ordering::AcqRel) {
             return;
         }
         let (engine, spec, state_dir, site, tending) = (

@@ -688,6 +688,101 @@ impl SiteApi {
         }
     }
 
+    /// Workspace `name` if it is recorded here and is this site's (one state folder may hold
+    /// every site's, with `controller --agents`).
+    fn own_workspace(&self, name: &str) -> Result<crate::workspace::Record, Reply> {
+        crate::workspace::find(self.state_dir(), name)
+            .filter(|r| r.site == self.site())
+            .ok_or_else(|| Reply::problem(404, format!("no workspace `{name}` at `{}`", self.site())))
+    }
+
+    /// A workspace's making (or re-making) failed: refused before anything was made (409), or
+    /// failed and cleaned up (500).
+    fn workspace_error(name: &str, e: String) -> Reply {
+        let refused = e.starts_with(&format!("workspace `{name}` is not made:"));
+        Reply::problem(if refused { 409 } else { 500 }, e)
+    }
+
+    fn workspaces(&self) -> Reply {
+        Reply::json(
+            200,
+            &resurgo_api::types::Workspaces {
+                site: self.site().to_string(),
+                workspaces: crate::report::workspace_records(self.state_dir(), Some(self.site())),
+            },
+        )
+    }
+
+    /// A workspace made here ([`crate::workspace::create`]), from this site's own repository,
+    /// with the spec as written here; answered once it serves.
+    fn make_workspace(&self, request: &Request) -> Reply {
+        let asked: resurgo_api::types::WorkspaceRequest = match request.json() {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        if asked.policy.site != self.site() {
+            return Reply::problem(
+                400,
+                format!(
+                    "this is site `{}`'s agent: a workspace is made by its own site's agent; ask `{}`'s",
+                    self.site(),
+                    asked.policy.site
+                ),
+            );
+        }
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        let system = &written.loaded.system;
+        let problems = resurgo_spec::check_workspace(system, &asked.name, &asked.policy);
+        if !problems.is_empty() {
+            return Reply::problem(400, problems.join("; "));
+        }
+        match crate::workspace::create(self.engine(), system, self.state_dir(), &asked.name, &asked.policy) {
+            Ok(record) => Reply::json(201, &crate::report::workspace_record(&record)),
+            Err(e) => Self::workspace_error(&asked.name, e),
+        }
+    }
+
+    fn delete_workspace(&self, name: &str) -> Reply {
+        if let Err(reply) = self.own_workspace(name) {
+            return reply;
+        }
+        if let Err(e) = crate::workspace::delete(self.state_dir(), name) {
+            return Reply::problem(
+                500,
+                format!("workspace `{name}` could not be deleted at `{}`: {e}", self.site()),
+            );
+        }
+        let leftovers = crate::workspace::leftovers(self.state_dir(), name, self.site())
+            .into_iter()
+            .map(|(kind, what, place)| resurgo_api::types::SandboxLeftover { kind, what, place })
+            .collect();
+        Reply::json(
+            200,
+            &resurgo_api::types::WorkspaceDeleted {
+                site: self.site().to_string(),
+                name: name.to_string(),
+                leftovers,
+            },
+        )
+    }
+
+    fn refresh_workspace(&self, name: &str) -> Reply {
+        if let Err(reply) = self.own_workspace(name) {
+            return reply;
+        }
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        match crate::workspace::refresh(self.engine(), &written.loaded.system, self.state_dir(), name) {
+            Ok(record) => Reply::json(200, &crate::report::workspace_record(&record)),
+            Err(e) => Self::workspace_error(name, e),
+        }
+    }
+
     fn faults(&self) -> Reply {
         match crate::faults::in_force(self.state_dir(), self.site()) {
             Ok(faults) => Reply::json(
@@ -806,6 +901,14 @@ impl Handler for SiteApi {
                 Ok(()) => Reply::json(200, &self.sandbox_state(id)),
                 Err(e) => Reply::problem(500, format!("sandbox {id} could not be destroyed here: {e}")),
             },
+            Op::Workspaces => self.workspaces(),
+            Op::MakeWorkspace => self.make_workspace(request),
+            Op::Workspace { name } => match self.own_workspace(name) {
+                Ok(record) => Reply::json(200, &crate::report::workspace_record(&record)),
+                Err(reply) => reply,
+            },
+            Op::DeleteWorkspace { name } => self.delete_workspace(name),
+            Op::RefreshWorkspace { name } => self.refresh_workspace(name),
             Op::Events => self.events(request),
         }
     }

@@ -9,8 +9,9 @@
 //! folder.
 
 use resurgo_api::types::{
-    Archiving, ArchivingState, DatasetStatus, Lease, Maintenance, Measures, RecoveryPoint, RoleStatus, Run,
-    ServiceStatus, SetAsideStatus, SiteReport, SiteStatus, StandbyLag, API_FORMAT_VERSION,
+    Archiving, ArchivingState, CapacityLent, DatasetStatus, Lease, Maintenance, Measures, RecoveryPoint, RoleStatus,
+    Run, ServiceStatus, SetAsideStatus, SiteReport, SiteStatus, StandbyLag, WorkspaceClone, WorkspacePoint,
+    WorkspaceRecord, WorkspaceStatus, API_FORMAT_VERSION,
 };
 use resurgo_plan::{make_plan, Action, Health, PlanOptions, ProcessState, Role, SiteState, SourceId};
 use resurgo_provider::Provider as _;
@@ -432,7 +433,124 @@ pub fn site_report(
         roles,
         maintenance,
         roles_error,
+        workspaces: workspaces_at(state, Some(site)),
     }
+}
+
+/// A workspace's record (`workspace.json`) as the site API carries it.
+pub fn workspace_record(record: &crate::workspace::Record) -> WorkspaceRecord {
+    let word = |v: serde_json::Result<serde_json::Value>| {
+        v.ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    };
+    WorkspaceRecord {
+        name: record.name.clone(),
+        site: record.site.clone(),
+        policy: record.policy.clone(),
+        state: record.state.as_str().to_string(),
+        detail: record.detail.clone(),
+        created_unix: record.created_unix,
+        expires_unix: record.expires_unix,
+        seeded_unix: record.seeded_unix,
+        clones: record
+            .clones
+            .iter()
+            .map(|c| WorkspaceClone {
+                dataset: c.dataset.clone(),
+                kind: word(serde_json::to_value(c.kind)),
+                snapshot: c.snapshot.clone(),
+                taken_unix: c.taken_unix,
+                method: c.method.to_string(),
+                took_s: c.took_s,
+                bytes: c.bytes,
+                path: c.path.display().to_string(),
+                golden: c.golden.display().to_string(),
+            })
+            .collect(),
+        ready_s: record.ready_s,
+        netns: record.netns.clone(),
+    }
+}
+
+/// The workspaces recorded in `state` (those at `site`, or all), as the site API carries them.
+pub fn workspace_records(state: &std::path::Path, site: Option<&str>) -> Vec<WorkspaceRecord> {
+    crate::workspace::list(state)
+        .iter()
+        .filter(|r| site.is_none_or(|s| r.site == s))
+        .map(workspace_record)
+        .collect()
+}
+
+/// What `status` shows of the workspaces recorded in `state` (at `site`, or all).
+pub fn workspaces_at(state: &std::path::Path, site: Option<&str>) -> Vec<WorkspaceStatus> {
+    let now = now_secs() as i64;
+    workspace_records(state, site)
+        .iter()
+        .map(|r| workspace_status(r, now))
+        .collect()
+}
+
+/// A workspace as `status` shows it, `now` (Unix seconds).
+pub fn workspace_status(record: &WorkspaceRecord, now: i64) -> WorkspaceStatus {
+    WorkspaceStatus {
+        name: record.name.clone(),
+        site: record.site.clone(),
+        state: record.state.clone(),
+        detail: record.detail.clone(),
+        services: record.policy.services.clone(),
+        seed: serde_json::to_value(&record.policy.seed)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        points: record
+            .clones
+            .iter()
+            .map(|c| WorkspacePoint {
+                dataset: c.dataset.clone(),
+                snapshot: c.snapshot.clone(),
+                taken: crate::events::format_rfc3339(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.taken_unix.max(0) as u64),
+                ),
+                age_seconds: (now - c.taken_unix).max(0),
+                method: c.method.clone(),
+            })
+            .collect(),
+        ttl_left_seconds: (record.expires_unix - now).max(0) as u64,
+        priority: record.policy.priority,
+        cpu: record.policy.resources.cpu.0 as f64 / 1000.0,
+        memory_bytes: record.policy.resources.memory.0,
+    }
+}
+
+/// Per site with workspaces (in the spec's order, then any other), the capacity lent to them
+/// in total against the site's declared capacity. Every workspace counts, preempted or
+/// failed ones too: a new one is refused room they hold (`workspace::create`).
+pub fn capacity_lent(system: &System, workspaces: &[WorkspaceStatus]) -> Vec<CapacityLent> {
+    let mut sites: Vec<&str> = system
+        .sites
+        .keys()
+        .map(String::as_str)
+        .filter(|s| workspaces.iter().any(|w| w.site == *s))
+        .collect();
+    for w in workspaces {
+        if !sites.contains(&w.site.as_str()) {
+            sites.push(&w.site);
+        }
+    }
+    sites
+        .into_iter()
+        .map(|site| {
+            let here: Vec<&WorkspaceStatus> = workspaces.iter().filter(|w| w.site == site).collect();
+            let declared = system.sites.get(site);
+            CapacityLent {
+                site: site.to_string(),
+                workspaces: here.len(),
+                cpu: (here.iter().map(|w| w.cpu).sum::<f64>() * 1000.0).round() / 1000.0,
+                memory_bytes: here.iter().map(|w| w.memory_bytes).sum(),
+                capacity_cpu: declared.map(|s| s.capacity.cpu.0 as f64 / 1000.0),
+                capacity_memory_bytes: declared.map(|s| s.capacity.memory.0),
+            }
+        })
+        .collect()
 }
 
 /// A run's report with the measures stored beside its journal.

@@ -17,7 +17,7 @@ pub use diag::{Diagnostic, SourceFile, SpecError};
 pub use load::{load, Loaded, Sources};
 pub use model::*;
 pub use units::{ByteSize, Cpu, Duration};
-pub use validate::{warnings, Warning};
+pub use validate::{check_workspace, warnings, Warning};
 
 /// The JSON Schema of one spec file, pretty-printed, generated from [`Document`].
 pub fn json_schema() -> String {

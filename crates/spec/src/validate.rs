@@ -1195,6 +1195,30 @@ fn check_workspaces(c: &mut Checker) {
     }
 }
 
+/// The rules a declared workspace keeps, for one made on demand (`resurgo workspace create
+/// NAME --site S --services …`) that no spec file holds: a name like any other, a declared DR
+/// site where none of its services is active, declared services whose data can be cloned, a
+/// seed that names a restore point, lifetimes that are not zero, masking commands that say
+/// something. Each problem is a sentence. Room at the site is not checked here: it depends on
+/// what is lent when the workspace is made, which the maker checks.
+pub fn check_workspace(system: &System, name: &str, workspace: &crate::model::Workspace) -> Vec<String> {
+    let mut alone = system.clone();
+    alone.workspaces = IndexMap::from([(name.to_string(), workspace.clone())]);
+    let sources = Sources::default();
+    let mut c = Checker {
+        system: &alone,
+        sources: &sources,
+        diags: Vec::new(),
+    };
+    if !valid_name(name) {
+        c.diags.push(Diagnostic::bare(format!(
+            "invalid workspace name `{name}`: use lowercase letters, digits, `-` and `_`, at most 63, starting and ending with a letter or digit"
+        )));
+    }
+    check_workspaces(&mut c);
+    c.diags.into_iter().map(|d| d.message).collect()
+}
+
 /// The workspaces at a site, with the services active there, fit its capacity. A failover
 /// takes them back, so they are not counted against what a standby site must hold to take
 /// over; but until then they run beside the site's own services.

@@ -32,6 +32,7 @@ pub mod status;
 pub mod validate;
 pub mod verify;
 pub mod wal;
+pub mod workspace;
 
 /// Disaster recovery as code.
 ///
@@ -111,6 +112,17 @@ pub enum Command {
     /// Practise a declared loss (a service, a workload, a site, a link) and keep the
     /// evidence: run a drill, finish one whose process died, list them, render a report.
     Drill(drill::Args),
+    /// Workspaces: preemptible dev/test copies of some services and their data at a DR site,
+    /// on its spare capacity, taken back first when a failover needs the site: create one
+    /// (declared in the spec, or on demand), list, show, refresh or delete them.
+    ///
+    /// On one machine the workspaces are in the state folder (`--state`); when the spec
+    /// declares `api`, each is made, seen, refreshed and deleted by its site's agent
+    /// (`/v1/workspaces`). Exit codes: 0 done, 1 failed or refused (the message says what, at
+    /// which site, and why — e.g. the site serves production after a failover), 64 a bad
+    /// command line (a name the spec does not declare without `--site` and `--services`, or
+    /// one it declares with options of a workspace on demand).
+    Workspace(workspace::Args),
     /// PostgreSQL's archive and restore commands: push or fetch one WAL file.
     Wal(wal::Args),
     /// A tiny HTTP service used by the quickstart example.
@@ -147,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(a) => runs::run(a),
         Command::Runbook(a) => runbook::run(a),
         Command::Drill(a) => drill::run(a),
+        Command::Workspace(a) => workspace::run(a),
         Command::Wal(a) => wal::run(a),
         Command::ExampleApp(a) => example_app::run(a),
         Command::Shim(a) => shim::run(a),

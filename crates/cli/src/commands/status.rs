@@ -1,7 +1,8 @@
 //! `resurgo status`: each site (reachable or unknown), each service (process, health,
 //! drift, when it last passed a drill — with a warning when that is older than the drill's
-//! cadence), and the last applied commit. Exit 0 when everything is in sync, 2 on drift or an
-//! unknown site.
+//! cadence), the last applied commit, and the workspaces at the sites with the DR capacity
+//! each site lends them. Exit 0 when everything is in sync, 2 on drift or an unknown site
+//! (workspaces do not count).
 //!
 //! `--json` prints [`Status`]: a versioned format ([`FORMAT_VERSION`]) whose JSON Schema,
 //! generated from these types, is `schema/status.schema.json` (`resurgo schema --output
@@ -78,6 +79,7 @@ fn on_this_machine(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> an
         Err(e) => (vec![], None, Some(e.to_string())),
     };
     let datasets: Vec<_> = parts.iter().map(|(s, _, d)| (s.site.clone(), d.clone())).collect();
+    let workspaces = report::workspaces_at(state, None);
     let drills = report::drills_of(system, state);
     for (site, _, _) in &mut parts {
         resurgo_controller::freshness::fill(site, &drills);
@@ -96,6 +98,8 @@ fn on_this_machine(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> an
         roles,
         maintenance,
         roles_error,
+        lent: report::capacity_lent(system, &workspaces),
+        workspaces,
     })
 }
 
@@ -120,10 +124,12 @@ fn through_agents(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> any
     let mut sites = Vec::new();
     let mut datasets = Vec::new();
     let mut in_sync = true;
+    let mut workspaces = Vec::new();
     for (site, answer) in reports {
         match answer {
             Ok(report) => {
                 in_sync &= report.in_sync;
+                workspaces.extend(report.workspaces);
                 datasets.push((site, Ok(report.datasets)));
                 sites.push(report.site);
             }
@@ -145,6 +151,8 @@ fn through_agents(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> any
         maintenance,
         roles,
         roles_error,
+        lent: report::capacity_lent(written, &workspaces),
+        workspaces,
     })
 }
 
@@ -293,6 +301,29 @@ pub fn render_status(status: &Status, paint: &Paint) -> String {
             r.group, r.primary, r.epoch
         );
     }
+    for w in &status.workspaces {
+        let state = match w.state.as_str() {
+            "ready" => paint.green("ready"),
+            "failed" => paint.red("failed"),
+            other => paint.yellow(other),
+        };
+        let detail = w.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "workspace {} at {}: {state}{detail}, {}, seed {}, ttl {} left, priority {}, cpu {}, memory {}",
+            paint.bold(&w.name),
+            w.site,
+            w.services.join(", "),
+            seed_words(&w.points),
+            crate::commands::workspace::seconds_words(w.ttl_left_seconds),
+            w.priority,
+            w.cpu,
+            crate::report::size(w.memory_bytes),
+        );
+    }
+    for l in &status.lent {
+        let _ = writeln!(out, "{}", crate::commands::workspace::lent_words(l));
+    }
     if let Some(m) = &status.maintenance {
         let _ = writeln!(
             out,
@@ -347,4 +378,25 @@ fn drill_words(d: &resurgo_api::types::ServiceDrill, paint: &Paint) -> String {
     } else {
         text
     }
+}
+
+/// A workspace's seed, compactly: each dataset's restore point, its age and how it was
+/// cloned (`db 3f2a9c1d 2h old by reflink`).
+fn seed_words(points: &[resurgo_api::types::WorkspacePoint]) -> String {
+    if points.is_empty() {
+        return "none yet".into();
+    }
+    points
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {} old by {}",
+                p.dataset,
+                p.snapshot,
+                crate::commands::workspace::seconds_words(p.age_seconds.max(0) as u64),
+                p.method
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -16,18 +16,18 @@ use serde_json::{json, Value};
 
 use crate::util::{find_service, poll, Daemon, Env, Out, BIN};
 
-const TOKEN: &str = "a-long-random-deployment-token";
-const PORT: u16 = 7443;
+pub(crate) const TOKEN: &str = "a-long-random-deployment-token";
+pub(crate) const PORT: u16 = 7443;
 
 /// Two sites on this machine whose agents serve the API, `web` at a (standby site b), fast
 /// failover timing, and the deployment's certificates made by `resurgo certs`.
-struct Deployment {
-    env: Env,
-    certs: PathBuf,
+pub(crate) struct Deployment {
+    pub(crate) env: Env,
+    pub(crate) certs: PathBuf,
 }
 
 impl Deployment {
-    fn new(block: u8, web_port: u16) -> Deployment {
+    pub(crate) fn new(block: u8, web_port: u16) -> Deployment {
         let env = Env::new(block);
         let certs = env.path().join("certs");
         let services =
@@ -47,7 +47,7 @@ impl Deployment {
         Deployment { env, certs }
     }
 
-    fn agent(&self, site: &str) -> Daemon {
+    pub(crate) fn agent(&self, site: &str) -> Daemon {
         let tls = self.certs.join(site).display().to_string();
         Daemon::start_with(
             &self.env,
@@ -58,12 +58,12 @@ impl Deployment {
         )
     }
 
-    fn addr(&self, site: u8) -> String {
+    pub(crate) fn addr(&self, site: u8) -> String {
         format!("{}:{PORT}", self.env.addr(site))
     }
 
     /// A client from `folder` (`ca.pem`, and a certificate when there is one), with `token`.
-    fn client(&self, folder: &Path, token: Option<&str>) -> Client {
+    pub(crate) fn client(&self, folder: &Path, token: Option<&str>) -> Client {
         Client::new(
             &Credentials {
                 tls: TlsFiles::new(folder),
@@ -75,7 +75,7 @@ impl Deployment {
     }
 
     /// A folder with the deployment's CA only: no identity.
-    fn anonymous(&self) -> PathBuf {
+    pub(crate) fn anonymous(&self) -> PathBuf {
         let dir = self.env.path().join("anonymous");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(self.certs.join("ca.pem"), dir.join("ca.pem")).unwrap();
@@ -83,7 +83,7 @@ impl Deployment {
     }
 
     /// `resurgo ARGS` as the operator: the spec, its own state folder, and only the API.
-    fn operator(&self, args: &[&str]) -> Out {
+    pub(crate) fn operator(&self, args: &[&str]) -> Out {
         let out = Command::new(BIN)
             .args(args)
             .arg("--spec")
@@ -117,12 +117,12 @@ impl Deployment {
         assert_eq!(sites[1]["applied"], true, "{sites}");
     }
 
-    fn log(&self, name: &str) -> String {
+    pub(crate) fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.env.path().join(name)).unwrap_or_default()
     }
 }
 
-fn status_of(e: ClientError) -> u16 {
+pub(crate) fn status_of(e: ClientError) -> u16 {
     match e {
         ClientError::Refused { status, .. } => status,
         other => panic!("expected an HTTP refusal, got: {other}"),

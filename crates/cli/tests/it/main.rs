@@ -26,3 +26,4 @@ mod tidy;
 mod trust;
 mod util;
 mod workspace;
+mod workspace_cli;

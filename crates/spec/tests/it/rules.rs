@@ -641,3 +641,25 @@ fn the_quickstart_workspace_example_is_valid() {
     let l = ok(&format!("{head}{uncommented}"));
     assert_eq!(l.system.workspaces["qa"].services, ["web"]);
 }
+
+/// A workspace made on demand (`resurgo workspace create NAME --site … --services …`) keeps
+/// the rules a declared one does, each problem a sentence (there is no file to point into).
+#[test]
+fn a_workspace_on_demand_keeps_the_rules_of_a_declared_one() {
+    let l = ok(BASE);
+    let policy = |v: serde_json::Value| -> resurgo_spec::Workspace { serde_json::from_value(v).unwrap() };
+    let fine = policy(serde_json::json!({"site": "b", "services": ["web", "db"]}));
+    assert_eq!(
+        resurgo_spec::check_workspace(&l.system, "qa", &fine),
+        Vec::<String>::new()
+    );
+    let at_a = policy(serde_json::json!({"site": "a", "services": ["web"], "ttl": "0s"}));
+    let problems = resurgo_spec::check_workspace(&l.system, "Bad Name", &at_a);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems[0].starts_with("invalid workspace name `Bad Name`"),
+        "{problems:?}"
+    );
+    assert!(problems[1].contains("where service `web` is active"), "{problems:?}");
+    assert!(problems[2].contains("ttl must be greater than zero"), "{problems:?}");
+}
