@@ -24,9 +24,9 @@ pub mod schedule;
 mod scratch_pg;
 pub mod site;
 pub mod source;
+pub mod workspace;
 #[cfg(test)]
 mod testing;
-pub mod workspace;
 
 pub use daemon::{DaemonError, SiteContext, SiteDaemon};
 pub use desired::{Desired, LastKnownGood, LoadError, SharedSpec};

@@ -393,7 +393,9 @@ impl Sandbox {
 
     /// Stops one service of the sandbox (its supervisor's stop: SIGTERM, its grace, SIGKILL).
     pub fn stop_service(&self, service: &str) -> Result<(), String> {
-        self.provider().stop(&self.handle(), service).map_err(|e| e.to_string())
+        self.provider()
+            .stop(&self.handle(), service)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -255,14 +255,7 @@ fn refusal(system: &System, state_dir: &Path, name: &str, policy: &Workspace) ->
 
 /// The golden copy of `dataset` at `site` for a seed: the newest one made from the newest
 /// restore point (at or before `at`) in the site's repository, made now if there is none.
-pub fn golden(
-    engine: &Engine,
-    system: &System,
-    state_dir: &Path,
-    site: &str,
-    dataset: &str,
-    at: Option<&str>,
-) -> Result<Golden, String> {
+pub fn golden(engine: &Engine, system: &System, state_dir: &Path, site: &str, dataset: &str, at: Option<&str>) -> Result<Golden, String> {
     let protector = Protector::new(system, engine, state_dir);
     let repo = protector.open(site).map_err(|e| e.to_string())?;
     let newest = protector
@@ -305,12 +298,7 @@ fn make_golden(
         .ok_or_else(|| format!("dataset `{dataset}` is not declared"))?;
     let root = golden_root(state_dir, site, dataset);
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let version = format!(
-        "{}",
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-    );
+    let version = format!("{}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis()));
     let dir = root.join(&version);
     let data = dir.join("data");
     let made = (|| -> Result<Golden, String> {
@@ -329,10 +317,7 @@ fn make_golden(
             DatasetKind::Postgres => pg_golden(protector, system, dataset, ds, site, &data)?,
             DatasetKind::Sqlite => {
                 let file = ds.path.as_deref().unwrap_or(dataset);
-                let name = Path::new(file)
-                    .file_name()
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| file.into());
+                let name = Path::new(file).file_name().map(PathBuf::from).unwrap_or_else(|| file.into());
                 std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
                 let restored = into.join(&name);
                 let db = rusqlite::Connection::open(&restored).map_err(|e| format!("{}: {e}", restored.display()))?;
@@ -393,14 +378,7 @@ fn copy_owner(from: &Path, to: &Path) {
 /// Ends a restored PostgreSQL copy's recovery on a throw-away server (no archiving, a port of
 /// its own), checks every table and index with `pg_amcheck`, and shuts it down cleanly: a
 /// clone then starts without crash recovery.
-fn pg_golden(
-    protector: &Protector,
-    system: &System,
-    dataset: &str,
-    ds: &resurgo_spec::Dataset,
-    site: &str,
-    data: &Path,
-) -> Result<String, String> {
+fn pg_golden(protector: &Protector, system: &System, dataset: &str, ds: &resurgo_spec::Dataset, site: &str, data: &Path) -> Result<String, String> {
     let base = protector.pg_target(dataset, ds).map_err(|e| e.to_string())?;
     let address = system
         .sites
@@ -441,13 +419,7 @@ fn prune_goldens(state_dir: &Path, site: &str, dataset: &str) {
 /// a run is in progress, or there is no room; its record first, then the golden copies, the
 /// clones, the services started in the workspace's own namespace, and the masking hooks. A
 /// workspace that fails any step (its masking above all) is destroyed, never handed out.
-pub fn create(
-    engine: &Engine,
-    system: &System,
-    state_dir: &Path,
-    name: &str,
-    policy: &Workspace,
-) -> Result<Record, String> {
+pub fn create(engine: &Engine, system: &System, state_dir: &Path, name: &str, policy: &Workspace) -> Result<Record, String> {
     if let Some(why) = refusal(system, state_dir, name, policy) {
         return Err(format!("workspace `{name}` is not made: {why}"));
     }
@@ -471,25 +443,16 @@ pub fn create(
     save(state_dir, &record)?;
     match seed(engine, system, state_dir, &mut record, began) {
         Ok(()) => {
-            log(
-                state_dir,
-                Event::new(EventKind::WorkspaceReady, ready_message(&record)).site(&record.site),
-            );
+            log(state_dir, Event::new(EventKind::WorkspaceReady, ready_message(&record)).site(&record.site));
             Ok(record)
         }
         Err(e) => {
             let _ = destroy(state_dir, name);
             log(
                 state_dir,
-                Event::new(
-                    EventKind::WorkspaceFailed,
-                    format!("workspace `{name}`: {e}; destroyed"),
-                )
-                .site(&policy.site),
+                Event::new(EventKind::WorkspaceFailed, format!("workspace `{name}`: {e}; destroyed")).site(&policy.site),
             );
-            Err(format!(
-                "workspace `{name}` was not handed out: {e} (what was made is removed)"
-            ))
+            Err(format!("workspace `{name}` was not handed out: {e} (what was made is removed)"))
         }
     }
 }
@@ -612,14 +575,8 @@ fn wait_serving(engine: &Engine, system: &System, state_dir: &Path, sandbox: &Sa
 fn mask(sandbox: &Sandbox, policy: &Workspace, system: &System) -> Result<(), String> {
     for (i, hook) in policy.masking.iter().enumerate() {
         let mut env: Vec<(String, String)> = vec![
-            (
-                "PATH".into(),
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
-            ),
-            (
-                "RESURGO_WORKSPACE".into(),
-                sandbox.id.trim_start_matches("ws-").to_string(),
-            ),
+            ("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())),
+            ("RESURGO_WORKSPACE".into(), sandbox.id.trim_start_matches("ws-").to_string()),
             ("RESURGO_ADDRESS".into(), sandbox.address.to_string()),
         ];
         for copy in &sandbox.copies {
@@ -729,11 +686,7 @@ pub fn leftovers(state_dir: &Path, name: &str, site: &str) -> Vec<(String, Strin
         }
     }
     if dir.exists() {
-        left.push((
-            "folder".into(),
-            format!("workspace folder {}", dir.display()),
-            site.to_string(),
-        ));
+        left.push(("folder".into(), format!("workspace folder {}", dir.display()), site.to_string()));
     }
     left
 }
@@ -814,11 +767,7 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
                 format!(
                     "workspace `{}` {} for a failover to {site}{owners}",
                     r.name,
-                    if destroy_it {
-                        "destroyed"
-                    } else {
-                        "stopped, its data kept,"
-                    }
+                    if destroy_it { "destroyed" } else { "stopped, its data kept," }
                 ),
             )
             .site(site),
@@ -839,11 +788,7 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
 /// SIGKILL to the process group led by `pid` (a supervised service leads its own group);
 /// whether there was one.
 fn kill_group(pid: u32) -> bool {
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .is_ok()
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).is_ok()
 }
 
 /// The agent's care of `site`'s workspaces, each tick: an expired one is deleted; a failed
@@ -856,10 +801,7 @@ pub fn tend(engine: &Engine, system: &System, state_dir: &Path, site: &str) {
     if records.is_empty() {
         return;
     }
-    for r in records
-        .iter()
-        .filter(|r| r.expires_unix <= now || r.state == State::Failed)
-    {
+    for r in records.iter().filter(|r| r.expires_unix <= now || r.state == State::Failed) {
         if r.state == State::Seeding {
             continue;
         }
@@ -867,15 +809,7 @@ pub fn tend(engine: &Engine, system: &System, state_dir: &Path, site: &str) {
         match destroy(state_dir, &r.name) {
             Ok(()) if expired => log(
                 state_dir,
-                Event::new(
-                    EventKind::WorkspaceExpired,
-                    format!(
-                        "workspace `{}` expired (ttl {}) and was deleted",
-                        r.name,
-                        resurgo_spec::Duration(r.policy.ttl())
-                    ),
-                )
-                .site(site),
+                Event::new(EventKind::WorkspaceExpired, format!("workspace `{}` expired (ttl {}) and was deleted", r.name, resurgo_spec::Duration(r.policy.ttl()))).site(site),
             ),
             Ok(()) => {}
             Err(e) => tracing::warn!(workspace = %r.name, "cannot delete: {e}"),
@@ -885,17 +819,11 @@ pub fn tend(engine: &Engine, system: &System, state_dir: &Path, site: &str) {
         .iter()
         .filter(|r| r.state == State::Preempted && r.expires_unix > now)
         .collect();
-    if preempted.is_empty()
-        || crate::failover::run_in_progress(state_dir)
-        || site_is_taken(system, state_dir, site).unwrap_or(true)
-    {
+    if preempted.is_empty() || crate::failover::run_in_progress(state_dir) || site_is_taken(system, state_dir, site).unwrap_or(true) {
         return;
     }
     for r in preempted {
-        let stale = r
-            .policy
-            .reseed_after
-            .is_some_and(|d| now - r.seeded_unix > d.0.as_secs() as i64);
+        let stale = r.policy.reseed_after.is_some_and(|d| now - r.seeded_unix > d.0.as_secs() as i64);
         let _ = std::fs::remove_file(preempt_flag(state_dir, &r.name));
         let restored = if stale {
             refresh(engine, system, state_dir, &r.name).map(|_| "re-seeded from the newest restore point")
@@ -910,19 +838,11 @@ pub fn tend(engine: &Engine, system: &System, state_dir: &Path, site: &str) {
         match restored {
             Ok(how) => log(
                 state_dir,
-                Event::new(
-                    EventKind::WorkspaceRestored,
-                    format!("workspace `{}` is back after failback: {how}{owners}", r.name),
-                )
-                .site(site),
+                Event::new(EventKind::WorkspaceRestored, format!("workspace `{}` is back after failback: {how}{owners}", r.name)).site(site),
             ),
             Err(e) => log(
                 state_dir,
-                Event::new(
-                    EventKind::WorkspaceFailed,
-                    format!("workspace `{}` could not come back after failback: {e}{owners}", r.name),
-                )
-                .site(site),
+                Event::new(EventKind::WorkspaceFailed, format!("workspace `{}` could not come back after failback: {e}{owners}", r.name)).site(site),
             ),
         }
     }
