@@ -658,6 +658,7 @@ pub fn render_list(records: &[WorkspaceRecord], system: &System, paint: &Paint) 
                 .join(", ")
         };
         let mut methods: Vec<&str> = status.points.iter().map(|p| p.method.as_str()).collect();
+        methods.sort_unstable();
         methods.dedup();
         rows.push([
             r.name.clone(),

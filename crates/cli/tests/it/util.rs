@@ -219,23 +219,33 @@ impl Env {
     /// Pids of all service processes recorded under the state folder.
     pub fn recorded_pids(&self) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
-        let sites = self.state().join("sites");
-        for site in std::fs::read_dir(sites).into_iter().flatten().flatten() {
-            for svc in std::fs::read_dir(site.path().join("services"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Ok(text) = std::fs::read_to_string(svc.path().join("run.json")) {
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    if let (Some(pid), Some(shim)) = (v["pid"].as_u64(), v["shim_pid"].as_u64()) {
-                        out.push((pid as u32, shim as u32));
-                    }
-                }
+        for record in records_under(self.path(), "run.json") {
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(record).unwrap_or_default()).unwrap_or(Value::Null);
+            if let (Some(pid), Some(shim)) = (v["pid"].as_u64(), v["shim_pid"].as_u64()) {
+                out.push((pid as u32, shim as u32));
             }
         }
         out
     }
+}
+
+/// Every file named `name` under `dir`: the supervisors' records of the test's sites (wherever
+/// their `root:` is), sandboxes and workspaces; the network namespaces of the last two.
+fn records_under(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() == name {
+                found.push(e.path());
+            }
+        }
+    }
+    found
 }
 
 impl Drop for Env {
@@ -253,6 +263,14 @@ impl Drop for Env {
                 nix::unistd::Pid::from_raw(shim as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+        // What a failed test left of its sandboxes and workspaces: their namespaces.
+        for record in records_under(self.path(), "sandbox.json") {
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(record).unwrap_or_default()).unwrap_or(Value::Null);
+            if let Some(netns) = v["netns"].as_str() {
+                let _ = Command::new("ip").args(["netns", "del", netns]).output();
+            }
         }
     }
 }

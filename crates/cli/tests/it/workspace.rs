@@ -85,13 +85,13 @@ fn psql_in(netns: &str, addr: &str, port: u16, sql: &str) -> Result<String, Stri
     )
 }
 
-/// The notes' (id, body) in an SQLite file, up to id `upto`.
-fn notes(db: &Path, upto: i64) -> Vec<(i64, String)> {
+/// The example app's writes (seq, time, site) in an SQLite file, up to `upto`.
+fn notes(db: &Path, upto: i64) -> Vec<(i64, String, String)> {
     let db = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut stmt = db
-        .prepare("SELECT id, body FROM notes WHERE id <= ?1 ORDER BY id")
+        .prepare("SELECT seq, at, site FROM canary WHERE seq <= ?1 ORDER BY seq")
         .unwrap();
-    stmt.query_map([upto], |r| Ok((r.get(0)?, r.get(1)?)))
+    stmt.query_map([upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect()
@@ -99,8 +99,8 @@ fn notes(db: &Path, upto: i64) -> Vec<(i64, String)> {
 
 fn max_note(db: &Path) -> i64 {
     let db = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    db.query_row("SELECT coalesce(max(id), 0) FROM notes", [], |r| r.get(0))
-        .unwrap()
+    db.query_row("SELECT coalesce(max(seq), 0) FROM canary", [], |r| r.get(0))
+        .unwrap_or(0)
 }
 
 /// Every file under `dir`, by path.
