@@ -144,9 +144,11 @@ fn record_path(state_dir: &Path, name: &str) -> PathBuf {
     dir_of(state_dir, name).join("workspace.json")
 }
 
-/// The sandbox id of workspace `name` (its namespace is named after it).
-fn sandbox_id(name: &str) -> String {
-    format!("ws-{name}")
+/// The sandbox id of workspace `name`: its folder, so that its namespace (named after it) is
+/// this state folder's own, whatever else runs on the host.
+fn sandbox_id(state_dir: &Path, name: &str) -> String {
+    let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    dir_of(&state, name).display().to_string()
 }
 
 /// Marks a workspace being preempted: its seeding stops at its next step.
@@ -581,7 +583,7 @@ fn seed(engine: &Engine, system: &System, state_dir: &Path, record: &mut Record,
         state_dir,
         &root,
         &site,
-        &sandbox_id(&name),
+        &sandbox_id(state_dir, &name),
         &policy.services,
         &copy,
     );
@@ -632,6 +634,16 @@ fn wait_serving(engine: &Engine, system: &System, state_dir: &Path, sandbox: &Sa
     }
 }
 
+/// The workspace's name, from its sandbox's folder (`<state>/workspaces/<name>/sandbox`).
+fn policy_name(sandbox: &Sandbox) -> String {
+    sandbox
+        .root
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Runs the masking hooks inside the workspace's namespace, in order; the first that fails
 /// fails the workspace (fail closed).
 fn mask(sandbox: &Sandbox, policy: &Workspace, system: &System) -> Result<(), String> {
@@ -641,10 +653,7 @@ fn mask(sandbox: &Sandbox, policy: &Workspace, system: &System) -> Result<(), St
                 "PATH".into(),
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
             ),
-            (
-                "RESURGO_WORKSPACE".into(),
-                sandbox.id.trim_start_matches("ws-").to_string(),
-            ),
+            ("RESURGO_WORKSPACE".into(), policy_name(sandbox)),
             ("RESURGO_ADDRESS".into(), sandbox.address.to_string()),
         ];
         for copy in &sandbox.copies {
@@ -743,7 +752,7 @@ pub fn refresh(engine: &Engine, system: &System, state_dir: &Path, name: &str) -
 /// What is left of workspace `name`: (kind, what, place), empty when nothing is.
 pub fn leftovers(state_dir: &Path, name: &str, site: &str) -> Vec<(String, String, String)> {
     let dir = dir_of(state_dir, name);
-    let mut left = crate::sandbox::leftovers_in(&dir.join("sandbox"), &sandbox_id(name), site);
+    let mut left = crate::sandbox::leftovers_in(&dir.join("sandbox"), &sandbox_id(state_dir, name), site);
     if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
         for line in mounts.lines() {
             if let Some(point) = line.split(' ').nth(4) {

@@ -320,7 +320,11 @@ fn a_qa_workspace_at_b_is_seeded_from_as_backups_preempted_by_a_failover_and_bac
         "--json",
     ]);
     assert_ne!(refused.code, 0, "{}", refused.stdout);
-    assert!(refused.stderr.contains("serving production"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("serving production") || refused.stderr.contains("where service `web` is active"),
+        "{}",
+        refused.stderr
+    );
 
     // a comes back (its repository reachable again); failback; b's agent restarts qa.
     std::fs::rename(pair.backups.join("a-lost"), pair.backups.join("a")).unwrap();
