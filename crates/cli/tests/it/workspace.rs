@@ -4,7 +4,8 @@
 //! the restore point; its PostgreSQL cannot archive into the production repository; a failover
 //! to b preempts it first (the run's `preempt` step and phase) and b's agent brings it back
 //! after failback. On demand: a workspace past its TTL is deleted by b's agent with nothing
-//! left, and a failover preempts a workspace still being seeded without waiting for it.
+//! left, a failover preempts a workspace still being seeded without waiting for it, and one
+//! whose masking fails is destroyed, never handed out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -208,6 +209,14 @@ fn a_qa_workspace_at_b_is_seeded_from_as_backups_preempted_by_a_failover_and_bac
     );
     let netns = qa["netns"].as_str().unwrap().to_string();
     assert!(namespaces().contains(&netns), "{netns}");
+    // `status` shows it, with the capacity b lends.
+    let status = pair.resurgo(&["status", "--json"]).json();
+    let shown = status["workspaces"]
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["name"] == "qa"))
+        .unwrap_or_else(|| panic!("status shows no workspace qa: {status:#}"));
+    assert_eq!(shown["state"], "ready", "{shown:#}");
+    assert!(status["lent"].to_string().contains("\"b\""), "{status:#}");
 
     // Its data is the restore point's: every order, and the notes of the replicated snapshot.
     let ids = psql_in(
@@ -461,4 +470,39 @@ fn a_failover_preempts_a_workspace_being_seeded_without_waiting_for_it() {
     assert!(said.contains("preempted"), "{said}");
     assert!(listed(&env, "slow").is_none(), "slow is still listed");
     assert!(!namespaces().contains(&netns), "its namespace is left");
+}
+
+/// Masking fails closed: a workspace whose masking hook fails is destroyed, never handed out,
+/// and the command says which hook failed and what it printed.
+#[test]
+fn a_workspace_whose_masking_fails_is_destroyed_never_handed_out() {
+    let env = notes_env(178);
+    let out = env.run(&[
+        "workspace",
+        "create",
+        "leaky",
+        "--site",
+        "b",
+        "--services",
+        "web",
+        "--mask",
+        "true",
+        "--mask",
+        "echo cannot mask the emails >&2; exit 3",
+    ]);
+    assert_ne!(
+        out.code, 0,
+        "a workspace whose masking failed was handed out: {}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("masking hook 2 failed"), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot mask the emails"), "{}", out.stderr);
+    assert!(listed(&env, "leaky").is_none(), "leaky is listed");
+    assert!(
+        !env.state().join("workspaces").join("leaky").exists(),
+        "its folder is left"
+    );
+    env.wait_event("workspace_failed", Duration::from_secs(10), |e| {
+        e["kind"] == "workspace_failed"
+    });
 }
