@@ -823,7 +823,6 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
             report.killed += 1;
         }
     }
-    let now = now_unix();
     let mut to_destroy = Vec::new();
     for mut r in records {
         let destroy_it = r.policy.on_preempt == OnPreempt::Destroy || r.state != State::Ready;
@@ -840,7 +839,10 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
             }
         } else {
             r.state = State::Preempted;
-            r.detail = Some(format!("preempted by a failover to {site} at {now}"));
+            r.detail = Some(format!(
+                "preempted by a failover to {site} at {}",
+                resurgo_provider::shim::rfc3339(SystemTime::now())
+            ));
             let _ = save(state_dir, &r);
             report.stopped.push(r.name.clone());
         }
