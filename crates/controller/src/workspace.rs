@@ -101,6 +101,26 @@ pub struct Record {
     pub netns: String,
 }
 
+/// Why a workspace was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotMade {
+    /// Refused before anything was made (its site serves production, a run is in progress,
+    /// no room, the name is taken…).
+    Refused(String),
+    /// Its making failed (a copy, a start, its masking); what was made is removed.
+    Failed(String),
+}
+
+impl std::fmt::Display for NotMade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotMade::Refused(e) | NotMade::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for NotMade {}
+
 /// What a failover's preempt step did at its target.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Preempted {
@@ -466,9 +486,9 @@ pub fn create(
     state_dir: &Path,
     name: &str,
     policy: &Workspace,
-) -> Result<Record, String> {
+) -> Result<Record, NotMade> {
     if let Some(why) = refusal(system, state_dir, name, policy) {
-        return Err(format!("workspace `{name}` is not made: {why}"));
+        return Err(NotMade::Refused(format!("workspace `{name}` is not made: {why}")));
     }
     let began = Instant::now();
     let now = now_unix();
@@ -485,9 +505,11 @@ pub fn create(
         ready_s: None,
         netns: String::new(),
     };
-    resurgo_provider::private_dir(&workspaces_dir(state_dir)).map_err(|e| e.to_string())?;
-    resurgo_provider::private_dir(&dir_of(state_dir, name)).map_err(|e| e.to_string())?;
-    save(state_dir, &record)?;
+    let failed = |e: String| NotMade::Failed(format!("workspace `{name}` was not made: {e}"));
+    for dir in [workspaces_dir(state_dir), dir_of(state_dir, name)] {
+        resurgo_provider::private_dir(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+    }
+    save(state_dir, &record).map_err(failed)?;
     match seed(engine, system, state_dir, &mut record, began) {
         Ok(()) => {
             log(
@@ -506,9 +528,9 @@ pub fn create(
                 )
                 .site(&policy.site),
             );
-            Err(format!(
+            Err(NotMade::Failed(format!(
                 "workspace `{name}` was not handed out: {e} (what was made is removed)"
-            ))
+            )))
         }
     }
 }
@@ -743,9 +765,9 @@ pub fn delete(state_dir: &Path, name: &str) -> Result<(), String> {
 
 /// Re-seeds workspace `name` from the newest restore point: destroyed and made again with the
 /// same policy (its TTL counts from now).
-pub fn refresh(engine: &Engine, system: &System, state_dir: &Path, name: &str) -> Result<Record, String> {
-    let record = find(state_dir, name).ok_or_else(|| format!("no workspace `{name}` here"))?;
-    destroy(state_dir, name)?;
+pub fn refresh(engine: &Engine, system: &System, state_dir: &Path, name: &str) -> Result<Record, NotMade> {
+    let record = find(state_dir, name).ok_or_else(|| NotMade::Refused(format!("no workspace `{name}` here")))?;
+    destroy(state_dir, name).map_err(NotMade::Failed)?;
     create(engine, system, state_dir, name, &record.policy)
 }
 
@@ -846,11 +868,7 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
             let _ = save(state_dir, &r);
             report.stopped.push(r.name.clone());
         }
-        let owners = if r.policy.owners.is_empty() {
-            String::new()
-        } else {
-            format!(" (owners: {})", r.policy.owners.join(", "))
-        };
+        let owners = owners_note(&r.policy);
         log(
             state_dir,
             Event::new(
@@ -878,6 +896,15 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
         });
     }
     report
+}
+
+/// ` (owners: …)` for the events that tell a workspace's owners, empty without owners.
+fn owners_note(policy: &Workspace) -> String {
+    if policy.owners.is_empty() {
+        String::new()
+    } else {
+        format!(" (owners: {})", policy.owners.join(", "))
+    }
 }
 
 /// SIGKILL to the process group led by `pid` (a supervised service leads its own group);
@@ -942,15 +969,13 @@ pub fn tend(engine: &Engine, system: &System, state_dir: &Path, site: &str) {
             .is_some_and(|d| now - r.seeded_unix > d.0.as_secs() as i64);
         let _ = std::fs::remove_file(preempt_flag(state_dir, &r.name));
         let restored = if stale {
-            refresh(engine, system, state_dir, &r.name).map(|_| "re-seeded from the newest restore point")
+            refresh(engine, system, state_dir, &r.name)
+                .map(|_| "re-seeded from the newest restore point")
+                .map_err(|e| e.to_string())
         } else {
             restart(system, state_dir, r).map(|()| "restarted on its own data")
         };
-        let owners = if r.policy.owners.is_empty() {
-            String::new()
-        } else {
-            format!(" (owners: {})", r.policy.owners.join(", "))
-        };
+        let owners = owners_note(&r.policy);
         match restored {
             Ok(how) => log(
                 state_dir,

@@ -230,9 +230,8 @@ impl Env {
     }
 }
 
-/// Every file named `name` under `dir`: the supervisors' records of the test's sites (wherever
-/// their `root:` is), sandboxes and workspaces; the network namespaces of the last two.
-fn records_under(dir: &Path, name: &str) -> Vec<PathBuf> {
+/// Every file under `dir`, by path, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -240,12 +239,22 @@ fn records_under(dir: &Path, name: &str) -> Vec<PathBuf> {
             let Ok(kind) = e.file_type() else { continue };
             if kind.is_dir() {
                 stack.push(e.path());
-            } else if e.file_name() == name {
+            } else {
                 found.push(e.path());
             }
         }
     }
+    found.sort();
     found
+}
+
+/// Every file named `name` under `dir`: the supervisors' records of the test's sites (wherever
+/// their `root:` is), sandboxes and workspaces; the network namespaces of the last two.
+fn records_under(dir: &Path, name: &str) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == name))
+        .collect()
 }
 
 impl Drop for Env {

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::pg::{pg_bin, run_psql};
 use crate::pg_failover::PgPair;
-use crate::util::{poll, Env, BIN};
+use crate::util::{files_under, poll, Env, BIN};
 
 /// An XFS filesystem with reflink, on a loop device over a file the test made, mounted at a
 /// folder; unmounted (and the device freed) when dropped, whatever happened.
@@ -102,24 +102,6 @@ fn max_note(db: &Path) -> i64 {
     let db = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     db.query_row("SELECT coalesce(max(seq), 0) FROM canary", [], |r| r.get(0))
         .unwrap_or(0)
-}
-
-/// Every file under `dir`, by path.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 /// Network namespaces of workspaces and sandboxes now.
