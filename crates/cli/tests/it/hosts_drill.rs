@@ -214,7 +214,8 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
 /// PostgreSQL started inside as the service's user — and answers for it: it serves, `pg_amcheck`
 /// finds nothing, production's endpoints (a's PostgreSQL, etcd, the S3 server) are tried from
 /// inside and none is reached. Production keeps its primary and every row; nothing is left at b.
-/// Then a live service drill and a live workload drill (`kill: db`) through a's agent.
+/// Then a workspace at b made by b's agent; then a live service drill and a live workload
+/// drill (`kill: db`) through a's agent.
 #[test]
 fn an_isolated_drill_then_a_service_and_a_workload_drill_through_the_agents() {
     let mut hosts = Hosts::start("hdi", "standby");
@@ -261,6 +262,30 @@ fn an_isolated_drill_then_a_service_and_a_workload_drill_through_the_agents() {
         !netns_at(&hosts, "b").iter().any(|n| n.starts_with(&sandbox)),
         "the sandbox's namespace {sandbox} is gone"
     );
+
+    // A workspace at b, asked of b's agent: made at b alone, from b's own repository (golden
+    // copy, clone, PostgreSQL in a namespace of its own), its data the restore point's.
+    let out = hosts.operator(&["workspace", "create", "qa", "--site", "b", "--services", "db", "--json"]);
+    assert_eq!(out.code, 0, "workspace create:\n{}{}\n{}", out.stdout, out.stderr, hosts.logs());
+    let ws: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(ws["state"], "ready", "{ws:#}");
+    let netns = ws["netns"].as_str().unwrap().to_string();
+    assert!(netns_at(&hosts, "b").contains(&netns), "{netns} at b");
+    let conninfo = format!(
+        "host={} port={} user=nobody dbname=postgres connect_timeout=5",
+        hosts.lab.addr("b"),
+        crate::hosts::PORT
+    );
+    let mut psql = hosts.command("b", "ip");
+    psql.args(["netns", "exec", &netns]).arg(crate::pg::pg_bin("psql"));
+    let counted = crate::pg::run_psql(psql, &conninfo, "SELECT count(*) FROM orders");
+    assert_eq!(counted.ok().and_then(|c| c.parse().ok()), rows, "the workspace holds every row backed up");
+    let listed = hosts.operator(&["workspace", "list", "--json"]);
+    assert!(listed.stdout.contains("\"qa\""), "{}{}", listed.stdout, listed.stderr);
+    let out = hosts.operator(&["workspace", "delete", "qa"]);
+    assert_eq!(out.code, 0, "workspace delete:\n{}{}", out.stdout, out.stderr);
+    assert!(!netns_at(&hosts, "b").contains(&netns), "{netns} left at b");
+    assert_eq!(hosts.is_primary("a"), Some(true), "production untouched");
 
     // A service, then a workload (the data tier, one service here), live: a's agent kills its
     // PostgreSQL (the order it was sent) and restarts it as a crashed primary; nothing fails
