@@ -145,6 +145,13 @@ pub struct Golden {
     pub check: String,
     /// The folder cloned: a PostgreSQL data directory, an SQLite file's folder, a directory.
     pub path: PathBuf,
+    /// The seed it was made for: a time (its recovery target), or none for the newest point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// PostgreSQL: the newest log segment archived in the repository when it was made (what
+    /// its recovery could replay up to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_log: Option<String>,
 }
 
 /// The folder of workspaces.
@@ -292,16 +299,30 @@ pub fn golden(
         .map_err(|e| e.to_string())?;
     let short: String = newest.id.chars().take(8).collect();
     let root = golden_root(state_dir, site, dataset);
-    // A PostgreSQL golden holds the WAL archived after its base backup: a seed asking for
-    // `latest` gets one made within the last minute, or a new one.
-    let fresh_enough = |g: &Golden| {
-        let ds = &system.datasets[dataset];
-        g.snapshot == short && (ds.kind != DatasetKind::Postgres || at.is_some() || now_unix() - g.made_unix < 60)
+    // A snapshot is its data. A PostgreSQL golden is its base backup recovered, through the
+    // log archived after it, to its seed: the same only for the same seed and the same
+    // archive (a segment archived since may hold writes the seed asks for).
+    let postgres = system.datasets.get(dataset).is_some_and(|d| d.kind == DatasetKind::Postgres);
+    let newest_log = if postgres {
+        newest_log(&repo, dataset)?
+    } else {
+        None
     };
-    if let Some(g) = read_golden(&root).filter(fresh_enough) {
+    let same = |g: &Golden| {
+        g.snapshot == short && (!postgres || (g.seed.as_deref() == at && g.newest_log == newest_log))
+    };
+    if let Some(g) = read_golden(&root).filter(same) {
         return Ok(g);
     }
-    make_golden(&protector, system, state_dir, site, dataset, at)
+    make_golden(&protector, system, state_dir, site, dataset, at, newest_log)
+}
+
+/// The newest log segment archived for `dataset` in `repo`, by name.
+fn newest_log(repo: &resurgo_vault::Repository, dataset: &str) -> Result<Option<String>, String> {
+    repo.archive()
+        .newest_segment(dataset)
+        .map(|n| n.map(|(name, _)| name))
+        .map_err(|e| format!("the log archive of `{dataset}`: {e}"))
 }
 
 fn read_golden(root: &Path) -> Option<Golden> {
@@ -320,6 +341,7 @@ fn make_golden(
     site: &str,
     dataset: &str,
     at: Option<&str>,
+    newest_log: Option<String>,
 ) -> Result<Golden, String> {
     let ds = system
         .datasets
@@ -385,6 +407,8 @@ fn make_golden(
             made_unix: now_unix(),
             check,
             path: data.clone(),
+            seed: at.map(str::to_string),
+            newest_log,
         };
         resurgo_provider::write_json_atomic(&dir.join("golden.json"), &golden)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
