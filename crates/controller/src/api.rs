@@ -698,9 +698,11 @@ impl SiteApi {
 
     /// A workspace's making (or re-making) failed: refused before anything was made (409), or
     /// failed and cleaned up (500).
-    fn workspace_error(name: &str, e: String) -> Reply {
-        let refused = e.starts_with(&format!("workspace `{name}` is not made:"));
-        Reply::problem(if refused { 409 } else { 500 }, e)
+    fn workspace_error(e: crate::workspace::NotMade) -> Reply {
+        match e {
+            crate::workspace::NotMade::Refused(e) => Reply::problem(409, e),
+            crate::workspace::NotMade::Failed(e) => Reply::problem(500, e),
+        }
     }
 
     fn workspaces(&self) -> Reply {
@@ -741,7 +743,7 @@ impl SiteApi {
         }
         match crate::workspace::create(self.engine(), system, self.state_dir(), &asked.name, &asked.policy) {
             Ok(record) => Reply::json(201, &crate::report::workspace_record(&record)),
-            Err(e) => Self::workspace_error(&asked.name, e),
+            Err(e) => Self::workspace_error(e),
         }
     }
 
@@ -779,7 +781,7 @@ impl SiteApi {
         };
         match crate::workspace::refresh(self.engine(), &written.loaded.system, self.state_dir(), name) {
             Ok(record) => Reply::json(200, &crate::report::workspace_record(&record)),
-            Err(e) => Self::workspace_error(name, e),
+            Err(e) => Self::workspace_error(e),
         }
     }
 

@@ -166,6 +166,10 @@ impl Sandbox {
         // The record first: whatever happens next, `destroy` knows what to undo.
         let text = serde_json::to_vec_pretty(&sandbox).map_err(|e| e.to_string())?;
         std::fs::write(Self::record_path(&root), text).map_err(|e| format!("{}: {e}", root.display()))?;
+        // A namespace of this name is this sandbox's own, left by an attempt that died.
+        if netns_path(&sandbox.netns).exists() {
+            ip(&["netns", "del", &sandbox.netns])?;
+        }
         ip(&["netns", "add", &sandbox.netns])?;
         ip(&["-n", &sandbox.netns, "link", "set", "lo", "up"])?;
         // The site's own address, inside only: the services listen where they would after a

@@ -101,6 +101,26 @@ pub struct Record {
     pub netns: String,
 }
 
+/// Why a workspace was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotMade {
+    /// Refused before anything was made (its site serves production, a run is in progress,
+    /// no room, the name is taken…).
+    Refused(String),
+    /// Its making failed (a copy, a start, its masking); what was made is removed.
+    Failed(String),
+}
+
+impl std::fmt::Display for NotMade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotMade::Refused(e) | NotMade::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for NotMade {}
+
 /// What a failover's preempt step did at its target.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Preempted {
@@ -144,9 +164,11 @@ fn record_path(state_dir: &Path, name: &str) -> PathBuf {
     dir_of(state_dir, name).join("workspace.json")
 }
 
-/// The sandbox id of workspace `name` (its namespace is named after it).
-fn sandbox_id(name: &str) -> String {
-    format!("ws-{name}")
+/// The sandbox id of workspace `name`: its folder, so that its namespace (named after it) is
+/// this state folder's own, whatever else runs on the host.
+fn sandbox_id(state_dir: &Path, name: &str) -> String {
+    let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    dir_of(&state, name).display().to_string()
 }
 
 /// Marks a workspace being preempted: its seeding stops at its next step.
@@ -464,9 +486,9 @@ pub fn create(
     state_dir: &Path,
     name: &str,
     policy: &Workspace,
-) -> Result<Record, String> {
+) -> Result<Record, NotMade> {
     if let Some(why) = refusal(system, state_dir, name, policy) {
-        return Err(format!("workspace `{name}` is not made: {why}"));
+        return Err(NotMade::Refused(format!("workspace `{name}` is not made: {why}")));
     }
     let began = Instant::now();
     let now = now_unix();
@@ -483,9 +505,11 @@ pub fn create(
         ready_s: None,
         netns: String::new(),
     };
-    resurgo_provider::private_dir(&workspaces_dir(state_dir)).map_err(|e| e.to_string())?;
-    resurgo_provider::private_dir(&dir_of(state_dir, name)).map_err(|e| e.to_string())?;
-    save(state_dir, &record)?;
+    let failed = |e: String| NotMade::Failed(format!("workspace `{name}` was not made: {e}"));
+    for dir in [workspaces_dir(state_dir), dir_of(state_dir, name)] {
+        resurgo_provider::private_dir(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+    }
+    save(state_dir, &record).map_err(failed)?;
     match seed(engine, system, state_dir, &mut record, began) {
         Ok(()) => {
             log(
@@ -504,9 +528,9 @@ pub fn create(
                 )
                 .site(&policy.site),
             );
-            Err(format!(
+            Err(NotMade::Failed(format!(
                 "workspace `{name}` was not handed out: {e} (what was made is removed)"
-            ))
+            )))
         }
     }
 }
@@ -581,7 +605,7 @@ fn seed(engine: &Engine, system: &System, state_dir: &Path, record: &mut Record,
         state_dir,
         &root,
         &site,
-        &sandbox_id(&name),
+        &sandbox_id(state_dir, &name),
         &policy.services,
         &copy,
     );
@@ -632,6 +656,16 @@ fn wait_serving(engine: &Engine, system: &System, state_dir: &Path, sandbox: &Sa
     }
 }
 
+/// The workspace's name, from its sandbox's folder (`<state>/workspaces/<name>/sandbox`).
+fn policy_name(sandbox: &Sandbox) -> String {
+    sandbox
+        .root
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Runs the masking hooks inside the workspace's namespace, in order; the first that fails
 /// fails the workspace (fail closed).
 fn mask(sandbox: &Sandbox, policy: &Workspace, system: &System) -> Result<(), String> {
@@ -641,10 +675,7 @@ fn mask(sandbox: &Sandbox, policy: &Workspace, system: &System) -> Result<(), St
                 "PATH".into(),
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
             ),
-            (
-                "RESURGO_WORKSPACE".into(),
-                sandbox.id.trim_start_matches("ws-").to_string(),
-            ),
+            ("RESURGO_WORKSPACE".into(), policy_name(sandbox)),
             ("RESURGO_ADDRESS".into(), sandbox.address.to_string()),
         ];
         for copy in &sandbox.copies {
@@ -734,16 +765,16 @@ pub fn delete(state_dir: &Path, name: &str) -> Result<(), String> {
 
 /// Re-seeds workspace `name` from the newest restore point: destroyed and made again with the
 /// same policy (its TTL counts from now).
-pub fn refresh(engine: &Engine, system: &System, state_dir: &Path, name: &str) -> Result<Record, String> {
-    let record = find(state_dir, name).ok_or_else(|| format!("no workspace `{name}` here"))?;
-    destroy(state_dir, name)?;
+pub fn refresh(engine: &Engine, system: &System, state_dir: &Path, name: &str) -> Result<Record, NotMade> {
+    let record = find(state_dir, name).ok_or_else(|| NotMade::Refused(format!("no workspace `{name}` here")))?;
+    destroy(state_dir, name).map_err(NotMade::Failed)?;
     create(engine, system, state_dir, name, &record.policy)
 }
 
 /// What is left of workspace `name`: (kind, what, place), empty when nothing is.
 pub fn leftovers(state_dir: &Path, name: &str, site: &str) -> Vec<(String, String, String)> {
     let dir = dir_of(state_dir, name);
-    let mut left = crate::sandbox::leftovers_in(&dir.join("sandbox"), &sandbox_id(name), site);
+    let mut left = crate::sandbox::leftovers_in(&dir.join("sandbox"), &sandbox_id(state_dir, name), site);
     if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
         for line in mounts.lines() {
             if let Some(point) = line.split(' ').nth(4) {
@@ -814,7 +845,6 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
             report.killed += 1;
         }
     }
-    let now = now_unix();
     let mut to_destroy = Vec::new();
     for mut r in records {
         let destroy_it = r.policy.on_preempt == OnPreempt::Destroy || r.state != State::Ready;
@@ -831,15 +861,14 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
             }
         } else {
             r.state = State::Preempted;
-            r.detail = Some(format!("preempted by a failover to {site} at {now}"));
+            r.detail = Some(format!(
+                "preempted by a failover to {site} at {}",
+                resurgo_provider::shim::rfc3339(SystemTime::now())
+            ));
             let _ = save(state_dir, &r);
             report.stopped.push(r.name.clone());
         }
-        let owners = if r.policy.owners.is_empty() {
-            String::new()
-        } else {
-            format!(" (owners: {})", r.policy.owners.join(", "))
-        };
+        let owners = owners_note(&r.policy);
         log(
             state_dir,
             Event::new(
@@ -867,6 +896,15 @@ pub fn preempt(state_dir: &Path, site: &str, budget: Duration) -> Preempted {
         });
     }
     report
+}
+
+/// ` (owners: …)` for the events that tell a workspace's owners, empty without owners.
+fn owners_note(policy: &Workspace) -> String {
+    if policy.owners.is_empty() {
+        String::new()
+    } else {
+        format!(" (owners: {})", policy.owners.join(", "))
+    }
 }
 
 /// SIGKILL to the process group led by `pid` (a supervised service leads its own group);
@@ -931,15 +969,13 @@ pub fn tend(engine: &Engine, system: &System, state_dir: &Path, site: &str) {
             .is_some_and(|d| now - r.seeded_unix > d.0.as_secs() as i64);
         let _ = std::fs::remove_file(preempt_flag(state_dir, &r.name));
         let restored = if stale {
-            refresh(engine, system, state_dir, &r.name).map(|_| "re-seeded from the newest restore point")
+            refresh(engine, system, state_dir, &r.name)
+                .map(|_| "re-seeded from the newest restore point")
+                .map_err(|e| e.to_string())
         } else {
             restart(system, state_dir, r).map(|()| "restarted on its own data")
         };
-        let owners = if r.policy.owners.is_empty() {
-            String::new()
-        } else {
-            format!(" (owners: {})", r.policy.owners.join(", "))
-        };
+        let owners = owners_note(&r.policy);
         match restored {
             Ok(how) => log(
                 state_dir,

@@ -161,7 +161,14 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
         json: false,
     })?)?;
 
-    step(paint, 6, "drift: kill the service's process; the controller heals it");
+    step(
+        paint,
+        6,
+        "lend b's spare capacity: a QA workspace of web on b's newest restore point",
+    );
+    lend_a_workspace(paint, spec)?;
+
+    step(paint, 7, "drift: kill the service's process; the controller heals it");
     let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = spec.engine()?;
     let sites = engine.sites(&desired.loaded.system);
@@ -244,16 +251,55 @@ fn script(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
 
     step(
         paint,
-        7,
+        8,
         "a live drill: site a is lost; the agents detect it and fail over to b by themselves",
     );
     drill_site_loss(paint, spec)?;
 
-    step(paint, 8, "status after the drill: no drift, no orphan");
+    step(paint, 9, "status after the drill: no drift, no orphan");
     status::run(status::Args {
         spec: spec.clone(),
         json: false,
     })?;
+    Ok(())
+}
+
+/// Makes the quickstart's workspace `qa` at b: web on a clone of b's golden copy of `notes`,
+/// in a network namespace of its own. The drill's failover takes it back first (its
+/// `preempt` phase); b's agent restarts it after failback. Network namespaces need root:
+/// without it the step says so and the demo goes on without a workspace.
+fn lend_a_workspace(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        println!(
+            "{} not root: a workspace runs in a network namespace of its own, which needs root; the demo goes on without one",
+            paint.yellow("!")
+        );
+        return Ok(());
+    }
+    let desired = spec.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let system = &desired.loaded.system;
+    let policy = system
+        .workspaces
+        .get("qa")
+        .context("the quickstart declares no workspace `qa`")?;
+    let engine = spec.engine().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let record = resurgo_controller::workspace::create(&engine, system, &spec.state, "qa", policy)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for c in &record.clones {
+        println!(
+            "workspace qa: {} (snapshot {}) cloned by {} in {:.3}s",
+            c.dataset, c.snapshot, c.method, c.took_s
+        );
+    }
+    println!(
+        "workspace qa serves in its own namespace after {:.2}s: ip netns exec {} curl http://{}:8080/",
+        record.ready_s.unwrap_or_default(),
+        record.netns,
+        system
+            .sites
+            .get("b")
+            .map_or("127.0.2.1".into(), |s| s.address.to_string())
+    );
     Ok(())
 }
 
@@ -345,6 +391,9 @@ fn drill_site_loss(paint: &Paint, spec: &SpecArgs) -> anyhow::Result<()> {
 
 /// Stops every service the demo started.
 fn teardown(spec: &SpecArgs) {
+    for w in resurgo_controller::workspace::list(&spec.state) {
+        let _ = resurgo_controller::workspace::destroy(&spec.state, &w.name);
+    }
     let Ok(desired) = spec.load() else { return };
     let Ok(engine) = spec.engine() else { return };
     for site in engine.sites(&desired.loaded.system) {

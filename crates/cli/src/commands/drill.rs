@@ -337,6 +337,7 @@ pub fn print_summary(report: &Report, state: &std::path::Path) {
         let parts: Vec<String> = [
             part("detect", rto.detect_s),
             part("decide", rto.decide_s),
+            part("preempt", rto.preempt_s),
             part("execute", rto.execute_s),
             part("propagate", rto.propagate_s),
         ]

@@ -59,40 +59,26 @@ pub enum WorkspaceCommand {
         json: bool,
     },
     /// Everything recorded of one workspace: its policy, state, clones, times, namespace.
-    Show {
-        name: String,
-        /// Its site (default: the spec's declaration, else every site is asked).
-        #[arg(long, value_name = "SITE")]
-        site: Option<String>,
-        #[command(flatten)]
-        spec: SpecArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Show(Named),
     /// Seed a workspace again from the newest restore point, with the same policy: it is
     /// destroyed and made again (its data is lost, its TTL counts from now).
-    Refresh {
-        name: String,
-        /// Its site (default: the spec's declaration, else every site is asked).
-        #[arg(long, value_name = "SITE")]
-        site: Option<String>,
-        #[command(flatten)]
-        spec: SpecArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Refresh(Named),
     /// Delete a workspace — services, clones (an overlay unmounted), namespace, folder — then
     /// look for anything left of it. Exit 1 when something is left (it is named).
-    Delete {
-        name: String,
-        /// Its site (default: the spec's declaration, else every site is asked).
-        #[arg(long, value_name = "SITE")]
-        site: Option<String>,
-        #[command(flatten)]
-        spec: SpecArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Delete(Named),
+}
+
+/// One workspace, by name: `show`, `refresh`, `delete`.
+#[derive(Debug, clap::Args)]
+pub struct Named {
+    pub name: String,
+    /// Its site (default: the spec's declaration, else every site is asked).
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `workspace create`: a declared workspace by name, or one on demand.
@@ -244,9 +230,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         WorkspaceCommand::Create(a) => create(a),
         WorkspaceCommand::List { site, spec, json } => list(&spec, site.as_deref(), json),
-        WorkspaceCommand::Show { name, site, spec, json } => show(&spec, &name, site.as_deref(), json),
-        WorkspaceCommand::Refresh { name, site, spec, json } => refresh(&spec, &name, site.as_deref(), json),
-        WorkspaceCommand::Delete { name, site, spec, json } => delete(&spec, &name, site.as_deref(), json),
+        WorkspaceCommand::Show(n) => show(&n.spec, &n.name, n.site.as_deref(), n.json),
+        WorkspaceCommand::Refresh(n) => refresh(&n.spec, &n.name, n.site.as_deref(), n.json),
+        WorkspaceCommand::Delete(n) => delete(&n.spec, &n.name, n.site.as_deref(), n.json),
     }
 }
 
@@ -300,6 +286,7 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             with_progress(args.json, label, || {
                 workspace::create(&engine, &desired.loaded.system, &args.spec.state, name, &policy)
                     .map(|r| report::workspace_record(&r))
+                    .map_err(|e| e.to_string())
             })
         }
         Place::Agents(_, client) => {
@@ -378,6 +365,7 @@ fn refresh(spec: &SpecArgs, name: &str, site: Option<&str>, json: bool) -> anyho
             with_progress(json, label, || {
                 workspace::refresh(&engine, &desired.loaded.system, &spec.state, name)
                     .map(|r| report::workspace_record(&r))
+                    .map_err(|e| e.to_string())
             })
         }
         Place::Agents(desired, client) => {
@@ -658,6 +646,7 @@ pub fn render_list(records: &[WorkspaceRecord], system: &System, paint: &Paint) 
                 .join(", ")
         };
         let mut methods: Vec<&str> = status.points.iter().map(|p| p.method.as_str()).collect();
+        methods.sort_unstable();
         methods.dedup();
         rows.push([
             r.name.clone(),

@@ -42,6 +42,8 @@ fn demo_runs_the_quickstart_heals_a_drift_and_drills_the_loss_of_a_site() {
         "RPO ",
         "leftovers: []",
         "drill report: ",
+        "workspace qa serves in its own namespace",
+        "preempt ",
     ] {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
     }
@@ -67,8 +69,8 @@ fn demo_runs_the_quickstart_heals_a_drift_and_drills_the_loss_of_a_site() {
     let html = dir.path().join("drill-report.html");
     let errors = crate::report_consumers::open_in_chromium(&html, &dir.path().join("drill-report.png"));
     assert!(errors.is_empty(), "{errors:?}");
-    // After the drill, status shows no drift and no orphan (step 8).
-    let after = stdout.split("── 8.").nth(1).expect("step 8");
+    // After the drill, status shows no drift and no orphan (step 9).
+    let after = stdout.split("── 9.").nth(1).expect("step 9");
     assert!(
         !after
             .lines()
@@ -79,4 +81,8 @@ fn demo_runs_the_quickstart_heals_a_drift_and_drills_the_loss_of_a_site() {
     // The demo cleans up after itself: no process left under its state.
     let run = dir.path().join("state/sites/a/services/web");
     assert!(!run.exists(), "demo removed its services");
+    assert!(
+        !dir.path().join("state/workspaces/qa").exists(),
+        "demo removed its workspace"
+    );
 }

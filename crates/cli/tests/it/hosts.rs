@@ -19,7 +19,7 @@ use crate::netns::Lab;
 use crate::pg::pg_bin;
 use crate::util::{git, git_repo, poll, BIN};
 
-const PORT: u16 = 5432;
+pub(crate) const PORT: u16 = 5432;
 const S3_PORT: u16 = 9000;
 const S3_ACCESS: &str = "hosts-access";
 const S3_SECRET: &str = "hosts-secret-key";

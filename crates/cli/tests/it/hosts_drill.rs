@@ -50,8 +50,10 @@ fn events(hosts: &Hosts, node: &str) -> String {
 /// witness still reaches both, b suspects a but the witness vetoes, nothing moves; teardown
 /// removes the filters and the link works again. Then a site drill (`stop_site: a`): a's agent
 /// goes dark (its database killed, no heartbeat, no renewal), b's agent declares a dead and
-/// fails over by itself; the drill measures RPO with its canary at b, tears down (a answers
-/// again and rejoins as b's standby), fails back through a's agent, and leaves nothing.
+/// fails over by itself — taking back first the workspace lent at b (the RTO's preempt phase),
+/// which b's agent gives back after failback —; the drill measures RPO with its canary at b,
+/// tears down (a answers again and rejoins as b's standby), fails back through a's agent, and
+/// leaves nothing.
 #[test]
 fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over_and_back() {
     let mut hosts = Hosts::start("hdf", "standby");
@@ -152,6 +154,18 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
         hosts.logs()
     );
 
+    // A workspace lent at b, from b's own repository: the failover takes it back first.
+    hosts.succeeds(&["backup", "orders", "--replicate"]);
+    let out = hosts.operator(&["workspace", "create", "qa", "--site", "b", "--services", "db", "--json"]);
+    assert_eq!(
+        out.code,
+        0,
+        "workspace create:\n{}{}\n{}",
+        out.stdout,
+        out.stderr,
+        hosts.logs()
+    );
+
     // Site a lost: its agent goes dark; b's agent fails over by itself; teardown brings a back
     // as b's standby and fails back.
     let drill = drill_in_background(&hosts, "lose-a");
@@ -185,12 +199,33 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
     for kind in [
         "fault_applied",
         "site_dead",
+        "workspace_preempted",
         "failover_finished",
         "fault_reverted",
         "failed_back",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from the timeline: {kinds:?}");
     }
+    assert!(
+        report["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "preempt"),
+        "the recovery shows the preempt phase: {report:#}"
+    );
+    // b's agent gives the workspace back once b serves no production any more.
+    let back = poll(Duration::from_secs(60), || {
+        let listed = hosts.operator(&["workspace", "list", "--json"]);
+        let list: serde_json::Value = serde_json::from_str(&listed.stdout).ok()?;
+        list.as_array()?
+            .iter()
+            .any(|w| w["name"] == "qa" && w["state"] == "ready")
+            .then_some(())
+    });
+    assert!(back.is_some(), "qa is not back after failback:\n{}", hosts.logs());
+    let out = hosts.operator(&["workspace", "delete", "qa"]);
+    assert_eq!(out.code, 0, "workspace delete:\n{}{}", out.stdout, out.stderr);
     assert_eq!(
         report["rpo"]["datasets"][0]["site"], "b",
         "the canary is read at b: {report:#}"
@@ -214,7 +249,8 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
 /// PostgreSQL started inside as the service's user — and answers for it: it serves, `pg_amcheck`
 /// finds nothing, production's endpoints (a's PostgreSQL, etcd, the S3 server) are tried from
 /// inside and none is reached. Production keeps its primary and every row; nothing is left at b.
-/// Then a live service drill and a live workload drill (`kill: db`) through a's agent.
+/// Then a workspace at b made by b's agent; then a live service drill and a live workload
+/// drill (`kill: db`) through a's agent.
 #[test]
 fn an_isolated_drill_then_a_service_and_a_workload_drill_through_the_agents() {
     let mut hosts = Hosts::start("hdi", "standby");
@@ -261,6 +297,41 @@ fn an_isolated_drill_then_a_service_and_a_workload_drill_through_the_agents() {
         !netns_at(&hosts, "b").iter().any(|n| n.starts_with(&sandbox)),
         "the sandbox's namespace {sandbox} is gone"
     );
+
+    // A workspace at b, asked of b's agent: made at b alone, from b's own repository (golden
+    // copy, clone, PostgreSQL in a namespace of its own), its data the restore point's.
+    let out = hosts.operator(&["workspace", "create", "qa", "--site", "b", "--services", "db", "--json"]);
+    assert_eq!(
+        out.code,
+        0,
+        "workspace create:\n{}{}\n{}",
+        out.stdout,
+        out.stderr,
+        hosts.logs()
+    );
+    let ws: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(ws["state"], "ready", "{ws:#}");
+    let netns = ws["netns"].as_str().unwrap().to_string();
+    assert!(netns_at(&hosts, "b").contains(&netns), "{netns} at b");
+    let conninfo = format!(
+        "host={} port={} user=nobody dbname=postgres connect_timeout=5",
+        hosts.lab.addr("b"),
+        crate::hosts::PORT
+    );
+    let mut psql = hosts.command("b", "ip");
+    psql.args(["netns", "exec", &netns]).arg(crate::pg::pg_bin("psql"));
+    let counted = crate::pg::run_psql(psql, &conninfo, "SELECT count(*) FROM orders");
+    assert_eq!(
+        counted.ok().and_then(|c| c.parse().ok()),
+        rows,
+        "the workspace holds every row backed up"
+    );
+    let listed = hosts.operator(&["workspace", "list", "--json"]);
+    assert!(listed.stdout.contains("\"qa\""), "{}{}", listed.stdout, listed.stderr);
+    let out = hosts.operator(&["workspace", "delete", "qa"]);
+    assert_eq!(out.code, 0, "workspace delete:\n{}{}", out.stdout, out.stderr);
+    assert!(!netns_at(&hosts, "b").contains(&netns), "{netns} left at b");
+    assert_eq!(hosts.is_primary("a"), Some(true), "production untouched");
 
     // A service, then a workload (the data tier, one service here), live: a's agent kills its
     // PostgreSQL (the order it was sent) and restarts it as a crashed primary; nothing fails

@@ -222,12 +222,12 @@ pub(crate) fn stop_immediately(pid: u32) {
 
 /// Site a's PostgreSQL (a resurgo service), shut down immediately when dropped, before `Env`
 /// kills whatever is left.
-struct Primary(u32);
+struct Primary(crate::util::Proc);
 
 impl Drop for Primary {
     fn drop(&mut self) {
-        if alive(self.0) {
-            stop_immediately(self.0);
+        if self.0.alive() {
+            stop_immediately(self.0.pid);
         }
     }
 }
@@ -320,7 +320,7 @@ fn pg_physical_backup_replicated_and_restored_to_newest_and_earlier_time() {
     };
     let pid = poll(Duration::from_secs(120), healthy)
         .unwrap_or_else(|| panic!("site a's PostgreSQL is not healthy:\n{}", service_log(&env)));
-    let primary = Primary(pid);
+    let primary = Primary(crate::util::Proc::of(pid));
     let sql = |q: &str| psql(&addr_a, port, q).unwrap_or_else(|e| panic!("{q}: {e}\n{}", service_log(&env)));
     let ready = poll(Duration::from_secs(120), || psql(&addr_a, port, "SELECT 1").ok());
     assert!(

@@ -34,12 +34,14 @@ pub(crate) struct PgPair {
     pub backups: PathBuf,
     /// Site a's postmaster.
     pub pid_a: u32,
+    /// The same, as first seen: what `Drop` may stop.
+    proc_a: Option<crate::util::Proc>,
 }
 
 impl Drop for PgPair {
     fn drop(&mut self) {
-        if alive(self.pid_a) {
-            stop_immediately(self.pid_a);
+        if let Some(a) = self.proc_a.filter(crate::util::Proc::alive) {
+            stop_immediately(a.pid);
         }
     }
 }
@@ -119,6 +121,7 @@ impl PgPair {
             port,
             backups,
             pid_a: 0,
+            proc_a: None,
         };
         let init = pair.resurgo(&["repo", "init", "--json"]);
         assert_eq!(init.code, 0, "repo init:\n{}{}", init.stdout, init.stderr);
@@ -141,6 +144,7 @@ impl PgPair {
         };
         pair.pid_a = poll(Duration::from_secs(120), healthy)
             .unwrap_or_else(|| panic!("site a's PostgreSQL is not healthy:\n{}", pair.log("a")));
+        pair.proc_a = Some(crate::util::Proc::of(pair.pid_a));
         let ready = poll(Duration::from_secs(120), || pair.sql("a", "SELECT 1").ok());
         assert!(
             ready.is_some(),

@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::pg::{give, initdb_as_nobody, pg_bin, psql, stop_immediately};
-use crate::util::{alive, find_service, poll, signal, Env};
+use crate::util::{find_service, poll, signal, Env};
 
 /// The end of a site's PostgreSQL log (the service's stderr), for failure messages.
 fn service_log(env: &Env, site: &str) -> String {
@@ -33,13 +33,13 @@ fn logs(env: &Env) -> String {
 
 /// Both PostgreSQL servers (resurgo services), shut down immediately when dropped — also on
 /// a panic — before `Env` kills whatever is left.
-struct Servers(Vec<u32>);
+struct Servers(Vec<crate::util::Proc>);
 
 impl Drop for Servers {
     fn drop(&mut self) {
-        for pid in &self.0 {
-            if alive(*pid) {
-                stop_immediately(*pid);
+        for server in &self.0 {
+            if server.alive() {
+                stop_immediately(server.pid);
             }
         }
     }
@@ -136,7 +136,7 @@ fn standby_pair(env: &Env, extra: &str) -> StandbyPair {
     let mut servers = Servers(Vec::new());
     for site in ["a", "b"] {
         if let Some(pid) = healthy_pid(env, site) {
-            servers.0.push(pid);
+            servers.0.push(crate::util::Proc::of(pid));
         }
     }
     assert_eq!(apply.code, 0, "apply:\n{}{}\n{}", apply.stdout, apply.stderr, logs(env));
@@ -350,7 +350,7 @@ fn pg_behind_a_proxy_route_fails_over_under_pgbench_and_its_invariant_holds_at_b
     assert!(busy.is_some(), "pgbench made no progress through the route");
 
     // a's server dies under load.
-    signal(pair.servers.0[0], Signal::SIGKILL);
+    signal(pair.servers.0[0].pid, Signal::SIGKILL);
     let failover = env.run_shared(&["failover", "--to", "b"]);
     let _ = load.kill();
     let load = load.wait_with_output().unwrap();

@@ -216,26 +216,96 @@ impl Env {
         }
     }
 
-    /// Pids of all service processes recorded under the state folder.
-    pub fn recorded_pids(&self) -> Vec<(u32, u32)> {
+    /// The service processes and their supervisors recorded anywhere under the test's folder
+    /// that are still the processes recorded (a pid the kernel has given to another process
+    /// since, another test's, is left out): (service pid, which leads its group) or supervisor.
+    pub fn recorded_pids(&self) -> Vec<Recorded> {
         let mut out = Vec::new();
-        let sites = self.state().join("sites");
-        for site in std::fs::read_dir(sites).into_iter().flatten().flatten() {
-            for svc in std::fs::read_dir(site.path().join("services"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Ok(text) = std::fs::read_to_string(svc.path().join("run.json")) {
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    if let (Some(pid), Some(shim)) = (v["pid"].as_u64(), v["shim_pid"].as_u64()) {
-                        out.push((pid as u32, shim as u32));
-                    }
+        for record in records_under(self.path(), "run.json") {
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(record).unwrap_or_default()).unwrap_or(Value::Null);
+            let field = |k: &str| v[k].as_u64();
+            if let (Some(pid), Some(shim), Some(pid_ticks), Some(shim_ticks)) = (
+                field("pid"),
+                field("shim_pid"),
+                field("pid_start_ticks"),
+                field("shim_start_ticks"),
+            ) {
+                let (pid, shim) = (pid as u32, shim as u32);
+                if start_ticks(pid) == Some(pid_ticks) {
+                    out.push(Recorded::Service(pid));
+                }
+                if start_ticks(shim) == Some(shim_ticks) {
+                    out.push(Recorded::Supervisor(shim));
                 }
             }
         }
         out
     }
+}
+
+/// A process a test's supervisor recorded, still alive as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A service: it leads its own process group.
+    Service(u32),
+    Supervisor(u32),
+}
+
+/// A process as it was when seen: its pid and when it started, so that the pid, once the
+/// kernel gives it to another process (another test's), is never taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    ticks: Option<u64>,
+}
+
+impl Proc {
+    pub fn of(pid: u32) -> Proc {
+        Proc {
+            pid,
+            ticks: start_ticks(pid),
+        }
+    }
+
+    /// Whether the very process seen still runs (not a zombie).
+    pub fn alive(&self) -> bool {
+        self.ticks.is_some() && start_ticks(self.pid) == self.ticks && alive(self.pid)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state is field 3, start time field 22.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Every file under `dir`, by path, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(e.path());
+            } else {
+                found.push(e.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Every file named `name` under `dir`: the supervisors' records of the test's sites (wherever
+/// their `root:` is), sandboxes and workspaces; the network namespaces of the last two.
+fn records_under(dir: &Path, name: &str) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == name))
+        .collect()
 }
 
 impl Drop for Env {
@@ -244,15 +314,25 @@ impl Drop for Env {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for (pid, shim) in self.recorded_pids() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(shim as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for process in self.recorded_pids() {
+            let _ = match process {
+                Recorded::Service(pid) => nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                ),
+                Recorded::Supervisor(pid) => nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                ),
+            };
+        }
+        // What a failed test left of its sandboxes and workspaces: their namespaces.
+        for record in records_under(self.path(), "sandbox.json") {
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(record).unwrap_or_default()).unwrap_or(Value::Null);
+            if let Some(netns) = v["netns"].as_str() {
+                let _ = Command::new("ip").args(["netns", "del", netns]).output();
+            }
         }
     }
 }

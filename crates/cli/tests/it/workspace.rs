@@ -4,7 +4,8 @@
 //! the restore point; its PostgreSQL cannot archive into the production repository; a failover
 //! to b preempts it first (the run's `preempt` step and phase) and b's agent brings it back
 //! after failback. On demand: a workspace past its TTL is deleted by b's agent with nothing
-//! left, and a failover preempts a workspace still being seeded without waiting for it.
+//! left, a failover preempts a workspace still being seeded without waiting for it, and one
+//! whose masking fails is destroyed, never handed out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use crate::pg::{pg_bin, run_psql};
 use crate::pg_failover::PgPair;
-use crate::util::{poll, Env, BIN};
+use crate::util::{files_under, poll, Env, BIN};
 
 /// An XFS filesystem with reflink, on a loop device over a file the test made, mounted at a
 /// folder; unmounted (and the device freed) when dropped, whatever happened.
@@ -85,13 +86,13 @@ fn psql_in(netns: &str, addr: &str, port: u16, sql: &str) -> Result<String, Stri
     )
 }
 
-/// The notes' (id, body) in an SQLite file, up to id `upto`.
-fn notes(db: &Path, upto: i64) -> Vec<(i64, String)> {
+/// The example app's writes (seq, time, site) in an SQLite file, up to `upto`.
+fn notes(db: &Path, upto: i64) -> Vec<(i64, String, String)> {
     let db = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut stmt = db
-        .prepare("SELECT id, body FROM notes WHERE id <= ?1 ORDER BY id")
+        .prepare("SELECT seq, at, site FROM canary WHERE seq <= ?1 ORDER BY seq")
         .unwrap();
-    stmt.query_map([upto], |r| Ok((r.get(0)?, r.get(1)?)))
+    stmt.query_map([upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect()
@@ -99,26 +100,8 @@ fn notes(db: &Path, upto: i64) -> Vec<(i64, String)> {
 
 fn max_note(db: &Path) -> i64 {
     let db = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    db.query_row("SELECT coalesce(max(id), 0) FROM notes", [], |r| r.get(0))
-        .unwrap()
-}
-
-/// Every file under `dir`, by path.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
+    db.query_row("SELECT coalesce(max(seq), 0) FROM canary", [], |r| r.get(0))
+        .unwrap_or(0)
 }
 
 /// Network namespaces of workspaces and sandboxes now.
@@ -208,6 +191,14 @@ fn a_qa_workspace_at_b_is_seeded_from_as_backups_preempted_by_a_failover_and_bac
     );
     let netns = qa["netns"].as_str().unwrap().to_string();
     assert!(namespaces().contains(&netns), "{netns}");
+    // `status` shows it, with the capacity b lends.
+    let status = pair.resurgo(&["status", "--json"]).json();
+    let shown = status["workspaces"]
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["name"] == "qa"))
+        .unwrap_or_else(|| panic!("status shows no workspace qa: {status:#}"));
+    assert_eq!(shown["state"], "ready", "{shown:#}");
+    assert!(status["lent"].to_string().contains("\"b\""), "{status:#}");
 
     // Its data is the restore point's: every order, and the notes of the replicated snapshot.
     let ids = psql_in(
@@ -320,7 +311,11 @@ fn a_qa_workspace_at_b_is_seeded_from_as_backups_preempted_by_a_failover_and_bac
         "--json",
     ]);
     assert_ne!(refused.code, 0, "{}", refused.stdout);
-    assert!(refused.stderr.contains("serving production"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("serving production") || refused.stderr.contains("where service `web` is active"),
+        "{}",
+        refused.stderr
+    );
 
     // a comes back (its repository reachable again); failback; b's agent restarts qa.
     std::fs::rename(pair.backups.join("a-lost"), pair.backups.join("a")).unwrap();
@@ -457,4 +452,39 @@ fn a_failover_preempts_a_workspace_being_seeded_without_waiting_for_it() {
     assert!(said.contains("preempted"), "{said}");
     assert!(listed(&env, "slow").is_none(), "slow is still listed");
     assert!(!namespaces().contains(&netns), "its namespace is left");
+}
+
+/// Masking fails closed: a workspace whose masking hook fails is destroyed, never handed out,
+/// and the command says which hook failed and what it printed.
+#[test]
+fn a_workspace_whose_masking_fails_is_destroyed_never_handed_out() {
+    let env = notes_env(178);
+    let out = env.run(&[
+        "workspace",
+        "create",
+        "leaky",
+        "--site",
+        "b",
+        "--services",
+        "web",
+        "--mask",
+        "true",
+        "--mask",
+        "echo cannot mask the emails >&2; exit 3",
+    ]);
+    assert_ne!(
+        out.code, 0,
+        "a workspace whose masking failed was handed out: {}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("masking hook 2 failed"), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot mask the emails"), "{}", out.stderr);
+    assert!(listed(&env, "leaky").is_none(), "leaky is listed");
+    assert!(
+        !env.state().join("workspaces").join("leaky").exists(),
+        "its folder is left"
+    );
+    env.wait_event("workspace_failed", Duration::from_secs(10), |e| {
+        e["kind"] == "workspace_failed"
+    });
 }

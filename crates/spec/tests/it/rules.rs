@@ -625,21 +625,14 @@ fn workspaces_run_beside_their_site_own_services() {
     )));
 }
 
-/// The quickstart documents `workspaces:` in a commented-out block; uncommented, it loads.
+/// The quickstart declares the workspace its demo makes.
 #[test]
-fn the_quickstart_workspace_example_is_valid() {
+fn the_quickstart_declares_its_workspace() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/resurgo.yaml");
     let text = std::fs::read_to_string(path).unwrap();
-    let start = text
-        .find("# workspaces:\n")
-        .expect("the quickstart documents workspaces");
-    let (head, tail) = text.split_at(start);
-    let uncommented: String = tail
-        .lines()
-        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
-        .collect();
-    let l = ok(&format!("{head}{uncommented}"));
+    let l = ok(&text);
     assert_eq!(l.system.workspaces["qa"].services, ["web"]);
+    assert_eq!(l.system.workspaces["qa"].site, "b");
 }
 
 /// A workspace made on demand (`resurgo workspace create NAME --site … --services …`) keeps
