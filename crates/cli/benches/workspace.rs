@@ -9,8 +9,8 @@
 //!   (`--site b --services db`, PostgreSQL started in the workspace's network namespace) and
 //!   deleted. Reported: the record's `ready_s` (time until it served), the clone's own
 //!   `took_s`, and the command's wall time. Every workspace is seeded at one pinned restore
-//!   point (`--seed TIME`), so that each reuses the golden copy: with `--seed latest` a
-//!   PostgreSQL golden older than a minute is made again. The baseline is the full restore —
+//!   point (`--seed TIME`): each reuses the golden copy whatever is archived meanwhile (with
+//!   `latest`, a segment archived since makes a new one). The baseline is the full restore —
 //!   what a workspace costs without a golden copy — measured as the isolated drill
 //!   `resurgo drill run try-db` does it (`rto.measured_s`: restore from b's repository +
 //!   start + recovery into a sandbox at b). Target: reflink ≤ 5 s.

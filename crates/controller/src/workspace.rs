@@ -302,16 +302,14 @@ pub fn golden(
     // A snapshot is its data. A PostgreSQL golden is its base backup recovered, through the
     // log archived after it, to its seed: the same only for the same seed and the same
     // archive (a segment archived since may hold writes the seed asks for).
-    let postgres = system.datasets.get(dataset).is_some_and(|d| d.kind == DatasetKind::Postgres);
-    let newest_log = if postgres {
-        newest_log(&repo, dataset)?
-    } else {
-        None
-    };
-    let same = |g: &Golden| {
-        g.snapshot == short && (!postgres || (g.seed.as_deref() == at && g.newest_log == newest_log))
-    };
-    if let Some(g) = read_golden(&root).filter(same) {
+    let postgres = system
+        .datasets
+        .get(dataset)
+        .is_some_and(|d| d.kind == DatasetKind::Postgres);
+    let newest_log = if postgres { newest_log(&repo, dataset)? } else { None };
+    let same =
+        |g: &Golden| g.snapshot == short && (!postgres || (g.seed.as_deref() == at && g.newest_log == newest_log));
+    if let Some(g) = goldens(&root).into_iter().rev().find(same) {
         return Ok(g);
     }
     make_golden(&protector, system, state_dir, site, dataset, at, newest_log)
@@ -325,10 +323,20 @@ fn newest_log(repo: &resurgo_vault::Repository, dataset: &str) -> Result<Option<
         .map_err(|e| format!("the log archive of `{dataset}`: {e}"))
 }
 
-fn read_golden(root: &Path) -> Option<Golden> {
-    let current = std::fs::read_to_string(root.join("current")).ok()?;
-    let text = std::fs::read(root.join(current.trim()).join("golden.json")).ok()?;
-    serde_json::from_slice(&text).ok()
+/// The golden copies kept in `root`, oldest first.
+fn goldens(root: &Path) -> Vec<Golden> {
+    let mut versions: Vec<(u128, Golden)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let golden = serde_json::from_slice(&std::fs::read(e.path().join("golden.json")).ok()?).ok()?;
+            Some((version, golden))
+        })
+        .collect();
+    versions.sort_by_key(|(v, _)| *v);
+    versions.into_iter().map(|(_, g)| g).collect()
 }
 
 /// Restores the newest restore point of `dataset` (at or before `at`) into a new golden copy,

@@ -488,3 +488,71 @@ fn a_workspace_whose_masking_fails_is_destroyed_never_handed_out() {
         e["kind"] == "workspace_failed"
     });
 }
+
+/// Golden copies are reused only when they hold what the seed asks for: a workspace seeded at
+/// a time before some writes gets none of them even though a newer golden copy of the same
+/// base backup exists, and a second `latest` workspace, nothing archived since, reuses the
+/// first one's golden copy instead of restoring again.
+#[test]
+fn a_golden_copy_is_reused_only_for_the_same_seed_and_the_same_log_archive() {
+    let pair = PgPair::start(179, "2s");
+    let count = |netns: &str| psql_in(netns, &pair.addr_b, pair.port, "SELECT count(*) FROM orders");
+    let write = |from: i64, to: i64| {
+        for id in from..=to {
+            pair.sql("a", &format!("INSERT INTO orders (id) VALUES ({id})"))
+                .unwrap();
+        }
+        pair.sql("a", "SELECT pg_switch_wal()").unwrap();
+        pair.wait_archived(Duration::from_secs(60));
+    };
+    write(1, 10);
+    std::thread::sleep(Duration::from_millis(1100)); // a second between the two batches' commits
+    let between = pair
+        .sql(
+            "a",
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    write(11, 20);
+    let out = pair.resurgo(&["replicate", "orders"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let create = |name: &str, seed: &str| -> Value {
+        let out = pair.resurgo(&[
+            "workspace",
+            "create",
+            name,
+            "--site",
+            "b",
+            "--services",
+            "db",
+            "--seed",
+            seed,
+            "--json",
+        ]);
+        assert_eq!(out.code, 0, "workspace create {name}:\n{}{}", out.stdout, out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let goldens = || {
+        files_under(&pair.env.state().join("workspaces/.golden"))
+            .into_iter()
+            .filter(|f| f.ends_with("golden.json"))
+            .count()
+    };
+    let newest = create("w1", "latest");
+    assert_eq!(count(newest["netns"].as_str().unwrap()).as_deref(), Ok("20"));
+    let pinned = create("w2", &between);
+    assert_eq!(
+        count(pinned["netns"].as_str().unwrap()).as_deref(),
+        Ok("10"),
+        "a workspace seeded at {between} holds only what was written before"
+    );
+    assert_eq!(goldens(), 2, "one golden copy per seed");
+    let again = create("w3", "latest");
+    assert_eq!(count(again["netns"].as_str().unwrap()).as_deref(), Ok("20"));
+    assert_eq!(goldens(), 2, "nothing archived since: w1's golden copy is reused");
+    for name in ["w1", "w2", "w3"] {
+        let out = pair.resurgo(&["workspace", "delete", name]);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    }
+}
