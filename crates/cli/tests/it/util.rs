@@ -326,6 +326,17 @@ impl Drop for Env {
                 ),
             };
         }
+        // What a failed test left mounted under its folder (a workspace's overlay clone).
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(self.path()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", point]).output();
+        }
         // What a failed test left of its sandboxes and workspaces: their namespaces.
         for record in records_under(self.path(), "sandbox.json") {
             let v: Value =
