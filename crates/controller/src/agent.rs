@@ -659,6 +659,15 @@ impl Agent {
             return;
         }
         if !self.held().leases.contains_key(group) {
+            // A lease is taken only for a site that is there to serve (set up, observable):
+            // its fence deadline is written at once, and a lease let go for want of it would
+            // be waited out (below) before it could be taken again.
+            let observable = self
+                .handle(site)
+                .is_some_and(|h| self.engine.provider.observe(&h).is_ok());
+            if !observable {
+                return;
+            }
             let name = primary_lease(group);
             let sent = BootTime::now();
             let id = match self.store.lease_holder(&name) {

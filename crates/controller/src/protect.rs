@@ -748,6 +748,25 @@ impl<'a> Protector<'a> {
         Ok(lag)
     }
 
+    /// The lock held while `dataset`'s standby at `site` is seeded (`<state>/locks/`).
+    fn seeding_lock(&self, dataset: &str, site: &str) -> Result<nix::fcntl::Flock<std::fs::File>, ProtectError> {
+        let dir = self.state_dir.join("locks");
+        let path = dir.join(format!("seed-{site}-{dataset}.lock"));
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ProtectError::Vault(VaultError::Io { what, path, source })
+        };
+        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("cannot open", &path))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io("cannot lock", &path)(std::io::Error::from(e)))
+    }
+
     /// Makes sure the standby of `dataset` at `site` has a data directory: when
     /// [`data_path`](Self::data_path) at `site` holds no `PG_VERSION`, builds it from the
     /// active server (`pg_basebackup -R` on the slot [`standby_slot`]). Returns whether it
@@ -775,6 +794,9 @@ impl<'a> Protector<'a> {
             ));
         }
         let pgdata = self.data_path(dataset, site)?;
+        // One seeding at a time: the agent's rejoin and an operator's apply through the site
+        // API may both prepare the standby; the second finds it seeded by the first.
+        let _seeding = self.seeding_lock(dataset, site)?;
         if pgdata.join("PG_VERSION").exists() {
             if pgdata.join("standby.signal").exists() {
                 return Ok(false);
