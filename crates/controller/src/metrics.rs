@@ -599,7 +599,16 @@ fn drills(x: &mut Exposition, inputs: &Inputs) {
 
 fn workspaces(x: &mut Exposition, inputs: &Inputs) {
     let workspaces = &inputs.report.workspaces;
-    let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
+    // The states are a closed set and the records were read: a state none is in counts 0.
+    let mut by_state: BTreeMap<&str, u64> = [
+        crate::workspace::State::Seeding,
+        crate::workspace::State::Ready,
+        crate::workspace::State::Preempted,
+        crate::workspace::State::Failed,
+    ]
+    .into_iter()
+    .map(|s| (s.as_str(), 0))
+    .collect();
     for w in workspaces {
         *by_state.entry(w.state.as_str()).or_default() += 1;
     }
