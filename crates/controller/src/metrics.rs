@@ -134,16 +134,45 @@ fn added_bytes(message: &str) -> Option<u64> {
     rest.strip_suffix(" new)")?.trim().parse().ok()
 }
 
-/// Backups and replications per (dataset, site), from `events` (oldest first), of `site` only.
-pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTreeMap<String, Backups>) {
+/// From `events` (oldest first): the backups `site` took, per dataset; and the replications
+/// that followed them, per (dataset, site copied into). A replication event names the site
+/// copied into; it is `site`'s when the dataset's newest backup before it was taken at `site`
+/// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
+/// sites' agents (`controller --agents`) counts each replication once.
+#[allow(clippy::type_complexity)]
+pub fn backups(
+    events: &[Event],
+    site: &str,
+) -> (BTreeMap<String, Backups>, BTreeMap<(String, String), Backups>) {
     let mut backups: BTreeMap<String, Backups> = BTreeMap::new();
-    let mut replications: BTreeMap<String, Backups> = BTreeMap::new();
+    let mut replications: BTreeMap<(String, String), Backups> = BTreeMap::new();
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
+    // Per dataset, the site of its newest finished backup.
+    let mut backed_up_at: BTreeMap<&str, &str> = BTreeMap::new();
     for e in events {
-        let (Some(dataset), Some(at)) = (e.dataset.as_deref(), unix(&e.time)) else {
+        let (Some(dataset), Some(at), Some(at_site)) = (e.dataset.as_deref(), unix(&e.time), e.site.as_deref()) else {
             continue;
         };
-        if e.site.as_deref() != Some(site) {
+        if e.kind == EventKind::BackupFinished {
+            backed_up_at.insert(dataset, at_site);
+        }
+        if matches!(e.kind, EventKind::ReplicationFinished | EventKind::ReplicationFailed) {
+            if backed_up_at.get(dataset) != Some(&site) {
+                continue;
+            }
+            let r = replications
+                .entry((dataset.to_string(), at_site.to_string()))
+                .or_default();
+            if e.kind == EventKind::ReplicationFinished {
+                r.succeeded += 1;
+                r.last_success = Some(at);
+            } else {
+                r.failed += 1;
+                r.last_failure = Some(at);
+            }
+            continue;
+        }
+        if at_site != site {
             continue;
         }
         match e.kind {
@@ -165,16 +194,6 @@ pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTre
                 b.failed += 1;
                 b.last_failure = Some(at);
                 started.remove(dataset);
-            }
-            EventKind::ReplicationFinished => {
-                let r = replications.entry(dataset.to_string()).or_default();
-                r.succeeded += 1;
-                r.last_success = Some(at);
-            }
-            EventKind::ReplicationFailed => {
-                let r = replications.entry(dataset.to_string()).or_default();
-                r.failed += 1;
-                r.last_failure = Some(at);
             }
             _ => {}
         }
@@ -283,20 +302,29 @@ pub fn exposition(inputs: &Inputs) -> String {
             b.added_bytes_total as f64,
         );
     }
-    for (dataset, r) in &replications {
+    for ((dataset, to), r) in &replications {
+        let l = [("dataset", dataset.as_str()), ("site", to.as_str()), ("from", site)];
         if let Some(t) = r.last_success {
             x.gauge(
                 "resurgo_replication_last_success_timestamp_seconds",
-                "When the dataset's snapshots were last copied into this site's repository (Unix time).",
-                &[("dataset", dataset), ("site", site)],
+                "When this site last copied the dataset's snapshots into the site's repository (Unix time).",
+                &l,
+                t,
+            );
+        }
+        if let Some(t) = r.last_failure {
+            x.gauge(
+                "resurgo_replication_last_failure_timestamp_seconds",
+                "When this site last failed to copy the dataset's snapshots into the site's repository (Unix time).",
+                &l,
                 t,
             );
         }
         for (result, n) in [("success", r.succeeded), ("failure", r.failed)] {
             x.counter(
                 "resurgo_replications_total",
-                "Replications of the dataset into this site's repository by result, as the event log records them.",
-                &[("dataset", dataset), ("site", site), ("result", result)],
+                "Replications of the dataset from this site into the site's repository, by result, as the event log records them.",
+                &[("dataset", dataset), ("site", to), ("from", site), ("result", result)],
                 n as f64,
             );
         }
@@ -696,7 +724,7 @@ mod tests {
             event(EventKind::BackupStarted, "2026-11-30T10:01:00Z", "a", "backing up orders"),
             event(EventKind::BackupFailed, "2026-11-30T10:01:02Z", "a", "the repository is gone"),
             event(EventKind::BackupStarted, "2026-11-30T10:02:00Z", "b", "backing up orders"),
-            event(EventKind::ReplicationFinished, "2026-11-30T10:00:05Z", "a", "1 snapshots copied"),
+            event(EventKind::ReplicationFinished, "2026-11-30T10:00:05Z", "c", "1 snapshots copied"),
         ];
         let (b, r) = backups(&events, "a");
         let orders = &b["orders"];
@@ -705,7 +733,8 @@ mod tests {
         assert_eq!((orders.last_added_bytes, orders.added_bytes_total), (Some(200), 200));
         assert_eq!(orders.last_attempt, unix("2026-11-30T10:01:00Z"));
         assert_eq!(orders.last_failure, unix("2026-11-30T10:01:02Z"));
-        assert_eq!(r["orders"].succeeded, 1);
+        assert_eq!(r[&("orders".to_string(), "c".to_string())].succeeded, 1);
+        assert!(backups(&events, "b").1.is_empty(), "b backed nothing up before it");
         assert!(backups(&events, "c").0.is_empty());
     }
 }

@@ -198,6 +198,17 @@ fn a_live_scrape_passes_promtool_and_the_rpo_age_crosses_its_objective_when_back
         sample(&a_body, "resurgo_backup_last_success_timestamp_seconds", &files_at("a")).is_some(),
         "{a_body}"
     );
+    // a replicated what it backed up into b's repository.
+    let replicated = poll(Duration::from_secs(30), || {
+        let body = by_certificate.get_text(&d.addr(1), "/metrics").ok()?;
+        sample(
+            &body,
+            "resurgo_replications_total",
+            "dataset=\"files\",site=\"b\",from=\"a\",result=\"success\"",
+        )
+        .filter(|n| *n >= 1.0)
+    });
+    assert!(replicated.is_some(), "{a_body}");
     assert_eq!(
         sample(
             &a_body,
