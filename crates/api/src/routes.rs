@@ -588,6 +588,8 @@ mod tests {
             matches!(find("POST", "/v1/datasets/orders/backup"), Matched::Found(_, Op::Backup { dataset }) if dataset == "orders")
         );
         assert!(matches!(find("GET", "/v1/site/"), Matched::NotFound));
+        // The metrics need credentials, as a Prometheus scrape with the bearer token sends.
+        assert!(matches!(find("GET", "/metrics"), Matched::Found(r, Op::Metrics) if !r.public));
         assert!(matches!(find("GET", "/v1/faults"), Matched::Found(_, Op::Faults)));
         assert!(matches!(find("POST", "/v1/faults"), Matched::Found(_, Op::ApplyFault)));
         assert!(
