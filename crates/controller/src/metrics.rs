@@ -52,13 +52,17 @@ impl Exposition {
 
     /// A gauge's sample.
     pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
-        self.family(name, "gauge", help).samples.push((label_set(labels), value));
+        self.family(name, "gauge", help)
+            .samples
+            .push((label_set(labels), value));
     }
 
     /// A counter's sample (`name` ends with `_total`).
     pub fn counter(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
         debug_assert!(name.ends_with("_total"), "{name}");
-        self.family(name, "counter", help).samples.push((label_set(labels), value));
+        self.family(name, "counter", help)
+            .samples
+            .push((label_set(labels), value));
     }
 
     /// The text: a family with no sample is left out.
@@ -140,10 +144,7 @@ fn added_bytes(message: &str) -> Option<u64> {
 /// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
 /// sites' agents (`controller --agents`) counts each replication once.
 #[allow(clippy::type_complexity)]
-pub fn backups(
-    events: &[Event],
-    site: &str,
-) -> (BTreeMap<String, Backups>, BTreeMap<(String, String), Backups>) {
+pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTreeMap<(String, String), Backups>) {
     let mut backups: BTreeMap<String, Backups> = BTreeMap::new();
     let mut replications: BTreeMap<(String, String), Backups> = BTreeMap::new();
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
@@ -478,7 +479,11 @@ fn services(x: &mut Exposition, inputs: &Inputs) {
     );
     for s in &status.services {
         let role = s.role.as_deref().unwrap_or("active");
-        let l = [("site", status.site.as_str()), ("service", s.service.as_str()), ("role", role)];
+        let l = [
+            ("site", status.site.as_str()),
+            ("service", s.service.as_str()),
+            ("role", role),
+        ];
         if s.drift != "unknown" {
             x.gauge(
                 "resurgo_service_in_sync",
@@ -714,17 +719,42 @@ mod tests {
     #[test]
     fn backups_are_counted_by_result_with_their_duration_and_bytes_at_their_site_only() {
         let events = [
-            event(EventKind::BackupStarted, "2026-11-30T10:00:00Z", "a", "backing up orders"),
+            event(
+                EventKind::BackupStarted,
+                "2026-11-30T10:00:00Z",
+                "a",
+                "backing up orders",
+            ),
             event(
                 EventKind::BackupFinished,
                 "2026-11-30T10:00:04Z",
                 "a",
                 "snapshot 0123abcd (1000 bytes, 200 new)",
             ),
-            event(EventKind::BackupStarted, "2026-11-30T10:01:00Z", "a", "backing up orders"),
-            event(EventKind::BackupFailed, "2026-11-30T10:01:02Z", "a", "the repository is gone"),
-            event(EventKind::BackupStarted, "2026-11-30T10:02:00Z", "b", "backing up orders"),
-            event(EventKind::ReplicationFinished, "2026-11-30T10:00:05Z", "c", "1 snapshots copied"),
+            event(
+                EventKind::BackupStarted,
+                "2026-11-30T10:01:00Z",
+                "a",
+                "backing up orders",
+            ),
+            event(
+                EventKind::BackupFailed,
+                "2026-11-30T10:01:02Z",
+                "a",
+                "the repository is gone",
+            ),
+            event(
+                EventKind::BackupStarted,
+                "2026-11-30T10:02:00Z",
+                "b",
+                "backing up orders",
+            ),
+            event(
+                EventKind::ReplicationFinished,
+                "2026-11-30T10:00:05Z",
+                "c",
+                "1 snapshots copied",
+            ),
         ];
         let (b, r) = backups(&events, "a");
         let orders = &b["orders"];

@@ -79,7 +79,14 @@ fn protected(block: u8, web_port: u16) -> (Deployment, Daemon) {
     let s3 = format!("{}:{S3_PORT}", env.addr(9));
     let log = std::fs::File::create(env.path().join("s3.log")).unwrap();
     let server = Command::new("rclone")
-        .args(["serve", "s3", "--addr", &s3, "--auth-key", "metrics-access,metrics-secret"])
+        .args([
+            "serve",
+            "s3",
+            "--addr",
+            &s3,
+            "--auth-key",
+            "metrics-access,metrics-secret",
+        ])
         .arg(&data)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -187,7 +194,10 @@ fn a_live_scrape_passes_promtool_and_the_rpo_age_crosses_its_objective_when_back
             1,
             "{body}"
         );
-        assert!(body.contains("# TYPE resurgo_backups_total counter") || site == "b", "{body}");
+        assert!(
+            body.contains("# TYPE resurgo_backups_total counter") || site == "b",
+            "{body}"
+        );
     }
     assert_eq!(
         sample(&a_body, "resurgo_group_primary", "group=\"site-a\",site=\"a\""),
