@@ -143,7 +143,6 @@ fn added_bytes(message: &str) -> Option<u64> {
 /// copied into; it is `site`'s when the dataset's newest backup before it was taken at `site`
 /// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
 /// sites' agents (`controller --agents`) counts each replication once.
-#[allow(clippy::type_complexity)]
 pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTreeMap<(String, String), Backups>) {
     let mut backups: BTreeMap<String, Backups> = BTreeMap::new();
     let mut replications: BTreeMap<(String, String), Backups> = BTreeMap::new();
