@@ -1,7 +1,7 @@
 //! `GET /metrics` on the agents' site API (issue 12, item 1): a live exposition passes
 //! `promtool check metrics`, a scrape without credentials is refused, the shipped alerting
-//! rules pass their unit tests, and the newest-point age at the DR site crosses its objective
-//! once backups stop reaching it.
+//! rules pass their unit tests, the newest-point age at the DR site crosses its objective
+//! once backups stop reaching it, and a point that cannot be read is absent, never 0.
 
 use std::io::Write;
 use std::path::Path;
@@ -141,7 +141,7 @@ fn protected(block: u8, web_port: u16) -> (Deployment, Daemon) {
 
 #[test]
 fn a_live_scrape_passes_promtool_and_the_rpo_age_crosses_its_objective_when_backups_stop() {
-    let (d, _s3) = protected(190, 18190);
+    let (d, s3) = protected(190, 18190);
     let a = d.agent("a");
     let _b = d.agent("b");
     d.apply();
@@ -244,6 +244,23 @@ fn a_live_scrape_passes_promtool_and_the_rpo_age_crosses_its_objective_when_back
             scraper.get_text(&d.addr(2), "/metrics").unwrap_or_default()
         )
     });
+    check_metrics(&body).unwrap_or_else(|p| panic!("{p}\n{body}"));
+
+    // b's repository does not answer: its newest point is unknown, so its series is absent
+    // (never 0, never the last value seen), while the objective is still declared.
+    drop(s3);
+    let unknown = poll(Duration::from_secs(60), || {
+        let body = scraper.get_text(&d.addr(2), "/metrics").ok()?;
+        let gone = sample(&body, "resurgo_dataset_newest_point_timestamp_seconds", &files_at("b")).is_none()
+            && sample(&body, "resurgo_dataset_snapshots", &files_at("b")).is_none();
+        gone.then_some(body)
+    });
+    let body = unknown.expect("b still reports a point of a repository that does not answer");
+    assert_eq!(
+        sample(&body, "resurgo_dataset_rpo_objective_seconds", &files_at("b")),
+        Some(RPO),
+        "{body}"
+    );
     check_metrics(&body).unwrap_or_else(|p| panic!("{p}\n{body}"));
 }
 
