@@ -766,4 +766,195 @@ mod tests {
         assert!(backups(&events, "b").1.is_empty(), "b backed nothing up before it");
         assert!(backups(&events, "c").0.is_empty());
     }
+
+    fn system() -> System {
+        let text = "apiVersion: resurgo.dev/v1alpha1
+sites:
+  a: { provider: local, address: 127.0.1.1, capacity: { cpu: 4, memory: 4Gi },
+       repository: { url: /backups/a, password: { env: P } } }
+  b: { provider: local, address: 127.0.2.1, capacity: { cpu: 4, memory: 4Gi },
+       repository: { url: /backups/b, password: { env: P } } }
+services:
+  web: { command: web, site: a, standby: [b] }
+objectives: { rto: 30s, rpo: 5m }
+datasets:
+  notes: { service: web, type: sqlite, path: data/notes.db, rpo: 2m }
+  logs: { service: web, type: directory, path: logs }
+drills:
+  kill-web: { scope: { service: web }, faults: [kill: web], mode: live, stop: [unavailable_for: 1m], cadence: 30d }
+  lose-a: { scope: { site: a }, faults: [stop_site: a], mode: live, stop: [unavailable_for: 1m] }
+"
+        .to_string();
+        match resurgo_spec::load(
+            vec![resurgo_spec::SourceFile {
+                name: "s.yaml".into(),
+                text,
+            }],
+            &[],
+        ) {
+            Ok(l) => l.system,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn drill_report(drill: &str, started: &str, verdict: &str, rto: f64) -> resurgo_drill::Report {
+        serde_json::from_value(serde_json::json!({
+            "schema": resurgo_drill::REPORT_SCHEMA, "run": format!("{drill}-{started}"), "drill": drill,
+            "mode": "live", "scope": { "kind": "service", "targets": ["web"] }, "spec_commit": "folder:abc",
+            "resurgo_version": "0", "operator": "me", "started": started, "ended": null, "deadline_s": 600.0,
+            "outcome": "completed", "timeline": [], "phases": [],
+            "rto": { "measured_s": rto, "objective_s": 30.0, "detect_s": null, "decide_s": null,
+                     "preempt_s": null, "execute_s": null, "propagate_s": null },
+            "rpo": { "objective_s": 300.0, "writes_lost": 0, "seconds": 0.5, "datasets": [] },
+            "probes": [], "isolation": null, "data_checks": [], "faults": [], "leftovers": [],
+            "verdict": verdict, "findings": []
+        }))
+        .unwrap()
+    }
+
+    fn run(id: &str, kind: &str, detection: Option<f64>, rto: Option<f64>) -> resurgo_api::types::Run {
+        serde_json::from_value(serde_json::json!({
+            "run": id, "plan": "p", "kind": kind, "epoch": 1, "outcome": { "status": "succeeded" },
+            "steps": [], "notes": [],
+            "measures": { "detection_s": detection, "decision_s": null, "rto_s": rto, "rpo_s": null,
+                          "accept_data_loss": false }
+        }))
+        .unwrap()
+    }
+
+    fn site_report(json: serde_json::Value) -> SiteReport {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// The value of `name{labels}` in `text`.
+    fn value(text: &str, name: &str, labels: &str) -> Option<f64> {
+        let head = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&head))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn the_exposition_says_what_is_known_and_leaves_out_what_is_not() {
+        let system = system();
+        let report = site_report(serde_json::json!({
+            "format_version": 1, "system": "test", "desired": "abc",
+            "site": { "site": "b", "address": "127.0.2.1", "state": "reachable", "services": [
+                { "service": "web", "role": "standby", "process": "running", "health": "healthy",
+                  "drift": "in-sync", "changed": [], "restarts": 2 },
+                { "service": "api", "process": "absent", "health": "unknown", "drift": "create",
+                  "changed": [], "restarts": 0 }
+            ], "set_aside": [] },
+            "in_sync": false,
+            "datasets": [
+                { "dataset": "notes", "home": "a", "rpo": "2m",
+                  "points": [{ "site": "b", "newest": "2026-11-30T10:00:00Z", "age_seconds": 60, "snapshots": 3 }],
+                  "standby": [{ "site": "b", "lag_bytes": 4096, "lag_seconds": null, "streaming": true }] },
+                { "dataset": "logs", "home": "a",
+                  "points": [{ "site": "b", "snapshots": 0, "error": "the repository does not answer" }],
+                  "standby": [] }
+            ],
+            "roles": [{ "group": "site-a", "primary": "b", "epoch": 3 }],
+            "roles_error": null,
+            "workspaces": []
+        }));
+        let inputs = Inputs {
+            system: &system,
+            commit: "abc".into(),
+            site: "b",
+            report,
+            events: vec![],
+            runs: vec![
+                run("site-a-to-b-e2-1796000000000", "failover", Some(1.5), Some(12.0)),
+                run("site-a-to-b-e3-1796000100000", "failover", None, None),
+            ],
+            drills: vec![
+                drill_report("kill-web", "2026-11-29T00:00:00Z", "fail", 40.0),
+                drill_report("kill-web", "2026-11-01T00:00:00Z", "pass", 9.0),
+            ],
+        };
+        let text = exposition(&inputs);
+        let build = "version=\"".to_string() + env!("CARGO_PKG_VERSION") + "\",commit=\"abc\"";
+        assert_eq!(value(&text, "resurgo_build_info", &build), Some(1.0), "{text}");
+        let notes = "dataset=\"notes\",site=\"b\"";
+        assert_eq!(
+            value(&text, "resurgo_dataset_rpo_objective_seconds", notes),
+            Some(120.0)
+        );
+        assert_eq!(
+            value(&text, "resurgo_dataset_newest_point_timestamp_seconds", notes),
+            unix("2026-11-30T10:00:00Z")
+        );
+        assert_eq!(value(&text, "resurgo_standby_lag_bytes", notes), Some(4096.0));
+        // Not measured, not known: absent.
+        assert_eq!(value(&text, "resurgo_standby_lag_seconds", notes), None, "{text}");
+        // `logs` has the system's objective; its repository did not answer: no point, no count.
+        let logs = "dataset=\"logs\",site=\"b\"";
+        assert_eq!(value(&text, "resurgo_dataset_rpo_objective_seconds", logs), Some(300.0));
+        assert_eq!(
+            value(&text, "resurgo_dataset_newest_point_timestamp_seconds", logs),
+            None
+        );
+        assert_eq!(value(&text, "resurgo_dataset_snapshots", logs), None);
+        assert_eq!(value(&text, "resurgo_group_epoch", "group=\"site-a\""), Some(3.0));
+        assert_eq!(
+            value(&text, "resurgo_group_primary", "group=\"site-a\",site=\"b\""),
+            Some(1.0)
+        );
+        let web = "site=\"b\",service=\"web\",role=\"standby\"";
+        assert_eq!(value(&text, "resurgo_service_in_sync", web), Some(1.0));
+        assert_eq!(value(&text, "resurgo_service_restarts_total", web), Some(2.0));
+        let api = "site=\"b\",service=\"api\",role=\"active\"";
+        assert_eq!(value(&text, "resurgo_service_in_sync", api), Some(0.0));
+        assert_eq!(
+            value(&text, "resurgo_service_healthy", api),
+            None,
+            "unknown health is absent"
+        );
+        let failovers = |trigger: &str| {
+            value(
+                &text,
+                "resurgo_failovers_total",
+                &format!("site=\"b\",kind=\"failover\",trigger=\"{trigger}\""),
+            )
+        };
+        assert_eq!((failovers("automatic"), failovers("manual")), (Some(1.0), Some(1.0)));
+        // The newest failover measured no RTO: the older one's is not shown as the last.
+        assert_eq!(
+            value(
+                &text,
+                "resurgo_failover_last_rto_seconds",
+                "site=\"b\",kind=\"failover\""
+            ),
+            None
+        );
+        assert_eq!(
+            value(
+                &text,
+                "resurgo_failover_last_start_timestamp_seconds",
+                "site=\"b\",kind=\"failover\""
+            ),
+            Some(1796000100.0)
+        );
+        let kill = "drill=\"kill-web\"";
+        assert_eq!(value(&text, "resurgo_drill_last_passed", kill), Some(0.0));
+        assert_eq!(value(&text, "resurgo_drill_last_rto_seconds", kill), Some(40.0));
+        assert_eq!(
+            value(&text, "resurgo_drill_last_pass_timestamp_seconds", kill),
+            unix("2026-11-01T00:00:00Z")
+        );
+        assert_eq!(value(&text, "resurgo_drill_info", "drill=\"lose-a\""), Some(1.0));
+        assert_eq!(
+            value(&text, "resurgo_drill_last_run_timestamp_seconds", "drill=\"lose-a\""),
+            None
+        );
+        assert_eq!(
+            value(&text, "resurgo_workspaces", "site=\"b\",state=\"ready\""),
+            Some(0.0)
+        );
+        // Every family once, with its help and type.
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert_eq!(text.matches(&format!("{line}\n")).count(), 1, "{line}");
+        }
+    }
 }
