@@ -211,6 +211,9 @@ pub struct Inputs<'a> {
     pub events: Vec<Event>,
     pub runs: Vec<resurgo_api::types::Run>,
     pub drills: Vec<resurgo_drill::Report>,
+    /// Per site, whether the witness receives its heartbeats now (it holds the lease
+    /// `witness-sees-<site>`); empty without a witness or when the store cannot be read.
+    pub witness_sees: Vec<(String, bool)>,
 }
 
 /// The inputs of `site`'s metrics, read from its state folder and the coordination store (its
@@ -230,7 +233,23 @@ pub fn read<'a>(
         events: crate::events::EventLog::of_state(state).read().unwrap_or_default(),
         runs: crate::report::runs(state, None).unwrap_or_default(),
         drills: crate::drill::reports(state),
+        witness_sees: witness_sees(system, state).unwrap_or_default(),
     }
+}
+
+/// What the coordination store says of the witness's view of each site. The heartbeats the
+/// agents see of each other live only in their memory: not exported.
+fn witness_sees(system: &System, state: &Path) -> Result<Vec<(String, bool)>, crate::roles::StoreError> {
+    use crate::roles::{coord_dir, is_embedded, open_store, witness_lease};
+    if system.failover.witness.is_none() || (is_embedded(system) && !coord_dir(state).exists()) {
+        return Ok(vec![]);
+    }
+    let store = open_store(system, state)?;
+    system
+        .sites
+        .keys()
+        .map(|site| Ok((site.clone(), store.lease_holder(&witness_lease(site))?.is_some())))
+        .collect()
 }
 
 /// The exposition of `inputs`.
@@ -330,6 +349,14 @@ pub fn exposition(inputs: &Inputs) -> String {
         }
     }
     roles(&mut x, inputs);
+    for (seen, sees) in &inputs.witness_sees {
+        x.gauge(
+            "resurgo_witness_sees_site",
+            "1 while the witness receives the site's heartbeats (it holds the lease witness-sees-<site>), else 0.",
+            &[("site", seen), ("observer", "witness")],
+            f64::from(u8::from(*sees)),
+        );
+    }
     services(&mut x, inputs);
     runs(&mut x, inputs);
     drills(&mut x, inputs);
@@ -872,6 +899,7 @@ drills:
                 drill_report("kill-web", "2026-11-29T00:00:00Z", "fail", 40.0),
                 drill_report("kill-web", "2026-11-01T00:00:00Z", "pass", 9.0),
             ],
+            witness_sees: vec![("a".into(), false), ("b".into(), true)],
         };
         let text = exposition(&inputs);
         let build = "version=\"".to_string() + env!("CARGO_PKG_VERSION") + "\",commit=\"abc\"";
