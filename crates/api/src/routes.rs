@@ -43,6 +43,7 @@ pub enum Op {
     DeleteWorkspace { name: String },
     RefreshWorkspace { name: String },
     Events,
+    Metrics,
 }
 
 /// One route: its method and path (`{name}` for a parameter), whether it answers without
@@ -63,6 +64,8 @@ pub struct Route {
 enum Body {
     Json(fn(&mut SchemaGenerator) -> schemars::Schema),
     EventStream,
+    /// Prometheus's text exposition format.
+    Metrics,
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> schemars::Schema {
@@ -351,6 +354,16 @@ pub const ROUTES: &[Route] = &[
         response: Body::EventStream,
         status: 200,
     },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        public: false,
+        operation: "metrics",
+        summary: "This site's DR gauges and counters in Prometheus's text format (0.0.4), computed when scraped from what is stored: recovery points against their objectives, backups, standby lag, roles and epochs, drift, runs, drills, workspaces. Needs the same credentials as the rest of the API (a scrape sends the bearer token, or a client certificate).",
+        request: None,
+        response: Body::Metrics,
+        status: 200,
+    },
 ];
 
 /// What a request path and method mean.
@@ -402,6 +415,7 @@ pub fn find(method: &str, path: &str) -> Matched {
             "delete_workspace" => Op::DeleteWorkspace { name: param(0) },
             "refresh_workspace" => Op::RefreshWorkspace { name: param(0) },
             "events" => Op::Events,
+            "metrics" => Op::Metrics,
             other => unreachable!("route `{other}` has no operation"),
         };
         return Matched::Found(route, op);
@@ -472,6 +486,9 @@ pub fn openapi() -> Value {
             }
             Body::EventStream => {
                 json!({"description": "One `data:` line per event (a JSON object), as they are written.", "content": {"text/event-stream": {"schema": {"type": "string"}}}})
+            }
+            Body::Metrics => {
+                json!({"description": "Prometheus text exposition format 0.0.4: `# HELP` and `# TYPE` per family, `resurgo_` names in base units.", "content": {crate::server::METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}})
             }
         };
         let mut responses = Map::new();
@@ -571,6 +588,8 @@ mod tests {
             matches!(find("POST", "/v1/datasets/orders/backup"), Matched::Found(_, Op::Backup { dataset }) if dataset == "orders")
         );
         assert!(matches!(find("GET", "/v1/site/"), Matched::NotFound));
+        // The metrics need credentials, as a Prometheus scrape with the bearer token sends.
+        assert!(matches!(find("GET", "/metrics"), Matched::Found(r, Op::Metrics) if !r.public));
         assert!(matches!(find("GET", "/v1/faults"), Matched::Found(_, Op::Faults)));
         assert!(matches!(find("POST", "/v1/faults"), Matched::Found(_, Op::ApplyFault)));
         assert!(

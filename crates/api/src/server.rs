@@ -69,12 +69,24 @@ impl Request {
     }
 }
 
+/// The content type of Prometheus's text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Writes `text/event-stream` until it returns (the client left, or it is done).
 pub type EventWriter = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
-/// An answer: a JSON document with a status, or a stream of server-sent events.
+/// An answer: a JSON document with a status, a text of another type (the metrics), or a
+/// stream of server-sent events.
 pub enum Reply {
-    Json { status: u16, body: Vec<u8> },
+    Json {
+        status: u16,
+        body: Vec<u8>,
+    },
+    Text {
+        status: u16,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
     Events(EventWriter),
 }
 
@@ -100,7 +112,7 @@ impl Reply {
 
     pub fn status(&self) -> u16 {
         match self {
-            Reply::Json { status, .. } => *status,
+            Reply::Json { status, .. } | Reply::Text { status, .. } => *status,
             Reply::Events(_) => 200,
         }
     }
@@ -368,6 +380,19 @@ fn write_reply(stream: &mut impl Write, reply: Reply) -> io::Result<()> {
             write!(
                 stream,
                 "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{auth}Connection: close\r\n\r\n",
+                reason(status),
+                body.len()
+            )?;
+            stream.write_all(&body)
+        }
+        Reply::Text {
+            status,
+            content_type,
+            body,
+        } => {
+            write!(
+                stream,
+                "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
                 reason(status),
                 body.len()
             )?;

@@ -836,6 +836,33 @@ impl SiteApi {
     }
 }
 
+impl SiteApi {
+    /// This site's metrics, computed now from what is stored (`metrics.rs`), against the spec
+    /// with the store's assignments applied (as `GET /v1/site`).
+    fn metrics(&self) -> Reply {
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        let current = match self.context.desired() {
+            Ok(Some(current)) => current,
+            _ => written,
+        };
+        let inputs = crate::metrics::read(
+            self.engine(),
+            &current.loaded.system,
+            &current.source,
+            self.state_dir(),
+            self.site(),
+        );
+        Reply::Text {
+            status: 200,
+            content_type: resurgo_api::server::METRICS_CONTENT_TYPE,
+            body: crate::metrics::exposition(&inputs).into_bytes(),
+        }
+    }
+}
+
 /// The groups whose standby this site keeps: a `strategy: standby` dataset's service placed
 /// (in the spec as written) at the group's site, with its standby here now.
 fn standby_groups(engine: &Engine, written: &Desired, current: &Desired, site: &str) -> Vec<String> {
@@ -912,6 +939,7 @@ impl Handler for SiteApi {
             Op::DeleteWorkspace { name } => self.delete_workspace(name),
             Op::RefreshWorkspace { name } => self.refresh_workspace(name),
             Op::Events => self.events(request),
+            Op::Metrics => self.metrics(),
         }
     }
 }

@@ -98,7 +98,7 @@ impl Deployment {
     }
 
     /// `resurgo apply` as the operator, once both agents answer: each applies its own site.
-    fn apply(&self) {
+    pub(crate) fn apply(&self) {
         let anonymous = self.client(&self.anonymous(), None);
         for site in [1, 2] {
             let up = poll(Duration::from_secs(20), || {
@@ -265,6 +265,13 @@ fn the_site_api_refuses_without_changing_anything_and_serves_every_documented_ro
                     );
                     200
                 }
+                "get" if path == "/metrics" => match operator.get_text(&d.addr(1), &path) {
+                    Ok(body) => {
+                        assert!(body.contains("# TYPE resurgo_build_info gauge"), "{body}");
+                        200
+                    }
+                    Err(e) => status_of(e),
+                },
                 "get" => match operator.get::<Value>(&d.addr(1), &path) {
                     Ok(_) => 200,
                     Err(e) => status_of(e),

@@ -13,6 +13,7 @@ mod drill;
 mod hosts;
 mod hosts_drill;
 mod logs;
+mod metrics;
 mod netns;
 mod output;
 mod partition;
