@@ -100,28 +100,8 @@ impl Client {
 
     /// `GET https://addr/path` as text (the metrics): the body, whatever its type.
     pub fn get_text(&self, addr: &str, path: &str) -> Result<String, ClientError> {
-        let mut request = self.http.get(url(addr, path));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let unreachable = |e: &dyn std::error::Error| ClientError::Unreachable {
-            addr: addr.to_string(),
-            reason: causes(e),
-        };
-        let answer = request.send().map_err(|e| unreachable(&e))?;
-        let status = answer.status().as_u16();
-        let text = answer.text().map_err(|e| unreachable(&e))?;
-        if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<Problem>(&text)
-                .map(|p| p.error)
-                .unwrap_or_else(|_| text.chars().take(300).collect());
-            return Err(ClientError::Refused {
-                addr: addr.to_string(),
-                status,
-                message,
-            });
-        }
-        Ok(text)
+        let (_, body) = self.body(addr, self.http.get(url(addr, path)))?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// `POST https://addr/path` with `body` as JSON, answered as `T`.
@@ -166,8 +146,19 @@ impl Client {
     fn send<T: DeserializeOwned>(
         &self,
         addr: &str,
-        mut request: reqwest::blocking::RequestBuilder,
+        request: reqwest::blocking::RequestBuilder,
     ) -> Result<T, ClientError> {
+        let (status, bytes) = self.body(addr, request)?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Refused {
+            addr: addr.to_string(),
+            status,
+            message: format!("an answer this resurgo cannot read (another version?): {e}"),
+        })
+    }
+
+    /// Sends `request` with the credentials; a 2xx answer's status and body, else the refusal
+    /// with the agent's message.
+    fn body(&self, addr: &str, mut request: reqwest::blocking::RequestBuilder) -> Result<(u16, Vec<u8>), ClientError> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -188,11 +179,7 @@ impl Client {
                 message,
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Refused {
-            addr: addr.to_string(),
-            status,
-            message: format!("an answer this resurgo cannot read (another version?): {e}"),
-        })
+        Ok((status, bytes.to_vec()))
     }
 }
 

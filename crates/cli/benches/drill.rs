@@ -44,29 +44,11 @@ fn isolated(runs: usize) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
     let pair = pg_failover::PgPair::start(172, "2s");
-    // About `gib` GiB of rows: 1 KiB of text each.
-    let rows = (gib * 1024.0 * 1024.0) as u64;
     let filled = Instant::now();
-    pair.sql("a", "CREATE TABLE big (id bigint PRIMARY KEY, body text NOT NULL)")
-        .unwrap();
-    let chunk = 100_000;
-    let mut at = 0;
-    while at < rows {
-        let to = (at + chunk).min(rows);
-        pair.sql(
-            "a",
-            &format!(
-                "INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series({}, {to}) g",
-                at + 1
-            ),
-        )
-        .unwrap();
-        at = to;
-    }
-    let size = pair.sql("a", "SELECT pg_database_size('postgres')").unwrap();
+    let (_, size) = pair.fill(gib * 1024.0);
     eprintln!(
         "filled {:.2} GiB in {:.0} s",
-        size.parse::<f64>().unwrap_or(0.0) / (1u64 << 30) as f64,
+        size / (1u64 << 30) as f64,
         filled.elapsed().as_secs_f64()
     );
     let backup = Instant::now();

@@ -38,7 +38,6 @@ mod util;
 #[path = "../tests/it/workspace.rs"]
 mod ws_it;
 
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -53,41 +52,6 @@ fn gib() -> f64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0)
-}
-
-/// About `mib` MiB of rows in `big` at a (1 KiB of text each); returns the rows and the
-/// database's size in bytes.
-fn fill(pair: &PgPair, mib: f64) -> (u64, f64) {
-    let rows = (mib * 1024.0) as u64;
-    pair.sql("a", "CREATE TABLE big (id bigint PRIMARY KEY, body text NOT NULL)")
-        .unwrap();
-    let chunk = 100_000;
-    let mut at = 0;
-    while at < rows {
-        let to = (at + chunk).min(rows);
-        pair.sql(
-            "a",
-            &format!(
-                "INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series({}, {to}) g",
-                at + 1
-            ),
-        )
-        .unwrap();
-        at = to;
-    }
-    let size = pair.sql("a", "SELECT pg_database_size('postgres')").unwrap();
-    (rows, size.parse().unwrap_or(0.0))
-}
-
-/// `psql` inside network namespace `netns` (a workspace's), against `addr:port`.
-fn psql_in(netns: &str, addr: &str, port: u16, sql: &str) -> Result<String, String> {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", netns]).arg(pg::pg_bin("psql"));
-    pg::run_psql(
-        cmd,
-        &format!("host={addr} port={port} user=nobody dbname=postgres connect_timeout=5"),
-        sql,
-    )
 }
 
 /// `resurgo workspace create NAME --site b --services db --clone METHOD [--seed SEED] --json`:
@@ -140,7 +104,7 @@ fn serving(runs: usize) {
     let gib = gib();
     let pair = PgPair::start(180, "2s");
     let filled = Instant::now();
-    let (rows, size) = fill(&pair, gib * 1024.0);
+    let (rows, size) = pair.fill(gib * 1024.0);
     eprintln!(
         "filled {:.2} GiB ({rows} rows) in {:.0} s",
         size / (1u64 << 30) as f64,
@@ -191,7 +155,7 @@ fn serving(runs: usize) {
             );
             // It serves the restore point's rows (checked outside the times).
             let netns = record["netns"].as_str().unwrap();
-            let top = psql_in(netns, &pair.addr_b, pair.port, "SELECT max(id) FROM big")
+            let top = ws_it::psql_in(netns, &pair.addr_b, pair.port, "SELECT max(id) FROM big")
                 .unwrap_or_else(|e| panic!("workspace {name}'s PostgreSQL: {e}"));
             assert_eq!(top, rows.to_string(), "workspace {name}");
             eprintln!("  run {i}: {method:<7} ready {r:.2} s (clone {t:.3} s), wall {w:.2} s");
@@ -254,7 +218,7 @@ fn preempt(runs: usize) {
     let (mut phase, mut step, mut rto, mut killed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         let pair = PgPair::start(181 + i as u8, "2s");
-        let (_, size) = fill(&pair, mib);
+        let (_, size) = pair.fill(mib);
         let out = pair.resurgo(&["backup", "orders", "--replicate", "--json"]);
         assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
         let xfs = Xfs::mount(&pair.env.state().join("workspaces"), 2048);
@@ -295,7 +259,7 @@ fn preempt(runs: usize) {
             assert_eq!(w["state"], "preempted", "{w:#}");
         }
         for (name, netns) in names.iter().zip(&netns) {
-            let answer = psql_in(netns, &pair.addr_b, pair.port, "SELECT 1");
+            let answer = ws_it::psql_in(netns, &pair.addr_b, pair.port, "SELECT 1");
             assert!(answer.is_err(), "{name}'s PostgreSQL still answers after the failover");
         }
         let done: Value = std::fs::read(

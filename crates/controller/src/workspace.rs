@@ -340,7 +340,7 @@ fn goldens(root: &Path) -> Vec<Golden> {
 }
 
 /// Restores the newest restore point of `dataset` (at or before `at`) into a new golden copy,
-/// checks it, and makes it the current one. The previous golden stays until no workspace uses
+/// checks it, and prunes the others. A previous golden stays while a workspace uses
 /// it (overlay clones read through it).
 fn make_golden(
     protector: &Protector,
@@ -424,12 +424,7 @@ fn make_golden(
     })();
     match made {
         Ok(golden) => {
-            let current = root.join("current");
-            let tmp = root.join(".current.tmp");
-            std::fs::write(&tmp, &version)
-                .and_then(|()| std::fs::rename(&tmp, &current))
-                .map_err(|e| format!("{}: {e}", current.display()))?;
-            prune_goldens(state_dir, site, dataset);
+            prune_goldens(state_dir, &root, &dir);
             Ok(golden)
         }
         Err(e) => {
@@ -486,22 +481,19 @@ fn pg_golden(
     checked.map(|c| format!("pg_amcheck: {c}"))
 }
 
-/// Removes golden copies other than the current one that no workspace's clone reads through
-/// (an overlay's lower layer).
-fn prune_goldens(state_dir: &Path, site: &str, dataset: &str) {
-    let root = golden_root(state_dir, site, dataset);
-    let current = std::fs::read_to_string(root.join("current")).unwrap_or_default();
+/// Removes the golden copies in `root` other than `keep` (the one just made) that no
+/// workspace's clone reads through (an overlay's lower layer).
+fn prune_goldens(state_dir: &Path, root: &Path, keep: &Path) {
     let in_use: Vec<PathBuf> = list(state_dir)
         .iter()
         .flat_map(|r| r.clones.iter())
         .filter(|c| c.method == resurgo_clone::Method::Overlay)
         .map(|c| c.golden.clone())
         .collect();
-    let Ok(entries) = std::fs::read_dir(&root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !path.is_dir() || name == current.trim() || in_use.iter().any(|l| l.starts_with(&path)) {
+        if !path.is_dir() || path == keep || in_use.iter().any(|l| l.starts_with(&path)) {
             continue;
         }
         let _ = std::fs::remove_dir_all(&path);
@@ -807,22 +799,11 @@ pub fn refresh(engine: &Engine, system: &System, state_dir: &Path, name: &str) -
 pub fn leftovers(state_dir: &Path, name: &str, site: &str) -> Vec<(String, String, String)> {
     let dir = dir_of(state_dir, name);
     let mut left = crate::sandbox::leftovers_in(&dir.join("sandbox"), &sandbox_id(state_dir, name), site);
-    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-        for line in mounts.lines() {
-            if let Some(point) = line.split(' ').nth(4) {
-                if Path::new(point).starts_with(&dir) {
-                    left.push(("mount".into(), format!("overlay mount {point}"), site.to_string()));
-                }
-            }
-        }
-    }
-    if dir.exists() {
-        left.push((
-            "folder".into(),
-            format!("workspace folder {}", dir.display()),
-            site.to_string(),
-        ));
-    }
+    // A clone's mounts (an overlay) anywhere under the workspace, and its folder.
+    left.extend(resurgo_clone::leftovers(&dir).into_iter().map(|what| {
+        let kind = if what.contains(" mount at ") { "mount" } else { "folder" };
+        (kind.to_string(), what, site.to_string())
+    }));
     left
 }
 
@@ -1007,25 +988,18 @@ pub fn tend(engine: &Engine, system: &System, state_dir: &Path, site: &str) {
         } else {
             restart(system, state_dir, r).map(|()| "restarted on its own data")
         };
+        let (kind, what) = match restored {
+            Ok(how) => (EventKind::WorkspaceRestored, format!("is back after failback: {how}")),
+            Err(e) => (
+                EventKind::WorkspaceFailed,
+                format!("could not come back after failback: {e}"),
+            ),
+        };
         let owners = owners_note(&r.policy);
-        match restored {
-            Ok(how) => log(
-                state_dir,
-                Event::new(
-                    EventKind::WorkspaceRestored,
-                    format!("workspace `{}` is back after failback: {how}{owners}", r.name),
-                )
-                .site(site),
-            ),
-            Err(e) => log(
-                state_dir,
-                Event::new(
-                    EventKind::WorkspaceFailed,
-                    format!("workspace `{}` could not come back after failback: {e}{owners}", r.name),
-                )
-                .site(site),
-            ),
-        }
+        log(
+            state_dir,
+            Event::new(kind, format!("workspace `{}` {what}{owners}", r.name)).site(site),
+        );
     }
 }
 

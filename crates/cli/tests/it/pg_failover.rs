@@ -178,6 +178,31 @@ impl PgPair {
         pair
     }
 
+    /// About `mib` MiB of rows in a new table `big` at a, 1 KiB of text each (the benchmarks'
+    /// dataset); returns the rows and the database's size in bytes.
+    #[allow(dead_code)] // used by the benchmarks (`benches/drill.rs`, `benches/workspace.rs`) only
+    pub fn fill(&self, mib: f64) -> (u64, f64) {
+        let rows = (mib * 1024.0) as u64;
+        self.sql("a", "CREATE TABLE big (id bigint PRIMARY KEY, body text NOT NULL)")
+            .unwrap();
+        let chunk = 100_000;
+        let mut at = 0;
+        while at < rows {
+            let to = (at + chunk).min(rows);
+            self.sql(
+                "a",
+                &format!(
+                    "INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series({}, {to}) g",
+                    at + 1
+                ),
+            )
+            .unwrap();
+            at = to;
+        }
+        let size = self.sql("a", "SELECT pg_database_size('postgres')").unwrap();
+        (rows, size.parse().unwrap_or(0.0))
+    }
+
     /// `resurgo ARGS` with the shared umask (see [`Env::run_shared`]).
     pub fn resurgo(&self, args: &[&str]) -> Out {
         self.env.run_shared(args)

