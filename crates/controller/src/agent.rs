@@ -1177,6 +1177,7 @@ impl Renewer {
             .iter()
             .map(|(g, (id, sent))| (g.clone(), *id, sent.clone()))
             .collect();
+        let mut fenced_any = false;
         for (group, id, last) in leases {
             let sent = BootTime::now();
             let renewed = if !self.answering.load(Ordering::Relaxed) {
@@ -1208,17 +1209,22 @@ impl Renewer {
             };
             if fenced_now {
                 self.emit(finish_fence(&self.held, &self.engine, &spec, &self.site, &group, &why));
+                fenced_any = true;
             }
         }
         // Computed and written under the leases' lock: a lease let go meanwhile (a handover)
-        // is not counted, and the deadline the handover set is not overwritten.
+        // is not counted, and the deadline the handover set is not overwritten. With the last
+        // lease fenced this round the deadline is now, as a handover sets it: the one the last
+        // renewal set would otherwise pass in a moment and stop what starts here next (this
+        // site's standby, rejoining).
         let extended = {
             let held = self.held();
             let until = held
                 .leases
                 .values()
                 .map(|(_, sent)| sent.plus(deadline))
-                .min_by_key(|t| t.ms);
+                .min_by_key(|t| t.ms)
+                .or_else(|| fenced_any.then(BootTime::now));
             until.map(|until| self.engine.provider.extend_fence(&self.handle, &until))
         };
         if let Some(Err(e)) = extended {

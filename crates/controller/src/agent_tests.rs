@@ -247,6 +247,13 @@ fn a_lease_that_is_gone_fences_its_group_at_once() {
     assert!(!f.provider.running("a", "web"));
     let fenced = f.fenced();
     assert!(fenced.iter().any(|m| m.contains("gone")), "{fenced:?}");
+    // With no lease left the deadline is now, not the last renewal's: a standby started here
+    // next (rejoining) is not stopped by its supervisor when that one would have passed.
+    let until = f.provider.fence("a").expect("a fence deadline");
+    assert!(
+        until.passed(&resurgo_coord::BootTime::now()),
+        "the deadline is still ahead: {until:?}"
+    );
 }
 
 /// The renewer has begun fencing a group and not yet stopped its services when the main
