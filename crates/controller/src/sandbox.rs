@@ -156,7 +156,7 @@ impl Sandbox {
         let sandbox = Sandbox {
             id: id.to_string(),
             site: site.to_string(),
-            netns: format!("resurgo-{}", short(id)),
+            netns: netns_of(id),
             root: root.clone(),
             address,
             services: services.to_vec(),
@@ -412,6 +412,11 @@ impl Sandbox {
 }
 
 /// A short, stable name part for `id` (namespace names stay readable and short).
+/// The network namespace of sandbox `id` (a drill's run id, a workspace's name).
+pub fn netns_of(id: &str) -> String {
+    format!("resurgo-{}", short(id))
+}
+
 fn short(id: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
@@ -472,7 +477,7 @@ pub fn leftovers(state_dir: &Path, id: &str, site: &str) -> Vec<(String, String,
 /// [`leftovers`] of sandbox `id` made in folder `root`.
 pub fn leftovers_in(root: &Path, id: &str, site: &str) -> Vec<(String, String, String)> {
     let mut left = Vec::new();
-    let netns = format!("resurgo-{}", short(id));
+    let netns = netns_of(id);
     if netns_path(&netns).exists() {
         left.push((
             "namespace".into(),

@@ -395,6 +395,14 @@ fn a_live_site_drill_is_detected_and_failed_over_by_the_agents() {
 }
 
 /// The network namespaces resurgo's sandboxes use that exist now.
+/// The network namespace of the sandbox an isolated drill's run makes (named after its run).
+pub(crate) fn report_namespace(report: &Value) -> String {
+    let run = report["run"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run in the report: {report:#}"));
+    resurgo_controller::sandbox::netns_of(run)
+}
+
 pub(crate) fn sandbox_namespaces() -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -465,9 +473,10 @@ fn an_isolated_drill_tries_the_failover_in_a_sandbox_and_leaves_production_untou
         "{report:#}"
     );
     assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
-    assert!(sandbox_namespaces()
-        .iter()
-        .all(|n| !report["isolation"]["sandbox"].as_str().unwrap().contains(n.as_str())));
+    assert!(
+        !sandbox_namespaces().contains(&report_namespace(&report)),
+        "the sandbox's namespace is gone"
+    );
     assert!(
         std::fs::read_dir(env.state().join("sandboxes")).map_or(true, |mut d| d.next().is_none()),
         "the sandbox's folder is gone"
@@ -532,10 +541,19 @@ fn an_isolated_drill_tries_the_failover_in_a_sandbox_and_leaves_production_untou
         .output()
         .unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9));
-    assert_eq!(sandbox_namespaces().len(), before.len() + 1, "the sandbox was made");
+    // Other tests make sandboxes too: this drill's is the new one its report names.
+    let made: Vec<String> = sandbox_namespaces()
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
     let (_, report, out) = drill(&env, &["drill", "resume", "--json"]);
     assert_eq!(report["leftovers"], serde_json::json!([]), "{out}");
-    assert_eq!(sandbox_namespaces(), before, "no namespace left");
+    let namespace = report_namespace(&report);
+    assert!(
+        made.contains(&namespace),
+        "the sandbox {namespace} was made before the kill: {made:?}"
+    );
+    assert!(!sandbox_namespaces().contains(&namespace), "no namespace left");
     assert_eq!(
         env.healthy_pid("a", "web"),
         Some(web_pid),
@@ -559,7 +577,6 @@ fn an_isolated_drill_of_postgresql_runs_a_detached_copy_at_b() {
     pair.wait_archived(Duration::from_secs(60));
     let replicate = pair.resurgo(&["replicate", "orders", "--json"]);
     assert_eq!(replicate.code, 0, "{}{}", replicate.stdout, replicate.stderr);
-    let before = sandbox_namespaces();
     let out = pair.resurgo(&["drill", "run", "try-db", "--json"]);
     let report: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
     eprintln!(
@@ -596,7 +613,10 @@ fn an_isolated_drill_of_postgresql_runs_a_detached_copy_at_b() {
         .all(|a| a["reached"] == false));
     assert_eq!(report["leftovers"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["verdict"], "pass", "{report:#}");
-    assert_eq!(sandbox_namespaces(), before);
+    assert!(
+        !sandbox_namespaces().contains(&report_namespace(&report)),
+        "the sandbox's namespace is gone"
+    );
     assert_eq!(
         pair.sql("a", "SELECT pg_is_in_recovery()").unwrap(),
         "f",
@@ -697,9 +717,10 @@ fn the_dr_sites_agent_runs_a_scheduled_isolated_drill_when_it_is_due() {
     std::thread::sleep(Duration::from_secs(5)); // two scheduler rounds: nothing new may start
     assert_eq!(drill_runs(&env), 1, "not run again within its cadence");
     env.stop_controller();
-    assert!(sandbox_namespaces()
-        .iter()
-        .all(|n| !report["isolation"]["sandbox"].as_str().unwrap().contains(n.as_str())));
+    assert!(
+        !sandbox_namespaces().contains(&report_namespace(&report)),
+        "the sandbox's namespace is gone"
+    );
 }
 
 /// The dead man's switch, on one machine with the agents (`controller --agents`): the drill is
