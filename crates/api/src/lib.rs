@@ -8,7 +8,8 @@
 //! - [`server`]: the server, which authenticates every request before a [`server::Handler`]
 //!   (the agent's, in the controller) sees it;
 //! - [`client`]: the blocking client;
-//! - [`tls`]: the deployment CA, the hosts' certificates, and the rustls configurations.
+//! - [`tls`]: the deployment CA, the hosts' certificates, and the rustls configurations;
+//! - [`ui`]: the dashboard's frame: its static files, page shell and sign-in page.
 //!
 //! Knows nothing of sites, providers or runs: the handler does.
 
@@ -17,6 +18,7 @@ pub mod routes;
 pub mod server;
 pub mod tls;
 pub mod types;
+pub mod ui;
 
 pub use client::{Client, ClientError, Credentials};
 pub use routes::Op;

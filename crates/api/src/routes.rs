@@ -25,25 +25,66 @@ pub enum Op {
     SetMaintenance,
     Repository,
     Runs,
-    Run { id: String },
+    Run {
+        id: String,
+    },
     StartRun,
-    Backup { dataset: String },
-    Verify { dataset: String },
-    Restore { dataset: String },
+    Backup {
+        dataset: String,
+    },
+    Verify {
+        dataset: String,
+    },
+    Restore {
+        dataset: String,
+    },
     Faults,
     MakeSandbox,
-    Sandbox { id: String },
-    CheckSandbox { id: String },
-    DestroySandbox { id: String },
+    Sandbox {
+        id: String,
+    },
+    CheckSandbox {
+        id: String,
+    },
+    DestroySandbox {
+        id: String,
+    },
     ApplyFault,
-    RevertFault { id: String },
+    RevertFault {
+        id: String,
+    },
     Workspaces,
     MakeWorkspace,
-    Workspace { name: String },
-    DeleteWorkspace { name: String },
-    RefreshWorkspace { name: String },
+    Workspace {
+        name: String,
+    },
+    DeleteWorkspace {
+        name: String,
+    },
+    RefreshWorkspace {
+        name: String,
+    },
     Events,
     Metrics,
+    /// The dashboard (`/ui…`): its page, the live part of it, its event stream, a
+    /// confirmation, an action, a run's and a drill's page, its static files, signing in.
+    Dashboard,
+    Panel,
+    UiEvents,
+    Confirm,
+    Act,
+    UiRun {
+        id: String,
+    },
+    UiDrill {
+        run: String,
+    },
+    Asset {
+        name: String,
+    },
+    LoginPage,
+    Login,
+    Logout,
 }
 
 /// One route: its method and path (`{name}` for a parameter), whether it answers without
@@ -66,6 +107,8 @@ enum Body {
     EventStream,
     /// Prometheus's text exposition format.
     Metrics,
+    /// A page of the dashboard (or one of its static files).
+    Html,
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> schemars::Schema {
@@ -364,7 +407,124 @@ pub const ROUTES: &[Route] = &[
         response: Body::Metrics,
         status: 200,
     },
+    Route {
+        method: "GET",
+        path: "/ui",
+        public: false,
+        operation: "dashboard",
+        summary: "The dashboard: every site (this one, and the others through their agents' APIs), its services and drift, datasets' RPO age against the objective, standby lag, roles and epochs, runs, drills, workspaces; live through server-sent events; readable without JavaScript. A browser signs in at `/ui/login` (the session cookie opens only `/ui` routes).",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/ui/panel",
+        public: false,
+        operation: "panel",
+        summary: "The live part of the dashboard, which its page fetches again when an event arrives.",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/ui/events",
+        public: false,
+        operation: "ui_events",
+        summary: "The event stream of `/v1/events`, for the dashboard's page (its session cookie is accepted here).",
+        request: None,
+        response: Body::EventStream,
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/ui/confirm",
+        public: false,
+        operation: "confirm",
+        summary: "What an action would do (`action`: failover, failback, maintenance-on, maintenance-off, drill; with `to`, `drill`), named before it is done, with the form that does it.",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/ui/act",
+        public: false,
+        operation: "act",
+        summary: "Do the action a confirmation page named (a form carrying its anti-forgery token); answers with where to follow it.",
+        request: None,
+        response: Body::Html,
+        status: 303,
+    },
+    Route {
+        method: "GET",
+        path: "/ui/runs/{id}",
+        public: false,
+        operation: "ui_run",
+        summary: "One run's page: its steps and timeline, RTO and RPO, followed live until it ends.",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/ui/drills/{run}",
+        public: false,
+        operation: "ui_drill",
+        summary: "One drill's report, as its HTML rendering.",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/ui/assets/{name}",
+        public: true,
+        operation: "asset",
+        summary: "The dashboard's static files (its style sheet, script and icon), the same for everyone.",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/ui/login",
+        public: true,
+        operation: "login_page",
+        summary: "The dashboard's sign-in form (the bearer token; a browser with a client certificate needs none).",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/ui/login",
+        public: true,
+        operation: "login",
+        summary: "Sign in with the bearer token (a form field `token`): a session cookie for the `/ui` routes (HttpOnly, Secure, SameSite=Strict); 403 with a wrong token.",
+        request: None,
+        response: Body::Html,
+        status: 303,
+    },
+    Route {
+        method: "POST",
+        path: "/ui/logout",
+        public: true,
+        operation: "logout",
+        summary: "Sign out: the session cookie is cleared.",
+        request: None,
+        response: Body::Html,
+        status: 303,
+    },
 ];
+
+/// Whether the dashboard's session cookie authenticates requests to `route`: only the
+/// dashboard's own routes, never the JSON API (a session is a browser's, and a browser may be
+/// led by another site to send requests).
+pub fn accepts_session(route: &Route) -> bool {
+    route.path == "/ui" || route.path.starts_with("/ui/")
+}
 
 /// What a request path and method mean.
 pub enum Matched {
@@ -416,6 +576,17 @@ pub fn find(method: &str, path: &str) -> Matched {
             "refresh_workspace" => Op::RefreshWorkspace { name: param(0) },
             "events" => Op::Events,
             "metrics" => Op::Metrics,
+            "dashboard" => Op::Dashboard,
+            "panel" => Op::Panel,
+            "ui_events" => Op::UiEvents,
+            "confirm" => Op::Confirm,
+            "act" => Op::Act,
+            "ui_run" => Op::UiRun { id: param(0) },
+            "ui_drill" => Op::UiDrill { run: param(0) },
+            "asset" => Op::Asset { name: param(0) },
+            "login_page" => Op::LoginPage,
+            "login" => Op::Login,
+            "logout" => Op::Logout,
             other => unreachable!("route `{other}` has no operation"),
         };
         return Matched::Found(route, op);
@@ -470,7 +641,18 @@ pub fn openapi() -> Value {
                 ("group", "A failover group (`site-<site>`)."),
                 ("max_lag", "The most replay lag to accept, as a duration (`5s`)."),
             ],
-            "events" => &[("since", "The event log line to start from (0: the beginning).")],
+            "events" | "ui_events" => &[("since", "The event log line to start from (0: the beginning).")],
+            "confirm" => &[
+                (
+                    "action",
+                    "`failover`, `failback`, `maintenance-on`, `maintenance-off` or `drill`.",
+                ),
+                ("to", "The site a failover or failback moves to."),
+                (
+                    "drill",
+                    "The drill to run (an isolated drill whose DR site is this one).",
+                ),
+            ],
             "plan" => &[
                 ("prune", "`true`: plan deleting services the spec no longer declares."),
                 ("max_deletes", "With `prune`: the most deletions allowed (default 5)."),
@@ -489,6 +671,12 @@ pub fn openapi() -> Value {
             }
             Body::Metrics => {
                 json!({"description": "Prometheus text exposition format 0.0.4: `# HELP` and `# TYPE` per family, `resurgo_` names in base units.", "content": {crate::server::METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}})
+            }
+            Body::Html if route.status == 303 => {
+                json!({"description": "Done: `Location` says where to go next."})
+            }
+            Body::Html => {
+                json!({"description": "A page (HTML; a static file has its own type).", "content": {"text/html": {"schema": {"type": "string"}}}})
             }
         };
         let mut responses = Map::new();
@@ -524,7 +712,7 @@ pub fn openapi() -> Value {
                     ),
                 );
             }
-            _ if route.method == "POST" => {
+            _ if route.method == "POST" && !accepts_session(route) => {
                 responses.insert("409".into(), problem_body("A stale epoch, or a run in progress."));
             }
             _ => {}
@@ -541,7 +729,9 @@ pub fn openapi() -> Value {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": f(&mut generator)}}});
         }
-        if !route.public {
+        if !route.public && accepts_session(route) {
+            op["security"] = json!([{"bearer": []}, {"mutualTLS": []}, {"session": []}]);
+        } else if !route.public {
             op["security"] = json!([{"bearer": []}, {"mutualTLS": []}]);
         }
         let entry = paths.entry(route.path).or_insert_with(|| json!({}));
@@ -561,6 +751,7 @@ pub fn openapi() -> Value {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "mutualTLS": {"type": "mutualTLS"},
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::server::SESSION_COOKIE, "description": "The dashboard's session, from signing in at `/ui/login`; accepted only by `/ui` routes."},
             },
         },
     })

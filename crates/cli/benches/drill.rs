@@ -17,6 +17,9 @@
 
 mod common;
 #[allow(dead_code, unused_imports)]
+#[path = "../tests/it/browser.rs"]
+mod browser;
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/it/drill.rs"]
 mod drill;
 #[allow(dead_code, unused_imports)]

@@ -11,6 +11,9 @@ use resurgo_spec::System;
 
 use crate::common::SpecArgs;
 
+use resurgo_controller::fleet::ask_each;
+pub use resurgo_controller::fleet::current;
+
 /// How long a request to an agent may take before its site counts as unknown.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,17 +49,6 @@ pub fn address(system: &System, site: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no site `{site}` with an API address in the spec"))
 }
 
-/// Each site's report, or why its agent did not give it, in the spec's order.
-pub type Reports = Vec<(String, Result<SiteReport, ClientError>)>;
-
-/// Every site's report, asked of all agents at once, in the spec's order.
-pub fn site_reports(client: &Client, system: &System) -> Reports {
-    let sites: Vec<&String> = system.sites.keys().collect();
-    ask_each(client, system, &sites, |client, addr| {
-        client.get::<SiteReport>(addr, "/v1/site")
-    })
-}
-
 /// The workspaces at each site (`only`, or every site), asked of their agents at once
 /// (`GET /v1/workspaces`), in the spec's order.
 pub fn workspaces(
@@ -68,60 +60,6 @@ pub fn workspaces(
     ask_each(client, system, &sites, |client, addr| {
         client.get(addr, "/v1/workspaces")
     })
-}
-
-/// Asks each of `sites` at once — `ask(client, its agent's address)`, each on a thread of its
-/// own —, in their order.
-fn ask_each<T: Send>(
-    client: &Client,
-    system: &System,
-    sites: &[&String],
-    ask: impl Fn(&Client, &str) -> Result<T, ClientError> + Sync,
-) -> Vec<(String, Result<T, ClientError>)> {
-    std::thread::scope(|scope| {
-        let asks: Vec<_> = sites
-            .iter()
-            .map(|site| {
-                let (addr, ask) = (system.api_address(site).unwrap_or_default(), &ask);
-                (site.to_string(), scope.spawn(move || ask(client, &addr)))
-            })
-            .collect();
-        asks.into_iter()
-            .map(|(site, asked)| {
-                let answer = asked
-                    .join()
-                    .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
-                (site, answer)
-            })
-            .collect()
-    })
-}
-
-/// The reports of every site, the roles they agree on (per group, the highest epoch any agent
-/// read), and the spec with those roles applied: where services are active now.
-pub fn current(client: &Client, written: &System) -> (System, Vec<RoleStatus>, Reports) {
-    let reports = site_reports(client, written);
-    let mut roles: Vec<RoleStatus> = Vec::new();
-    for role in reports
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok())
-        .flat_map(|r| r.roles.iter())
-    {
-        match roles.iter_mut().find(|r| r.group == role.group) {
-            Some(known) if known.epoch >= role.epoch => {}
-            Some(known) => *known = role.clone(),
-            None => roles.push(role.clone()),
-        }
-    }
-    let mut system = written.clone();
-    for role in &roles {
-        if let Some(site) = role.group.strip_prefix("site-") {
-            if role.primary != site {
-                resurgo_plan::recovery::apply_move(&mut system, site, &role.primary);
-            }
-        }
-    }
-    (system, roles, reports)
 }
 
 /// What [`start_and_follow`] prints on stdout.

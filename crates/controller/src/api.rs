@@ -29,11 +29,20 @@ const FAILBACK_CATCH_UP: Duration = Duration::from_secs(300);
 /// A site's agent's answers, over the state its daemon shares ([`SiteContext`]).
 pub struct SiteApi {
     context: SiteContext,
+    /// How the dashboard asks the other sites' agents (and this one, as they do): this host's
+    /// certificate or the deployment's token. `None`: the dashboard cannot be shown.
+    peers: Option<resurgo_api::Client>,
 }
 
 impl SiteApi {
     pub fn new(context: SiteContext) -> SiteApi {
-        SiteApi { context }
+        SiteApi { context, peers: None }
+    }
+
+    /// The API that shows every site on its dashboard by asking their agents with `client`.
+    pub fn with_peers(mut self, client: resurgo_api::Client) -> SiteApi {
+        self.peers = Some(client);
+        self
     }
 
     fn site(&self) -> &str {
@@ -938,8 +947,249 @@ impl Handler for SiteApi {
             },
             Op::DeleteWorkspace { name } => self.delete_workspace(name),
             Op::RefreshWorkspace { name } => self.refresh_workspace(name),
-            Op::Events => self.events(request),
+            Op::Events | Op::UiEvents => self.events(request),
             Op::Metrics => self.metrics(),
+            Op::Dashboard | Op::Panel | Op::Confirm | Op::Act | Op::UiRun { .. } | Op::UiDrill { .. } => {
+                self.dashboard(op, request)
+            }
+            // Answered by the server itself (static files, signing in and out).
+            Op::Asset { .. } | Op::LoginPage | Op::Login | Op::Logout => Reply::problem(404, "not the handler's"),
+        }
+    }
+}
+
+/// The dashboard (`dashboard.rs` renders it): every site through the agents, and the actions
+/// it starts — each through the agent that carries it out, as the CLI asks them.
+impl SiteApi {
+    fn dashboard(&self, op: Op, request: &Request) -> Reply {
+        use resurgo_api::ui::{message_page, page, Frame};
+        let Some(client) = &self.peers else {
+            return message_page(
+                503,
+                "No dashboard",
+                "This agent has no credentials to ask the sites' agents.",
+            );
+        };
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(_) => return message_page(503, "No dashboard yet", "The agent has no spec yet."),
+        };
+        let system = &written.loaded.system;
+        let (status, current) = crate::fleet::status(client, self.engine(), self.state_dir(), &written);
+        let subtitle = format!("{} — served by {}", status.system, self.site());
+        let frame = |title: &'static str, refresh: Option<&'static str>| Frame {
+            title,
+            subtitle: "",
+            refresh,
+            signed_in: true,
+        };
+        let view = |runs| crate::dashboard::View {
+            here: self.site(),
+            written: system,
+            current: &current,
+            status: &status,
+            runs,
+            drills: {
+                let mut d = crate::drill::reports(self.state_dir());
+                d.reverse();
+                d
+            },
+            events: crate::events::EventLog::of_state(self.state_dir())
+                .read()
+                .unwrap_or_default()
+                .into_iter()
+                .rev()
+                .take(30)
+                .collect(),
+        };
+        let framed = |title: &'static str, refresh: Option<&'static str>, body: &str| {
+            Reply::html(
+                200,
+                page(
+                    &Frame {
+                        subtitle: &subtitle,
+                        ..frame(title, refresh)
+                    },
+                    body,
+                ),
+            )
+        };
+        match op {
+            Op::Dashboard => framed(
+                "Dashboard",
+                Some("/ui/panel"),
+                &crate::dashboard::body(&view(self.all_runs(client, system))),
+            ),
+            Op::Panel => Reply::html(200, crate::dashboard::panel(&view(self.all_runs(client, system)))),
+            Op::Confirm => match crate::dashboard::Action::parse(&request.query, system, &current) {
+                Ok(action) => framed(
+                    "Confirm",
+                    None,
+                    &crate::dashboard::confirm(&action, &view(Vec::new()), &request.csrf),
+                ),
+                Err(e) => message_page(400, "No such action", &e),
+            },
+            Op::Act => {
+                let fields = request.form().unwrap_or_default();
+                match crate::dashboard::Action::parse(&fields, system, &current) {
+                    Ok(action) => self.act(client, &written, &current, &status, &action, &fields),
+                    Err(e) => message_page(400, "Not done", &e),
+                }
+            }
+            Op::UiRun { id } => {
+                let site = request.query("site").unwrap_or(self.site()).to_string();
+                let path = format!("/v1/runs/{id}");
+                let addr = system.api_address(&site).unwrap_or_default();
+                let run = match client.get::<Runs>(&addr, &path) {
+                    Ok(mut runs) => match runs.runs.pop() {
+                        Some(run) => run,
+                        None => return message_page(404, "No such run", &format!("`{site}`'s agent has no run {id}")),
+                    },
+                    Err(resurgo_api::ClientError::Refused { status: 404, .. }) => {
+                        return message_page(404, "No such run", &format!("`{site}`'s agent has no run {id}"))
+                    }
+                    Err(e) => return message_page(502, "Run unknown", &format!("asking `{site}`'s agent: {e}")),
+                };
+                let body = crate::dashboard::run_page(&run, &site);
+                if request.query("part") == Some("panel") {
+                    return Reply::html(200, body);
+                }
+                let refresh = format!("/ui/runs/{id}?site={site}&part=panel");
+                Reply::html(
+                    200,
+                    page(
+                        &Frame {
+                            title: "Run",
+                            subtitle: &subtitle,
+                            refresh: Some(&refresh),
+                            signed_in: true,
+                        },
+                        &format!("<div id=\"panel\">\n{body}</div>\n<p><a class=\"action\" href=\"/ui\">Back to the dashboard</a></p>"),
+                    ),
+                )
+            }
+            Op::UiDrill { run } => {
+                let path = crate::drill::report_path(self.state_dir(), &run);
+                let report: resurgo_drill::Report = match std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(r) => r,
+                    Err(e) => return message_page(404, "No such drill report", &format!("{run}: {e}")),
+                };
+                // The report is a document of its own, its style inline.
+                Reply::Page {
+                    status: 200,
+                    content_type: "text/html; charset=utf-8",
+                    body: resurgo_drill::html(&report).into_bytes(),
+                    headers: vec![(
+                        "Content-Security-Policy",
+                        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'".into(),
+                    )],
+                }
+            }
+            _ => Reply::problem(404, "not a dashboard page"),
+        }
+    }
+
+    /// Each site's runs, newest first, asked of its agent.
+    fn all_runs(
+        &self,
+        client: &resurgo_api::Client,
+        system: &resurgo_spec::System,
+    ) -> Vec<(String, Result<Vec<resurgo_api::types::Run>, String>)> {
+        let sites: Vec<&String> = system.sites.keys().collect();
+        crate::fleet::ask_each(client, system, &sites, |client, addr| {
+            client.get::<Runs>(addr, "/v1/runs")
+        })
+        .into_iter()
+        .map(|(site, answer)| {
+            (
+                site,
+                answer
+                    .map(|r| r.runs.into_iter().rev().collect())
+                    .map_err(|e| e.to_string()),
+            )
+        })
+        .collect()
+    }
+
+    /// Does what a confirmed form asks: a move through its target's agent (as `resurgo
+    /// failover` asks it), the maintenance switch, or an isolated drill here.
+    fn act(
+        &self,
+        client: &resurgo_api::Client,
+        written: &Desired,
+        current: &resurgo_spec::System,
+        status: &resurgo_api::types::Status,
+        action: &crate::dashboard::Action,
+        fields: &[(String, String)],
+    ) -> Reply {
+        use crate::dashboard::Action;
+        use resurgo_api::ui::message_page;
+        let who = format!("the dashboard at {}", self.site());
+        match action {
+            Action::Move { from, to, failback } => {
+                let system = &written.loaded.system;
+                let Some(group_site) = crate::failover::group_site(system, current, from) else {
+                    return message_page(409, "Not done", &format!("no service is active at `{from}`"));
+                };
+                let group = group_of(&group_site);
+                let epoch = status.roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch);
+                let start = StartRun {
+                    kind: if *failback {
+                        PlanKind::Failback
+                    } else {
+                        PlanKind::Failover
+                    },
+                    from: from.clone(),
+                    to: to.clone(),
+                    epoch,
+                    accept_data_loss: fields.iter().any(|(k, v)| k == "accept_data_loss" && v == "true"),
+                };
+                let addr = system.api_address(to).unwrap_or_default();
+                match client.post::<_, RunStarted>(&addr, "/v1/runs", &start) {
+                    Ok(started) => {
+                        tracing::info!(run = %started.run, from = %from, to = %to, "{who} started a {}", start.kind);
+                        Reply::see_other(&format!("/ui/runs/{}?site={to}", started.run))
+                    }
+                    Err(e) => message_page(
+                        409,
+                        "Not started",
+                        &format!("`{to}`'s agent refused the {}: {e}", start.kind),
+                    ),
+                }
+            }
+            Action::Maintenance { on } => {
+                let reply = self.maintenance(Some(resurgo_api::types::MaintenanceRequest {
+                    on: *on,
+                    seconds: on.then_some(3600),
+                    by: Some(who),
+                }));
+                if reply.status() == 200 {
+                    Reply::see_other("/ui")
+                } else {
+                    message_page(
+                        409,
+                        "Not done",
+                        "the maintenance switch did not change: see the event log",
+                    )
+                }
+            }
+            Action::Drill { name } => {
+                let (context, name_run) = (self.context.clone(), name.clone());
+                let spawned = std::thread::Builder::new().name("ui-drill".into()).spawn(move || {
+                    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    match crate::daemon::run_drill_here(&context, &name_run, who, stop) {
+                        Ok(report) => tracing::info!(drill = %name_run, run = %report.run, verdict = report.verdict.as_str(), "drill ran"),
+                        Err(e) => tracing::warn!(drill = %name_run, "drill not run: {e}"),
+                    }
+                });
+                match spawned {
+                    Ok(_) => Reply::see_other("/ui#drills"),
+                    Err(e) => message_page(500, "Not started", &format!("cannot start the drill: {e}")),
+                }
+            }
         }
     }
 }

@@ -224,6 +224,43 @@ impl SiteDaemon {
     }
 }
 
+/// Runs isolated drill `name` at the context's site (its DR site), as `operator`, with the
+/// spec in force: what the scheduler and the dashboard start. A drill under way when `stop`
+/// is set tears down and reports `interrupted`.
+pub fn run_drill_here(
+    context: &SiteContext,
+    name: &str,
+    operator: String,
+    stop: Arc<AtomicBool>,
+) -> Result<resurgo_drill::Report, crate::drill::DrillError> {
+    let written = context
+        .spec()
+        .ok_or_else(|| crate::drill::DrillError::Refused("the agent has no spec yet".into()))?;
+    let load = || -> Result<(resurgo_spec::System, String), String> {
+        let d = context
+            .desired()
+            .map_err(|e| e.to_string())?
+            .ok_or("no spec in force")?;
+        Ok((d.loaded.system, d.source.label()))
+    };
+    let failback =
+        |_: &str, _: &str| -> Result<(), String> { Err("an isolated drill never fails anything back".into()) };
+    let ctx = crate::drill::DrillContext {
+        engine: context.engine(),
+        state_dir: context.state_dir(),
+        load: &load,
+        written: &written.loaded.system,
+        failback: &failback,
+        interrupted: stop,
+        operator,
+        faults: &crate::faults::InProcess {
+            engine: context.engine(),
+            state_dir: context.state_dir(),
+        },
+    };
+    crate::drill::run(&ctx, name, resurgo_spec::DrillMode::Isolated)
+}
+
 /// Runs the scheduled isolated drills whose DR site is the context's site when they are due
 /// ([`crate::drill::due`]), one at a time, until `stop`: a drill under way when it is set
 /// tears down and reports `interrupted`. Its report and events are the same as a person's.
@@ -241,30 +278,12 @@ fn run_scheduled_drills(context: &SiteContext, stop: &Arc<AtomicBool>) {
             context.state_dir(),
             context.site(),
         ) {
-            let load = || -> Result<(resurgo_spec::System, String), String> {
-                let d = context
-                    .desired()
-                    .map_err(|e| e.to_string())?
-                    .ok_or("no spec in force")?;
-                Ok((d.loaded.system, d.source.label()))
-            };
-            let failback = |_: &str, _: &str| -> Result<(), String> {
-                Err("a scheduled drill is isolated: it never fails anything back".into())
-            };
-            let ctx = crate::drill::DrillContext {
-                engine: context.engine(),
-                state_dir: context.state_dir(),
-                load: &load,
-                written: &written.loaded.system,
-                failback: &failback,
-                interrupted: stop.clone(),
-                operator: format!("the agent at {} (scheduled)", context.site()),
-                faults: &crate::faults::InProcess {
-                    engine: context.engine(),
-                    state_dir: context.state_dir(),
-                },
-            };
-            match crate::drill::run(&ctx, &name, resurgo_spec::DrillMode::Isolated) {
+            match run_drill_here(
+                context,
+                &name,
+                format!("the agent at {} (scheduled)", context.site()),
+                stop.clone(),
+            ) {
                 Ok(report) => {
                     tracing::info!(drill = %name, run = %report.run, verdict = report.verdict.as_str(), "scheduled drill ran")
                 }

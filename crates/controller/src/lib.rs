@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod api;
 pub mod daemon;
+pub mod dashboard;
 pub mod desired;
 pub mod drill;
 mod drill_probe;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod events;
 pub mod failover;
 pub mod faults;
+pub mod fleet;
 pub mod freshness;
 pub mod metrics;
 pub mod protect;

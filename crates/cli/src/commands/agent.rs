@@ -159,9 +159,12 @@ pub fn serve_api(
     };
     let config = resurgo_api::ServerConfig {
         tls: tls.server_config()?,
-        token,
+        token: token.clone(),
     };
-    let handler = Arc::new(resurgo_controller::api::SiteApi::new(context));
+    // The dashboard asks every site's agent, with this host's certificate or the token.
+    let peers = resurgo_api::Client::new(&resurgo_api::Credentials { tls, token }, crate::remote::TIMEOUT)
+        .context("the dashboard's client for the other agents")?;
+    let handler = Arc::new(resurgo_controller::api::SiteApi::new(context).with_peers(peers));
     let server = resurgo_api::server::serve(listen, config, handler)
         .with_context(|| format!("cannot serve the site API of `{site}` on {listen}"))?;
     tracing::info!(site, addr = %server.addr(), "serving the site API");

@@ -106,54 +106,8 @@ fn on_this_machine(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> an
 /// Every site through its agent's API: an agent that does not answer leaves its site, its
 /// services and what it holds of each dataset `unknown`.
 fn through_agents(spec: &SpecArgs, desired: &resurgo_controller::Desired) -> anyhow::Result<Status> {
-    let written = &desired.loaded.system;
-    let client = remote::client(spec, written, remote::TIMEOUT)?;
-    let (system, roles, reports) = remote::current(&client, written);
-    let answered: Vec<&resurgo_api::types::SiteReport> = reports.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
-    let roles_error = match answered.iter().find(|r| r.roles_error.is_none()) {
-        Some(_) => None,
-        None => Some(
-            answered
-                .iter()
-                .find_map(|r| r.roles_error.clone())
-                .unwrap_or_else(|| "no agent answered".into()),
-        ),
-    };
-    let maintenance = answered.iter().find_map(|r| r.maintenance.clone());
-    let engine = spec.engine()?;
-    let mut sites = Vec::new();
-    let mut datasets = Vec::new();
-    let mut in_sync = true;
-    let mut workspaces = Vec::new();
-    for (site, answer) in reports {
-        match answer {
-            Ok(report) => {
-                in_sync &= report.in_sync;
-                workspaces.extend(report.workspaces);
-                datasets.push((site, Ok(report.datasets)));
-                sites.push(report.site);
-            }
-            Err(e) => {
-                in_sync = false;
-                sites.push(report::unknown_site(&system, &site, &e.to_string()));
-                datasets.push((site.clone(), Err(format!("site `{site}` is unknown: {e}"))));
-            }
-        }
-    }
-    Ok(Status {
-        format_version: FORMAT_VERSION,
-        system: system.name.clone(),
-        desired: desired.source.label(),
-        last_applied: None,
-        in_sync,
-        datasets: report::merge_datasets(&engine, &system, &spec.state, &datasets),
-        sites,
-        maintenance,
-        roles,
-        roles_error,
-        lent: report::capacity_lent(written, &workspaces),
-        workspaces,
-    })
+    let client = remote::client(spec, &desired.loaded.system, remote::TIMEOUT)?;
+    Ok(resurgo_controller::fleet::status(&client, &spec.engine()?, &spec.state, desired).0)
 }
 
 pub fn render_status(status: &Status, paint: &Paint) -> String {

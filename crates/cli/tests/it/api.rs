@@ -247,11 +247,15 @@ fn the_site_api_refuses_without_changing_anything_and_serves_every_documented_ro
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 10, "{paths:?}");
     for (path, methods) in paths {
-        let path = path.replace("{id}", "no-such-run").replace("{name}", "no-such-dataset");
+        let path = path
+            .replace("{id}", "no-such-run")
+            .replace("{run}", "no-such-run")
+            .replace("{name}", "no-such-dataset");
         for method in methods.as_object().unwrap().keys() {
             let status = match method.as_str() {
-                "get" if path == "/v1/events" => {
-                    let mut lines = BufReader::new(operator.open(&d.addr(1), "/v1/events?since=0").unwrap()).lines();
+                "get" if path == "/v1/events" || path == "/ui/events" => {
+                    let mut lines =
+                        BufReader::new(operator.open(&d.addr(1), &format!("{path}?since=0")).unwrap()).lines();
                     let first = lines.next().unwrap().unwrap();
                     let event: Value = serde_json::from_str(
                         &lines

@@ -4,9 +4,11 @@
 
 mod api;
 mod apply;
+mod browser;
 mod chaos;
 mod cli;
 mod controller;
+mod dashboard;
 mod demo;
 mod dns_route;
 mod drill;

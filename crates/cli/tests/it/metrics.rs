@@ -64,7 +64,7 @@ const S3_PORT: u16 = 19190;
 /// with a repository per site on a real S3 server (`rclone serve s3`, as every site is its
 /// own host), and a directory dataset of web's backed up every second at a and replicated to
 /// b, with an RPO objective of 6 s. Returns the S3 server too (stopped when dropped).
-fn protected(block: u8, web_port: u16) -> (Deployment, Daemon) {
+pub(crate) fn protected(block: u8, web_port: u16) -> (Deployment, Daemon) {
     let d = Deployment::new(block, web_port);
     let env = &d.env;
     let s3 = format!("{}:{S3_PORT}", env.addr(9));

@@ -14,17 +14,15 @@
 //! the browser's own log entries — failed loads, blocked content — and gives the DOM after
 //! load (what `--dump-dom` prints). Each run is killed, with all its processes, after 60 s.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use serde_json::{json, Value};
+use serde_json::json;
+
+use crate::browser::{chromium, problem, Cdp, Watchdog};
 
 /// How long one Chromium run may take before it is killed.
 const CHROMIUM_DEADLINE: Duration = Duration::from_secs(60);
@@ -106,7 +104,7 @@ pub(crate) fn open_in_chromium(html: &Path, screenshot: &Path) -> Vec<String> {
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
-    let status = Watchdog::arm(&child).reap(&mut child, "taking the screenshot");
+    let status = Watchdog::arm(&child, CHROMIUM_DEADLINE).reap(&mut child, "taking the screenshot");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         status.success(),
@@ -145,22 +143,6 @@ fn console_lines(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// Chromium, from the PATH.
-fn chromium() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("chromium"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "chromium is not installed (Debian package `chromium`: \
-                 `apt-get install --no-install-recommends chromium`; scripts/test.sh installs it)"
-            )
-        })
-}
-
 /// A `file://` URL for a path, its bytes percent-encoded where a URL needs it.
 fn file_url(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
@@ -176,58 +158,6 @@ fn file_url(path: &Path) -> String {
         }
     }
     url
-}
-
-/// Kills a child's whole process group (the browser and its helpers) once the deadline
-/// passes, unless the child was reaped first: the kill and the reaping are under one lock,
-/// so a process id that was reaped — and could be reused — is never signalled.
-struct Watchdog {
-    state: Arc<Mutex<WatchState>>,
-    _disarm: mpsc::Sender<()>,
-}
-
-#[derive(Default)]
-struct WatchState {
-    reaped: bool,
-    fired: bool,
-}
-
-impl Watchdog {
-    /// `child` must lead its own process group (`process_group(0)`).
-    fn arm(child: &Child) -> Watchdog {
-        let group = Pid::from_raw(child.id() as i32);
-        let state = Arc::new(Mutex::new(WatchState::default()));
-        let (disarm, disarmed) = mpsc::channel::<()>();
-        let watched = state.clone();
-        std::thread::spawn(move || {
-            if let Err(RecvTimeoutError::Timeout) = disarmed.recv_timeout(CHROMIUM_DEADLINE) {
-                let mut state = watched.lock().unwrap();
-                if !state.reaped {
-                    state.fired = true;
-                    let _ = killpg(group, Signal::SIGKILL);
-                }
-            }
-        });
-        Watchdog { state, _disarm: disarm }
-    }
-
-    /// Waits for the child to end, and panics if it had to be killed.
-    fn reap(self, child: &mut Child, doing: &str) -> ExitStatus {
-        loop {
-            {
-                let mut state = self.state.lock().unwrap();
-                if let Some(status) = child.try_wait().unwrap() {
-                    state.reaped = true;
-                    assert!(
-                        !state.fired,
-                        "chromium did not finish {doing} within {CHROMIUM_DEADLINE:?}: killed"
-                    );
-                    return status;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 /// What the DevTools session saw: console errors and warnings, exceptions, the browser's
@@ -261,7 +191,7 @@ fn devtools(chromium: &Path, url: &str, scratch: &Path) -> Session {
         .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
-    let watchdog = Watchdog::arm(&child);
+    let watchdog = Watchdog::arm(&child, CHROMIUM_DEADLINE);
     let mut cdp = Cdp {
         to: child.stdin.take().unwrap(),
         from: BufReader::new(child.stdout.take().unwrap()),
@@ -298,122 +228,6 @@ fn devtools(chromium: &Path, url: &str, scratch: &Path) -> Session {
     Session {
         problems: events.iter().filter_map(problem).collect(),
         dom,
-    }
-}
-
-/// A DevTools event as a problem, if it is one: a console error or warning, an exception, or
-/// a log entry at error or warning level (a failed load, blocked content, an intervention).
-fn problem(event: &Value) -> Option<String> {
-    let params = &event["params"];
-    match event["method"].as_str()? {
-        "Runtime.consoleAPICalled" => {
-            let kind = params["type"].as_str()?;
-            if !["error", "warning", "assert"].contains(&kind) {
-                return None;
-            }
-            let args: Vec<String> = params["args"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| match &a["value"] {
-                    Value::String(s) => s.clone(),
-                    Value::Null => a["description"].as_str().unwrap_or("?").to_string(),
-                    other => other.to_string(),
-                })
-                .collect();
-            Some(format!("console.{kind}: {}", args.join(" ")))
-        }
-        "Runtime.exceptionThrown" => {
-            let details = &params["exceptionDetails"];
-            let what = details["exception"]["description"]
-                .as_str()
-                .or(details["text"].as_str())
-                .unwrap_or("?");
-            Some(format!("uncaught exception: {what}"))
-        }
-        "Log.entryAdded" => {
-            let entry = &params["entry"];
-            let level = entry["level"].as_str()?;
-            if !["error", "warning"].contains(&level) {
-                return None;
-            }
-            Some(format!(
-                "{} {level}: {} ({})",
-                entry["source"].as_str().unwrap_or("?"),
-                entry["text"].as_str().unwrap_or("?"),
-                entry["url"].as_str().unwrap_or("")
-            ))
-        }
-        _ => None,
-    }
-}
-
-/// A DevTools protocol connection over Chromium's pipe.
-struct Cdp {
-    to: ChildStdin,
-    from: BufReader<std::process::ChildStdout>,
-    next: u64,
-    /// Events received so far, in order.
-    events: Vec<Value>,
-    /// Chromium's stderr, shown when it stops answering.
-    log: PathBuf,
-}
-
-impl Cdp {
-    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> u64 {
-        self.next += 1;
-        let mut message = json!({"id": self.next, "method": method, "params": params});
-        if let Some(session) = session {
-            message["sessionId"] = json!(session);
-        }
-        let mut bytes = serde_json::to_vec(&message).unwrap();
-        bytes.push(0);
-        if let Err(e) = self.to.write_all(&bytes).and_then(|()| self.to.flush()) {
-            panic!("chromium stopped reading ({method}: {e}):\n{}", self.log_text());
-        }
-        self.next
-    }
-
-    /// Sends a command and returns its result, keeping the events that arrive meanwhile.
-    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        let id = self.send(session, method, params);
-        loop {
-            let message = self.receive(method);
-            if message["id"] == json!(id) {
-                assert!(message.get("error").is_none(), "chromium refused {method}: {message}");
-                return message["result"].clone();
-            }
-            self.events.push(message);
-        }
-    }
-
-    fn wait_for(&mut self, event: &str) {
-        while !self.events.iter().any(|e| e["method"] == event) {
-            let message = self.receive(event);
-            self.events.push(message);
-        }
-    }
-
-    fn receive(&mut self, waiting_for: &str) -> Value {
-        let mut bytes = Vec::new();
-        match self.from.read_until(0, &mut bytes) {
-            Ok(n) if n > 0 && bytes.last() == Some(&0) => {
-                bytes.pop();
-                serde_json::from_slice(&bytes).unwrap()
-            }
-            outcome => panic!(
-                "chromium stopped answering while waiting for {waiting_for} ({outcome:?}; killed at its deadline?):\n{}",
-                self.log_text()
-            ),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        text
     }
 }
 

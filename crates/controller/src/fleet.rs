@@ -1,0 +1,131 @@
+//! The whole system seen through the agents' site APIs — every site's report, asked of its
+//! agent, and the roles they agree on — as the operator's CLI sees it (`resurgo status` when
+//! the spec declares `api`) and as each agent's dashboard shows it. Nothing here reads a site's
+//! files or the coordination store: an agent that does not answer leaves its site, its
+//! services and what it holds of each dataset `unknown`.
+
+use resurgo_api::types::{RoleStatus, SiteReport, Status, STATUS_FORMAT_VERSION};
+use resurgo_api::{Client, ClientError};
+use resurgo_spec::System;
+
+use crate::desired::Desired;
+use crate::engine::Engine;
+use crate::report;
+
+/// Each site's report, or why its agent did not give it, in the spec's order.
+pub type Reports = Vec<(String, Result<SiteReport, ClientError>)>;
+
+/// Every site's report, asked of all agents at once, in the spec's order.
+pub fn site_reports(client: &Client, system: &System) -> Reports {
+    let sites: Vec<&String> = system.sites.keys().collect();
+    ask_each(client, system, &sites, |client, addr| {
+        client.get::<SiteReport>(addr, "/v1/site")
+    })
+}
+
+/// Asks each of `sites` at once — `ask(client, its agent's address)`, each on a thread of its
+/// own —, in their order.
+pub fn ask_each<T: Send>(
+    client: &Client,
+    system: &System,
+    sites: &[&String],
+    ask: impl Fn(&Client, &str) -> Result<T, ClientError> + Sync,
+) -> Vec<(String, Result<T, ClientError>)> {
+    std::thread::scope(|scope| {
+        let asks: Vec<_> = sites
+            .iter()
+            .map(|site| {
+                let (addr, ask) = (system.api_address(site).unwrap_or_default(), &ask);
+                (site.to_string(), scope.spawn(move || ask(client, &addr)))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|(site, asked)| {
+                let answer = asked
+                    .join()
+                    .unwrap_or_else(|_| Err(ClientError::Setup(format!("asking site `{site}` failed"))));
+                (site, answer)
+            })
+            .collect()
+    })
+}
+
+/// The reports of every site, the roles they agree on (per group, the highest epoch any agent
+/// read), and the spec with those roles applied: where services are active now.
+pub fn current(client: &Client, written: &System) -> (System, Vec<RoleStatus>, Reports) {
+    let reports = site_reports(client, written);
+    let mut roles: Vec<RoleStatus> = Vec::new();
+    for role in reports
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flat_map(|r| r.roles.iter())
+    {
+        match roles.iter_mut().find(|r| r.group == role.group) {
+            Some(known) if known.epoch >= role.epoch => {}
+            Some(known) => *known = role.clone(),
+            None => roles.push(role.clone()),
+        }
+    }
+    let mut system = written.clone();
+    for role in &roles {
+        if let Some(site) = role.group.strip_prefix("site-") {
+            if role.primary != site {
+                resurgo_plan::recovery::apply_move(&mut system, site, &role.primary);
+            }
+        }
+    }
+    (system, roles, reports)
+}
+
+/// The status of every site through its agent (`desired`: the spec as written, which names
+/// the sites and where to ask them) — the same document as `resurgo status --json` — and the
+/// spec with the roles the agents agree on applied.
+pub fn status(client: &Client, engine: &Engine, state: &std::path::Path, desired: &Desired) -> (Status, System) {
+    let written = &desired.loaded.system;
+    let (system, roles, reports) = current(client, written);
+    let answered: Vec<&SiteReport> = reports.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let roles_error = match answered.iter().find(|r| r.roles_error.is_none()) {
+        Some(_) => None,
+        None => Some(
+            answered
+                .iter()
+                .find_map(|r| r.roles_error.clone())
+                .unwrap_or_else(|| "no agent answered".into()),
+        ),
+    };
+    let maintenance = answered.iter().find_map(|r| r.maintenance.clone());
+    let mut sites = Vec::new();
+    let mut datasets = Vec::new();
+    let mut in_sync = true;
+    let mut workspaces = Vec::new();
+    for (site, answer) in reports {
+        match answer {
+            Ok(report) => {
+                in_sync &= report.in_sync;
+                workspaces.extend(report.workspaces);
+                datasets.push((site, Ok(report.datasets)));
+                sites.push(report.site);
+            }
+            Err(e) => {
+                in_sync = false;
+                sites.push(report::unknown_site(&system, &site, &e.to_string()));
+                datasets.push((site.clone(), Err(format!("site `{site}` is unknown: {e}"))));
+            }
+        }
+    }
+    let status = Status {
+        format_version: STATUS_FORMAT_VERSION,
+        system: system.name.clone(),
+        desired: desired.source.label(),
+        last_applied: None,
+        in_sync,
+        datasets: report::merge_datasets(engine, &system, state, &datasets),
+        sites,
+        maintenance,
+        roles,
+        roles_error,
+        lent: report::capacity_lent(written, &workspaces),
+        workspaces,
+    };
+    (status, system)
+}
