@@ -13,7 +13,8 @@
 #   openssl      — certificates for the etcd TLS tests
 #   iproute2     — `ip netns` and `ss -K`: each site of the partition tests is its own host
 #   xfsprogs     — mkfs.xfs: the clone tests make an XFS image with reflink on a loop device
-#   chromium     — opens a drill report's HTML page headless: no console error, a screenshot
+#   chromium     — opens a drill report's HTML page and the agents' dashboard headless (DevTools
+#                  protocol over a pipe): no console error, screenshots
 #   prometheus   — promtool: lints a live /metrics and unit-tests the shipped alerting rules
 #   junitparser  — reads a drill report's JUnit XML as CI tools do (PyPI)
 set -euo pipefail
