@@ -15,10 +15,10 @@
 //! isolated|live; RESURGO_BENCH_GIB sets the dataset's size, default 1). Needs root,
 //! iproute2 and PostgreSQL, like the tests it borrows from.
 
-mod common;
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/it/browser.rs"]
 mod browser;
+mod common;
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/it/drill.rs"]
 mod drill;

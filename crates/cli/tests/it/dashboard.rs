@@ -141,6 +141,28 @@ fn the_dashboard_in_chromium_is_refused_unsigned_shows_the_sites_live_and_fails_
     );
     browser.screenshot(&shots.join("3-live-update.png"));
 
+    // The maintenance switch from the page, on and off again, each after its confirmation.
+    for (action, shown) in [("maintenance-on", true), ("maintenance-off", false)] {
+        browser.eval(&format!(
+            "document.querySelector('a.action[href$=\"action={action}\"]').click(); true"
+        ));
+        browser.wait_until(
+            &format!("the confirmation of {action}"),
+            "location.pathname === '/ui/confirm' && document.getElementById('do') !== null",
+            Duration::from_secs(20),
+        );
+        browser.eval("document.getElementById('do').click(); true");
+        browser.wait_until(
+            &format!("the dashboard after {action}"),
+            &format!(
+                "location.pathname === '/ui' && (document.getElementById('maintenance') !== null) === {shown} && document.querySelector('[data-site=\"a\"]') !== null"
+            ),
+            Duration::from_secs(20),
+        );
+        let by = d.operator(&["status", "--json"]).json()["maintenance"]["by"].clone();
+        assert_eq!(by.as_str().is_some_and(|b| b.contains("dashboard")), shown, "{by}");
+    }
+
     // A failover to b from the page: first what it will do, then, confirmed, the run at b.
     browser.eval("document.querySelector('a.action[href*=\"action=failover\"][href*=\"to=b\"]').click(); true");
     browser.wait_until(
