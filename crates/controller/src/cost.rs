@@ -177,6 +177,12 @@ pub fn replications(events: &[Event], site: Option<&str>, now: f64) -> Vec<Repli
     out
 }
 
+/// The drills run from this state folder (an operator's `resurgo drill run` keeps its reports
+/// there) within the last [`DRILL_WINDOW_DAYS`].
+pub fn drills_in(state: &Path) -> Vec<DrillTime> {
+    drills(&crate::drill::reports(state), now_unix())
+}
+
 /// The drills that started within the last [`DRILL_WINDOW_DAYS`] and ended.
 fn drills(reports: &[resurgo_drill::Report], now: f64) -> Vec<DrillTime> {
     reports

@@ -7,6 +7,7 @@ mod apply;
 mod chaos;
 mod cli;
 mod controller;
+mod cost;
 mod demo;
 mod dns_route;
 mod drill;
