@@ -85,6 +85,7 @@ pub enum Op {
     LoginPage,
     Login,
     Logout,
+    Cost,
 }
 
 /// One route: its method and path (`{name}` for a parameter), whether it answers without
@@ -399,6 +400,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/v1/cost",
+        public: false,
+        operation: "cost",
+        summary: "What the DR posture costs per month from this site's figures (its repository's bytes, the replications it sent, the runs and drills it holds), priced with the spec's `prices` (none: every line unpriced), and each dataset's other strategy with its cost, RPO and RTO. `measured` carries the figures, which `resurgo cost` merges across sites and prices itself.",
+        request: None,
+        response: Body::Json(schema::<resurgo_plan::cost::CostReport>),
+        status: 200,
+    },
+    Route {
+        method: "GET",
         path: "/metrics",
         public: false,
         operation: "metrics",
@@ -587,6 +598,7 @@ pub fn find(method: &str, path: &str) -> Matched {
             "login_page" => Op::LoginPage,
             "login" => Op::Login,
             "logout" => Op::Logout,
+            "cost" => Op::Cost,
             other => unreachable!("route `{other}` has no operation"),
         };
         return Matched::Found(route, op);

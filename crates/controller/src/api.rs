@@ -872,6 +872,26 @@ impl SiteApi {
     }
 }
 
+impl SiteApi {
+    /// `GET /v1/cost`: this site's figures, priced with the spec's prices.
+    fn cost(&self) -> Reply {
+        let written = match self.written() {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
+        let current = match self.context.desired() {
+            Ok(Some(current)) => current,
+            _ => written,
+        };
+        let system = &current.loaded.system;
+        let measured = crate::cost::measure(self.engine(), system, self.state_dir(), Some(self.site()));
+        Reply::json(
+            200,
+            &resurgo_plan::cost::cost(system, system.prices.as_ref(), &measured),
+        )
+    }
+}
+
 /// The groups whose standby this site keeps: a `strategy: standby` dataset's service placed
 /// (in the spec as written) at the group's site, with its standby here now.
 fn standby_groups(engine: &Engine, written: &Desired, current: &Desired, site: &str) -> Vec<String> {
@@ -953,6 +973,7 @@ impl Handler for SiteApi {
                 self.dashboard(op, request)
             }
             // Answered by the server itself (static files, signing in and out).
+            Op::Cost => self.cost(),
             Op::Asset { .. } | Op::LoginPage | Op::Login | Op::Logout => Reply::problem(404, "not the handler's"),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod cost;
 pub mod daemon;
 pub mod dashboard;
 pub mod desired;

@@ -937,11 +937,7 @@ pub fn standby_preparer(engine: &Engine, system: &System) -> Preparer {
 /// How often PostgreSQL must archive a segment while there are writes: half the RPO
 /// objective, between 1 s and 60 s.
 pub fn archive_timeout(ds: &Dataset, system: &System) -> std::time::Duration {
-    let rpo = ds
-        .rpo
-        .or(system.objectives.rpo)
-        .map_or(std::time::Duration::from_secs(60), |d| d.0);
-    (rpo / 2).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60))
+    ds.archive_timeout(system.objectives.rpo)
 }
 
 /// Quotes a word for a POSIX shell (PostgreSQL runs archive and restore commands with `sh`).

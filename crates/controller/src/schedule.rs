@@ -512,7 +512,11 @@ impl Protection {
                                     emit(
                                         Event::new(
                                             EventKind::ReplicationFinished,
-                                            format!("{} snapshots copied from {site}", report.snapshots_copied),
+                                            // `cost.rs` reads the bytes back (`(<bytes> bytes)`).
+                                            format!(
+                                                "{} snapshots copied from {site} ({} bytes)",
+                                                report.snapshots_copied, report.bytes
+                                            ),
                                         )
                                         .site(&to)
                                         .dataset(&dataset),

@@ -3,6 +3,7 @@
 //!
 //! Everything here is plain data and plain functions: no processes, sockets or disks.
 
+pub mod cost;
 pub mod desired;
 pub mod observed;
 pub mod plan;

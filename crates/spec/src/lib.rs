@@ -14,7 +14,7 @@ mod validate;
 mod yaml;
 
 pub use diag::{Diagnostic, SourceFile, SpecError};
-pub use load::{load, Loaded, Sources};
+pub use load::{load, read_prices, Loaded, Sources};
 pub use model::*;
 pub use units::{ByteSize, Cpu, Duration};
 pub use validate::{check_workspace, warnings, Warning};

@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, SourceFile, SpecError};
-use crate::model::{Document, Input, InputValue, System, API_VERSION};
+use crate::model::{Document, Input, InputValue, Prices, System, API_VERSION};
 use crate::validate;
 use crate::yaml::{Node, NodeKind, Seg};
 
@@ -297,6 +297,28 @@ fn input_text(value: &InputValue) -> String {
     }
 }
 
+/// Reads a price file (`resurgo cost --prices FILE`): YAML or JSON of the shape of the spec's
+/// `prices` section, every error at file:line:column like the spec's — a malformed value, an
+/// unknown field, a negative price, a site the spec does not declare.
+pub fn read_prices(file: &SourceFile, system: &System) -> Result<Prices, Diagnostic> {
+    let node =
+        Node::parse(&file.text).map_err(|e| Diagnostic::at(file, e.pos, format!("invalid YAML: {}", e.message)))?;
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        return Err(Diagnostic::at(
+            file,
+            node.pos,
+            "a price file must be a mapping (currency, cpu_core_hour, storage_gib_month…)",
+        ));
+    }
+    let prices: Prices =
+        serde_path_to_error::deserialize(node.to_json()).map_err(|e| type_error(file, &node, &[], e))?;
+    if let Some((site, message)) = validate::unknown_price_site(&prices, system) {
+        let at = node.locate(&[Seg::Key("sites".into()), Seg::Key(site)], true);
+        return Err(Diagnostic::at(file, at, message));
+    }
+    Ok(prices)
+}
+
 fn read_document(file: &SourceFile, node: &Node) -> Result<Document, Diagnostic> {
     if !matches!(node.kind, NodeKind::Map(_)) {
         return Err(Diagnostic::at(
@@ -410,6 +432,7 @@ fn merge(
     let mut objectives_file: Option<usize> = None;
     let mut failover_file: Option<usize> = None;
     let mut api_file: Option<usize> = None;
+    let mut prices_file: Option<usize> = None;
     for (i, doc) in documents.into_iter().enumerate() {
         // Present even when empty (`system:` reads as null): an empty name is refused by
         // validation, not taken for an absent one.
@@ -462,6 +485,19 @@ fn merge(
                 api_file = Some(i);
                 sources.origins.insert(("api".into(), String::new()), i);
                 system.api = Some(api);
+            }
+        }
+        if let Some(prices) = doc.prices {
+            if let Some(first) = prices_file {
+                diags.push(Diagnostic::at(
+                    &sources.files[i],
+                    sources.nodes[i].locate(&[Seg::Key("prices".into())], true),
+                    format!("prices are declared twice (also in {})", sources.files[first].name),
+                ));
+            } else {
+                prices_file = Some(i);
+                sources.origins.insert(("prices".into(), String::new()), i);
+                system.prices = Some(prices);
             }
         }
         merge_section("sites", "site", doc.sites, &mut system.sites, i, sources, diags);

@@ -57,6 +57,10 @@ pub struct Document {
     /// needs the site.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub workspaces: IndexMap<String, Workspace>,
+    /// What DR capacity costs, for `resurgo cost` (and `GET /v1/cost`); given once.
+    /// `resurgo cost --prices FILE` reads the same shape from a file of its own instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Prices>,
 }
 
 /// An input: a default value, optionally described.
@@ -377,6 +381,19 @@ pub struct Dataset {
     /// Commands run around each backup, for application-consistent copies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
+}
+
+impl Dataset {
+    /// How often a physical PostgreSQL dataset's archived WAL is shipped to its replica sites
+    /// (and each segment is closed): half its RPO objective (`system_rpo` when it sets none,
+    /// else one minute), between one second and one minute.
+    pub fn archive_timeout(&self, system_rpo: Option<Duration>) -> std::time::Duration {
+        let rpo = self
+            .rpo
+            .or(system_rpo)
+            .map_or(std::time::Duration::from_secs(60), |d| d.0);
+        (rpo / 2).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -979,6 +996,88 @@ pub enum CloneMethod {
     Copy,
 }
 
+/// Unit prices of what a DR posture costs, in one currency, for `resurgo cost`: standby
+/// capacity kept running, repository storage, replication transfer and people's time in
+/// drills. Every price may be left out: what costs something and has no price is shown as
+/// unpriced, never as free. A site may override any of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prices {
+    /// The currency every price is in (`EUR`, `USD`…): a label, never converted.
+    pub currency: String,
+    /// One CPU core kept running for an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_core_hour: Option<Price>,
+    /// One GiB of memory kept for an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gib_hour: Option<Price>,
+    /// One GiB stored for a month (repositories, a standby's copy of its data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_gib_month: Option<Price>,
+    /// One GiB sent from a site to another (replication, a standby's stream), charged at the
+    /// sending site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_gib: Option<Price>,
+    /// One hour of people's time in a drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_hour: Option<Price>,
+    /// Prices that differ at a site (by its name); a price left out there is the one above.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub sites: IndexMap<String, SitePrices>,
+}
+
+/// The prices of one site that differ from the system's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SitePrices {
+    /// One CPU core kept running for an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_core_hour: Option<Price>,
+    /// One GiB of memory kept for an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gib_hour: Option<Price>,
+    /// One GiB stored for a month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_gib_month: Option<Price>,
+    /// One GiB sent from this site to another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_gib: Option<Price>,
+    /// One hour of people's time in a drill whose DR site this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_hour: Option<Price>,
+}
+
+/// A unit price: a number, zero or more (a negative or non-finite one is refused where it is
+/// written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize)]
+pub struct Price(pub f64);
+
+impl<'de> Deserialize<'de> for Price {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(serde::de::Error::custom(format!(
+                "a price must be a number, zero or more (got {v})"
+            )));
+        }
+        Ok(Price(v))
+    }
+}
+
+impl JsonSchema for Price {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Price")
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A unit price in the file's currency: a number, zero or more.",
+            "type": "number",
+            "minimum": 0
+        })
+    }
+}
+
 /// A whole system: all files merged, inputs resolved. What validation and planning read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct System {
@@ -994,6 +1093,8 @@ pub struct System {
     pub api: Option<Api>,
     pub drills: IndexMap<String, Drill>,
     pub workspaces: IndexMap<String, Workspace>,
+    /// The unit prices `resurgo cost` reads when it is given no price file.
+    pub prices: Option<Prices>,
 }
 
 impl System {

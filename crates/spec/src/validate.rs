@@ -11,8 +11,8 @@ use indexmap::IndexMap;
 use crate::diag::Diagnostic;
 use crate::load::{list_or_none, Sources};
 use crate::model::{
-    DatasetKind, Drill, DrillMode, EnvValue, EtcdCluster, Fault, PgMethod, Resources, RouteKind, SecretRef, Seed,
-    StopCondition, Strategy, System,
+    DatasetKind, Drill, DrillMode, EnvValue, EtcdCluster, Fault, PgMethod, Prices, Resources, RouteKind, SecretRef,
+    Seed, StopCondition, Strategy, System,
 };
 use crate::units::Duration;
 use crate::yaml::Seg;
@@ -100,7 +100,38 @@ pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
     check_workspaces(&mut c);
     check_workspace_capacity(&mut c);
     check_positive_durations(&mut c);
+    check_prices(&mut c);
     c.diags
+}
+
+/// The spec's `prices` name only declared sites, and name a currency.
+fn check_prices(c: &mut Checker) {
+    let Some(prices) = &c.system.prices else { return };
+    if prices.currency.trim().is_empty() {
+        c.err(
+            "prices",
+            "",
+            &[key("currency")],
+            "prices: `currency` must name the currency (`EUR`, `USD`…)".into(),
+        );
+    }
+    if let Some((site, message)) = unknown_price_site(prices, c.system) {
+        c.err_key("prices", "", &[key("sites"), key(&site)], message);
+    }
+}
+
+/// The first site a price list names that the spec does not declare, with the message that
+/// says so (for the spec's `prices` and for a price file alike).
+pub(crate) fn unknown_price_site(prices: &Prices, system: &System) -> Option<(String, String)> {
+    let site = prices.sites.keys().find(|s| !system.sites.contains_key(*s))?;
+    let declared: Vec<&str> = system.sites.keys().map(String::as_str).collect();
+    Some((
+        site.clone(),
+        format!(
+            "prices: site `{site}` is not declared; declared sites: {}",
+            declared.join(", ")
+        ),
+    ))
 }
 
 pub(crate) fn valid_name(name: &str) -> bool {

@@ -198,6 +198,12 @@ impl Repository {
         self.objects.location()
     }
 
+    /// Every byte the repository's objects take — snapshot store and log archive — from a
+    /// listing of its objects (their sizes as the store reports them; nothing is read).
+    pub fn stored_bytes(&self) -> Result<u64, VaultError> {
+        Ok(self.objects.list("")?.iter().map(|(_, size)| size).sum())
+    }
+
     /// What `restic -r` needs to read the snapshot store.
     pub fn restic_location(&self) -> String {
         crate::object::restic_location(&self.url, &*self.objects, STORE)

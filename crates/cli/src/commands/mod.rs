@@ -10,6 +10,7 @@ pub mod apply;
 pub mod backup;
 pub mod certs;
 pub mod controller;
+pub mod cost;
 pub mod demo;
 pub mod drill;
 pub mod example_app;
@@ -109,6 +110,10 @@ pub enum Command {
     /// runs, how to do it by hand, its measured p50/p95 (stale or never exercised), and the
     /// RTO budget; Markdown or an HTML page.
     Runbook(runbook::Args),
+    /// What the DR posture costs per month, per site and per strategy (standby capacity,
+    /// repository storage, replication transfer, drills), priced from `--prices` or the spec's
+    /// `prices`; and each dataset's other strategy (backup ↔ standby) with its cost, RPO and RTO.
+    Cost(cost::Args),
     /// Practise a declared loss (a service, a workload, a site, a link) and keep the
     /// evidence: run a drill, finish one whose process died, list them, render a report.
     Drill(drill::Args),
@@ -158,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Failback(a) => failback::run(a),
         Command::Runs(a) => runs::run(a),
         Command::Runbook(a) => runbook::run(a),
+        Command::Cost(a) => cost::run(a),
         Command::Drill(a) => drill::run(a),
         Command::Workspace(a) => workspace::run(a),
         Command::Wal(a) => wal::run(a),

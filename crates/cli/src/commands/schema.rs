@@ -1,5 +1,5 @@
 //! `resurgo schema`: the JSON Schema of a spec file, generated from the spec's own types; with
-//! `--output status|runs|plan`, the schema of that command's `--json` output instead,
+//! `--output status|runs|plan|cost`, the schema of that command's `--json` output instead,
 //! generated from the types the command prints; with `--output openapi`, the site API's
 //! OpenAPI document; with `--output drill-report`, the schema of a drill's report. The
 //! committed copies under `schema/` are checked to be current by the tests.
@@ -30,6 +30,8 @@ pub enum Output {
     Openapi,
     /// The report a drill run writes (schema/drill-report.schema.json).
     DrillReport,
+    /// `resurgo cost --json`, and `GET /v1/cost` (schema/cost.schema.json).
+    Cost,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Output::Plan) => output_schema::<resurgo_plan::Plan>(),
         Some(Output::Openapi) => resurgo_api::routes::openapi_text(),
         Some(Output::DrillReport) => resurgo_drill::report_schema_text(),
+        Some(Output::Cost) => output_schema::<resurgo_plan::cost::CostReport>(),
     };
     print!("{text}");
     Ok(crate::exit::code(crate::exit::OK))

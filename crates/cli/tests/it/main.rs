@@ -8,6 +8,7 @@ mod browser;
 mod chaos;
 mod cli;
 mod controller;
+mod cost;
 mod dashboard;
 mod demo;
 mod dns_route;

@@ -1,4 +1,4 @@
-//! Output for people and machines (issue 8, item 9): the JSON of `status`, `runs` and `plan`
+//! Output for people and machines (issue 8, item 9): the JSON of `status`, `runs`, `plan` and `cost`
 //! has a versioned shape whose JSON Schema, generated from the types, is committed under
 //! `schema/` and kept current; real output from a real run matches it; runs read as sentences.
 
@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::util::{Env, BIN};
 
-const OUTPUTS: [&str; 3] = ["status", "runs", "plan"];
+const OUTPUTS: [&str; 4] = ["status", "runs", "plan", "cost"];
 
 fn committed(output: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../schema/{output}.schema.json"))
@@ -162,7 +162,7 @@ fn check(root: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
 }
 
 /// `resurgo OUTPUT --json`'s output matches `schema/OUTPUT.schema.json`; it is returned.
-fn matches_schema(output: &str, text: &str) -> Value {
+pub(crate) fn matches_schema(output: &str, text: &str) -> Value {
     let value: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{output} --json: {e}\n{text}"));
     let schema = schema(output);
     let declared = schema["properties"].as_object().unwrap();
