@@ -14,6 +14,7 @@ pub mod failover;
 pub mod faults;
 pub mod freshness;
 pub mod metrics;
+pub mod notify;
 pub mod protect;
 pub mod providers;
 pub mod reconcile;
