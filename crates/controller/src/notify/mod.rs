@@ -72,7 +72,12 @@ pub fn notify_dir(state_dir: &Path) -> PathBuf {
 pub fn run(context: &SiteContext, stop: &AtomicBool) {
     let mut worker: Option<Worker> = None;
     while !stop.load(Ordering::Relaxed) {
-        if worker.is_none() {
+        // Nothing to send, nothing to hold: the lock (and `<state>/notify/`) only once the
+        // spec declares a receiver.
+        let declared = context
+            .spec()
+            .is_some_and(|s| !s.loaded.system.notifications.is_empty());
+        if worker.is_none() && declared {
             worker = Worker::take(context);
         }
         if let Some(w) = worker.as_mut() {
