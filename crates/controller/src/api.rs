@@ -236,6 +236,7 @@ impl SiteApi {
             }
             // mpsc senders are not Sync: shared behind a lock with the journal's observer.
             let announce = std::sync::Mutex::new(tx.clone());
+            crate::failover::record_start(&state_dir, &from, &to, options.failback);
             let result = crate::failover::execute_announced(
                 &written.loaded.system,
                 &current.loaded.system,
@@ -251,6 +252,7 @@ impl SiteApi {
                         .send(Ok(id.to_string()));
                 }),
             );
+            crate::failover::record_end(&state_dir, &to, &result);
             if let Err(e) = result {
                 let _ = tx.send(Err(e.to_string()));
             }

@@ -206,16 +206,24 @@ impl SiteDaemon {
             let (context, span) = (self.context.clone(), span.clone());
             std::thread::spawn(move || span.in_scope(|| resume_interrupted(&context)))
         };
-        // Scheduled isolated drills whose DR site is this one, when they are due.
-        let drills_stop = Arc::new(AtomicBool::new(false));
+        // Scheduled isolated drills whose DR site is this one, when they are due; stopped
+        // (with the notifications' thread) once the agent ends.
+        let workers_stop = Arc::new(AtomicBool::new(false));
         let drilling = {
-            let (context, span, stop) = (self.context.clone(), span.clone(), drills_stop.clone());
+            let (context, span, stop) = (self.context.clone(), span.clone(), workers_stop.clone());
             std::thread::spawn(move || span.in_scope(|| run_scheduled_drills(&context, &stop)))
+        };
+        // The notifications of the state folder's event log (delivered by one daemon of those
+        // that share the folder).
+        let notifying = {
+            let (context, span, stop) = (self.context.clone(), span.clone(), workers_stop.clone());
+            std::thread::spawn(move || span.in_scope(|| crate::notify::run(&context, &stop)))
         };
         let ended = span.in_scope(|| self.agent.run(stop));
         // A drill under way tears down, then the thread ends.
-        drills_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        workers_stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = drilling.join();
+        let _ = notifying.join();
         // Closing the channel ends the controller's loop after its current tick.
         drop(stop_controller);
         let _ = thread.join();

@@ -93,6 +93,13 @@ pub enum EventKind {
     /// A drill's fault outlived its `until` and was reverted by the site itself (its drill
     /// died, or could not reach the site to revert it).
     FaultExpired,
+    /// A notification reached its receiver (`notification` says which, and of what).
+    NotificationDelivered,
+    /// An attempt to deliver a notification failed; it is tried again after a back-off.
+    NotificationFailed,
+    /// A notification was given up (its receiver stayed down past `give_up_after`, or refused
+    /// it): `notification.payload` holds what would have been sent.
+    NotificationUndelivered,
 }
 
 /// The kind as the event log spells it (`failover_finished`), so echoed lines and the log agree.
@@ -120,6 +127,33 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     pub message: String,
+    /// The `notification_*` kinds: which notification, to whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<NotificationRecord>,
+}
+
+/// What the event log records of a notification (`crate::notify`). Never its receiver's URL
+/// or key: the receiver is named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    /// The receiver, as the spec names it.
+    pub receiver: String,
+    /// The kind of the event notified.
+    pub event: EventKind,
+    /// The same for every attempt at one notification (the `X-Resurgo-Delivery` header): a
+    /// receiver can drop one it has seen.
+    pub delivery: String,
+    /// The events it stands for: the first and the repeats folded into it.
+    pub count: u32,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Why the attempt failed (`notification_failed`, `notification_undelivered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What would have been sent (`notification_undelivered`): the body, without the URL or
+    /// the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 impl Event {
@@ -132,6 +166,7 @@ impl Event {
             dataset: None,
             commit: None,
             message: message.into(),
+            notification: None,
         }
     }
     pub fn site(mut self, site: &str) -> Event {
@@ -207,6 +242,8 @@ impl EventKind {
                 | FailoverSuppressed
                 | DrillFailed
                 | FaultExpired
+                | NotificationFailed
+                | NotificationUndelivered
         )
     }
 }
@@ -281,8 +318,41 @@ impl Tail {
         Tail { path, offset: 0 }
     }
 
+    /// Follows `path` from `offset` (a position a previous `Tail` reached, kept on disk). A
+    /// file now shorter than that was replaced: it is followed from its start.
+    pub fn at(path: std::path::PathBuf, offset: u64) -> Tail {
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        Tail {
+            path,
+            offset: if len < offset { 0 } else { offset },
+        }
+    }
+
+    /// The offset up to which the file has been read (always just after a whole line).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The events appended since the last call, each with the offset its line starts at.
+    pub fn new_events_at(&mut self) -> Vec<(u64, Event)> {
+        self.new_raw_lines()
+            .into_iter()
+            .filter_map(|(at, line)| Some((at, serde_json::from_str(&line).ok()?)))
+            .collect()
+    }
+
     /// The whole non-empty lines appended since the last call.
     pub fn new_lines(&mut self) -> Vec<String> {
+        self.new_raw_lines()
+            .into_iter()
+            .map(|(_, line)| line)
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+
+    /// Every whole line appended since the last call, empty ones too, without its newline,
+    /// with the offset it starts at.
+    fn new_raw_lines(&mut self) -> Vec<(u64, String)> {
         use std::io::{Read, Seek, SeekFrom};
         let mut bytes = Vec::new();
         let read = std::fs::File::open(&self.path).and_then(|mut f| {
@@ -294,10 +364,15 @@ impl Tail {
         }
         let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         self.offset += whole as u64;
-        String::from_utf8_lossy(&bytes[..whole])
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
+        // Split on the newline byte, not on lossy text: offsets count the bytes as written.
+        let mut at = self.offset - whole as u64;
+        bytes[..whole]
+            .split_inclusive(|b| *b == b'\n')
+            .map(|line| {
+                let start = at;
+                at += line.len() as u64;
+                (start, String::from_utf8_lossy(&line[..line.len() - 1]).into_owned())
+            })
             .collect()
     }
 }
@@ -332,6 +407,29 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].site.as_deref(), Some("a"));
         assert_eq!(events[1].kind, EventKind::DriftCorrected);
+    }
+
+    /// Each event comes with the offset its line starts at, so a reader that keeps an offset
+    /// on disk (`notify`) starts again exactly at an event; a torn last line waits.
+    #[test]
+    fn a_tail_gives_each_event_with_where_its_line_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::new(dir.path().join("events.jsonl"));
+        log.append(&Event::new(EventKind::Fenced, "é")).unwrap();
+        log.append(&Event::new(EventKind::Unfenced, "x")).unwrap();
+        let mut tail = Tail::new(log.path().to_path_buf());
+        let read = tail.new_events_at();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].0, 0);
+        let mut again = Tail::at(log.path().to_path_buf(), read[1].0);
+        assert_eq!(again.new_events_at()[0].1.kind, EventKind::Unfenced);
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(log.path()).unwrap();
+        f.write_all(b"{\"torn").unwrap();
+        assert!(tail.new_events_at().is_empty());
+        assert_eq!(tail.offset(), std::fs::metadata(log.path()).unwrap().len() - 6);
+        // A log shorter than the offset kept was replaced: read from its start.
+        assert_eq!(Tail::at(log.path().to_path_buf(), 1 << 40).offset(), 0);
     }
 
     #[test]

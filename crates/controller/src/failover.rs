@@ -102,6 +102,36 @@ pub fn group_site(spec_system: &System, system: &System, from: &str) -> Option<S
         .map(|s| s.site.clone())
 }
 
+/// Writes the start of a run a person asked for to the event log (`failover_started` at its
+/// target; an agent writes those it decides itself), so that the record and the
+/// notifications (`crate::notify`) see every failover and failback.
+pub fn record_start(state_dir: &Path, from: &str, to: &str, failback: bool) {
+    let what = if failback { "failback" } else { "failover" };
+    let event = crate::events::Event::new(
+        crate::events::EventKind::FailoverStarted,
+        format!("{what} from {from} to {to}, asked by a person"),
+    )
+    .site(to);
+    event.log(true);
+    let _ = crate::events::EventLog::of_state(state_dir).append(&event);
+}
+
+/// Writes the end of a run [`record_start`] announced: `failover_finished` with its outcome,
+/// or `failover_failed`.
+pub fn record_end(state_dir: &Path, to: &str, result: &Result<RunReport, FailoverError>) {
+    use crate::events::{Event, EventKind};
+    let event = match result {
+        Ok(report) => Event::new(
+            EventKind::FailoverFinished,
+            format!("run {}: {}", report.run, report.outcome),
+        ),
+        Err(e) => Event::new(EventKind::FailoverFailed, e.to_string()),
+    }
+    .site(to);
+    event.log(true);
+    let _ = crate::events::EventLog::of_state(state_dir).append(&event);
+}
+
 /// Plans and runs the move of every service active at `from` (in `system`, assignments
 /// applied) to `to`. `spec_system` is the spec as written, to name the assignment group.
 pub fn execute(

@@ -17,6 +17,7 @@ pub mod faults;
 pub mod fleet;
 pub mod freshness;
 pub mod metrics;
+pub mod notify;
 pub mod protect;
 pub mod providers;
 pub mod reconcile;

@@ -361,6 +361,7 @@ pub fn exposition(inputs: &Inputs) -> String {
     runs(&mut x, inputs);
     drills(&mut x, inputs);
     workspaces(&mut x, inputs);
+    notifications(&mut x, inputs);
     x.render()
 }
 
@@ -593,6 +594,38 @@ fn runs(x: &mut Exposition, inputs: &Inputs) {
     }
 }
 
+/// Notifications this site's daemon delivered, per receiver and result, from the records
+/// `notify` writes to the event log: `delivered`, `failed` (an attempt that failed and was
+/// retried) and `undelivered` (given up, kept in the log). Every declared receiver has its
+/// three series (0 until something happens); a receiver no longer declared keeps its own.
+fn notifications(x: &mut Exposition, inputs: &Inputs) {
+    const RESULTS: [(EventKind, &str); 3] = [
+        (EventKind::NotificationDelivered, "delivered"),
+        (EventKind::NotificationFailed, "failed"),
+        (EventKind::NotificationUndelivered, "undelivered"),
+    ];
+    let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for receiver in inputs.system.notifications.keys() {
+        for (_, result) in RESULTS {
+            counts.insert((receiver, result), 0);
+        }
+    }
+    for e in inputs.events.iter().filter(|e| e.site.as_deref() == Some(inputs.site)) {
+        let (Some(record), Some((_, result))) = (&e.notification, RESULTS.iter().find(|(k, _)| *k == e.kind)) else {
+            continue;
+        };
+        *counts.entry((&record.receiver, result)).or_default() += 1;
+    }
+    for ((receiver, result), n) in counts {
+        x.counter(
+            "resurgo_notifications_total",
+            "Notifications this site sent to the receiver, by result: delivered, failed (an attempt, retried after a back-off) or undelivered (given up, kept in the event log).",
+            &[("site", inputs.site), ("receiver", receiver), ("result", result)],
+            n as f64,
+        );
+    }
+}
+
 fn drills(x: &mut Exposition, inputs: &Inputs) {
     for name in inputs.system.drills.keys() {
         x.gauge(
@@ -739,6 +772,7 @@ mod tests {
             dataset: Some("orders".into()),
             commit: None,
             message: message.into(),
+            notification: None,
         }
     }
 
@@ -984,5 +1018,62 @@ drills:
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             assert_eq!(text.matches(&format!("{line}\n")).count(), 1, "{line}");
         }
+    }
+
+    /// `resurgo_notifications_total` counts the records `notify` wrote at this site, per
+    /// receiver and result; a declared receiver with none yet is at 0.
+    #[test]
+    fn notifications_are_counted_by_receiver_and_result_from_the_event_log() {
+        let mut system = system();
+        let receiver: resurgo_spec::Receiver =
+            serde_json::from_value(serde_json::json!({"kind": "alertmanager", "url": "http://x"})).unwrap();
+        system.notifications.insert("am".into(), receiver.clone());
+        system.notifications.insert("quiet".into(), receiver);
+        let record = |kind: EventKind, site: &str| Event {
+            notification: Some(crate::events::NotificationRecord {
+                receiver: "am".into(),
+                event: EventKind::FailoverStarted,
+                delivery: "d".into(),
+                count: 1,
+                attempts: 1,
+                error: None,
+                payload: None,
+            }),
+            ..Event::new(kind, "m").site(site)
+        };
+        let inputs = Inputs {
+            system: &system,
+            commit: "abc".into(),
+            site: "b",
+            report: site_report(serde_json::json!({
+                "format_version": 1, "system": "test", "desired": "abc",
+                "site": { "site": "b", "address": "127.0.2.1", "state": "reachable", "services": [], "set_aside": [] },
+                "in_sync": true, "datasets": [], "roles": [], "roles_error": null, "workspaces": []
+            })),
+            events: vec![
+                record(EventKind::NotificationFailed, "b"),
+                record(EventKind::NotificationFailed, "b"),
+                record(EventKind::NotificationDelivered, "b"),
+                // Another site's deliveries (one state folder shared by several daemons).
+                record(EventKind::NotificationUndelivered, "a"),
+            ],
+            runs: vec![],
+            drills: vec![],
+            witness_sees: vec![],
+        };
+        let mut x = Exposition::default();
+        notifications(&mut x, &inputs);
+        let text = x.render();
+        let n = |receiver: &str, result: &str| {
+            value(
+                &text,
+                "resurgo_notifications_total",
+                &format!("site=\"b\",receiver=\"{receiver}\",result=\"{result}\""),
+            )
+        };
+        assert_eq!(n("am", "delivered"), Some(1.0), "{text}");
+        assert_eq!(n("am", "failed"), Some(2.0));
+        assert_eq!(n("am", "undelivered"), Some(0.0));
+        assert_eq!(n("quiet", "delivered"), Some(0.0));
     }
 }

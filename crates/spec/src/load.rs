@@ -530,6 +530,15 @@ fn merge(
             sources,
             diags,
         );
+        merge_section(
+            "notifications",
+            "receiver",
+            doc.notifications,
+            &mut system.notifications,
+            i,
+            sources,
+            diags,
+        );
     }
     if name_file.is_none() {
         system.name = "system".into();

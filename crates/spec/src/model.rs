@@ -61,6 +61,12 @@ pub struct Document {
     /// `resurgo cost --prices FILE` reads the same shape from a file of its own instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices: Option<Prices>,
+    /// Where people are told what happened (a failover, a fence, an RPO breached, a failed
+    /// backup or drill, a workspace taken back): receivers by name, each sent the kinds of
+    /// events it asks for by the site daemon that records them, retried with back-off, and
+    /// kept in the event log when they cannot be delivered.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub notifications: IndexMap<String, Receiver>,
 }
 
 /// An input: a default value, optionally described.
@@ -1078,6 +1084,143 @@ impl JsonSchema for Price {
     }
 }
 
+/// A receiver of notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    /// `webhook` (resurgo's own JSON, signed with HMAC-SHA256), `alertmanager` (Prometheus
+    /// Alertmanager's v2 API) or `slack` (a Slack-compatible incoming webhook).
+    pub kind: ReceiverKind,
+    /// Where notifications are posted: the webhook's URL; Alertmanager's base URL
+    /// (`http://host:9093`, `/api/v2/alerts` is appended); the incoming webhook's URL. A plain
+    /// `http(s)://` URL, or a secret reference (`{secret: {env: NAME}}` or
+    /// `{secret: {file: PATH}}`) — required for `slack`, whose URL is its credential.
+    pub url: PlainOrSecret,
+    /// `webhook` (and only it): the key each request's body is signed with (HMAC-SHA256, in
+    /// the `X-Resurgo-Signature` header). A secret reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<SecretRef>,
+    /// The kinds of events sent (default: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<NotifyEvent>>,
+    /// How long after an event its notification is retried (back-off from 1 s, doubling, at
+    /// most 60 s apart) before it is given up and recorded `notification_undelivered` in the
+    /// event log with what would have been sent (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub give_up_after: Option<Duration>,
+    /// Repeats of an event (the same kind, site, service and dataset) within this long of the
+    /// first are not sent again: they are counted, and the count goes with the next one sent
+    /// (default 60s; `0s` sends every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_window: Option<Duration>,
+}
+
+impl Receiver {
+    /// How long a notification is retried when the spec does not say.
+    pub const DEFAULT_GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+    /// The de-duplication window when the spec does not say.
+    pub const DEFAULT_DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// The kinds of events sent: those listed, else all.
+    pub fn events(&self) -> &[NotifyEvent] {
+        self.events.as_deref().unwrap_or(&NotifyEvent::ALL)
+    }
+
+    pub fn give_up_after(&self) -> std::time::Duration {
+        self.give_up_after.map_or(Self::DEFAULT_GIVE_UP_AFTER, |d| d.0)
+    }
+
+    pub fn dedupe_window(&self) -> std::time::Duration {
+        self.dedupe_window.map_or(Self::DEFAULT_DEDUPE_WINDOW, |d| d.0)
+    }
+}
+
+/// What a receiver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverKind {
+    /// resurgo's JSON (`resurgo.notification/v1`), POSTed and signed with the `hmac_key`.
+    Webhook,
+    /// Alerts POSTed to Alertmanager's `/api/v2/alerts`; a restored RPO or workspace, or a
+    /// finished failover, resolves the alert its trouble raised.
+    Alertmanager,
+    /// `{"text": …}` POSTed to a Slack-compatible incoming webhook.
+    Slack,
+}
+
+/// A kind of event a receiver can be sent (as the event log spells it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// A failover or failback began (an agent's, by policy, or a person's).
+    FailoverStarted,
+    /// A failover or failback ended (its outcome in the message).
+    FailoverFinished,
+    /// A failover or failback could not run.
+    FailoverFailed,
+    /// A site's agent stopped its writers: it could not renew its primary lease in time.
+    Fenced,
+    /// A dataset's newest restorable point at a site is older than its RPO objective.
+    RpoBreached,
+    /// It is within its objective again.
+    RpoRestored,
+    /// A backup failed.
+    BackupFailed,
+    /// A drill ended and passed.
+    DrillPassed,
+    /// A drill ended and failed.
+    DrillFailed,
+    /// A failover took a workspace's capacity back.
+    WorkspacePreempted,
+    /// A preempted workspace is back after failback.
+    WorkspaceRestored,
+}
+
+impl NotifyEvent {
+    /// Every kind, the default of a receiver's `events`.
+    pub const ALL: [NotifyEvent; 11] = [
+        NotifyEvent::FailoverStarted,
+        NotifyEvent::FailoverFinished,
+        NotifyEvent::FailoverFailed,
+        NotifyEvent::Fenced,
+        NotifyEvent::RpoBreached,
+        NotifyEvent::RpoRestored,
+        NotifyEvent::BackupFailed,
+        NotifyEvent::DrillPassed,
+        NotifyEvent::DrillFailed,
+        NotifyEvent::WorkspacePreempted,
+        NotifyEvent::WorkspaceRestored,
+    ];
+
+    /// The kind as the spec and the event log spell it (`failover_started`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::FailoverStarted => "failover_started",
+            NotifyEvent::FailoverFinished => "failover_finished",
+            NotifyEvent::FailoverFailed => "failover_failed",
+            NotifyEvent::Fenced => "fenced",
+            NotifyEvent::RpoBreached => "rpo_breached",
+            NotifyEvent::RpoRestored => "rpo_restored",
+            NotifyEvent::BackupFailed => "backup_failed",
+            NotifyEvent::DrillPassed => "drill_passed",
+            NotifyEvent::DrillFailed => "drill_failed",
+            NotifyEvent::WorkspacePreempted => "workspace_preempted",
+            NotifyEvent::WorkspaceRestored => "workspace_restored",
+        }
+    }
+}
+
+/// A value that is either written in the spec or read from a secret when it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PlainOrSecret {
+    Plain(String),
+    Secret {
+        /// Where the value is read from when it is needed; it is never recorded.
+        secret: SecretRef,
+    },
+}
+
 /// A whole system: all files merged, inputs resolved. What validation and planning read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct System {
@@ -1095,6 +1238,7 @@ pub struct System {
     pub workspaces: IndexMap<String, Workspace>,
     /// The unit prices `resurgo cost` reads when it is given no price file.
     pub prices: Option<Prices>,
+    pub notifications: IndexMap<String, Receiver>,
 }
 
 impl System {

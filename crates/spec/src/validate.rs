@@ -11,8 +11,8 @@ use indexmap::IndexMap;
 use crate::diag::Diagnostic;
 use crate::load::{list_or_none, Sources};
 use crate::model::{
-    DatasetKind, Drill, DrillMode, EnvValue, EtcdCluster, Fault, PgMethod, Prices, Resources, RouteKind, SecretRef,
-    Seed, StopCondition, Strategy, System,
+    DatasetKind, Drill, DrillMode, EnvValue, EtcdCluster, Fault, PgMethod, PlainOrSecret, Prices, ReceiverKind,
+    Resources, RouteKind, SecretRef, Seed, StopCondition, Strategy, System,
 };
 use crate::units::Duration;
 use crate::yaml::Seg;
@@ -99,6 +99,7 @@ pub fn validate(system: &System, sources: &Sources) -> Vec<Diagnostic> {
     check_drills(&mut c);
     check_workspaces(&mut c);
     check_workspace_capacity(&mut c);
+    check_notifications(&mut c);
     check_positive_durations(&mut c);
     check_prices(&mut c);
     c.diags
@@ -166,13 +167,14 @@ fn check_system_name(c: &mut Checker) {
 }
 
 fn check_names(c: &mut Checker) {
-    let sections: [(&str, &str, Vec<&String>); 6] = [
+    let sections: [(&str, &str, Vec<&String>); 7] = [
         ("sites", "site", c.system.sites.keys().collect()),
         ("services", "service", c.system.services.keys().collect()),
         ("datasets", "dataset", c.system.datasets.keys().collect()),
         ("routes", "route", c.system.routes.keys().collect()),
         ("drills", "drill", c.system.drills.keys().collect()),
         ("workspaces", "workspace", c.system.workspaces.keys().collect()),
+        ("notifications", "receiver", c.system.notifications.keys().collect()),
     ];
     for (section, what, names) in sections {
         for name in names {
@@ -1442,6 +1444,91 @@ fn fault_problem(system: &System, drill: &Drill, fault: &Fault) -> Option<String
 
 /// Durations that pace or bound work are greater than zero: a zero `schedule` would back up
 /// without pause, a zero probe interval would spin, a zero timeout would fail at once.
+/// Receivers: a URL that is one (or a secret reference, which Slack's must be: its URL is its
+/// credential), an HMAC key exactly for the generic webhook, and events to send.
+fn check_notifications(c: &mut Checker) {
+    let system = c.system;
+    for (name, receiver) in &system.notifications {
+        let kind = match receiver.kind {
+            ReceiverKind::Webhook => "webhook",
+            ReceiverKind::Alertmanager => "alertmanager",
+            ReceiverKind::Slack => "slack",
+        };
+        match &receiver.url {
+            PlainOrSecret::Plain(_) if receiver.kind == ReceiverKind::Slack => c.err(
+                "notifications",
+                name,
+                &[key("url")],
+                format!("receiver `{name}`: a Slack webhook's URL is its credential: give it as a secret reference, `{{secret: {{env: NAME}}}}` or `{{secret: {{file: PATH}}}}`"),
+            ),
+            PlainOrSecret::Plain(url) if !plain_http_url(url) => c.err(
+                "notifications",
+                name,
+                &[key("url")],
+                format!("receiver `{name}`: `{url}` is not an http:// or https:// URL"),
+            ),
+            PlainOrSecret::Secret {
+                secret: SecretRef::Env(v) | SecretRef::File(v),
+            } if v.is_empty() => c.err(
+                "notifications",
+                name,
+                &[key("url")],
+                format!("receiver `{name}`: the URL's secret reference names nothing"),
+            ),
+            _ => {}
+        }
+        match (&receiver.hmac_key, receiver.kind) {
+            (None, ReceiverKind::Webhook) => c.err_key(
+                "notifications",
+                name,
+                &[],
+                format!("receiver `{name}`: a webhook is signed: give its `hmac_key` as a secret reference (`{{env: NAME}}` or `{{file: PATH}}`)"),
+            ),
+            (Some(_), ReceiverKind::Alertmanager | ReceiverKind::Slack) => c.err_key(
+                "notifications",
+                name,
+                &[key("hmac_key")],
+                format!("receiver `{name}`: `hmac_key` signs a `webhook`'s requests; a `{kind}` receiver sends none"),
+            ),
+            (Some(SecretRef::Env(v) | SecretRef::File(v)), _) if v.is_empty() => c.err(
+                "notifications",
+                name,
+                &[key("hmac_key")],
+                format!("receiver `{name}`: the HMAC key's secret reference names nothing"),
+            ),
+            _ => {}
+        }
+        let events = receiver.events.as_deref().unwrap_or_default();
+        if receiver.events.as_ref().is_some_and(Vec::is_empty) {
+            c.err_key(
+                "notifications",
+                name,
+                &[key("events")],
+                format!("receiver `{name}` is sent no event: list the kinds under `events`, or leave `events` out for all of them"),
+            );
+        }
+        for (i, event) in events.iter().enumerate() {
+            if events[..i].contains(event) {
+                c.err(
+                    "notifications",
+                    name,
+                    &[key("events"), Seg::Index(i)],
+                    format!("receiver `{name}` lists `{}` twice", event.as_str()),
+                );
+            }
+        }
+    }
+}
+
+/// `http://host…` or `https://host…`.
+fn plain_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or_default();
+        !host.is_empty() && !host.contains(char::is_whitespace)
+    })
+}
+
 fn check_positive_durations(c: &mut Checker) {
     let system = c.system;
     let zero = |d: Option<Duration>| d.is_some_and(|d| d.0.is_zero());
@@ -1472,6 +1559,16 @@ fn check_positive_durations(c: &mut Checker) {
                     format!("dataset `{name}`: {field} must be greater than zero"),
                 );
             }
+        }
+    }
+    for (name, receiver) in &system.notifications {
+        if zero(receiver.give_up_after) {
+            c.err(
+                "notifications",
+                name,
+                &[key("give_up_after")],
+                format!("receiver `{name}`: give_up_after must be greater than zero"),
+            );
         }
     }
     for (name, route) in &system.routes {

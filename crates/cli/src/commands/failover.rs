@@ -163,7 +163,8 @@ fn execute(
     let spec = resurgo_controller::desired::load(&spec_args.source(), &spec_args.state.join("git"), &spec_args.set)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = std::time::Instant::now();
-    let report = resurgo_controller::failover::execute(
+    resurgo_controller::failover::record_start(&spec_args.state, from, to, options.failback);
+    let result = resurgo_controller::failover::execute(
         &spec.loaded.system,
         &desired.loaded.system,
         &engine,
@@ -171,7 +172,9 @@ fn execute(
         from,
         to,
         options,
-    )?;
+    );
+    resurgo_controller::failover::record_end(&spec_args.state, to, &result);
+    let report = result?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use crate::util::{alive, find_service, git, git_repo, poll, signal, Env};
 
 /// Waits until the service runs healthy and returns its pid.
-fn wait_healthy(env: &Env, site: &str, service: &str, timeout: Duration) -> u32 {
+pub(crate) fn wait_healthy(env: &Env, site: &str, service: &str, timeout: Duration) -> u32 {
     poll(timeout, || env.healthy_pid(site, service)).unwrap_or_else(|| {
         panic!(
             "{service}@{site} not healthy within {timeout:?}; events:\n{}",
@@ -476,7 +476,7 @@ fn agents_env(block: u8) -> (Env, u32) {
 }
 
 /// [`agents_env`] with `extra` appended to the spec.
-fn agents_env_with(block: u8, extra: &str) -> (Env, u32) {
+pub(crate) fn agents_env_with(block: u8, extra: &str) -> (Env, u32) {
     let mut env = Env::new(block);
     let web = Env::web("web", "a", 8080, "manual", &[]).replace("    site: a\n", "    site: a\n    standby: [b]\n");
     let spec = env.spec(&web)
@@ -498,7 +498,7 @@ fn agents_env_with(block: u8, extra: &str) -> (Env, u32) {
 }
 
 /// Site a is lost: web's process killed, a's state unreachable.
-fn lose_site_a(env: &Env, pid: u32) {
+pub(crate) fn lose_site_a(env: &Env, pid: u32) {
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
     let site_a = env.state().join("sites/a");
     // Gone, not replaced by anything: unknown, never an empty site.

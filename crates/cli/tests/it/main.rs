@@ -18,6 +18,7 @@ mod hosts_drill;
 mod logs;
 mod metrics;
 mod netns;
+mod notify;
 mod output;
 mod partition;
 mod pg;

@@ -1,7 +1,7 @@
 //! One test per rule. Snapshots hold the exact message a person sees.
 
 use insta::assert_snapshot;
-use resurgo_spec::{load, InputValue};
+use resurgo_spec::{load, InputValue, NotifyEvent, PlainOrSecret, ReceiverKind, SecretRef};
 
 use crate::{base_with, err, err_files, files, ok, BASE};
 
@@ -655,4 +655,47 @@ fn a_workspace_on_demand_keeps_the_rules_of_a_declared_one() {
     );
     assert!(problems[1].contains("where service `web` is active"), "{problems:?}");
     assert!(problems[2].contains("ttl must be greater than zero"), "{problems:?}");
+}
+
+/// BASE with `notifications:` appended.
+fn with_notifications(receivers: &str) -> String {
+    format!("{BASE}notifications:\n{receivers}")
+}
+
+#[test]
+fn receivers_of_each_kind_load_with_their_defaults() {
+    let l = ok(&with_notifications(
+        "  oncall:\n    kind: webhook\n    url: https://hooks.example.com/resurgo\n    hmac_key: { env: HOOK_KEY }\n    events: [failover_started, rpo_breached]\n  am:\n    kind: alertmanager\n    url: { secret: { file: /run/secrets/am-url } }\n    give_up_after: 10m\n    dedupe_window: 0s\n  chat:\n    kind: slack\n    url: { secret: { env: SLACK_URL } }\n",
+    ));
+    let n = &l.system.notifications;
+    assert_eq!(n["oncall"].kind, ReceiverKind::Webhook);
+    assert_eq!(
+        n["oncall"].events(),
+        [NotifyEvent::FailoverStarted, NotifyEvent::RpoBreached]
+    );
+    assert_eq!(n["oncall"].give_up_after(), std::time::Duration::from_secs(3600));
+    assert_eq!(n["oncall"].dedupe_window(), std::time::Duration::from_secs(60));
+    assert_eq!(n["am"].give_up_after(), std::time::Duration::from_secs(600));
+    assert_eq!(n["am"].dedupe_window(), std::time::Duration::ZERO);
+    assert_eq!(n["chat"].events(), NotifyEvent::ALL, "every kind when none is listed");
+    assert_eq!(
+        n["chat"].url,
+        PlainOrSecret::Secret {
+            secret: SecretRef::Env("SLACK_URL".into())
+        }
+    );
+}
+
+#[test]
+fn a_receiver_is_sent_what_it_can_be_sent() {
+    assert_snapshot!(err(&with_notifications(
+        "  Oncall:\n    kind: webhook\n    url: ftp://example.com\n  chat:\n    kind: slack\n    url: https://hooks.slack.com/services/T0/B0/secret\n    hmac_key: { env: KEY }\n  am:\n    kind: alertmanager\n    url: http://127.0.0.1:9093\n    events: []\n    give_up_after: 0s\n  twice:\n    kind: alertmanager\n    url: http://127.0.0.1:9093\n    events: [fenced, fenced]\n"
+    )));
+}
+
+#[test]
+fn a_receiver_event_kind_is_known() {
+    assert_snapshot!(err(&with_notifications(
+        "  am:\n    kind: alertmanager\n    url: http://127.0.0.1:9093\n    events: [failover_started, drift_seen]\n"
+    )));
 }

@@ -30,6 +30,7 @@ fn schema_describes_the_sections() {
         "objectives",
         "drills",
         "workspaces",
+        "notifications",
     ] {
         assert!(props.contains_key(section), "schema lacks `{section}`");
     }
