@@ -79,6 +79,7 @@ pub enum Op {
     UiDrill {
         run: String,
     },
+    UiCost,
     Asset {
         name: String,
     },
@@ -490,6 +491,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/ui/cost",
+        public: false,
+        operation: "ui_cost",
+        summary: "What the DR posture costs a month, per site and strategy, and each dataset's alternative — from every agent's figures (`GET /v1/cost`), priced by the spec's `prices`.",
+        request: None,
+        response: Body::Html,
+        status: 200,
+    },
+    Route {
+        method: "GET",
         path: "/ui/assets/{name}",
         public: true,
         operation: "asset",
@@ -594,6 +605,7 @@ pub fn find(method: &str, path: &str) -> Matched {
             "act" => Op::Act,
             "ui_run" => Op::UiRun { id: param(0) },
             "ui_drill" => Op::UiDrill { run: param(0) },
+            "ui_cost" => Op::UiCost,
             "asset" => Op::Asset { name: param(0) },
             "login_page" => Op::LoginPage,
             "login" => Op::Login,

@@ -49,13 +49,6 @@ pub fn address(system: &System, site: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no site `{site}` with an API address in the spec"))
 }
 
-/// What each site's agent says the DR posture costs from its own figures (`GET /v1/cost`),
-/// asked of all agents at once, in the spec's order.
-pub fn costs(client: &Client, system: &System) -> Vec<(String, Result<resurgo_plan::cost::CostReport, ClientError>)> {
-    let sites: Vec<&String> = system.sites.keys().collect();
-    ask_each(client, system, &sites, |client, addr| client.get(addr, "/v1/cost"))
-}
-
 /// The workspaces at each site (`only`, or every site), asked of their agents at once
 /// (`GET /v1/workspaces`), in the spec's order.
 pub fn workspaces(

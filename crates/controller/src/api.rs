@@ -971,7 +971,7 @@ impl Handler for SiteApi {
             Op::RefreshWorkspace { name } => self.refresh_workspace(name),
             Op::Events | Op::UiEvents => self.events(request),
             Op::Metrics => self.metrics(),
-            Op::Dashboard | Op::Panel | Op::Confirm | Op::Act | Op::UiRun { .. } | Op::UiDrill { .. } => {
+            Op::Dashboard | Op::Panel | Op::Confirm | Op::Act | Op::UiRun { .. } | Op::UiDrill { .. } | Op::UiCost => {
                 self.dashboard(op, request)
             }
             // Answered by the server itself (static files, signing in and out).
@@ -1090,6 +1090,12 @@ impl SiteApi {
                         &format!("<div id=\"panel\">\n{body}</div>\n<p><a class=\"action\" href=\"/ui\">Back to the dashboard</a></p>"),
                     ),
                 )
+            }
+            Op::UiCost => {
+                let (measured, notes) = crate::fleet::measured(client, system, self.state_dir());
+                let mut report = resurgo_plan::cost::cost(system, system.prices.as_ref(), &measured);
+                report.notes.extend(notes);
+                framed("Cost of DR", None, &crate::dashboard::cost_page(&report))
             }
             Op::UiDrill { run } => {
                 let path = crate::drill::report_path(self.state_dir(), &run);

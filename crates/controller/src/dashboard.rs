@@ -222,6 +222,10 @@ pub fn panel(view: &View) -> String {
     workspaces(&mut h, status);
     runs(&mut h, &view.runs);
     drills(&mut h, &view.drills);
+    let _ = writeln!(
+        h,
+        "<h2 id=\"cost\">Cost of DR</h2>\n<p><a class=\"action\" href=\"/ui/cost\">What this posture costs a month</a> <span class=\"note\">per site and strategy, and each dataset's cheaper or dearer alternative, from what the sites measured (it lists the repositories: a few seconds)</span></p>"
+    );
     let _ = writeln!(h, "<h2 id=\"actions\">Actions</h2>\n<p>");
     for action in actions(view.here, view.written, view.current, status) {
         let danger = if matches!(action, Action::Move { .. }) {
@@ -846,6 +850,91 @@ pub fn run_page(run: &Run, site: &str) -> String {
     for note in &r.notes {
         let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(note));
     }
+    h
+}
+
+/// The cost page's body: the monthly total, per site and per part of the posture, each
+/// dataset's strategy beside its alternative with their RPO and RTO, and what is unpriced.
+pub fn cost_page(report: &resurgo_plan::cost::CostReport) -> String {
+    use resurgo_plan::cost::Compared;
+    let currency = report.currency.as_deref().unwrap_or("");
+    let money = |v: f64, complete: bool| {
+        // Small sums keep their first figures: a tiny repository costs cents a month.
+        let digits = if v != 0.0 && v.abs() < 1.0 { 4 } else { 2 };
+        format!(
+            "{}{v:.digits$} {}",
+            if complete { "" } else { "at least " },
+            escape(currency)
+        )
+    };
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "<h1>Cost of DR <span class=\"note\">— {}, per month ({} h)</span></h1>\n<p id=\"total\">Total: <b>{}</b></p>",
+        escape(&report.system),
+        report.hours_per_month,
+        money(report.total.cost, report.total.complete)
+    );
+    if report.currency.is_none() {
+        h.push_str("<p class=\"warn\">The spec gives no `prices`: every line is unpriced.</p>\n");
+    }
+    for (title, rows) in [("By site", &report.sites), ("By part", &report.strategies)] {
+        let _ = writeln!(h, "<h2>{title}</h2>\n<table><tr><th></th><th>a month</th></tr>");
+        for row in rows {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                escape(&row.name),
+                money(row.cost, row.complete)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    let _ = writeln!(
+        h,
+        "<h2>Each dataset and its alternative</h2>\n<table><tr><th>dataset</th><th>strategy</th><th>a month</th><th>RPO</th><th>RTO</th><th>alternative</th></tr>"
+    );
+    for d in &report.datasets {
+        let c = &d.current;
+        let alternative = match (&d.alternative, &d.unavailable) {
+            (Some(a), _) => format!(
+                "{}: {} ({}), RPO {}, RTO {}",
+                escape(&format!("{:?}", a.strategy).to_lowercase()),
+                money(a.monthly_cost, a.complete),
+                match a.compared {
+                    Some(Compared::Cheaper) => "cheaper",
+                    Some(Compared::Dearer) => "dearer",
+                    Some(Compared::Same) => "the same",
+                    None => "not comparable",
+                },
+                secs(a.rpo_s),
+                secs(a.rto_s)
+            ),
+            (None, Some(why)) => format!("<span class=\"note\">none: {}</span>", escape(why)),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr data-dataset=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td><td>{alternative}</td></tr>",
+            escape(&d.dataset),
+            escape(&format!("{:?}", c.strategy).to_lowercase()),
+            money(c.monthly_cost, c.complete),
+            secs(c.rpo_s),
+            secs(c.rto_s)
+        );
+    }
+    h.push_str("</table>\n");
+    if !report.unpriced.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p class=\"warn\">Unpriced (counted as nothing above): {}</p>",
+            escape(&report.unpriced.join(", "))
+        );
+    }
+    for note in &report.notes {
+        let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(note));
+    }
+    h.push_str("<p><a class=\"action\" href=\"/ui\">Back to the dashboard</a></p>\n");
     h
 }
 

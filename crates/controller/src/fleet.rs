@@ -129,3 +129,31 @@ pub fn status(client: &Client, engine: &Engine, state: &std::path::Path, desired
     };
     (status, system)
 }
+
+/// What the cost of DR is computed from (`resurgo_plan::cost`), from every site's agent
+/// (`GET /v1/cost`: its repository, its replications, its runs and standbys) merged, with the
+/// drills run from the state folder `state` (an operator's, or this agent's); and a note for
+/// each agent that did not answer.
+pub fn measured(
+    client: &Client,
+    system: &System,
+    state: &std::path::Path,
+) -> (resurgo_plan::cost::Measured, Vec<String>) {
+    let mut measured = resurgo_plan::cost::Measured {
+        drills: crate::cost::drills_in(state),
+        drill_window_days: crate::cost::DRILL_WINDOW_DAYS,
+        ..resurgo_plan::cost::Measured::default()
+    };
+    let mut notes = Vec::new();
+    let sites: Vec<&String> = system.sites.keys().collect();
+    let answers = ask_each(client, system, &sites, |client, addr| {
+        client.get::<resurgo_plan::cost::CostReport>(addr, "/v1/cost")
+    });
+    for (site, answer) in answers {
+        match answer {
+            Ok(report) => measured.merge(report.measured),
+            Err(e) => notes.push(format!("site `{site}` did not answer: {e}")),
+        }
+    }
+    (measured, notes)
+}

@@ -748,7 +748,8 @@ fn drill_lines(system: &System, measured: &Measured, lines: &mut Lines) {
 }
 
 fn sum(lines: &[CostLine]) -> (f64, bool) {
-    let cost = lines.iter().filter_map(|l| l.cost).sum();
+    // Folded from +0.0: an empty `sum()` of floats is -0.0, which reads "-0.00".
+    let cost = lines.iter().filter_map(|l| l.cost).fold(0.0, |a, b| a + b);
     let complete = lines.iter().all(|l| l.cost.is_some() || l.quantity == 0.0);
     (cost, complete)
 }
@@ -1024,7 +1025,7 @@ pub fn cost(system: &System, prices: Option<&Prices>, measured: &Measured) -> Co
                         };
                         let more = extra.iter().any(|l| l.quantity > 0.0);
                         let priced = extra.iter().all(|l| l.cost.is_some() || l.quantity == 0.0);
-                        let delta: f64 = extra.iter().filter_map(|l| l.cost).sum();
+                        let delta: f64 = extra.iter().filter_map(|l| l.cost).fold(0.0, |a, b| a + b);
                         let sign = if strategy == Strategy::Standby { 1.0 } else { -1.0 };
                         let compared = match (more, strategy) {
                             (false, _) => Compared::Same,

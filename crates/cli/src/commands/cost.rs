@@ -83,19 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// agent that did not answer.
 fn through_agents(spec: &SpecArgs, system: &resurgo_spec::System) -> anyhow::Result<(Measured, Vec<String>)> {
     let client = crate::remote::client(spec, system, std::time::Duration::from_secs(120))?;
-    let mut measured = Measured {
-        drills: resurgo_controller::cost::drills_in(&spec.state),
-        drill_window_days: resurgo_controller::cost::DRILL_WINDOW_DAYS,
-        ..Measured::default()
-    };
-    let mut notes = Vec::new();
-    for (site, answer) in crate::remote::costs(&client, system) {
-        match answer {
-            Ok(report) => measured.merge(report.measured),
-            Err(e) => notes.push(format!("site `{site}` did not answer: {e}")),
-        }
-    }
-    Ok((measured, notes))
+    Ok(resurgo_controller::fleet::measured(&client, system, &spec.state))
 }
 
 fn money(v: f64) -> String {

@@ -34,6 +34,13 @@ fn sign_in(browser: &mut Browser, token: &str) {
 #[test]
 fn the_dashboard_in_chromium_is_refused_unsigned_shows_the_sites_live_and_fails_over_after_a_confirmation() {
     let (d, _s3) = crate::metrics::protected(195, 18195);
+    let spec = d.env.spec_dir().join("resurgo.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text + "prices: { currency: EUR, storage_gib_month: 0.023, transfer_gib: 0.09, cpu_core_hour: 0.04, memory_gib_hour: 0.005 }\n",
+    )
+    .unwrap();
     let _a = d.agent("a");
     let _b = d.agent("b");
     d.apply();
@@ -163,6 +170,22 @@ fn the_dashboard_in_chromium_is_refused_unsigned_shows_the_sites_live_and_fails_
         assert_eq!(by.as_str().is_some_and(|b| b.contains("dashboard")), shown, "{by}");
     }
 
+    // What the posture costs, from both agents' figures.
+    browser.eval("document.querySelector('a.action[href=\"/ui/cost\"]').click(); true");
+    let total = browser.wait_until(
+        "the cost page",
+        "location.pathname === '/ui/cost' && document.getElementById('total') && document.getElementById('total').innerText",
+        Duration::from_secs(60),
+    );
+    assert!(total.as_str().is_some_and(|t| t.contains("EUR")), "{total}");
+    assert_eq!(
+        browser.eval("document.querySelector('[data-dataset=\"files\"]') !== null"),
+        true,
+        "the dataset and its alternative are priced"
+    );
+    browser.screenshot(&shots.join("4-cost.png"));
+    browser.goto(&format!("{base}/ui"));
+
     // A failover to b from the page: first what it will do, then, confirmed, the run at b.
     browser.eval("document.querySelector('a.action[href*=\"action=failover\"][href*=\"to=b\"]').click(); true");
     browser.wait_until(
@@ -178,7 +201,7 @@ fn the_dashboard_in_chromium_is_refused_unsigned_shows_the_sites_live_and_fails_
             "the confirmation names `{consequence}`:\n{said}"
         );
     }
-    browser.screenshot(&shots.join("4-confirm.png"));
+    browser.screenshot(&shots.join("5-confirm.png"));
     browser.eval("document.getElementById('do').click(); true");
     browser.wait_until(
         "the run's page",
@@ -195,7 +218,7 @@ fn the_dashboard_in_chromium_is_refused_unsigned_shows_the_sites_live_and_fails_
         rto.as_str().is_some_and(|r| r.ends_with(" s")),
         "the run's RTO is shown: {rto}"
     );
-    browser.screenshot(&shots.join("5-run.png"));
+    browser.screenshot(&shots.join("6-run.png"));
 
     // The dashboard now shows b as site-a's primary at epoch 1, as the operator's status does.
     browser.goto(&format!("{base}/ui"));
@@ -204,7 +227,7 @@ fn the_dashboard_in_chromium_is_refused_unsigned_shows_the_sites_live_and_fails_
         "document.querySelector('[data-group=\"site-a\"][data-primary=\"b\"]')",
         Duration::from_secs(30),
     );
-    browser.screenshot(&shots.join("6-after-failover.png"));
+    browser.screenshot(&shots.join("7-after-failover.png"));
     let status = poll(Duration::from_secs(20), || {
         let status = d.operator(&["status", "--json"]).json();
         let moved = status["roles"]
