@@ -74,6 +74,17 @@ impl SiteApi {
         }
     }
 
+    /// The spec with the store's assignments applied, or as written when the store cannot be
+    /// read (what a scrape or a cost report is computed against: they report the store's
+    /// trouble themselves).
+    fn current_or_written(&self) -> Result<Desired, Reply> {
+        let written = self.written()?;
+        Ok(match self.context.desired() {
+            Ok(Some(current)) => current,
+            _ => written,
+        })
+    }
+
     /// The groups this site's agent serves as primary now (holds the lease, not fencing).
     fn primary_for(&self, desired: &Desired) -> Vec<String> {
         desired
@@ -851,13 +862,9 @@ impl SiteApi {
     /// This site's metrics, computed now from what is stored (`metrics.rs`), against the spec
     /// with the store's assignments applied (as `GET /v1/site`).
     fn metrics(&self) -> Reply {
-        let written = match self.written() {
-            Ok(w) => w,
+        let current = match self.current_or_written() {
+            Ok(c) => c,
             Err(reply) => return reply,
-        };
-        let current = match self.context.desired() {
-            Ok(Some(current)) => current,
-            _ => written,
         };
         let inputs = crate::metrics::read(
             self.engine(),
@@ -877,13 +884,9 @@ impl SiteApi {
 impl SiteApi {
     /// `GET /v1/cost`: this site's figures, priced with the spec's prices.
     fn cost(&self) -> Reply {
-        let written = match self.written() {
-            Ok(w) => w,
+        let current = match self.current_or_written() {
+            Ok(c) => c,
             Err(reply) => return reply,
-        };
-        let current = match self.context.desired() {
-            Ok(Some(current)) => current,
-            _ => written,
         };
         let system = &current.loaded.system;
         let measured = crate::cost::measure(self.engine(), system, self.state_dir(), Some(self.site()));

@@ -142,18 +142,18 @@ pub(crate) fn problem(event: &Value) -> Option<String> {
 }
 
 /// A DevTools protocol connection over Chromium's pipe.
-pub(crate) struct Cdp {
-    pub(crate) to: ChildStdin,
-    pub(crate) from: BufReader<std::process::ChildStdout>,
-    pub(crate) next: u64,
+struct Cdp {
+    to: ChildStdin,
+    from: BufReader<std::process::ChildStdout>,
+    next: u64,
     /// Events received so far, in order.
-    pub(crate) events: Vec<Value>,
+    events: Vec<Value>,
     /// Chromium's stderr, shown when it stops answering.
-    pub(crate) log: PathBuf,
+    log: PathBuf,
 }
 
 impl Cdp {
-    pub(crate) fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> u64 {
+    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> u64 {
         self.next += 1;
         let mut message = json!({"id": self.next, "method": method, "params": params});
         if let Some(session) = session {
@@ -168,7 +168,7 @@ impl Cdp {
     }
 
     /// Sends a command and returns its result, keeping the events that arrive meanwhile.
-    pub(crate) fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
         let id = self.send(session, method, params);
         loop {
             let message = self.receive(method);
@@ -180,14 +180,7 @@ impl Cdp {
         }
     }
 
-    pub(crate) fn wait_for(&mut self, event: &str) {
-        while !self.events.iter().any(|e| e["method"] == event) {
-            let message = self.receive(event);
-            self.events.push(message);
-        }
-    }
-
-    pub(crate) fn receive(&mut self, waiting_for: &str) -> Value {
+    fn receive(&mut self, waiting_for: &str) -> Value {
         let mut bytes = Vec::new();
         match self.from.read_until(0, &mut bytes) {
             Ok(n) if n > 0 && bytes.last() == Some(&0) => {
@@ -201,7 +194,7 @@ impl Cdp {
         }
     }
 
-    pub(crate) fn log_text(&self) -> String {
+    fn log_text(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut text);
@@ -337,6 +330,15 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The document as it stands (what `--dump-dom` prints).
+    pub(crate) fn dom(&mut self) -> String {
+        let document = self.call("DOM.getDocument", json!({"depth": 0}));
+        self.call("DOM.getOuterHTML", json!({"nodeId": document["root"]["nodeId"]}))["outerHTML"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Saves a PNG screenshot of the page to `path`.

@@ -14,7 +14,6 @@
 //! the browser's own log entries — failed loads, blocked content — and gives the DOM after
 //! load (what `--dump-dom` prints). Each run is killed, with all its processes, after 60 s.
 
-use std::io::BufReader;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::browser::{chromium, problem, Cdp, Watchdog};
+use crate::browser::{chromium, Browser, Watchdog};
 
 /// How long one Chromium run may take before it is killed.
 const CHROMIUM_DEADLINE: Duration = Duration::from_secs(60);
@@ -119,7 +118,7 @@ pub(crate) fn open_in_chromium(html: &Path, screenshot: &Path) -> Vec<String> {
     );
 
     // The page again, under the DevTools protocol.
-    let session = devtools(&chromium, &url, scratch.path());
+    let session = devtools(&url);
     assert!(
         session.dom.contains("<svg"),
         "the document chromium loaded from {url} holds no <svg:\n{}",
@@ -167,66 +166,13 @@ struct Session {
     dom: String,
 }
 
-/// Loads `url` in Chromium under the DevTools protocol over a pipe: the browser reads
-/// commands on its file descriptor 3 and answers on 4, each message JSON ended by a NUL. A
-/// shell puts this process's pipes there (std cannot choose a child's descriptor numbers
-/// without unsafe code).
-fn devtools(chromium: &Path, url: &str, scratch: &Path) -> Session {
-    let log_path = scratch.join("devtools.log");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"exec "$@" 3<&0 4>&1 </dev/null >&2"#)
-        .arg("sh")
-        .arg(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,2000"])
-        .arg("--remote-debugging-pipe")
-        .arg(format!(
-            "--user-data-dir={}",
-            scratch.join("profile-devtools").display()
-        ))
-        .arg("about:blank")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
-    let watchdog = Watchdog::arm(&child, CHROMIUM_DEADLINE);
-    let mut cdp = Cdp {
-        to: child.stdin.take().unwrap(),
-        from: BufReader::new(child.stdout.take().unwrap()),
-        next: 0,
-        events: Vec::new(),
-        log: log_path,
-    };
-    let target = cdp.call(None, "Target.createTarget", json!({"url": "about:blank"}));
-    let attached = cdp.call(
-        None,
-        "Target.attachToTarget",
-        json!({"targetId": target["targetId"], "flatten": true}),
-    );
-    let session = attached["sessionId"].as_str().unwrap().to_string();
-    let s = Some(session.as_str());
-    for domain in ["Runtime", "Log", "Page"] {
-        cdp.call(s, &format!("{domain}.enable"), json!({}));
-    }
-    let navigated = cdp.call(s, "Page.navigate", json!({"url": url}));
-    assert!(
-        navigated.get("errorText").is_none(),
-        "chromium could not open {url}: {navigated}"
-    );
-    cdp.wait_for("Page.loadEventFired");
-    let document = cdp.call(s, "DOM.getDocument", json!({"depth": 0}));
-    let dom = cdp.call(s, "DOM.getOuterHTML", json!({"nodeId": document["root"]["nodeId"]}))["outerHTML"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    cdp.send(None, "Browser.close", json!({}));
-    let events = std::mem::take(&mut cdp.events);
-    drop(cdp);
-    watchdog.reap(&mut child, &format!("loading {url}"));
+/// Loads `url` in Chromium under the DevTools protocol (`browser.rs`).
+fn devtools(url: &str) -> Session {
+    let mut browser = Browser::start(CHROMIUM_DEADLINE);
+    browser.goto(url);
+    let dom = browser.dom();
     Session {
-        problems: events.iter().filter_map(problem).collect(),
+        problems: browser.problems(),
         dom,
     }
 }
