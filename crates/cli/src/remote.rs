@@ -109,19 +109,50 @@ pub fn start_and_follow(
     let group = format!("site-{group_site}");
     let epoch = roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch);
     let addr = address(written, to)?;
-    let started: RunStarted = client
-        .post(
-            &addr,
-            "/v1/runs",
-            &StartRun {
-                kind,
-                from: from.into(),
-                to: to.into(),
-                epoch,
-                accept_data_loss,
-            },
-        )
-        .with_context(|| format!("asking `{to}`'s agent to run the {kind}"))?;
+    // The runs `to` knows already: if its agent dies before it answers, the run it may have
+    // begun is the new one of this move once it answers again.
+    let known: Vec<String> = client
+        .get::<Runs>(&addr, "/v1/runs")
+        .map(|r| r.runs.into_iter().map(|r| r.report.run).collect())
+        .unwrap_or_default();
+    let asked = client.post::<_, RunStarted>(
+        &addr,
+        "/v1/runs",
+        &StartRun {
+            kind,
+            from: from.into(),
+            to: to.into(),
+            epoch,
+            accept_data_loss,
+        },
+    );
+    let started = match asked {
+        Ok(started) => started,
+        Err(e @ ClientError::Unreachable { .. }) => {
+            eprintln!("{e}; asking `{to}`'s agent again whether the {kind} began");
+            let plan = format!("{kind}-{from}-to-{to}");
+            // Asked until the agent answers (it may be restarting), then its answer stands.
+            let until = std::time::Instant::now() + wait;
+            let begun = loop {
+                if let Ok(runs) = client.get::<Runs>(&addr, "/v1/runs") {
+                    break runs
+                        .runs
+                        .into_iter()
+                        .find(|r| r.report.plan == plan && !known.contains(&r.report.run))
+                        .map(|r| RunStarted { run: r.report.run });
+                }
+                if std::time::Instant::now() >= until {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            };
+            match begun {
+                Some(started) => started,
+                None => return Err(anyhow::Error::new(e).context(format!("asking `{to}`'s agent to run the {kind}"))),
+            }
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("asking `{to}`'s agent to run the {kind}"))),
+    };
     if text {
         println!("run {} started by `{to}`'s agent", started.run);
     }
@@ -266,13 +297,56 @@ pub fn apply(
     let active = |site: &str| current.services.values().any(|s| s.site == site);
     let (first, then): (Vec<&String>, Vec<&String>) = system.sites.keys().partition(|s| active(s));
     let mut outcomes = Vec::new();
-    for wave in [first, then] {
+    for (i, wave) in [first, then].into_iter().enumerate() {
+        if i == 1 {
+            // A standby is seeded from its primary: the second wave waits (a while) for the
+            // services active at the first wave's sites to serve.
+            wait_healthy(client, system, current, &outcomes, PRIMARIES_WAIT);
+        }
         outcomes.extend(ask_each(client, system, &wave, |client, addr| {
             client.post(addr, "/v1/apply", &body)
         }));
     }
     outcomes.sort_by_key(|(site, _)| system.sites.get_index_of(site));
     outcomes
+}
+
+/// How long an apply through the agents waits for the primaries to serve before it applies
+/// their standbys' sites.
+const PRIMARIES_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until every service `current` places at a site applied without error in `applied`
+/// is healthy there (as its agent reports it; running, if it declares no health check), or
+/// `wait` has passed.
+fn wait_healthy(
+    client: &Client,
+    system: &System,
+    current: &System,
+    applied: &[(String, Result<resurgo_api::types::Applied, ClientError>)],
+    wait: Duration,
+) {
+    let sites: Vec<&String> = applied.iter().filter(|(_, o)| o.is_ok()).map(|(s, _)| s).collect();
+    let until = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < until {
+        let reports = ask_each(client, system, &sites, |client, addr| {
+            client.get::<SiteReport>(addr, "/v1/site")
+        });
+        let serving = reports.iter().all(|(site, report)| {
+            report.as_ref().is_ok_and(|r| {
+                current.services.iter().filter(|(_, s)| &s.site == site).all(|(name, declared)| {
+                    // Without a health check, running is serving.
+                    r.site.services.iter().any(|s| {
+                        &s.service == name
+                            && (s.health == "healthy" || (declared.health.is_none() && s.process == "running"))
+                    })
+                })
+            })
+        });
+        if serving {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The spec, when it declares `api`: the command then reaches the sites through their agents.

@@ -194,8 +194,19 @@ impl Env {
         v.unwrap_or_else(|| panic!("no {what} event within {timeout:?}; events:\n{}", self.dump_events()))
     }
 
+    /// The event log, then the end of each daemon's log (what it did between the events).
     pub fn dump_events(&self) -> String {
-        std::fs::read_to_string(self.state().join("events.jsonl")).unwrap_or_default()
+        let mut out = std::fs::read_to_string(self.state().join("events.jsonl")).unwrap_or_default();
+        for n in 0..self.controllers.len() {
+            let log = std::fs::read_to_string(self.path().join(format!("controller-{n}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            out.push_str(&format!("--- controller-{n}.log (its last 120 lines) ---\n"));
+            for line in &lines[lines.len().saturating_sub(120)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// `resurgo status --json`.
