@@ -225,15 +225,35 @@ pub fn read<'a>(
     state: &Path,
     site: &'a str,
 ) -> Inputs<'a> {
+    let begun = std::time::Instant::now();
+    let report = crate::report::site_report(engine, system, source, state, site);
+    let reported = begun.elapsed();
+    let events = crate::events::EventLog::of_state(state).read().unwrap_or_default();
+    let logged = begun.elapsed();
+    let runs = crate::report::runs(state, None).unwrap_or_default();
+    let ran = begun.elapsed();
+    let drills = crate::drill::reports(state);
+    let drilled = begun.elapsed();
+    let witness_sees = witness_sees(system, state).unwrap_or_default();
+    let seen = begun.elapsed();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        report_ms = ms(reported),
+        events_ms = ms(logged - reported),
+        runs_ms = ms(ran - logged),
+        drills_ms = ms(drilled - ran),
+        witness_ms = ms(seen - drilled),
+        "metrics read"
+    );
     Inputs {
         system,
         commit: source.label(),
         site,
-        report: crate::report::site_report(engine, system, source, state, site),
-        events: crate::events::EventLog::of_state(state).read().unwrap_or_default(),
-        runs: crate::report::runs(state, None).unwrap_or_default(),
-        drills: crate::drill::reports(state),
-        witness_sees: witness_sees(system, state).unwrap_or_default(),
+        report,
+        events,
+        runs,
+        drills,
+        witness_sees,
     }
 }
 

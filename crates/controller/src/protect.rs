@@ -683,8 +683,18 @@ impl<'a> Protector<'a> {
     /// newest snapshot or, for physical PostgreSQL, the newest archived WAL segment when that is
     /// later. One repository open for all.
     pub fn recovery_points(&self, site: &str, datasets: &[String]) -> Result<Vec<PointAt>, ProtectError> {
+        let begun = std::time::Instant::now();
         let repo = self.open(site)?;
+        let opened = begun.elapsed();
         let snapshots = repo.snapshots(None)?;
+        let listed = begun.elapsed();
+        tracing::debug!(
+            site,
+            open_ms = opened.as_secs_f64() * 1e3,
+            list_ms = (listed - opened).as_secs_f64() * 1e3,
+            snapshots = snapshots.len(),
+            "recovery points"
+        );
         let archive = repo.archive();
         let mut out = Vec::new();
         for name in datasets {
