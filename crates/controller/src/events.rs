@@ -120,6 +120,10 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     pub message: String,
+    /// What a `backup_finished` added to the repository, in bytes (after deduplication and
+    /// compression). Older logs have it only in the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_bytes: Option<u64>,
 }
 
 impl Event {
@@ -132,6 +136,7 @@ impl Event {
             dataset: None,
             commit: None,
             message: message.into(),
+            added_bytes: None,
         }
     }
     pub fn site(mut self, site: &str) -> Event {
@@ -148,6 +153,10 @@ impl Event {
     }
     pub fn commit(mut self, commit: Option<&str>) -> Event {
         self.commit = commit.map(str::to_string);
+        self
+    }
+    pub fn added_bytes(mut self, bytes: u64) -> Event {
+        self.added_bytes = Some(bytes);
         self
     }
 

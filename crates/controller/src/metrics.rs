@@ -16,6 +16,7 @@ use std::path::Path;
 
 use resurgo_api::types::SiteReport;
 use resurgo_spec::System;
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventKind};
 
@@ -116,7 +117,7 @@ fn unix(rfc3339: &str) -> Option<f64> {
 }
 
 /// What the event log says of one dataset's backups (or replications) at one site.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Backups {
     pub last_attempt: Option<f64>,
     pub last_success: Option<f64>,
@@ -130,38 +131,52 @@ pub struct Backups {
     pub added_bytes_total: u64,
 }
 
-/// The size of a snapshot and what it added, from a `backup_finished` event's message
-/// (`snapshot <id> (<bytes> bytes, <added> new)`, `schedule.rs`).
-fn added_bytes(message: &str) -> Option<u64> {
-    let inside = message.rsplit_once('(')?.1;
+/// What a `backup_finished` added to the repository: its field, else (a log written before
+/// the field) its message (`snapshot <id> (<bytes> bytes, <added> new)`, `schedule.rs`).
+fn added_bytes(e: &Event) -> Option<u64> {
+    if e.added_bytes.is_some() {
+        return e.added_bytes;
+    }
+    let inside = e.message.rsplit_once('(')?.1;
     let (_, rest) = inside.split_once(" bytes, ")?;
     rest.strip_suffix(" new)")?.trim().parse().ok()
 }
 
-/// From `events` (oldest first): the backups `site` took, per dataset; and the replications
-/// that followed them, per (dataset, site copied into). A replication event names the site
-/// copied into; it is `site`'s when the dataset's newest backup before it was taken at `site`
-/// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
-/// sites' agents (`controller --agents`) counts each replication once.
-pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTreeMap<(String, String), Backups>) {
-    let mut backups: BTreeMap<String, Backups> = BTreeMap::new();
-    let mut replications: BTreeMap<(String, String), Backups> = BTreeMap::new();
-    let mut started: BTreeMap<String, f64> = BTreeMap::new();
-    // Per dataset, the site of its newest finished backup.
-    let mut backed_up_at: BTreeMap<&str, &str> = BTreeMap::new();
-    for e in events {
+/// The backups one site took, per dataset, and the replications that followed them, per
+/// dataset and site copied into: the event log folded one event at a time, oldest first
+/// ([`BackupHistory::add`]), so that a fold can stop and go on later (`fold_log`).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupHistory {
+    pub backups: BTreeMap<String, Backups>,
+    /// Dataset → site copied into → its replications.
+    pub replications: BTreeMap<String, BTreeMap<String, Backups>>,
+    /// Per dataset, when the backup in progress at this site started.
+    started: BTreeMap<String, f64>,
+    /// Per dataset, the site of its newest finished backup.
+    backed_up_at: BTreeMap<String, String>,
+}
+
+impl BackupHistory {
+    /// Adds `e`, the next event, to what `site` did. A replication event names the site copied
+    /// into; it is `site`'s when the dataset's newest backup before it was taken at `site`
+    /// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
+    /// sites' agents (`controller --agents`) counts each replication once.
+    pub fn add(&mut self, e: &Event, site: &str) {
         let (Some(dataset), Some(at), Some(at_site)) = (e.dataset.as_deref(), unix(&e.time), e.site.as_deref()) else {
-            continue;
+            return;
         };
         if e.kind == EventKind::BackupFinished {
-            backed_up_at.insert(dataset, at_site);
+            self.backed_up_at.insert(dataset.to_string(), at_site.to_string());
         }
         if matches!(e.kind, EventKind::ReplicationFinished | EventKind::ReplicationFailed) {
-            if backed_up_at.get(dataset) != Some(&site) {
-                continue;
+            if self.backed_up_at.get(dataset).map(String::as_str) != Some(site) {
+                return;
             }
-            let r = replications
-                .entry((dataset.to_string(), at_site.to_string()))
+            let r = self
+                .replications
+                .entry(dataset.to_string())
+                .or_default()
+                .entry(at_site.to_string())
                 .or_default();
             if e.kind == EventKind::ReplicationFinished {
                 r.succeeded += 1;
@@ -170,35 +185,160 @@ pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTre
                 r.failed += 1;
                 r.last_failure = Some(at);
             }
-            continue;
+            return;
         }
         if at_site != site {
-            continue;
+            return;
         }
         match e.kind {
             EventKind::BackupStarted => {
-                let b = backups.entry(dataset.to_string()).or_default();
+                let b = self.backups.entry(dataset.to_string()).or_default();
                 b.last_attempt = Some(at);
-                started.insert(dataset.to_string(), at);
+                self.started.insert(dataset.to_string(), at);
             }
             EventKind::BackupFinished => {
-                let b = backups.entry(dataset.to_string()).or_default();
+                let b = self.backups.entry(dataset.to_string()).or_default();
                 b.succeeded += 1;
                 b.last_success = Some(at);
-                b.last_duration_s = started.remove(dataset).map(|s| (at - s).max(0.0));
-                b.last_added_bytes = added_bytes(&e.message);
+                b.last_duration_s = self.started.remove(dataset).map(|s| (at - s).max(0.0));
+                b.last_added_bytes = added_bytes(e);
                 b.added_bytes_total += b.last_added_bytes.unwrap_or(0);
             }
             EventKind::BackupFailed => {
-                let b = backups.entry(dataset.to_string()).or_default();
+                let b = self.backups.entry(dataset.to_string()).or_default();
                 b.failed += 1;
                 b.last_failure = Some(at);
-                started.remove(dataset);
+                self.started.remove(dataset);
             }
             _ => {}
         }
     }
-    (backups, replications)
+}
+
+/// From `events` (oldest first): what `site` backed up and replicated.
+pub fn backups(events: &[Event], site: &str) -> BackupHistory {
+    let mut history = BackupHistory::default();
+    for e in events {
+        history.add(e, site);
+    }
+    history
+}
+
+/// Bumped when [`Folded`]'s form or the fold changes: a fold of another format is not used.
+const FOLD_FORMAT: u32 = 1;
+
+/// A fold of the event log stored beside it (`<state>/metrics/<site>.backups.json`): the
+/// history of `site` up to byte `offset` of the log file `file` (device, inode), whose last
+/// line before `offset` was `last_line`.
+#[derive(Serialize, Deserialize)]
+struct Folded {
+    format: u32,
+    site: String,
+    file: (u64, u64),
+    offset: u64,
+    last_line: String,
+    history: BackupHistory,
+}
+
+/// Where the fold of `site`'s backup history is stored.
+pub fn fold_path(state: &Path, site: &str) -> std::path::PathBuf {
+    state.join("metrics").join(format!("{site}.backups.json"))
+}
+
+/// What the event log `log` says `site` backed up and replicated, as [`backups`] over the
+/// whole log says it, reading only what was appended since the stored fold at `fold` (which
+/// is then moved forward). The log is append-only (`events.rs`); a fold that does not fit it —
+/// another file (device and inode), a log shorter than the fold's offset, or a line before
+/// the offset other than the one the fold ended with — is ignored, and the whole log is read.
+/// (A line changed in place further back is not noticed: nothing resurgo runs does that.)
+/// A fold that cannot be read or written costs a whole read, nothing else.
+pub fn fold_log(log: &Path, fold: &Path, site: &str) -> BackupHistory {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return BackupHistory::default();
+    };
+    let Ok(meta) = file.metadata() else {
+        return BackupHistory::default();
+    };
+    let identity = (meta.dev(), meta.ino());
+    let stored: Option<Folded> = std::fs::read(fold)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(|f: &Folded| f.format == FOLD_FORMAT && f.site == site && f.file == identity && f.offset <= meta.len());
+    // Read from the start of the fold's last line, to check it is still there.
+    let (mut folded, from) = match stored {
+        Some(f) if f.offset > 0 => {
+            let from = f.offset.saturating_sub(f.last_line.len() as u64 + 1);
+            (f, from)
+        }
+        _ => (
+            Folded {
+                format: FOLD_FORMAT,
+                site: site.to_string(),
+                file: identity,
+                offset: 0,
+                last_line: String::new(),
+                history: BackupHistory::default(),
+            },
+            0,
+        ),
+    };
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return folded.history;
+    }
+    let mut start = (folded.offset - from) as usize;
+    let expected = [folded.last_line.as_bytes(), b"\n"].concat();
+    if folded.offset > 0 && !bytes.starts_with(&expected) {
+        // Not the log the fold was made of: all of it, again.
+        bytes.clear();
+        if file.seek(SeekFrom::Start(0)).is_err() || file.read_to_end(&mut bytes).is_err() {
+            return BackupHistory::default();
+        }
+        folded.offset = 0;
+        folded.last_line.clear();
+        folded.history = BackupHistory::default();
+        start = 0;
+    }
+    // Whole lines only: one being appended is read next time.
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1).max(start);
+    if end == start {
+        return folded.history;
+    }
+    let appended = String::from_utf8_lossy(&bytes[start..end]);
+    for line in appended.lines() {
+        // Only these kinds count: a line that names none of them is not parsed.
+        if !(line.contains("backup_") || line.contains("replication_")) {
+            continue;
+        }
+        if let Ok(e) = serde_json::from_str::<Event>(line) {
+            folded.history.add(&e, site);
+        }
+    }
+    // The line that ends at `end`, exactly as it stands.
+    let line_start = bytes[..end - 1].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    folded.last_line = String::from_utf8_lossy(&bytes[line_start..end - 1]).into_owned();
+    folded.offset += (end - start) as u64;
+    let _ = store_fold(fold, &folded);
+    folded.history
+}
+
+fn store_fold(path: &Path, folded: &Folded) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        resurgo_provider::private_dir(dir)?;
+    }
+    let text = serde_json::to_vec(folded).map_err(std::io::Error::other)?;
+    // A temporary name of this process and call alone: two scrapes at once each store a
+    // true fold, and the last one stays.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{seq}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Everything the metrics are computed from, read at scrape time.
@@ -208,7 +348,8 @@ pub struct Inputs<'a> {
     pub commit: String,
     pub site: &'a str,
     pub report: SiteReport,
-    pub events: Vec<Event>,
+    /// What the event log says this site backed up and replicated.
+    pub backups: BackupHistory,
     pub runs: Vec<resurgo_api::types::Run>,
     pub drills: Vec<resurgo_drill::Report>,
     /// Per site, whether the witness receives its heartbeats now (it holds the lease
@@ -228,7 +369,11 @@ pub fn read<'a>(
     let begun = std::time::Instant::now();
     let report = crate::report::site_report(engine, system, source, state, site);
     let reported = begun.elapsed();
-    let events = crate::events::EventLog::of_state(state).read().unwrap_or_default();
+    let backups = fold_log(
+        crate::events::EventLog::of_state(state).path(),
+        &fold_path(state, site),
+        site,
+    );
     let logged = begun.elapsed();
     let runs = crate::report::runs(state, None).unwrap_or_default();
     let ran = begun.elapsed();
@@ -250,7 +395,7 @@ pub fn read<'a>(
         commit: source.label(),
         site,
         report,
-        events,
+        backups,
         runs,
         drills,
         witness_sees,
@@ -283,8 +428,10 @@ pub fn exposition(inputs: &Inputs) -> String {
         1.0,
     );
     datasets(&mut x, inputs);
-    let (backups, replications) = backups(&inputs.events, site);
-    for (dataset, b) in &backups {
+    let BackupHistory {
+        backups, replications, ..
+    } = &inputs.backups;
+    for (dataset, b) in backups {
         let l = [("dataset", dataset.as_str()), ("site", site)];
         if let Some(t) = b.last_attempt {
             x.gauge(
@@ -341,7 +488,10 @@ pub fn exposition(inputs: &Inputs) -> String {
             b.added_bytes_total as f64,
         );
     }
-    for ((dataset, to), r) in &replications {
+    for (dataset, to, r) in replications
+        .iter()
+        .flat_map(|(dataset, to)| to.iter().map(move |(to, r)| (dataset, to, r)))
+    {
         let l = [("dataset", dataset.as_str()), ("site", to.as_str()), ("from", site)];
         if let Some(t) = r.last_success {
             x.gauge(
@@ -751,15 +901,9 @@ mod tests {
     }
 
     fn event(kind: EventKind, time: &str, site: &str, message: &str) -> Event {
-        Event {
-            time: time.into(),
-            kind,
-            site: Some(site.into()),
-            service: None,
-            dataset: Some("orders".into()),
-            commit: None,
-            message: message.into(),
-        }
+        let mut e = Event::new(kind, message).site(site).dataset("orders");
+        e.time = time.into();
+        e
     }
 
     #[test]
@@ -802,16 +946,111 @@ mod tests {
                 "1 snapshots copied",
             ),
         ];
-        let (b, r) = backups(&events, "a");
+        let history = backups(&events, "a");
+        let (b, r) = (&history.backups, &history.replications);
         let orders = &b["orders"];
         assert_eq!((orders.succeeded, orders.failed), (1, 1));
         assert_eq!(orders.last_duration_s, Some(4.0));
         assert_eq!((orders.last_added_bytes, orders.added_bytes_total), (Some(200), 200));
         assert_eq!(orders.last_attempt, unix("2026-11-30T10:01:00Z"));
         assert_eq!(orders.last_failure, unix("2026-11-30T10:01:02Z"));
-        assert_eq!(r[&("orders".to_string(), "c".to_string())].succeeded, 1);
-        assert!(backups(&events, "b").1.is_empty(), "b backed nothing up before it");
-        assert!(backups(&events, "c").0.is_empty());
+        assert_eq!(r["orders"]["c"].succeeded, 1);
+        assert!(
+            backups(&events, "b").replications.is_empty(),
+            "b backed nothing up before it"
+        );
+        assert!(backups(&events, "c").backups.is_empty());
+        // What was added is the event's own field when it has one, not its message.
+        let mut history = history.clone();
+        history.add(
+            &event(
+                EventKind::BackupFinished,
+                "2026-11-30T11:00:00Z",
+                "a",
+                "snapshot 4567cdef",
+            )
+            .added_bytes(300),
+            "a",
+        );
+        let orders = &history.backups["orders"];
+        assert_eq!((orders.last_added_bytes, orders.added_bytes_total), (Some(300), 500));
+    }
+
+    /// The stored fold (`fold_log`) says what a fold of the whole log says, after appends,
+    /// a line being written, and a log that is not the one folded any more.
+    #[test]
+    fn the_stored_fold_of_the_event_log_is_the_whole_logs_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::events::EventLog::new(dir.path().join("events.jsonl"));
+        let fold = fold_path(dir.path(), "a");
+        let whole = || backups(&log.read().unwrap(), "a");
+        assert_eq!(fold_log(log.path(), &fold, "a"), BackupHistory::default());
+        let mut minute = 0;
+        let mut backup = |log: &crate::events::EventLog, site: &str| {
+            minute += 1;
+            let at = format!("2026-11-30T10:{minute:02}:00Z");
+            for (kind, message) in [
+                (EventKind::BackupStarted, "backing up orders"),
+                (EventKind::BackupFinished, "snapshot 0123abcd (1000 bytes, 10 new)"),
+                (EventKind::ReplicationFinished, "1 snapshots copied"),
+            ] {
+                let site = if kind == EventKind::ReplicationFinished {
+                    "b"
+                } else {
+                    site
+                };
+                log.append(&event(kind, &at, site, message)).unwrap();
+            }
+            log.append(&Event::new(EventKind::DriftSeen, "web stopped").site(site))
+                .unwrap();
+        };
+        backup(&log, "a");
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        assert!(fold.exists());
+        backup(&log, "a");
+        backup(&log, "b");
+        // A line being written is read once it is whole.
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(log.path()).unwrap();
+        let line = serde_json::to_string(&event(
+            EventKind::BackupStarted,
+            "2026-11-30T11:00:00Z",
+            "a",
+            "backing up orders",
+        ))
+        .unwrap();
+        f.write_all(&line.as_bytes()[..20]).unwrap();
+        let before = fold_log(log.path(), &fold, "a");
+        assert_eq!(before.backups["orders"].succeeded, 2);
+        assert_eq!(
+            before.replications["orders"]["b"].succeeded, 2,
+            "b's backup's is not a's"
+        );
+        f.write_all(&line.as_bytes()[20..]).unwrap();
+        f.write_all(b"\n").unwrap();
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        assert_eq!(
+            fold_log(log.path(), &fold, "a").backups["orders"].last_attempt,
+            unix("2026-11-30T11:00:00Z")
+        );
+        // Another log in its place (rewritten, shorter, or with other lines before the
+        // fold's offset): read whole again.
+        let events = log.read().unwrap();
+        std::fs::remove_file(log.path()).unwrap();
+        for e in &events[..4] {
+            log.append(e).unwrap();
+        }
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let rewritten = text
+            .replace("10:01:00", "10:01:30")
+            .replace("web stopped", "web halted!");
+        assert_eq!(rewritten.len(), text.len());
+        std::fs::write(log.path(), rewritten).unwrap();
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        assert_eq!(whole().backups["orders"].last_success, unix("2026-11-30T10:01:30Z"));
+        // Another site's fold is its own.
+        assert_eq!(fold_log(log.path(), &fold, "b"), backups(&log.read().unwrap(), "b"));
     }
 
     fn system() -> System {
@@ -910,7 +1149,7 @@ drills:
             commit: "abc".into(),
             site: "b",
             report,
-            events: vec![],
+            backups: BackupHistory::default(),
             runs: vec![
                 run("site-a-to-b-e2-1796000000000", "failover", Some(1.5), Some(12.0)),
                 run("site-a-to-b-e3-1796000100000", "failover", None, None),
