@@ -13,6 +13,7 @@ pub mod events;
 pub mod failover;
 pub mod faults;
 pub mod freshness;
+pub mod liveness;
 pub mod metrics;
 pub mod protect;
 pub mod providers;

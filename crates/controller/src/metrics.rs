@@ -355,6 +355,12 @@ pub struct Inputs<'a> {
     /// Per site, whether the witness receives its heartbeats now (it holds the lease
     /// `witness-sees-<site>`); empty without a witness or when the store cannot be read.
     pub witness_sees: Vec<(String, bool)>,
+    /// The latest round of heartbeats this site's agent recorded, and its daemon's last
+    /// reconcile (`liveness.rs`).
+    pub heartbeats: Option<crate::liveness::Heartbeats>,
+    pub reconcile: Option<crate::liveness::Reconcile>,
+    /// Unix seconds, now.
+    pub now: f64,
 }
 
 /// The inputs of `site`'s metrics, read from its state folder and the coordination store (its
@@ -399,11 +405,14 @@ pub fn read<'a>(
         runs,
         drills,
         witness_sees,
+        heartbeats: crate::liveness::heartbeats(state, site),
+        reconcile: crate::liveness::reconcile(state, site),
+        now: crate::liveness::unix_now(),
     }
 }
 
-/// What the coordination store says of the witness's view of each site. The heartbeats the
-/// agents see of each other live only in their memory: not exported.
+/// What the coordination store says of the witness's view of each site. (What this site's
+/// agent sees of the others is in its heartbeats' record, `liveness.rs`.)
 fn witness_sees(system: &System, state: &Path) -> Result<Vec<(String, bool)>, crate::roles::StoreError> {
     use crate::roles::{coord_dir, is_embedded, open_store, witness_lease};
     if system.failover.witness.is_none() || (is_embedded(system) && !coord_dir(state).exists()) {
@@ -527,6 +536,7 @@ pub fn exposition(inputs: &Inputs) -> String {
             f64::from(u8::from(*sees)),
         );
     }
+    liveness(&mut x, inputs);
     services(&mut x, inputs);
     runs(&mut x, inputs);
     drills(&mut x, inputs);
@@ -613,6 +623,47 @@ fn datasets(x: &mut Exposition, inputs: &Inputs) {
                 );
             }
         }
+    }
+}
+
+fn liveness(x: &mut Exposition, inputs: &Inputs) {
+    let site = inputs.site;
+    if let Some(h) = &inputs.heartbeats {
+        // An old round says the heartbeat thread stopped: what it last saw is not now.
+        let current = h.current(inputs.now);
+        for (seen, s) in &h.sites {
+            let l = [("site", seen.as_str()), ("observer", site)];
+            if let Some(t) = s.last_answered {
+                x.gauge(
+                    "resurgo_heartbeat_last_answered_timestamp_seconds",
+                    "When the site's agent last answered the observer's heartbeat (Unix time), since the observer's agent started.",
+                    &l,
+                    t,
+                );
+            }
+            if current {
+                x.gauge(
+                    "resurgo_heartbeat_answered",
+                    "1 when the site's agent answered the observer's latest heartbeat, else 0.",
+                    &l,
+                    f64::from(u8::from(s.answered)),
+                );
+            }
+        }
+    }
+    if let Some(r) = &inputs.reconcile {
+        x.gauge(
+            "resurgo_reconcile_last_duration_seconds",
+            "How long the site daemon's last reconcile pass (observe, plan, correct, schedules) took.",
+            &[("site", site)],
+            r.duration_s,
+        );
+        x.gauge(
+            "resurgo_reconcile_last_timestamp_seconds",
+            "When the site daemon's last reconcile pass finished (Unix time).",
+            &[("site", site)],
+            r.finished,
+        );
     }
 }
 
@@ -1159,8 +1210,50 @@ drills:
                 drill_report("kill-web", "2026-11-01T00:00:00Z", "pass", 9.0),
             ],
             witness_sees: vec![("a".into(), false), ("b".into(), true)],
+            heartbeats: Some(crate::liveness::Heartbeats {
+                written: 1_796_000_000.0,
+                interval_s: 1.0,
+                sites: [
+                    (
+                        "a".to_string(),
+                        crate::liveness::Seen {
+                            last_answered: Some(1_795_999_990.0),
+                            answered: false,
+                        },
+                    ),
+                    (
+                        "c".to_string(),
+                        crate::liveness::Seen {
+                            last_answered: None,
+                            answered: false,
+                        },
+                    ),
+                ]
+                .into(),
+            }),
+            reconcile: Some(crate::liveness::Reconcile {
+                finished: 1_796_000_001.0,
+                duration_s: 0.125,
+            }),
+            now: 1_796_000_002.0,
         };
         let text = exposition(&inputs);
+        let a_seen_by_b = "site=\"a\",observer=\"b\"";
+        assert_eq!(
+            value(&text, "resurgo_heartbeat_last_answered_timestamp_seconds", a_seen_by_b),
+            Some(1_795_999_990.0)
+        );
+        assert_eq!(value(&text, "resurgo_heartbeat_answered", a_seen_by_b), Some(0.0));
+        let c_seen_by_b = "site=\"c\",observer=\"b\"";
+        assert_eq!(
+            value(&text, "resurgo_heartbeat_last_answered_timestamp_seconds", c_seen_by_b),
+            None,
+            "never answered: no time"
+        );
+        assert_eq!(
+            value(&text, "resurgo_reconcile_last_duration_seconds", "site=\"b\""),
+            Some(0.125)
+        );
         let build = "version=\"".to_string() + env!("CARGO_PKG_VERSION") + "\",commit=\"abc\"";
         assert_eq!(value(&text, "resurgo_build_info", &build), Some(1.0), "{text}");
         let notes = "dataset=\"notes\",site=\"b\"";
@@ -1243,5 +1336,12 @@ drills:
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             assert_eq!(text.matches(&format!("{line}\n")).count(), 1, "{line}");
         }
+        // A round recorded long ago: whether the latest heartbeat was answered is not known.
+        let stale = exposition(&Inputs {
+            now: 1_796_000_100.0,
+            ..inputs
+        });
+        assert_eq!(value(&stale, "resurgo_heartbeat_answered", a_seen_by_b), None);
+        assert!(value(&stale, "resurgo_heartbeat_last_answered_timestamp_seconds", a_seen_by_b).is_some());
     }
 }
