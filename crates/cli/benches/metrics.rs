@@ -485,7 +485,6 @@ fn main() {
         ("site report", "observe_ms"),
         ("site report", "drills_ms"),
         ("site report", "datasets_ms"),
-        ("recovery points", "open_ms"),
         ("recovery points", "list_ms"),
         ("site report", "roles_ms"),
         ("metrics read", "events_ms"),

@@ -193,7 +193,8 @@ impl<'a> Protector<'a> {
     /// through the index in `<state>/repositories/<site>/snapshots.json` (`vault::index`: one
     /// listing, and a read only of the snapshots it does not know — never a snapshot the
     /// repository does not hold). A failure with a kept repository (made anew at its URL,
-    /// whose files its key cannot read) is tried once more with the repository opened again.
+    /// whose files its key cannot read), unless the repository is out of reach, is tried once
+    /// more with the repository opened again.
     pub fn listed_snapshots(&self, site: &str) -> Result<(Repository, Vec<SnapshotInfo>), ProtectError> {
         let config = self.repo_config(site)?;
         // A protector with no state folder (`api::standby_groups`) lists without an index.
@@ -206,7 +207,8 @@ impl<'a> Protector<'a> {
         let (repo, kept) = Repository::open_kept(&config)?;
         match list(&repo) {
             Ok(snapshots) => Ok((repo, snapshots)),
-            Err(_) if kept => {
+            // A repository out of reach says nothing of the key.
+            Err(e) if kept && !matches!(e, VaultError::Unreachable { .. }) => {
                 Repository::forget_kept(&config);
                 let (repo, _) = Repository::open_kept(&config)?;
                 let snapshots = list(&repo)?;
