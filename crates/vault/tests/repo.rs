@@ -616,7 +616,7 @@ fn the_snapshot_index_lists_what_the_repository_holds_whoever_wrote_it() {
     let db = elsewhere
         .backup_command(&lcg_command(1000), &[], "dump.bin", &meta("db"))
         .unwrap();
-    let mut all = vec![first.clone(), second.clone(), db.clone()];
+    let mut all = [first.clone(), second.clone(), db.clone()];
     all.sort_by_key(|s| s.unix);
     assert_eq!(
         index
