@@ -333,13 +333,17 @@ fn wait_healthy(
         });
         let serving = reports.iter().all(|(site, report)| {
             report.as_ref().is_ok_and(|r| {
-                current.services.iter().filter(|(_, s)| &s.site == site).all(|(name, declared)| {
-                    // Without a health check, running is serving.
-                    r.site.services.iter().any(|s| {
-                        &s.service == name
-                            && (s.health == "healthy" || (declared.health.is_none() && s.process == "running"))
+                current
+                    .services
+                    .iter()
+                    .filter(|(_, s)| &s.site == site)
+                    .all(|(name, declared)| {
+                        // Without a health check, running is serving.
+                        r.site.services.iter().any(|s| {
+                            &s.service == name
+                                && (s.health == "healthy" || (declared.health.is_none() && s.process == "running"))
+                        })
                     })
-                })
             })
         });
         if serving {

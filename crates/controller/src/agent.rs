@@ -425,6 +425,11 @@ impl Agent {
             })
             .collect();
         let probes = self.probes.clone();
+        // A site's agent records each round for its `/metrics` (`liveness.rs`).
+        let record = match &self.role {
+            Role::Site(site) => Some((self.state_dir.clone(), site.clone())),
+            Role::Witness => None,
+        };
         std::thread::spawn(move || loop {
             let begin = Instant::now();
             for (name, addr) in &peers {
@@ -435,6 +440,25 @@ impl Agent {
                 if ok {
                     p.last_ok.insert(name.clone(), SystemTime::now());
                 }
+            }
+            if let Some((state, site)) = &record {
+                let p = probes.lock().unwrap_or_else(|e| e.into_inner());
+                let round = crate::liveness::Heartbeats {
+                    written: crate::liveness::unix_now(),
+                    interval_s: interval.as_secs_f64(),
+                    sites: peers
+                        .iter()
+                        .map(|(name, _)| {
+                            let seen = crate::liveness::Seen {
+                                last_answered: p.last_ok.get(name).map(|t| crate::liveness::unix(*t)),
+                                answered: p.alive.get(name).copied().unwrap_or(false),
+                            };
+                            (name.clone(), seen)
+                        })
+                        .collect(),
+                };
+                drop(p);
+                crate::liveness::record_heartbeats(state, site, &round);
             }
             std::thread::sleep(interval.saturating_sub(begin.elapsed()));
         });

@@ -862,10 +862,12 @@ impl SiteApi {
     /// This site's metrics, computed now from what is stored (`metrics.rs`), against the spec
     /// with the store's assignments applied (as `GET /v1/site`).
     fn metrics(&self) -> Reply {
+        let begun = std::time::Instant::now();
         let current = match self.current_or_written() {
             Ok(c) => c,
             Err(reply) => return reply,
         };
+        let loaded = begun.elapsed();
         let inputs = crate::metrics::read(
             self.engine(),
             &current.loaded.system,
@@ -873,10 +875,21 @@ impl SiteApi {
             self.state_dir(),
             self.site(),
         );
+        let read = begun.elapsed();
+        let body = crate::metrics::exposition(&inputs).into_bytes();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            millis = ms(begun.elapsed()),
+            spec_ms = ms(loaded),
+            read_ms = ms(read - loaded),
+            render_ms = ms(begun.elapsed() - read),
+            bytes = body.len(),
+            "scrape"
+        );
         Reply::Text {
             status: 200,
             content_type: resurgo_api::server::METRICS_CONTENT_TYPE,
-            body: crate::metrics::exposition(&inputs).into_bytes(),
+            body,
         }
     }
 }

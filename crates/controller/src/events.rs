@@ -130,6 +130,10 @@ pub struct Event {
     /// The `notification_*` kinds: which notification, to whom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<NotificationRecord>,
+    /// What a `backup_finished` added to the repository, in bytes (after deduplication and
+    /// compression). Older logs have it only in the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_bytes: Option<u64>,
 }
 
 /// What the event log records of a notification (`crate::notify`). Never its receiver's URL
@@ -167,6 +171,7 @@ impl Event {
             commit: None,
             message: message.into(),
             notification: None,
+            added_bytes: None,
         }
     }
     pub fn site(mut self, site: &str) -> Event {
@@ -183,6 +188,10 @@ impl Event {
     }
     pub fn commit(mut self, commit: Option<&str>) -> Event {
         self.commit = commit.map(str::to_string);
+        self
+    }
+    pub fn added_bytes(mut self, bytes: u64) -> Event {
+        self.added_bytes = Some(bytes);
         self
     }
 

@@ -16,6 +16,7 @@ pub mod failover;
 pub mod faults;
 pub mod fleet;
 pub mod freshness;
+pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod protect;

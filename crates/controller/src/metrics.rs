@@ -16,6 +16,7 @@ use std::path::Path;
 
 use resurgo_api::types::SiteReport;
 use resurgo_spec::System;
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventKind};
 
@@ -116,7 +117,7 @@ fn unix(rfc3339: &str) -> Option<f64> {
 }
 
 /// What the event log says of one dataset's backups (or replications) at one site.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Backups {
     pub last_attempt: Option<f64>,
     pub last_success: Option<f64>,
@@ -130,38 +131,75 @@ pub struct Backups {
     pub added_bytes_total: u64,
 }
 
-/// The size of a snapshot and what it added, from a `backup_finished` event's message
-/// (`snapshot <id> (<bytes> bytes, <added> new)`, `schedule.rs`).
-fn added_bytes(message: &str) -> Option<u64> {
-    let inside = message.rsplit_once('(')?.1;
+/// What a `backup_finished` added to the repository: its field, else (a log written before
+/// the field) its message (`snapshot <id> (<bytes> bytes, <added> new)`, `schedule.rs`).
+fn added_bytes(e: &Event) -> Option<u64> {
+    if e.added_bytes.is_some() {
+        return e.added_bytes;
+    }
+    let inside = e.message.rsplit_once('(')?.1;
     let (_, rest) = inside.split_once(" bytes, ")?;
     rest.strip_suffix(" new)")?.trim().parse().ok()
 }
 
-/// From `events` (oldest first): the backups `site` took, per dataset; and the replications
-/// that followed them, per (dataset, site copied into). A replication event names the site
-/// copied into; it is `site`'s when the dataset's newest backup before it was taken at `site`
-/// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
-/// sites' agents (`controller --agents`) counts each replication once.
-pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTreeMap<(String, String), Backups>) {
-    let mut backups: BTreeMap<String, Backups> = BTreeMap::new();
-    let mut replications: BTreeMap<(String, String), Backups> = BTreeMap::new();
-    let mut started: BTreeMap<String, f64> = BTreeMap::new();
-    // Per dataset, the site of its newest finished backup.
-    let mut backed_up_at: BTreeMap<&str, &str> = BTreeMap::new();
-    for e in events {
+/// The backups one site took, per dataset, and the replications that followed them, per
+/// dataset and site copied into: the event log folded one event at a time, oldest first
+/// ([`BackupHistory::add`]), so that a fold can stop and go on later (`fold_log`).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupHistory {
+    pub backups: BTreeMap<String, Backups>,
+    /// Dataset → site copied into → its replications.
+    pub replications: BTreeMap<String, BTreeMap<String, Backups>>,
+    /// Per dataset, when the backup in progress at this site started.
+    started: BTreeMap<String, f64>,
+    /// Per dataset, the site of its newest finished backup.
+    backed_up_at: BTreeMap<String, String>,
+    /// Receiver → result (`delivered`, `failed`, `undelivered`) → notifications this site
+    /// recorded (`crate::notify`).
+    #[serde(default)]
+    pub notifications: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// The result a `notification_*` event records, as the metric names it.
+const NOTIFICATION_RESULTS: [(EventKind, &str); 3] = [
+    (EventKind::NotificationDelivered, "delivered"),
+    (EventKind::NotificationFailed, "failed"),
+    (EventKind::NotificationUndelivered, "undelivered"),
+];
+
+impl BackupHistory {
+    /// Adds `e`, the next event, to what `site` did. A replication event names the site copied
+    /// into; it is `site`'s when the dataset's newest backup before it was taken at `site`
+    /// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
+    /// sites' agents (`controller --agents`) counts each replication once.
+    pub fn add(&mut self, e: &Event, site: &str) {
+        if let (Some(record), Some((_, result))) = (
+            e.notification.as_ref().filter(|_| e.site.as_deref() == Some(site)),
+            NOTIFICATION_RESULTS.iter().find(|(k, _)| *k == e.kind),
+        ) {
+            *self
+                .notifications
+                .entry(record.receiver.clone())
+                .or_default()
+                .entry((*result).to_string())
+                .or_default() += 1;
+            return;
+        }
         let (Some(dataset), Some(at), Some(at_site)) = (e.dataset.as_deref(), unix(&e.time), e.site.as_deref()) else {
-            continue;
+            return;
         };
         if e.kind == EventKind::BackupFinished {
-            backed_up_at.insert(dataset, at_site);
+            self.backed_up_at.insert(dataset.to_string(), at_site.to_string());
         }
         if matches!(e.kind, EventKind::ReplicationFinished | EventKind::ReplicationFailed) {
-            if backed_up_at.get(dataset) != Some(&site) {
-                continue;
+            if self.backed_up_at.get(dataset).map(String::as_str) != Some(site) {
+                return;
             }
-            let r = replications
-                .entry((dataset.to_string(), at_site.to_string()))
+            let r = self
+                .replications
+                .entry(dataset.to_string())
+                .or_default()
+                .entry(at_site.to_string())
                 .or_default();
             if e.kind == EventKind::ReplicationFinished {
                 r.succeeded += 1;
@@ -170,35 +208,160 @@ pub fn backups(events: &[Event], site: &str) -> (BTreeMap<String, Backups>, BTre
                 r.failed += 1;
                 r.last_failure = Some(at);
             }
-            continue;
+            return;
         }
         if at_site != site {
-            continue;
+            return;
         }
         match e.kind {
             EventKind::BackupStarted => {
-                let b = backups.entry(dataset.to_string()).or_default();
+                let b = self.backups.entry(dataset.to_string()).or_default();
                 b.last_attempt = Some(at);
-                started.insert(dataset.to_string(), at);
+                self.started.insert(dataset.to_string(), at);
             }
             EventKind::BackupFinished => {
-                let b = backups.entry(dataset.to_string()).or_default();
+                let b = self.backups.entry(dataset.to_string()).or_default();
                 b.succeeded += 1;
                 b.last_success = Some(at);
-                b.last_duration_s = started.remove(dataset).map(|s| (at - s).max(0.0));
-                b.last_added_bytes = added_bytes(&e.message);
+                b.last_duration_s = self.started.remove(dataset).map(|s| (at - s).max(0.0));
+                b.last_added_bytes = added_bytes(e);
                 b.added_bytes_total += b.last_added_bytes.unwrap_or(0);
             }
             EventKind::BackupFailed => {
-                let b = backups.entry(dataset.to_string()).or_default();
+                let b = self.backups.entry(dataset.to_string()).or_default();
                 b.failed += 1;
                 b.last_failure = Some(at);
-                started.remove(dataset);
+                self.started.remove(dataset);
             }
             _ => {}
         }
     }
-    (backups, replications)
+}
+
+/// From `events` (oldest first): what `site` backed up and replicated.
+pub fn backups(events: &[Event], site: &str) -> BackupHistory {
+    let mut history = BackupHistory::default();
+    for e in events {
+        history.add(e, site);
+    }
+    history
+}
+
+/// Bumped when [`Folded`]'s form or the fold changes: a fold of another format is not used.
+const FOLD_FORMAT: u32 = 2;
+
+/// A fold of the event log stored beside it (`<state>/metrics/<site>.backups.json`): the
+/// history of `site` up to byte `offset` of the log file `file` (device, inode), whose last
+/// line before `offset` was `last_line`.
+#[derive(Serialize, Deserialize)]
+struct Folded {
+    format: u32,
+    site: String,
+    file: (u64, u64),
+    offset: u64,
+    last_line: String,
+    history: BackupHistory,
+}
+
+/// Where the fold of `site`'s backup history is stored.
+pub fn fold_path(state: &Path, site: &str) -> std::path::PathBuf {
+    state.join("metrics").join(format!("{site}.backups.json"))
+}
+
+/// What the event log `log` says `site` backed up and replicated, as [`backups`] over the
+/// whole log says it, reading only what was appended since the stored fold at `fold` (which
+/// is then moved forward). The log is append-only (`events.rs`); a fold that does not fit it —
+/// another file (device and inode), a log shorter than the fold's offset, or a line before
+/// the offset other than the one the fold ended with — is ignored, and the whole log is read.
+/// (A line changed in place further back is not noticed: nothing resurgo runs does that.)
+/// A fold that cannot be read or written costs a whole read, nothing else.
+pub fn fold_log(log: &Path, fold: &Path, site: &str) -> BackupHistory {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return BackupHistory::default();
+    };
+    let Ok(meta) = file.metadata() else {
+        return BackupHistory::default();
+    };
+    let identity = (meta.dev(), meta.ino());
+    let stored: Option<Folded> = std::fs::read(fold)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(|f: &Folded| f.format == FOLD_FORMAT && f.site == site && f.file == identity && f.offset <= meta.len());
+    // Read from the start of the fold's last line, to check it is still there.
+    let (mut folded, from) = match stored {
+        Some(f) if f.offset > 0 => {
+            let from = f.offset.saturating_sub(f.last_line.len() as u64 + 1);
+            (f, from)
+        }
+        _ => (
+            Folded {
+                format: FOLD_FORMAT,
+                site: site.to_string(),
+                file: identity,
+                offset: 0,
+                last_line: String::new(),
+                history: BackupHistory::default(),
+            },
+            0,
+        ),
+    };
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return folded.history;
+    }
+    let mut start = (folded.offset - from) as usize;
+    let expected = [folded.last_line.as_bytes(), b"\n"].concat();
+    if folded.offset > 0 && !bytes.starts_with(&expected) {
+        // Not the log the fold was made of: all of it, again.
+        bytes.clear();
+        if file.seek(SeekFrom::Start(0)).is_err() || file.read_to_end(&mut bytes).is_err() {
+            return BackupHistory::default();
+        }
+        folded.offset = 0;
+        folded.last_line.clear();
+        folded.history = BackupHistory::default();
+        start = 0;
+    }
+    // Whole lines only: one being appended is read next time.
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1).max(start);
+    if end == start {
+        return folded.history;
+    }
+    let appended = String::from_utf8_lossy(&bytes[start..end]);
+    for line in appended.lines() {
+        // Only these kinds count: a line that names none of them is not parsed.
+        if !(line.contains("backup_") || line.contains("replication_")) {
+            continue;
+        }
+        if let Ok(e) = serde_json::from_str::<Event>(line) {
+            folded.history.add(&e, site);
+        }
+    }
+    // The line that ends at `end`, exactly as it stands.
+    let line_start = bytes[..end - 1].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    folded.last_line = String::from_utf8_lossy(&bytes[line_start..end - 1]).into_owned();
+    folded.offset += (end - start) as u64;
+    let _ = store_fold(fold, &folded);
+    folded.history
+}
+
+fn store_fold(path: &Path, folded: &Folded) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        resurgo_provider::private_dir(dir)?;
+    }
+    let text = serde_json::to_vec(folded).map_err(std::io::Error::other)?;
+    // A temporary name of this process and call alone: two scrapes at once each store a
+    // true fold, and the last one stays.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{seq}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Everything the metrics are computed from, read at scrape time.
@@ -208,12 +371,19 @@ pub struct Inputs<'a> {
     pub commit: String,
     pub site: &'a str,
     pub report: SiteReport,
-    pub events: Vec<Event>,
+    /// What the event log says this site backed up and replicated.
+    pub backups: BackupHistory,
     pub runs: Vec<resurgo_api::types::Run>,
     pub drills: Vec<resurgo_drill::Report>,
     /// Per site, whether the witness receives its heartbeats now (it holds the lease
     /// `witness-sees-<site>`); empty without a witness or when the store cannot be read.
     pub witness_sees: Vec<(String, bool)>,
+    /// The latest round of heartbeats this site's agent recorded, and its daemon's last
+    /// reconcile (`liveness.rs`).
+    pub heartbeats: Option<crate::liveness::Heartbeats>,
+    pub reconcile: Option<crate::liveness::Reconcile>,
+    /// Unix seconds, now.
+    pub now: f64,
 }
 
 /// The inputs of `site`'s metrics, read from its state folder and the coordination store (its
@@ -225,20 +395,47 @@ pub fn read<'a>(
     state: &Path,
     site: &'a str,
 ) -> Inputs<'a> {
+    let begun = std::time::Instant::now();
+    let report = crate::report::site_report(engine, system, source, state, site);
+    let reported = begun.elapsed();
+    let backups = fold_log(
+        crate::events::EventLog::of_state(state).path(),
+        &fold_path(state, site),
+        site,
+    );
+    let logged = begun.elapsed();
+    let runs = crate::report::runs(state, None).unwrap_or_default();
+    let ran = begun.elapsed();
+    let drills = crate::drill::reports(state);
+    let drilled = begun.elapsed();
+    let witness_sees = witness_sees(system, state).unwrap_or_default();
+    let seen = begun.elapsed();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        report_ms = ms(reported),
+        events_ms = ms(logged - reported),
+        runs_ms = ms(ran - logged),
+        drills_ms = ms(drilled - ran),
+        witness_ms = ms(seen - drilled),
+        "metrics read"
+    );
     Inputs {
         system,
         commit: source.label(),
         site,
-        report: crate::report::site_report(engine, system, source, state, site),
-        events: crate::events::EventLog::of_state(state).read().unwrap_or_default(),
-        runs: crate::report::runs(state, None).unwrap_or_default(),
-        drills: crate::drill::reports(state),
-        witness_sees: witness_sees(system, state).unwrap_or_default(),
+        report,
+        backups,
+        runs,
+        drills,
+        witness_sees,
+        heartbeats: crate::liveness::heartbeats(state, site),
+        reconcile: crate::liveness::reconcile(state, site),
+        now: crate::liveness::unix_now(),
     }
 }
 
-/// What the coordination store says of the witness's view of each site. The heartbeats the
-/// agents see of each other live only in their memory: not exported.
+/// What the coordination store says of the witness's view of each site. (What this site's
+/// agent sees of the others is in its heartbeats' record, `liveness.rs`.)
 fn witness_sees(system: &System, state: &Path) -> Result<Vec<(String, bool)>, crate::roles::StoreError> {
     use crate::roles::{coord_dir, is_embedded, open_store, witness_lease};
     if system.failover.witness.is_none() || (is_embedded(system) && !coord_dir(state).exists()) {
@@ -263,8 +460,10 @@ pub fn exposition(inputs: &Inputs) -> String {
         1.0,
     );
     datasets(&mut x, inputs);
-    let (backups, replications) = backups(&inputs.events, site);
-    for (dataset, b) in &backups {
+    let BackupHistory {
+        backups, replications, ..
+    } = &inputs.backups;
+    for (dataset, b) in backups {
         let l = [("dataset", dataset.as_str()), ("site", site)];
         if let Some(t) = b.last_attempt {
             x.gauge(
@@ -321,7 +520,10 @@ pub fn exposition(inputs: &Inputs) -> String {
             b.added_bytes_total as f64,
         );
     }
-    for ((dataset, to), r) in &replications {
+    for (dataset, to, r) in replications
+        .iter()
+        .flat_map(|(dataset, to)| to.iter().map(move |(to, r)| (dataset, to, r)))
+    {
         let l = [("dataset", dataset.as_str()), ("site", to.as_str()), ("from", site)];
         if let Some(t) = r.last_success {
             x.gauge(
@@ -357,6 +559,7 @@ pub fn exposition(inputs: &Inputs) -> String {
             f64::from(u8::from(*sees)),
         );
     }
+    liveness(&mut x, inputs);
     services(&mut x, inputs);
     runs(&mut x, inputs);
     drills(&mut x, inputs);
@@ -444,6 +647,47 @@ fn datasets(x: &mut Exposition, inputs: &Inputs) {
                 );
             }
         }
+    }
+}
+
+fn liveness(x: &mut Exposition, inputs: &Inputs) {
+    let site = inputs.site;
+    if let Some(h) = &inputs.heartbeats {
+        // An old round says the heartbeat thread stopped: what it last saw is not now.
+        let current = h.current(inputs.now);
+        for (seen, s) in &h.sites {
+            let l = [("site", seen.as_str()), ("observer", site)];
+            if let Some(t) = s.last_answered {
+                x.gauge(
+                    "resurgo_heartbeat_last_answered_timestamp_seconds",
+                    "When the site's agent last answered the observer's heartbeat (Unix time), since the observer's agent started.",
+                    &l,
+                    t,
+                );
+            }
+            if current {
+                x.gauge(
+                    "resurgo_heartbeat_answered",
+                    "1 when the site's agent answered the observer's latest heartbeat, else 0.",
+                    &l,
+                    f64::from(u8::from(s.answered)),
+                );
+            }
+        }
+    }
+    if let Some(r) = &inputs.reconcile {
+        x.gauge(
+            "resurgo_reconcile_last_duration_seconds",
+            "How long the site daemon's last reconcile pass (observe, plan, correct, schedules) took.",
+            &[("site", site)],
+            r.duration_s,
+        );
+        x.gauge(
+            "resurgo_reconcile_last_timestamp_seconds",
+            "When the site daemon's last reconcile pass finished (Unix time).",
+            &[("site", site)],
+            r.finished,
+        );
     }
 }
 
@@ -599,22 +843,16 @@ fn runs(x: &mut Exposition, inputs: &Inputs) {
 /// retried) and `undelivered` (given up, kept in the log). Every declared receiver has its
 /// three series (0 until something happens); a receiver no longer declared keeps its own.
 fn notifications(x: &mut Exposition, inputs: &Inputs) {
-    const RESULTS: [(EventKind, &str); 3] = [
-        (EventKind::NotificationDelivered, "delivered"),
-        (EventKind::NotificationFailed, "failed"),
-        (EventKind::NotificationUndelivered, "undelivered"),
-    ];
     let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for receiver in inputs.system.notifications.keys() {
-        for (_, result) in RESULTS {
+        for (_, result) in NOTIFICATION_RESULTS {
             counts.insert((receiver, result), 0);
         }
     }
-    for e in inputs.events.iter().filter(|e| e.site.as_deref() == Some(inputs.site)) {
-        let (Some(record), Some((_, result))) = (&e.notification, RESULTS.iter().find(|(k, _)| *k == e.kind)) else {
-            continue;
-        };
-        *counts.entry((&record.receiver, result)).or_default() += 1;
+    for (receiver, results) in &inputs.backups.notifications {
+        for (result, n) in results {
+            counts.insert((receiver, result), *n);
+        }
     }
     for ((receiver, result), n) in counts {
         x.counter(
@@ -764,16 +1002,9 @@ mod tests {
     }
 
     fn event(kind: EventKind, time: &str, site: &str, message: &str) -> Event {
-        Event {
-            time: time.into(),
-            kind,
-            site: Some(site.into()),
-            service: None,
-            dataset: Some("orders".into()),
-            commit: None,
-            message: message.into(),
-            notification: None,
-        }
+        let mut e = Event::new(kind, message).site(site).dataset("orders");
+        e.time = time.into();
+        e
     }
 
     #[test]
@@ -816,16 +1047,111 @@ mod tests {
                 "1 snapshots copied",
             ),
         ];
-        let (b, r) = backups(&events, "a");
+        let history = backups(&events, "a");
+        let (b, r) = (&history.backups, &history.replications);
         let orders = &b["orders"];
         assert_eq!((orders.succeeded, orders.failed), (1, 1));
         assert_eq!(orders.last_duration_s, Some(4.0));
         assert_eq!((orders.last_added_bytes, orders.added_bytes_total), (Some(200), 200));
         assert_eq!(orders.last_attempt, unix("2026-11-30T10:01:00Z"));
         assert_eq!(orders.last_failure, unix("2026-11-30T10:01:02Z"));
-        assert_eq!(r[&("orders".to_string(), "c".to_string())].succeeded, 1);
-        assert!(backups(&events, "b").1.is_empty(), "b backed nothing up before it");
-        assert!(backups(&events, "c").0.is_empty());
+        assert_eq!(r["orders"]["c"].succeeded, 1);
+        assert!(
+            backups(&events, "b").replications.is_empty(),
+            "b backed nothing up before it"
+        );
+        assert!(backups(&events, "c").backups.is_empty());
+        // What was added is the event's own field when it has one, not its message.
+        let mut history = history.clone();
+        history.add(
+            &event(
+                EventKind::BackupFinished,
+                "2026-11-30T11:00:00Z",
+                "a",
+                "snapshot 4567cdef",
+            )
+            .added_bytes(300),
+            "a",
+        );
+        let orders = &history.backups["orders"];
+        assert_eq!((orders.last_added_bytes, orders.added_bytes_total), (Some(300), 500));
+    }
+
+    /// The stored fold (`fold_log`) says what a fold of the whole log says, after appends,
+    /// a line being written, and a log that is not the one folded any more.
+    #[test]
+    fn the_stored_fold_of_the_event_log_is_the_whole_logs_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::events::EventLog::new(dir.path().join("events.jsonl"));
+        let fold = fold_path(dir.path(), "a");
+        let whole = || backups(&log.read().unwrap(), "a");
+        assert_eq!(fold_log(log.path(), &fold, "a"), BackupHistory::default());
+        let mut minute = 0;
+        let mut backup = |log: &crate::events::EventLog, site: &str| {
+            minute += 1;
+            let at = format!("2026-11-30T10:{minute:02}:00Z");
+            for (kind, message) in [
+                (EventKind::BackupStarted, "backing up orders"),
+                (EventKind::BackupFinished, "snapshot 0123abcd (1000 bytes, 10 new)"),
+                (EventKind::ReplicationFinished, "1 snapshots copied"),
+            ] {
+                let site = if kind == EventKind::ReplicationFinished {
+                    "b"
+                } else {
+                    site
+                };
+                log.append(&event(kind, &at, site, message)).unwrap();
+            }
+            log.append(&Event::new(EventKind::DriftSeen, "web stopped").site(site))
+                .unwrap();
+        };
+        backup(&log, "a");
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        assert!(fold.exists());
+        backup(&log, "a");
+        backup(&log, "b");
+        // A line being written is read once it is whole.
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(log.path()).unwrap();
+        let line = serde_json::to_string(&event(
+            EventKind::BackupStarted,
+            "2026-11-30T11:00:00Z",
+            "a",
+            "backing up orders",
+        ))
+        .unwrap();
+        f.write_all(&line.as_bytes()[..20]).unwrap();
+        let before = fold_log(log.path(), &fold, "a");
+        assert_eq!(before.backups["orders"].succeeded, 2);
+        assert_eq!(
+            before.replications["orders"]["b"].succeeded, 2,
+            "b's backup's is not a's"
+        );
+        f.write_all(&line.as_bytes()[20..]).unwrap();
+        f.write_all(b"\n").unwrap();
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        assert_eq!(
+            fold_log(log.path(), &fold, "a").backups["orders"].last_attempt,
+            unix("2026-11-30T11:00:00Z")
+        );
+        // Another log in its place (rewritten, shorter, or with other lines before the
+        // fold's offset): read whole again.
+        let events = log.read().unwrap();
+        std::fs::remove_file(log.path()).unwrap();
+        for e in &events[..4] {
+            log.append(e).unwrap();
+        }
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let rewritten = text
+            .replace("10:01:00", "10:01:30")
+            .replace("web stopped", "web halted!");
+        assert_eq!(rewritten.len(), text.len());
+        std::fs::write(log.path(), rewritten).unwrap();
+        assert_eq!(fold_log(log.path(), &fold, "a"), whole());
+        assert_eq!(whole().backups["orders"].last_success, unix("2026-11-30T10:01:30Z"));
+        // Another site's fold is its own.
+        assert_eq!(fold_log(log.path(), &fold, "b"), backups(&log.read().unwrap(), "b"));
     }
 
     fn system() -> System {
@@ -924,7 +1250,7 @@ drills:
             commit: "abc".into(),
             site: "b",
             report,
-            events: vec![],
+            backups: BackupHistory::default(),
             runs: vec![
                 run("site-a-to-b-e2-1796000000000", "failover", Some(1.5), Some(12.0)),
                 run("site-a-to-b-e3-1796000100000", "failover", None, None),
@@ -934,8 +1260,50 @@ drills:
                 drill_report("kill-web", "2026-11-01T00:00:00Z", "pass", 9.0),
             ],
             witness_sees: vec![("a".into(), false), ("b".into(), true)],
+            heartbeats: Some(crate::liveness::Heartbeats {
+                written: 1_796_000_000.0,
+                interval_s: 1.0,
+                sites: [
+                    (
+                        "a".to_string(),
+                        crate::liveness::Seen {
+                            last_answered: Some(1_795_999_990.0),
+                            answered: false,
+                        },
+                    ),
+                    (
+                        "c".to_string(),
+                        crate::liveness::Seen {
+                            last_answered: None,
+                            answered: false,
+                        },
+                    ),
+                ]
+                .into(),
+            }),
+            reconcile: Some(crate::liveness::Reconcile {
+                finished: 1_796_000_001.0,
+                duration_s: 0.125,
+            }),
+            now: 1_796_000_002.0,
         };
         let text = exposition(&inputs);
+        let a_seen_by_b = "site=\"a\",observer=\"b\"";
+        assert_eq!(
+            value(&text, "resurgo_heartbeat_last_answered_timestamp_seconds", a_seen_by_b),
+            Some(1_795_999_990.0)
+        );
+        assert_eq!(value(&text, "resurgo_heartbeat_answered", a_seen_by_b), Some(0.0));
+        let c_seen_by_b = "site=\"c\",observer=\"b\"";
+        assert_eq!(
+            value(&text, "resurgo_heartbeat_last_answered_timestamp_seconds", c_seen_by_b),
+            None,
+            "never answered: no time"
+        );
+        assert_eq!(
+            value(&text, "resurgo_reconcile_last_duration_seconds", "site=\"b\""),
+            Some(0.125)
+        );
         let build = "version=\"".to_string() + env!("CARGO_PKG_VERSION") + "\",commit=\"abc\"";
         assert_eq!(value(&text, "resurgo_build_info", &build), Some(1.0), "{text}");
         let notes = "dataset=\"notes\",site=\"b\"";
@@ -1018,6 +1386,13 @@ drills:
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             assert_eq!(text.matches(&format!("{line}\n")).count(), 1, "{line}");
         }
+        // A round recorded long ago: whether the latest heartbeat was answered is not known.
+        let stale = exposition(&Inputs {
+            now: 1_796_000_100.0,
+            ..inputs
+        });
+        assert_eq!(value(&stale, "resurgo_heartbeat_answered", a_seen_by_b), None);
+        assert!(value(&stale, "resurgo_heartbeat_last_answered_timestamp_seconds", a_seen_by_b).is_some());
     }
 
     /// `resurgo_notifications_total` counts the records `notify` wrote at this site, per
@@ -1050,16 +1425,22 @@ drills:
                 "site": { "site": "b", "address": "127.0.2.1", "state": "reachable", "services": [], "set_aside": [] },
                 "in_sync": true, "datasets": [], "roles": [], "roles_error": null, "workspaces": []
             })),
-            events: vec![
-                record(EventKind::NotificationFailed, "b"),
-                record(EventKind::NotificationFailed, "b"),
-                record(EventKind::NotificationDelivered, "b"),
-                // Another site's deliveries (one state folder shared by several daemons).
-                record(EventKind::NotificationUndelivered, "a"),
-            ],
+            backups: backups(
+                &[
+                    record(EventKind::NotificationFailed, "b"),
+                    record(EventKind::NotificationFailed, "b"),
+                    record(EventKind::NotificationDelivered, "b"),
+                    // Another site's deliveries (one state folder shared by several daemons).
+                    record(EventKind::NotificationUndelivered, "a"),
+                ],
+                "b",
+            ),
             runs: vec![],
             drills: vec![],
             witness_sees: vec![],
+            heartbeats: None,
+            reconcile: None,
+            now: 1_796_000_000.0,
         };
         let mut x = Exposition::default();
         notifications(&mut x, &inputs);

@@ -16,6 +16,7 @@ use resurgo_spec::{Dataset, DatasetKind, PgMethod, RepositorySpec, SecretRef, St
 use resurgo_vault::pg::{Lag, PgTarget, PhysicalRestore, RecoveryTarget};
 
 use crate::engine::{Engine, Preparer};
+use resurgo_vault::index::SnapshotIndex;
 use resurgo_vault::repo::{ForgetReport, ReplicateReport, Retention};
 use resurgo_vault::{BackupMeta, RepoConfig, Repository, S3Credentials, SnapshotInfo, VaultError};
 
@@ -185,6 +186,36 @@ impl<'a> Protector<'a> {
 
     pub fn open(&self, site: &str) -> Result<Repository, ProtectError> {
         Ok(Repository::open(&self.repo_config(site)?)?)
+    }
+
+    /// The snapshots `site`'s repository holds now, as [`Repository::snapshots`] lists them,
+    /// and the repository: opened once per process ([`Repository::open_kept`]) and listed
+    /// through the index in `<state>/repositories/<site>/snapshots.json` (`vault::index`: one
+    /// listing, and a read only of the snapshots it does not know — never a snapshot the
+    /// repository does not hold). A failure with a kept repository (made anew at its URL,
+    /// whose files its key cannot read), unless the repository is out of reach, is tried once
+    /// more with the repository opened again.
+    pub fn listed_snapshots(&self, site: &str) -> Result<(Repository, Vec<SnapshotInfo>), ProtectError> {
+        let config = self.repo_config(site)?;
+        // A protector with no state folder (`api::standby_groups`) lists without an index.
+        let index = (!self.state_dir.as_os_str().is_empty())
+            .then(|| SnapshotIndex::new(snapshot_index_path(&self.state_dir, site)));
+        let list = |repo: &Repository| match &index {
+            Some(index) => index.snapshots(repo),
+            None => repo.snapshots(None),
+        };
+        let (repo, kept) = Repository::open_kept(&config)?;
+        match list(&repo) {
+            Ok(snapshots) => Ok((repo, snapshots)),
+            // A repository out of reach says nothing of the key.
+            Err(e) if kept && !matches!(e, VaultError::Unreachable { .. }) => {
+                Repository::forget_kept(&config);
+                let (repo, _) = Repository::open_kept(&config)?;
+                let snapshots = list(&repo)?;
+                Ok((repo, snapshots))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn init(&self, site: &str) -> Result<Repository, ProtectError> {
@@ -681,10 +712,16 @@ impl<'a> Protector<'a> {
 
     /// The newest point each of `datasets` can be restored to from `site`'s repository: its
     /// newest snapshot or, for physical PostgreSQL, the newest archived WAL segment when that is
-    /// later. One repository open for all.
+    /// later. One listing for all (`listed_snapshots`).
     pub fn recovery_points(&self, site: &str, datasets: &[String]) -> Result<Vec<PointAt>, ProtectError> {
-        let repo = self.open(site)?;
-        let snapshots = repo.snapshots(None)?;
+        let begun = std::time::Instant::now();
+        let (repo, snapshots) = self.listed_snapshots(site)?;
+        tracing::debug!(
+            site,
+            list_ms = begun.elapsed().as_secs_f64() * 1e3,
+            snapshots = snapshots.len(),
+            "recovery points"
+        );
         let archive = repo.archive();
         let mut out = Vec::new();
         for name in datasets {
@@ -867,6 +904,11 @@ pub struct LagRecord {
     pub streaming: bool,
     /// Unix ms of the measurement.
     pub at_ms: u64,
+}
+
+/// The index of `site`'s repository's snapshots (`vault::index`).
+pub fn snapshot_index_path(state_dir: &Path, site: &str) -> PathBuf {
+    state_dir.join("repositories").join(site).join("snapshots.json")
 }
 
 pub fn lag_record_path(state_dir: &Path, dataset: &str, site: &str) -> PathBuf {

@@ -242,13 +242,19 @@ impl Controller {
     }
 
     /// One reconcile pass, in a `reconcile` span that carries the commit judged against; its
-    /// duration is logged at debug (`tick`, `millis`: the agent's benchmark reads it).
+    /// duration is logged at debug (`tick`, `millis`: the agent's benchmark reads it) and, at
+    /// a site's daemon, recorded for `/metrics` (`liveness.rs`).
     pub fn tick(&mut self) {
         let span = tracing::info_span!("reconcile", commit = tracing::field::Empty);
         let _entered = span.enter();
         let begun = Instant::now();
         self.reconcile(&span);
-        tracing::debug!(millis = begun.elapsed().as_secs_f64() * 1e3, "tick");
+        let took = begun.elapsed();
+        tracing::debug!(millis = took.as_secs_f64() * 1e3, "tick");
+        // A site's daemon records it for its `/metrics`.
+        if let Some(site) = &self.config.site {
+            crate::liveness::record_reconcile(&self.config.state_dir, site, took);
+        }
     }
 
     fn reconcile(&mut self, span: &tracing::Span) {

@@ -416,13 +416,26 @@ pub fn site_report(
     state: &std::path::Path,
     site: &str,
 ) -> SiteReport {
+    let begun = std::time::Instant::now();
     let (mut status, in_sync) = site_status(engine, system, source, site);
+    let observed = begun.elapsed();
     crate::freshness::fill(&mut status, &drills_of(system, state));
+    let drilled = begun.elapsed();
     let datasets = datasets_at(engine, system, state, site);
+    let listed = begun.elapsed();
     let (roles, maintenance, roles_error) = match roles(system, state) {
         Ok((r, m)) => (r, m, None),
         Err(e) => (vec![], None, Some(e.to_string())),
     };
+    let roled = begun.elapsed();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        observe_ms = ms(observed),
+        drills_ms = ms(drilled - observed),
+        datasets_ms = ms(listed - drilled),
+        roles_ms = ms(roled - listed),
+        "site report"
+    );
     SiteReport {
         format_version: API_FORMAT_VERSION,
         system: system.name.clone(),

@@ -503,7 +503,8 @@ impl Protection {
                                 ),
                             )
                             .site(&site)
-                            .dataset(&dataset),
+                            .dataset(&dataset)
+                            .added_bytes(snap.added),
                         );
                         for (to, r) in replicas {
                             match r {

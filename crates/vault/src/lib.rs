@@ -12,6 +12,7 @@
 
 pub mod archive;
 mod error;
+pub mod index;
 pub mod object;
 pub mod pg;
 pub mod progress;

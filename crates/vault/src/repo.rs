@@ -38,9 +38,12 @@ const STALE_TEMPORARIES: std::time::Duration = std::time::Duration::from_secs(24
 
 type RusticRepo = rustic_core::Repository<OpenStatus>;
 
+/// The repositories [`Repository::open_kept`] keeps, with what opened them.
+static KEPT: Mutex<Vec<(RepoConfig, Repository)>> = Mutex::new(Vec::new());
+
 /// How to reach and open a repository. The password is resolved by the caller from the
 /// secret reference the spec names, and never stored or printed.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RepoConfig {
     pub url: String,
     pub password: String,
@@ -123,6 +126,7 @@ pub struct ForgetReport {
 }
 
 /// An open repository.
+#[derive(Clone)]
 pub struct Repository {
     url: String,
     objects: Arc<dyn ObjectStore>,
@@ -191,6 +195,60 @@ impl Repository {
             objects,
             key: repo.key(),
         })
+    }
+
+    /// [`Repository::open`], once per process for each `config`: a key derivation costs about
+    /// half a second, and a repository's master key never changes. Returns whether it was
+    /// kept from an earlier open. A repository made anew at the same URL is another one, whose
+    /// files the kept key cannot read: a caller that fails with a kept repository
+    /// [forgets](Repository::forget_kept) it and opens again.
+    pub fn open_kept(config: &RepoConfig) -> Result<(Repository, bool), VaultError> {
+        let kept = || KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, repo)) = kept().iter().find(|(c, _)| c == config) {
+            return Ok((repo.clone(), true));
+        }
+        let repo = Repository::open(config)?;
+        let mut all = kept();
+        all.retain(|(c, _)| c != config);
+        all.push((config.clone(), repo.clone()));
+        Ok((repo, false))
+    }
+
+    /// Forgets the repository [`Repository::open_kept`] keeps for `config`.
+    pub fn forget_kept(config: &RepoConfig) {
+        KEPT.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(c, _)| c != config);
+    }
+
+    /// The ids (full hex) of the snapshots the repository holds now: one listing of its
+    /// `snapshots/` folder, nothing read or decrypted. A store without the repository's
+    /// `config` is not a repository (as for [`Repository::open`]), never an empty one.
+    pub fn snapshot_ids(&self) -> Result<Vec<String>, VaultError> {
+        if self.objects.size(&config_key())?.is_none() {
+            return Err(VaultError::NotARepository {
+                location: self.location(),
+            });
+        }
+        let prefix = format!("{STORE}/snapshots/");
+        Ok(self
+            .objects
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|(key, _)| key.strip_prefix(&prefix).map(str::to_string))
+            // Only ids: a temporary file of a write in progress is not a snapshot yet.
+            .filter(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect())
+    }
+
+    /// The snapshots with these full ids, each read and decrypted (one read each, no listing).
+    pub fn snapshots_with_ids(&self, ids: &[String]) -> Result<Vec<SnapshotInfo>, VaultError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let repo = self.rustic(Arc::new(self.backend()))?;
+        let snaps = repo.get_snapshots(ids).map_err(|e| self.error(&e))?;
+        Ok(snaps.iter().map(snapshot_info).collect())
     }
 
     /// The repository URL, without credentials.

@@ -588,3 +588,90 @@ fn s3_repository_on_a_real_server() {
     server.stop();
     assert!(matches!(Repository::open(&config), Err(VaultError::Unreachable { .. })));
 }
+
+/// The snapshot index (`index.rs`) answers as the repository does, whoever wrote it: what
+/// another handle (another host) backed up or forgot is seen at the next use; an entry for a
+/// snapshot the repository does not hold is never listed; an index of another repository, or
+/// unreadable, only costs reads; and a kept repository is the one opened before.
+#[test]
+fn the_snapshot_index_lists_what_the_repository_holds_whoever_wrote_it() {
+    use resurgo_vault::index::SnapshotIndex;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "one").unwrap();
+    let config = local_config(&tmp.path().join("repo"));
+    let here = Repository::init(&config).unwrap();
+    let index = SnapshotIndex::new(tmp.path().join("state/repositories/a/snapshots.json"));
+    assert!(index.snapshots(&here).unwrap().is_empty());
+
+    let first = here.backup_path(&src, &meta("files")).unwrap();
+    assert_eq!(index.snapshots(&here).unwrap(), vec![first.clone()]);
+    assert!(index.path().exists(), "what was read is indexed");
+
+    // Another host backs up and forgets in the same repository: seen at once.
+    let elsewhere = Repository::open(&config).unwrap();
+    fs::write(src.join("f"), "two").unwrap();
+    let second = elsewhere.backup_path(&src, &meta("files")).unwrap();
+    let db = elsewhere
+        .backup_command(&lcg_command(1000), &[], "dump.bin", &meta("db"))
+        .unwrap();
+    let mut all = [first.clone(), second.clone(), db.clone()];
+    all.sort_by_key(|s| s.unix);
+    assert_eq!(
+        index
+            .snapshots(&here)
+            .unwrap()
+            .iter()
+            .map(|s| &s.id)
+            .collect::<Vec<_>>(),
+        all.iter().map(|s| &s.id).collect::<Vec<_>>()
+    );
+    let keep_last = Retention {
+        keep_last: Some(1),
+        ..Retention::default()
+    };
+    elsewhere.forget(&keep_last, Some("files"), false).unwrap();
+    let ids = |list: Vec<resurgo_vault::SnapshotInfo>| {
+        let mut ids: Vec<String> = list.into_iter().map(|s| s.id).collect();
+        ids.sort();
+        ids
+    };
+    let mut now = vec![second.id.clone(), db.id.clone()];
+    now.sort();
+    assert_eq!(ids(index.snapshots(&here).unwrap()), now);
+    assert_eq!(ids(index.snapshots(&here).unwrap()), ids(here.snapshots(None).unwrap()));
+
+    // The index names a snapshot the repository does not hold (a forgotten one, by its
+    // content): never listed.
+    let stored = fs::read_to_string(index.path()).unwrap();
+    let forged = stored.replacen(&second.id, &first.id, 1);
+    fs::write(index.path(), &forged).unwrap();
+    assert_eq!(ids(index.snapshots(&here).unwrap()), now);
+    // An index of another repository, or unreadable: read again from the repository.
+    fs::write(index.path(), stored.replace(&here.location(), "elsewhere")).unwrap();
+    assert_eq!(ids(index.snapshots(&here).unwrap()), now);
+    fs::write(index.path(), "{ not json").unwrap();
+    assert_eq!(ids(index.snapshots(&here).unwrap()), now);
+    // Not a repository: an error, as without the index.
+    let gone = Repository::init(&local_config(&tmp.path().join("gone"))).unwrap();
+    fs::remove_file(tmp.path().join("gone/store/config")).unwrap();
+    assert!(matches!(index.snapshots(&gone), Err(VaultError::NotARepository { .. })));
+
+    // Kept: opened once per configuration; another password is another open.
+    let (_, kept) = Repository::open_kept(&config).unwrap();
+    assert!(!kept);
+    let (again, kept) = Repository::open_kept(&config).unwrap();
+    assert!(kept);
+    assert_eq!(ids(index.snapshots(&again).unwrap()), now);
+    let wrong = RepoConfig {
+        password: "not the password".into(),
+        ..config.clone()
+    };
+    assert!(matches!(
+        Repository::open_kept(&wrong),
+        Err(VaultError::WrongPassword { .. })
+    ));
+    Repository::forget_kept(&config);
+    assert!(!Repository::open_kept(&config).unwrap().1);
+}

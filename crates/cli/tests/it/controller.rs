@@ -494,6 +494,18 @@ pub(crate) fn agents_env_with(block: u8, extra: &str) -> (Env, u32) {
     env.wait_event("agent started at a", Duration::from_secs(10), |e| {
         e["kind"] == "unfenced" && e["site"] == "a"
     });
+    // And b's agent has seen a alive: a site never seen alive from b is not declared dead
+    // there (it may not have started), so a loss before that would move nothing.
+    let heartbeats = env.state().join("agents/b/heartbeats.json");
+    let seen = poll(Duration::from_secs(20), || {
+        let round: serde_json::Value = serde_json::from_slice(&std::fs::read(&heartbeats).ok()?).ok()?;
+        (round["sites"]["a"]["answered"] == true).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "b's agent never heard a's heartbeat:\n{}",
+        env.dump_events()
+    );
     (env, pid)
 }
 
