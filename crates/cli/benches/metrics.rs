@@ -97,20 +97,7 @@ impl Drop for Cleanup {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let services = self.state.join("sites/a/services");
-        for dir in std::fs::read_dir(services).into_iter().flatten().flatten() {
-            let Ok(text) = std::fs::read(dir.path().join("run.json")) else {
-                continue;
-            };
-            let run: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
-            let pid = |key: &str| run[key].as_u64().map(|p| nix::unistd::Pid::from_raw(p as i32));
-            if let Some(pid) = pid("pid") {
-                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            if let Some(shim) = pid("shim_pid") {
-                let _ = nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL);
-            }
-        }
+        common::kill_services(&self.state, "a");
     }
 }
 

@@ -33,3 +33,23 @@ pub fn stats(name: &str, unit: &str, mut v: Vec<f64>, target: Option<f64>) {
     };
     println!("  {name:<34} min {min:>6.2}{unit}  median {median:>6.2}{unit}  max {max:>6.2}{unit}{verdict}");
 }
+
+/// Kills every service (and its supervisor) the local provider started at `site` under the
+/// state folder `state`, as its `run.json` records them: a benchmark's leftovers.
+#[allow(dead_code)]
+pub fn kill_services(state: &std::path::Path, site: &str) {
+    let services = state.join("sites").join(site).join("services");
+    for dir in std::fs::read_dir(services).into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read(dir.path().join("run.json")) else {
+            continue;
+        };
+        let run: serde_json::Value = serde_json::from_slice(&text).unwrap_or(serde_json::Value::Null);
+        let pid = |key: &str| run[key].as_u64().map(|p| nix::unistd::Pid::from_raw(p as i32));
+        if let Some(pid) = pid("pid") {
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(shim) = pid("shim_pid") {
+            let _ = nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
