@@ -100,14 +100,11 @@ pub fn start_and_follow(
     wait: Duration,
     echo: Echo,
 ) -> anyhow::Result<bool> {
-    use resurgo_api::types::{RunStarted, Runs, StartRun};
+    use resurgo_api::types::{RunStarted, Runs};
     use resurgo_runbook::run::{RunOutcome, StepOutcome};
     let text = echo == Echo::Text;
-    // The group moved is named by where the spec places the services active at `from`.
-    let group_site = resurgo_controller::failover::group_site(written, current, from)
+    let start = resurgo_controller::fleet::move_request(written, current, roles, kind, from, to, accept_data_loss)
         .with_context(|| format!("no service is active at `{from}`"))?;
-    let group = format!("site-{group_site}");
-    let epoch = roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch);
     let addr = address(written, to)?;
     // The runs `to` knows already: if its agent dies before it answers, the run it may have
     // begun is the new one of this move once it answers again.
@@ -115,17 +112,7 @@ pub fn start_and_follow(
         .get::<Runs>(&addr, "/v1/runs")
         .map(|r| r.runs.into_iter().map(|r| r.report.run).collect())
         .unwrap_or_default();
-    let asked = client.post::<_, RunStarted>(
-        &addr,
-        "/v1/runs",
-        &StartRun {
-            kind,
-            from: from.into(),
-            to: to.into(),
-            epoch,
-            accept_data_loss,
-        },
-    );
+    let asked = client.post::<_, RunStarted>(&addr, "/v1/runs", &start);
     let started = match asked {
         Ok(started) => started,
         Err(e @ ClientError::Unreachable { .. }) => {

@@ -1014,61 +1014,63 @@ impl SiteApi {
             Err(_) => return message_page(503, "No dashboard yet", "The agent has no spec yet."),
         };
         let system = &written.loaded.system;
-        let (status, current) = crate::fleet::status(client, self.engine(), self.state_dir(), &written);
-        let subtitle = format!("{} — served by {}", status.system, self.site());
-        let frame = |title: &'static str, refresh: Option<&'static str>| Frame {
-            title,
-            subtitle: "",
-            refresh,
-            signed_in: true,
+        let subtitle = format!("{} — served by {}", system.name, self.site());
+        let framed = |title: &str, refresh: Option<&str>, body: &str| {
+            let frame = Frame {
+                title,
+                subtitle: &subtitle,
+                refresh,
+                signed_in: true,
+            };
+            Reply::html(200, page(&frame, body))
         };
-        let view = |runs| crate::dashboard::View {
+        // Every site through the agents: asked only by the pages that show or act on it.
+        let fleet = || crate::fleet::status(client, self.engine(), self.state_dir(), &written);
+        let view = |status, current, runs, drills, events| crate::dashboard::View {
             here: self.site(),
             written: system,
-            current: &current,
-            status: &status,
+            current,
+            status,
             runs,
-            drills: {
-                let mut d = crate::drill::reports(self.state_dir());
-                d.reverse();
-                d
-            },
-            events: crate::events::EventLog::of_state(self.state_dir())
-                .read()
-                .unwrap_or_default()
-                .into_iter()
-                .rev()
-                .take(30)
-                .collect(),
-        };
-        let framed = |title: &'static str, refresh: Option<&'static str>, body: &str| {
-            Reply::html(
-                200,
-                page(
-                    &Frame {
-                        subtitle: &subtitle,
-                        ..frame(title, refresh)
-                    },
-                    body,
-                ),
-            )
+            drills,
+            events,
         };
         match op {
-            Op::Dashboard => framed(
-                "Dashboard",
-                Some("/ui/panel"),
-                &crate::dashboard::body(&view(self.all_runs(client, system))),
-            ),
-            Op::Panel => Reply::html(200, crate::dashboard::panel(&view(self.all_runs(client, system)))),
-            Op::Confirm => match crate::dashboard::Action::parse(&request.query, system, &current) {
-                Ok(action) => framed(
-                    "Confirm",
-                    None,
-                    &crate::dashboard::confirm(&action, &view(Vec::new()), &request.csrf),
-                ),
-                Err(e) => message_page(400, "No such action", &e),
-            },
+            Op::Dashboard | Op::Panel => {
+                let (status, current) = fleet();
+                let runs = self.all_runs(client, system);
+                let drills = crate::drill::reports(self.state_dir());
+                if op == Op::Panel {
+                    let view = view(&status, &current, runs, drills, Vec::new());
+                    return Reply::html(200, crate::dashboard::panel(&view));
+                }
+                // Only the whole page lists the latest events; the script adds new ones.
+                let events = crate::events::EventLog::of_state(self.state_dir())
+                    .read()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .rev()
+                    .take(30)
+                    .collect();
+                let view = view(&status, &current, runs, drills, events);
+                framed("Dashboard", Some("/ui/panel"), &crate::dashboard::body(&view))
+            }
+            Op::Confirm => {
+                let (status, current) = fleet();
+                match crate::dashboard::Action::parse(&request.query, system, &current) {
+                    Ok(action) => {
+                        let view = view(&status, &current, Vec::new(), Vec::new(), Vec::new());
+                        framed(
+                            "Confirm",
+                            None,
+                            &crate::dashboard::confirm(&action, &view, &request.csrf),
+                        )
+                    }
+                    Err(e) => message_page(400, "No such action", &e),
+                }
+            }
             Op::Act => {
+                let (status, current) = fleet();
                 let fields = request.form().unwrap_or_default();
                 match crate::dashboard::Action::parse(&fields, system, &current) {
                     Ok(action) => self.act(client, &written, &current, &status, &action, &fields),
@@ -1094,17 +1096,10 @@ impl SiteApi {
                     return Reply::html(200, body);
                 }
                 let refresh = format!("/ui/runs/{id}?site={site}&part=panel");
-                Reply::html(
-                    200,
-                    page(
-                        &Frame {
-                            title: "Run",
-                            subtitle: &subtitle,
-                            refresh: Some(&refresh),
-                            signed_in: true,
-                        },
-                        &format!("<div id=\"panel\">\n{body}</div>\n<p><a class=\"action\" href=\"/ui\">Back to the dashboard</a></p>"),
-                    ),
+                framed(
+                    "Run",
+                    Some(&refresh),
+                    &format!("<div id=\"panel\">\n{body}</div>\n<p><a class=\"action\" href=\"/ui\">Back to the dashboard</a></p>"),
                 )
             }
             Op::UiCost => {
@@ -1114,13 +1109,12 @@ impl SiteApi {
                 framed("Cost of DR", None, &crate::dashboard::cost_page(&report))
             }
             Op::UiDrill { run } => {
-                let path = crate::drill::report_path(self.state_dir(), &run);
-                let report: resurgo_drill::Report = match std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-                {
-                    Ok(r) => r,
-                    Err(e) => return message_page(404, "No such drill report", &format!("{run}: {e}")),
+                let Some(report) = crate::drill::report(self.state_dir(), &run) else {
+                    return message_page(
+                        404,
+                        "No such drill report",
+                        &format!("no report of drill run {run} here"),
+                    );
                 };
                 // The report is a document of its own, its style inline.
                 Reply::Page {
@@ -1176,21 +1170,16 @@ impl SiteApi {
         match action {
             Action::Move { from, to, failback } => {
                 let system = &written.loaded.system;
-                let Some(group_site) = crate::failover::group_site(system, current, from) else {
-                    return message_page(409, "Not done", &format!("no service is active at `{from}`"));
+                let kind = if *failback {
+                    PlanKind::Failback
+                } else {
+                    PlanKind::Failover
                 };
-                let group = group_of(&group_site);
-                let epoch = status.roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch);
-                let start = StartRun {
-                    kind: if *failback {
-                        PlanKind::Failback
-                    } else {
-                        PlanKind::Failover
-                    },
-                    from: from.clone(),
-                    to: to.clone(),
-                    epoch,
-                    accept_data_loss: fields.iter().any(|(k, v)| k == "accept_data_loss" && v == "true"),
+                let accept_data_loss = fields.iter().any(|(k, v)| k == "accept_data_loss" && v == "true");
+                let Some(start) =
+                    crate::fleet::move_request(system, current, &status.roles, kind, from, to, accept_data_loss)
+                else {
+                    return message_page(409, "Not done", &format!("no service is active at `{from}`"));
                 };
                 let addr = system.api_address(to).unwrap_or_default();
                 match client.post::<_, RunStarted>(&addr, "/v1/runs", &start) {

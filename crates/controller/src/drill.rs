@@ -250,6 +250,11 @@ pub fn unfinished(state_dir: &Path) -> Vec<String> {
     runs
 }
 
+/// The report of drill run `run`, if it has one here.
+pub fn report(state_dir: &Path, run: &str) -> Option<Report> {
+    serde_json::from_slice(&std::fs::read(report_path(state_dir, run)).ok()?).ok()
+}
+
 /// The drill runs with a report, newest first.
 pub fn reports(state_dir: &Path) -> Vec<Report> {
     let Ok(entries) = std::fs::read_dir(drills_dir(state_dir)) else {

@@ -157,3 +157,26 @@ pub fn measured(
     }
     (measured, notes)
 }
+
+/// What a move of the services active at `from` to `to` asks of `to`'s agent (`POST
+/// /v1/runs`): the group moved — named by where the spec as `written` places the services
+/// active at `from` in `current` — at the epoch the agents agree on (`roles`). `None`: no
+/// service is active at `from`.
+pub fn move_request(
+    written: &System,
+    current: &System,
+    roles: &[RoleStatus],
+    kind: resurgo_runbook::plan::PlanKind,
+    from: &str,
+    to: &str,
+    accept_data_loss: bool,
+) -> Option<resurgo_api::types::StartRun> {
+    let group = crate::roles::group_of(&crate::failover::group_site(written, current, from)?);
+    Some(resurgo_api::types::StartRun {
+        kind,
+        from: from.into(),
+        to: to.into(),
+        epoch: roles.iter().find(|r| r.group == group).map_or(0, |r| r.epoch),
+        accept_data_loss,
+    })
+}

@@ -142,11 +142,12 @@ fn added_bytes(e: &Event) -> Option<u64> {
     rest.strip_suffix(" new)")?.trim().parse().ok()
 }
 
-/// The backups one site took, per dataset, and the replications that followed them, per
-/// dataset and site copied into: the event log folded one event at a time, oldest first
-/// ([`BackupHistory::add`]), so that a fold can stop and go on later (`fold_log`).
+/// What one site's event log records for its metrics — the backups it took, per dataset; the
+/// replications that followed them, per dataset and site copied into; the notifications it
+/// sent, per receiver and result —: the event log folded one event at a time, oldest first
+/// ([`LogHistory::add`]), so that a fold can stop and go on later (`fold_log`).
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackupHistory {
+pub struct LogHistory {
     pub backups: BTreeMap<String, Backups>,
     /// Dataset → site copied into → its replications.
     pub replications: BTreeMap<String, BTreeMap<String, Backups>>,
@@ -167,7 +168,7 @@ const NOTIFICATION_RESULTS: [(EventKind, &str); 3] = [
     (EventKind::NotificationUndelivered, "undelivered"),
 ];
 
-impl BackupHistory {
+impl LogHistory {
     /// Adds `e`, the next event, to what `site` did. A replication event names the site copied
     /// into; it is `site`'s when the dataset's newest backup before it was taken at `site`
     /// (the home site backs up and then replicates, `schedule.rs`), so a log shared by several
@@ -239,8 +240,8 @@ impl BackupHistory {
 }
 
 /// From `events` (oldest first): what `site` backed up and replicated.
-pub fn backups(events: &[Event], site: &str) -> BackupHistory {
-    let mut history = BackupHistory::default();
+pub fn backups(events: &[Event], site: &str) -> LogHistory {
+    let mut history = LogHistory::default();
     for e in events {
         history.add(e, site);
     }
@@ -260,7 +261,7 @@ struct Folded {
     file: (u64, u64),
     offset: u64,
     last_line: String,
-    history: BackupHistory,
+    history: LogHistory,
 }
 
 /// Where the fold of `site`'s backup history is stored.
@@ -275,14 +276,14 @@ pub fn fold_path(state: &Path, site: &str) -> std::path::PathBuf {
 /// the offset other than the one the fold ended with — is ignored, and the whole log is read.
 /// (A line changed in place further back is not noticed: nothing resurgo runs does that.)
 /// A fold that cannot be read or written costs a whole read, nothing else.
-pub fn fold_log(log: &Path, fold: &Path, site: &str) -> BackupHistory {
+pub fn fold_log(log: &Path, fold: &Path, site: &str) -> LogHistory {
     use std::io::{Read as _, Seek as _, SeekFrom};
     use std::os::unix::fs::MetadataExt as _;
     let Ok(mut file) = std::fs::File::open(log) else {
-        return BackupHistory::default();
+        return LogHistory::default();
     };
     let Ok(meta) = file.metadata() else {
-        return BackupHistory::default();
+        return LogHistory::default();
     };
     let identity = (meta.dev(), meta.ino());
     let stored: Option<Folded> = std::fs::read(fold)
@@ -302,7 +303,7 @@ pub fn fold_log(log: &Path, fold: &Path, site: &str) -> BackupHistory {
                 file: identity,
                 offset: 0,
                 last_line: String::new(),
-                history: BackupHistory::default(),
+                history: LogHistory::default(),
             },
             0,
         ),
@@ -317,11 +318,11 @@ pub fn fold_log(log: &Path, fold: &Path, site: &str) -> BackupHistory {
         // Not the log the fold was made of: all of it, again.
         bytes.clear();
         if file.seek(SeekFrom::Start(0)).is_err() || file.read_to_end(&mut bytes).is_err() {
-            return BackupHistory::default();
+            return LogHistory::default();
         }
         folded.offset = 0;
         folded.last_line.clear();
-        folded.history = BackupHistory::default();
+        folded.history = LogHistory::default();
         start = 0;
     }
     // Whole lines only: one being appended is read next time.
@@ -371,8 +372,8 @@ pub struct Inputs<'a> {
     pub commit: String,
     pub site: &'a str,
     pub report: SiteReport,
-    /// What the event log says this site backed up and replicated.
-    pub backups: BackupHistory,
+    /// What the event log says this site backed up, replicated and notified.
+    pub backups: LogHistory,
     pub runs: Vec<resurgo_api::types::Run>,
     pub drills: Vec<resurgo_drill::Report>,
     /// Per site, whether the witness receives its heartbeats now (it holds the lease
@@ -460,7 +461,7 @@ pub fn exposition(inputs: &Inputs) -> String {
         1.0,
     );
     datasets(&mut x, inputs);
-    let BackupHistory {
+    let LogHistory {
         backups, replications, ..
     } = &inputs.backups;
     for (dataset, b) in backups {
@@ -1085,7 +1086,7 @@ mod tests {
         let log = crate::events::EventLog::new(dir.path().join("events.jsonl"));
         let fold = fold_path(dir.path(), "a");
         let whole = || backups(&log.read().unwrap(), "a");
-        assert_eq!(fold_log(log.path(), &fold, "a"), BackupHistory::default());
+        assert_eq!(fold_log(log.path(), &fold, "a"), LogHistory::default());
         let mut minute = 0;
         let mut backup = |log: &crate::events::EventLog, site: &str| {
             minute += 1;
@@ -1250,7 +1251,7 @@ drills:
             commit: "abc".into(),
             site: "b",
             report,
-            backups: BackupHistory::default(),
+            backups: LogHistory::default(),
             runs: vec![
                 run("site-a-to-b-e2-1796000000000", "failover", Some(1.5), Some(12.0)),
                 run("site-a-to-b-e3-1796000100000", "failover", None, None),
