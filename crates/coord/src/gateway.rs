@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,10 @@ pub(crate) struct Gateway {
     /// tokens are known only to the member that issued them. An empty token: the member does
     /// not have authentication enabled.
     tokens: Arc<Mutex<Vec<Option<String>>>>,
+    /// The member that answered last, asked first next time: a member cut off from its
+    /// cluster (no leader) takes a whole timeout to fail, and it would be paid on every call —
+    /// a lease renewal that must finish within the fencing deadline among them.
+    answered: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for Gateway {
@@ -139,6 +144,7 @@ impl Gateway {
         }
         Ok(Gateway {
             tokens: Arc::new(Mutex::new(vec![None; parsed.len()])),
+            answered: Arc::new(AtomicUsize::new(0)),
             endpoints: parsed,
             client: client(security)?,
             user: security.user.clone(),
@@ -146,15 +152,21 @@ impl Gateway {
         })
     }
 
-    /// One gateway call; the first member that answers decides. `timeout` bounds the time
-    /// spent on each member (connecting, logging in, sending, reading the answer).
+    /// One gateway call; the first member that answers decides, asked from the one that
+    /// answered last. `timeout` bounds the time spent on each member (connecting, logging in,
+    /// sending, reading the answer).
     pub fn call(&self, path: &str, request: &Value, timeout: Duration) -> Result<Answer> {
         let body = serde_json::to_vec(request).expect("JSON values serialize");
         let mut failure: Option<StoreError> = None;
         let mut ambiguous = false;
-        for member in 0..self.endpoints.len() {
+        let n = self.endpoints.len();
+        let first = self.answered.load(Ordering::Relaxed) % n;
+        for member in (0..n).map(|i| (first + i) % n) {
             match self.call_member(member, path, &body, Instant::now() + timeout) {
-                Ok(value) => return Ok(Answer { value, ambiguous }),
+                Ok(value) => {
+                    self.answered.store(member, Ordering::Relaxed);
+                    return Ok(Answer { value, ambiguous });
+                }
                 Err(Failure::Stop(error)) => return Err(error),
                 Err(Failure::Next { error, sent }) => {
                     tracing::debug!(sent, "etcd member failed, trying the next: {error}");

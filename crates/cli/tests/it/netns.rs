@@ -262,6 +262,9 @@ exec cat <&3"#;
                 .args(["--initial-cluster", &cluster, "--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", &format!("rz-{}", self.tag)])
                 .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+                // As docs/deployment.md asks: a member cut off from the leader does not, when the
+                // link heals, depose it with the terms it raised alone (etcd 3.4's default).
+                .arg("--pre-vote")
                 .args(["--logger", "zap", "--log-outputs", "stderr"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log"))
